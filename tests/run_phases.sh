@@ -1,0 +1,33 @@
+#!/usr/bin/env bash
+# `make test`: every phase of the suite in order, each timed, one summary at the end. The testbed
+# is brought up here (never skipped): the integration tests need real hosts.
+set -uo pipefail
+cd "$(dirname "$0")/.."
+PY=.venv/bin/python
+declare -a names=() secs=()
+failed=""
+
+phase() {  # phase NAME COMMAND...
+  local name=$1; shift
+  echo
+  echo "=== phase: $name ==="
+  local t0=$SECONDS
+  "$@"
+  local rc=$?
+  names+=("$name"); secs+=($((SECONDS - t0)))
+  if [ $rc -ne 0 ]; then failed="$name"; summary; exit $rc; fi
+}
+
+summary() {
+  echo
+  echo "=== phase timings ==="
+  for i in "${!names[@]}"; do printf '%-28s %5ss\n' "${names[$i]}" "${secs[$i]}"; done
+  [ -n "$failed" ] && echo "FAILED in phase: $failed"
+}
+
+phase "lint (ruff)" .venv/bin/ruff check .
+phase "unit tests" .venv/bin/pytest -q -m "not integration" tests/unit
+phase "testbed up" $PY testbed/testbed.py up
+phase "integration tests" .venv/bin/pytest -q -m integration tests/integration
+phase "testbed down (checked)" .venv/bin/pytest -q tests/teardown
+summary
