@@ -9,8 +9,8 @@ ENV ?= prod
 OUT ?= out/$(ENV)
 HOSTS ?=
 
-.PHONY: help setup testbed-up testbed-down testbed-status demo test test-unit test-integration \
-        lint render bench prod-audit clean
+.PHONY: help setup testbed-up testbed-down testbed-status demo test lint render bench \
+        prod-audit vault-bootstrap drift status clean
 
 help:
 	@echo "make demo            set everything up, deploy to the local testbed, print where to look"
@@ -18,7 +18,10 @@ help:
 	@echo "make render ENV=prod OUT=dir   render and validate every artifact of an environment"
 	@echo "make prod-audit      static audit of the production invariants"
 	@echo "make bench           benchmarks (table + JSON under bench/results/)"
+	@echo "make drift ENV=prod  hosts that differ from their last release (exit 1 if any)"
+	@echo "make status ENV=prod the fleet: versions, digests, health, last release"
 	@echo "make testbed-up [HOSTS=n] | testbed-down | testbed-status"
+	@echo "make vault-bootstrap [ENV=prod]  policies, AppRoles, missing secrets (VAULT_TOKEN)"
 
 setup:
 	@bash testbed/setup-controller.sh
@@ -32,7 +35,11 @@ testbed-down:
 testbed-status:
 	@$(TESTBED) status
 
+vault-bootstrap: setup
+	@$(PY) -m ops.vault_bootstrap $(if $(filter prod staging,$(ENV)),$(ENV),local)
+
 demo: testbed-up
+	@$(PY) -m ops.vault_bootstrap local
 	@echo "demo: deploying the whole bundle to the testbed: pyinfra -y inventories/local.py deploy.py"
 	@$(PYINFRA) -y inventories/local.py deploy.py
 	@$(PY) testbed/where_to_look.py
@@ -48,6 +55,12 @@ render: setup
 
 bench: testbed-up
 	@$(PY) -m bench.run
+
+drift: setup
+	@$(PYINFRA) inventories/$(ENV).py tasks/drift.py
+
+status: setup
+	@$(PYINFRA) inventories/$(ENV).py tasks/status.py
 
 prod-audit: setup
 	@$(PY) -m ops.audit --env prod

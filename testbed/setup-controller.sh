@@ -36,10 +36,13 @@ if [ ! -x .venv/bin/python ]; then
   "$PY" -m venv .venv
 fi
 stamp=.venv/.requirements.sha256
-want=$(cat requirements.txt requirements-dev.txt | sha256sum | cut -d' ' -f1)
+want=$(cat requirements.txt requirements-dev.txt constraints.txt | sha256sum | cut -d' ' -f1)
 if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
   echo "setup: installing pinned Python packages into .venv"
-  .venv/bin/pip install -q --disable-pip-version-check -r requirements-dev.txt
+  # (the grep drops pip's notes about this machine's local package mirrors)
+  .venv/bin/pip install -q --disable-pip-version-check -r requirements-dev.txt -c constraints.txt \
+    2>&1 | { grep -v "^WARNING: Location" || true; }
+  [ "${PIPESTATUS[0]}" -eq 0 ] || { echo "setup: pip install failed"; exit 1; }
   echo "$want" > "$stamp"
 fi
 

@@ -55,7 +55,12 @@ BASE_PACKAGES = [
 
 # Images every bundle references, built here (no public registry is reachable) and pushed to the
 # testbed registry. Versions mirror the binaries Debian / PyPI give us.
-STANDIN_VERSIONS = {"v1": "0", "v2": "0", "broken": "1"}
+# tag -> build args. v1/v2: two good releases; broken: never healthy; badmigration: serves
+# fine but its migrate command fails.
+STANDIN_VERSIONS = {
+    "v1": {"BROKEN": "0"}, "v2": {"BROKEN": "0"}, "v3": {"BROKEN": "0"},
+    "broken": {"BROKEN": "1"}, "badmigration": {"MIGRATIONS_FAIL": "1"},
+}
 
 
 def log(msg: str) -> None:
@@ -405,13 +410,15 @@ def build_images() -> list[str]:
             ctx = Path(tmp) / name
             shutil.copytree(images_dir / name, ctx)
             shutil.copy(binary, ctx / "binary")
+            if name == "alertmanager":  # Debian's build reads its default templates from here
+                for tmpl in ("default.tmpl", "email.tmpl"):
+                    shutil.copy(f"/usr/share/prometheus/alertmanager/{tmpl}", ctx)
             build(ctx, name, version)
-        build(images_dir / "postgres", "postgres", "15")
-        build(images_dir / "redis", "redis", "7.0")
-        for version, broken in STANDIN_VERSIONS.items():
+        build(images_dir / "postgres", "postgres", "15.18.0")  # Debian bookworm postgresql-15
+        build(images_dir / "redis", "redis", "7.0.15")  # Debian bookworm redis-server
+        for version, args in STANDIN_VERSIONS.items():
             log(f"building stand-in service image {version}")
-            build(REPO / "testbed" / "standin", "standin", version,
-                  {"VERSION": version, "BROKEN": broken})
+            build(REPO / "testbed" / "standin", "standin", version, {"VERSION": version, **args})
     log(f"{len(refs)} images built and pushed to {REGISTRY} in {time.time() - t0:.0f}s")
     return refs
 
@@ -546,6 +553,27 @@ def up(n: int, rebuild: bool) -> None:
     log(f"up in {time.time() - t0:.0f}s: {n} hosts, registry {REGISTRY}, vault {VAULT_ADDR}")
 
 
+def sshd(i: int, action: str) -> None:
+    """Stop (listener and sessions) or start one host's sshd: to make a host unreachable."""
+    ns = netns(i)
+    pids = run(["ip", "netns", "pids", ns], capture=True, check=False).stdout.split()
+    ours = [int(p) for p in pids
+            if Path(f"/proc/{p}/comm").exists() and Path(f"/proc/{p}/comm").read_text().strip()
+            == "sshd"]
+    if action == "stop":
+        kill_pids(ours, grace=2)
+        log(f"sshd on {host_name(i)} stopped")
+        return
+    if ours:
+        log(f"sshd on {host_name(i)} already running")
+        return
+    init = load_state()["procs"][host_name(i)]["pid"]
+    hd = host_dir(i)
+    run(["nsenter", "-t", str(init), "--net", "--mount", "--uts", "/usr/sbin/sshd",
+         "-f", str(hd / "sshd_config"), "-E", str(hd / "sshd.log")])
+    log(f"sshd on {host_name(i)} started")
+
+
 def main() -> None:
     if os.geteuid() != 0:
         sys.exit("testbed: must run as root (namespaces, bridges, dockerd)")
@@ -557,6 +585,9 @@ def main() -> None:
     p_down = sub.add_parser("down", help="remove everything the testbed made")
     p_down.add_argument("--purge-cache", action="store_true", help="also drop the image cache")
     sub.add_parser("status", help="print one JSON object describing the testbed")
+    p_sshd = sub.add_parser("sshd", help="stop or start one host's sshd (unreachable host)")
+    p_sshd.add_argument("host", help="host name, e.g. host2")
+    p_sshd.add_argument("action", choices=("stop", "start"))
     args = ap.parse_args()
     if args.cmd == "up":
         if not 1 <= args.hosts <= 50:
@@ -565,6 +596,8 @@ def main() -> None:
     elif args.cmd == "down":
         teardown(keep_cache=not args.purge_cache)
         log("down: no namespace, bridge, mount or process of the testbed is left")
+    elif args.cmd == "sshd":
+        sshd(int(args.host.removeprefix("host")), args.action)
     else:
         print(json.dumps(status(), indent=2))
 

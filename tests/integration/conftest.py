@@ -71,3 +71,15 @@ def testbed() -> Testbed:
 
 def q(*args: str) -> str:
     return shlex.join(args)
+
+
+@pytest.fixture(scope="session")
+def deployed(testbed: Testbed) -> subprocess.CompletedProcess:
+    """The repo's release deployed to the testbed (once per session; a no-op if it already is).
+
+    Tests that need running services depend on this rather than on file order.
+    """
+    res = subprocess.run([str(REPO / ".venv/bin/pyinfra"), "-y", "inventories/local.py",
+                          "deploy.py"], cwd=REPO, capture_output=True, text=True, timeout=1200)
+    assert res.returncode == 0, (res.stdout + res.stderr)[-5000:]
+    return res

@@ -55,7 +55,7 @@ def test_files_and_containers_are_private_to_a_host(testbed: Testbed) -> None:
             assert not os.path.exists(path), f"{path} leaked onto the controller"
         finally:
             testbed.ssh(h1, q("rm", "-f", path))
-    image = f"{testbed.registry}/superapp/redis:7.0"
+    image = f"{testbed.registry}/superapp/redis:7.0.15"
     testbed.ssh(h1, f"docker pull -q {image} >/dev/null && docker create --name {marker} {image}")
     try:
         assert testbed.ssh(h2, q("docker", "inspect", marker), check=False).returncode != 0

@@ -12,7 +12,9 @@ file_env POSTGRES_USER
 file_env POSTGRES_DB
 
 if [ "$(id -u)" = 0 ]; then
-  mkdir -p "$PGDATA" && chown -R postgres:postgres "$PGDATA" && chmod 0700 "$PGDATA"
+  # the data volume is often a root-owned 0700 host directory: hand it to postgres first
+  mkdir -p "$PGDATA" && chown postgres:postgres "$(dirname "$PGDATA")" \
+    && chown -R postgres:postgres "$PGDATA" && chmod 0700 "$PGDATA"
   exec setpriv --reuid=postgres --regid=postgres --init-groups "$0" "$@"
 fi
 

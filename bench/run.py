@@ -1,0 +1,212 @@
+"""`make bench`: what the rollout costs and whether it drops requests, on the testbed.
+
+Measures, in one run, with a steady load through Traefik on every app host:
+  - failed/total requests while rolling a new version of every service across all hosts;
+  - the same for a plain in-place `docker compose up -d` (what most tools do), as a baseline;
+  - a no-op redeploy's wall time over a bare pyinfra connect + one fact (the no-op ratio);
+  - wall times of the full rollout and of a rollback;
+  - rendering the whole prod bundle, apart from its validators.
+Prints a table and writes JSON under bench/results/. A benchmark, not a test: nothing asserts.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+
+from bench.load import Load, LoadReport, Target
+from ops.catalog import load_environment
+from ops.render import PlaceholderSecrets, render_environment
+from ops.render.__main__ import write_tree
+from ops.validate import validate_tree
+
+REPO = Path(__file__).resolve().parent.parent
+RESULTS = REPO / "bench" / "results"
+PYINFRA = str(REPO / ".venv/bin/pyinfra")
+RATE_PER_HOST = 100  # requests/s through each app host's Traefik
+COPIED = ("deploy.py", "inventories", "group_data", "ops", "templates", "tasks",
+          "audit-waivers.yml", ".secrets.baseline")
+
+
+def progress(msg: str) -> None:
+    print(f"bench: {msg}", flush=True)
+
+
+def testbed_status() -> dict:
+    out = subprocess.run([sys.executable, str(REPO / "testbed/testbed.py"), "status"],
+                         capture_output=True, text=True, check=True).stdout
+    return json.loads(out)
+
+
+def release(tmp: Path, tag: str) -> Path:
+    """A copy of the repo whose local env runs every service at `tag`."""
+    dest = tmp / tag
+    dest.mkdir(parents=True)
+    for name in COPIED:
+        src = REPO / name
+        if src.is_dir():
+            shutil.copytree(src, dest / name, ignore=shutil.ignore_patterns("__pycache__"))
+        elif src.exists():
+            shutil.copy2(src, dest / name)
+    with open(dest / "group_data/local.py", "a") as f:
+        f.write(f'\ndefault_image_tag = "{tag}"\nimage_tags = {{}}\n')
+    return dest
+
+
+def timed(argv: list[str], cwd: Path) -> tuple[float, subprocess.CompletedProcess]:
+    t0 = time.monotonic()
+    res = subprocess.run(argv, cwd=cwd, capture_output=True, text=True, timeout=1800)
+    return time.monotonic() - t0, res
+
+
+def must(res: subprocess.CompletedProcess, what: str) -> None:
+    if res.returncode != 0:
+        sys.exit(f"bench: {what} failed:\n{(res.stdout + res.stderr)[-4000:]}")
+
+
+def targets(status: dict, environment) -> list[Target]:
+    domain = environment.settings["api_domains"][0]
+    paths = tuple(f"{s.routes[0]}/api/ping" for s in environment.services.values())
+    return [Target(h["address"], domain, paths) for h in status["hosts"] if "app" in h["roles"]]
+
+
+def under_load(status: dict, environment, action) -> tuple[LoadReport, float, object]:
+    with Load(targets(status, environment), rate=RATE_PER_HOST, workers=12) as load:
+        time.sleep(3)
+        t0 = time.monotonic()
+        result = action()
+        seconds = time.monotonic() - t0
+        time.sleep(3)
+    return load.report, seconds, result
+
+
+def ssh(status: dict, host: dict, command: str) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        ["ssh", "-i", status["ssh_key"], "-o", f"UserKnownHostsFile={status['ssh_known_hosts']}",
+         "-o", "BatchMode=yes", f"{status['ssh_user']}@{host['address']}", command],
+        capture_output=True, text=True, timeout=900)
+
+
+def baseline_in_place(status: dict, environment, tag: str) -> None:
+    """What most tools do: change the image in the compose file and `docker compose up -d`."""
+    for host in status["hosts"]:
+        if "app" not in host["roles"]:
+            continue
+        script = (
+            "for f in /opt/superapp/compose/*.yml; do case $f in */edge.yml|*/data.yml|"
+            "*/monitoring.yml) continue;; esac; "
+            f"sed -i 's#superapp/standin:[A-Za-z0-9._-]*\"#superapp/standin:{tag}\"#' \"$f\"; "
+            "docker compose -f \"$f\" up -d >/dev/null 2>&1; done")
+        ssh(status, host, script)
+
+
+def render_timing() -> dict:
+    prod = load_environment("prod")
+    t0 = time.perf_counter()
+    rendered = render_environment(prod, PlaceholderSecrets())
+    render_s = time.perf_counter() - t0
+    with tempfile.TemporaryDirectory() as tmp:
+        write_tree(Path(tmp), rendered)
+        t0 = time.perf_counter()
+        validate_tree(Path(tmp), prod)
+        validate_s = time.perf_counter() - t0
+    return {"render_prod_seconds": round(render_s, 3),
+            "validate_prod_seconds": round(validate_s, 3),
+            "render_prod_files": sum(len(f) for f in rendered.values())}
+
+
+def main() -> int:
+    status = testbed_status()
+    if not status["running"]:
+        sys.exit("bench: the testbed is not running (make testbed-up)")
+    environment = load_environment("local")
+    results: dict = {"date": datetime.now(UTC).isoformat(timespec="seconds"),
+                     "rate_per_app_host": RATE_PER_HOST}
+    with tempfile.TemporaryDirectory(prefix="superapp-bench-") as tmp:
+        v1, v2 = release(Path(tmp), "v1"), release(Path(tmp), "v2")
+        deploy = [PYINFRA, "-y", "inventories/local.py", "deploy.py"]
+
+        progress("starting point: every service on v1")
+        _, res = timed(deploy, v1)
+        must(res, "deploying v1")
+
+        progress("no-op ratio (3 runs each)")
+        bare = [timed([PYINFRA, "-y", "inventories/local.py", "fact", "server.Hostname"],
+                      REPO)[0] for _ in range(3)]
+        noop = []
+        for _ in range(3):
+            seconds, res = timed(deploy, v1)
+            must(res, "no-op deploy")
+            noop.append(seconds)
+        results.update(bare_connect_seconds=round(statistics.median(bare), 2),
+                       noop_seconds=round(statistics.median(noop), 2),
+                       noop_ratio=round(statistics.median(noop) / statistics.median(bare), 2))
+
+        progress(f"rolling v1 -> v2 on every host under {RATE_PER_HOST} req/s per app host")
+        report, seconds, res = under_load(status, environment, lambda: timed(deploy, v2)[1])
+        must(res, "rollout to v2")
+        results.update(rollout_seconds=round(seconds, 1), rollout_total_requests=report.total,
+                       rollout_failed_requests=len(report.failed),
+                       rollout_failures=dict(report.failures_by_kind()))
+        rollout_timeline = report.per_second()
+
+        progress("rollback to v1 under load")
+        report, seconds, res = under_load(status, environment, lambda: timed(
+            [PYINFRA, "-y", "inventories/local.py", "tasks/rollback.py"], v1)[1])
+        must(res, "rollback")
+        results.update(rollback_seconds=round(seconds, 1),
+                       rollback_total_requests=report.total,
+                       rollback_failed_requests=len(report.failed))
+
+        progress("baseline: in-place `docker compose up -d` of v2 under the same load")
+        report, seconds, _ = under_load(status, environment,
+                                        lambda: baseline_in_place(status, environment, "v2"))
+        results.update(baseline_seconds=round(seconds, 1),
+                       baseline_total_requests=report.total,
+                       baseline_failed_requests=len(report.failed),
+                       baseline_failures=dict(report.failures_by_kind()))
+
+        progress("putting the fleet back on the recorded release")
+        _, res = timed(deploy, v1)
+        must(res, "redeploy after the baseline")
+
+    progress("rendering the prod bundle")
+    results.update(render_timing())
+    results["rollout_timeline"] = rollout_timeline
+
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
+    for name in (f"bench-{stamp}.json", "latest.json"):
+        (RESULTS / name).write_text(json.dumps(results, indent=2) + "\n")
+    rows = [
+        ("rolling update, failed / total requests",
+         f"{results['rollout_failed_requests']} / {results['rollout_total_requests']}"),
+        ("in-place compose up -d, failed / total",
+         f"{results['baseline_failed_requests']} / {results['baseline_total_requests']}"),
+        ("rollback, failed / total requests",
+         f"{results['rollback_failed_requests']} / {results['rollback_total_requests']}"),
+        ("no-op deploy / bare connect+fact", f"{results['noop_seconds']}s / "
+         f"{results['bare_connect_seconds']}s = {results['noop_ratio']}x (goal <= 2)"),
+        ("full rollout (17 services x 3 hosts)", f"{results['rollout_seconds']}s"),
+        ("rollback", f"{results['rollback_seconds']}s"),
+        ("render prod bundle (goal < 3 s)", f"{results['render_prod_seconds']}s "
+         f"({results['render_prod_files']} files)"),
+        ("validate prod bundle (real tools)", f"{results['validate_prod_seconds']}s"),
+    ]
+    width = max(len(r[0]) for r in rows)
+    print()
+    for name, value in rows:
+        print(f"{name.ljust(width)}  {value}")
+    print(f"\nJSON: {RESULTS / f'bench-{stamp}.json'}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,23 @@
+"""Deploy or upgrade the Super-App fleet.
+
+    pyinfra -y inventories/prod.py deploy.py            # the real thing
+    pyinfra inventories/staging.py deploy.py --dry      # what would change, nothing changes
+    pyinfra -y inventories/local.py deploy.py           # the local testbed (make demo)
+
+The runbook, in order. Nothing touches a host before the last stage, and the last stage stops
+at the first host that fails.
+"""
+
+from ops.stages import check_invariants, plan_changes, read_secrets, roll_out
+
+# 1. Catalog and group_data valid, production invariants hold, every host reachable and read.
+check_invariants()
+
+# 2. Every secret the release needs, from Vault (one error listing everything missing).
+read_secrets()
+
+# 3. Per host: render, compare with what runs, validate what changes with the real tools.
+plan_changes()
+
+# 4. Host by host in inventory order: pull, migrate once, swap changed services, record.
+roll_out()

@@ -1,0 +1,67 @@
+"""Defaults for every environment (pyinfra loads this file for every host).
+
+Plain data only: top-level `lowercase_name = <literal>` assignments, no imports, no logic.
+`group_data/<env>.py` overrides a key by restating it whole (top-level keys are replaced, not
+merged, exactly as pyinfra does). Schema and documented example: `ops/catalog/__init__.py`.
+"""
+
+# Browser origins allowed by CORS for services without an entry in `allowed_origins`.
+default_allowed_origins = ["https://app.superapp.sy", "https://admin.superapp.sy"]
+allowed_origins = {
+    "payments": ["https://app.superapp.sy", "https://pay.superapp.sy"],
+    "doctors": ["https://app.superapp.sy", "https://clinic.superapp.sy"],
+}
+
+# service -> app hosts; a service not listed runs on every app host.
+placement = {}
+# "service.sidecar" -> host for singleton sidecars; default: first app host running the service.
+singleton_hosts = {}
+
+default_image_tag = "2025.11.1"
+image_tags = {}
+standin_image = None
+
+infra_images = {
+    "traefik": "superapp/traefik:3.7.15",
+    "prometheus": "superapp/prometheus:2.42.0",
+    "alertmanager": "superapp/alertmanager:0.25.0",
+    "node_exporter": "superapp/node-exporter:1.5.0",
+    "postgres": "superapp/postgres:15.18.0",
+    "redis": "superapp/redis:7.0.15",
+}
+
+# The docker network every container of a host joins; Traefik has a fixed address on it, which
+# is the only address services trust for X-Forwarded-* headers.
+docker_network = {"name": "superapp", "subnet": "172.30.0.0/24", "traefik_address": "172.30.0.2"}
+
+# Nightly pg_dump of every database (ops/render/backup.py; restore: ops/runbooks/restore.md).
+# keep_daily/keep_weekly: newest backup of each of the last N days / M ISO weeks is kept.
+# freshness_limit_hours: in prod a migration is refused when the last good backup is older.
+# encrypt_to_public_key: None, or a PEM certificate: dumps are encrypted to it (openssl cms).
+backups = {
+    "schedule": "15 2 * * *", "keep_daily": 7, "keep_weekly": 4, "stale_after_hours": 26,
+    "freshness_limit_hours": 24, "encrypt_to_public_key": None,
+}
+health_check = {
+    "interval_seconds": 10, "timeout_seconds": 3, "retries": 3, "start_period_seconds": 20,
+}
+hmac_replay_window_seconds = 120
+
+# One deploy at a time per environment; a lock older than this may be broken
+# (--data break_lock=true).
+deploy_lock_ttl_minutes = 60
+starting_credit_cents = 0
+promo_enabled = False
+jwt_jwks_url = "https://auth.superapp.sy/.well-known/jwks.json"
+
+container_logs = {"max_size": "10m", "max_file": 5}
+prometheus = {"scrape_interval": "15s", "evaluation_interval": "15s", "retention": "15d"}
+alerting = {
+    "runbook_base_url": "https://runbooks.superapp.sy/alerts",
+    "error_rate_ratio": 0.05,
+    "webhook_retries_per_15m": 20,
+}
+# uid each infra process runs as in its image: it owns its 0600 config files (secrets inside).
+# (postgres needs none: its entrypoint starts as root and chowns its data directory itself)
+data_uids = {"redis": 999, "prometheus": 65534, "alertmanager": 65534}
+relaxations = []

@@ -1,0 +1,50 @@
+"""The local testbed (testbed/, TESTBED.md): differences from group_data/all.py only.
+
+What the testbed cannot provide is relaxed explicitly in `relaxations`; the validator and the
+audit read that list, and prod/staging may not have one.
+"""
+
+env = "local"
+relaxations = ["standin-image", "vault-token-auth", "vault-plain-http"]
+
+api_domains = ["api.superapp.test"]
+default_allowed_origins = ["http://app.superapp.test"]
+allowed_origins = {}
+
+hosts = [
+    {"name": "host1", "address": "10.231.0.11", "roles": ["app", "db"]},
+    {"name": "host2", "address": "10.231.0.12", "roles": ["app"]},
+    {"name": "host3", "address": "10.231.0.13", "roles": ["app", "monitoring"]},
+]
+
+registry = "10.231.0.1:5000"
+default_image_tag = "v1"
+# No Super-App image exists here: every service runs the stand-in, which takes its role as the
+# last argument (serve, migrate, worker, beat, reaper).
+standin_image = {"repository": "superapp/standin", "command": ["python3", "/app/standin.py"]}
+
+# Test clients reach the hosts from the testbed bridge.
+upstream_proxies = ["10.231.0.1"]
+jwt_jwks_url = "http://10.231.0.1:8089/.well-known/jwks.json"
+
+# Two cores for three hosts of 17 services: health checks must stay cheap (TESTBED.md).
+health_check = {
+    "interval_seconds": 30, "timeout_seconds": 3, "retries": 3, "start_period_seconds": 10,
+}
+
+vault = {
+    "addr": "http://127.0.0.1:8200",
+    "mount": "secret",
+    "path_prefix": "superapp/local",
+    "auth_method": "token",
+    "token_file": "/var/lib/superapp-testbed/vault-token",
+    "ca_path": None,
+}
+
+# How pyinfra reaches the testbed hosts (testbed/testbed.py makes the key and known_hosts).
+ssh_user = "root"
+ssh_key = "/var/lib/superapp-testbed/ssh/id_ed25519"
+ssh_known_hosts_file = "/var/lib/superapp-testbed/ssh/known_hosts"
+
+# The shortest window the invariants allow: an HMAC rotation waits it out (tests run faster).
+hmac_replay_window_seconds = 60

@@ -1,0 +1,8 @@
+"""The prod inventory: hosts and roles from group_data/prod.py (validated), in rollout order."""
+
+from ops.catalog import inventory_for
+
+_groups = inventory_for("prod")
+app = _groups["app"]
+db = _groups["db"]
+monitoring = _groups["monitoring"]

@@ -1,0 +1,1 @@
+"""Deploy orchestrator for the Syria Super-App: catalog, rendering, validation and rollout."""

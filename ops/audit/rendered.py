@@ -1,0 +1,718 @@
+"""Rules over the RENDERED configuration of every host (the files `make render` writes).
+
+The audit reads what the deploy would write (compose projects, env files, Traefik, Prometheus,
+cron), parsed as YAML, and checks SPEC.md's production invariants on that text. It does not
+re-derive values from the catalog: a template bug must show up here. The catalog is used only
+for expectations the rendered text cannot state (which services call payments, which support a
+hashed admin token) and group_data only for `promo_enabled`.
+
+Pure: `audit_rendered(environment, rendered)` takes the output of `render_environment` and never
+touches a host, Vault or a subprocess. Findings never quote a secret value.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import re
+import shlex
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass, field
+from pathlib import PurePosixPath
+from typing import Any
+
+import yaml
+
+from ops.audit.findings import Finding
+from ops.audit.yamlpos import Located, load_located
+from ops.catalog.model import Environment
+
+COMPOSE_DIR = "/opt/superapp/compose"
+ENV_DIR = "/etc/superapp/env"
+TRAEFIK_STATIC = "/opt/superapp/traefik/traefik.yml"
+TRAEFIK_DYNAMIC_DIR = "/opt/superapp/traefik/dynamic"
+PROMETHEUS_CONFIG = "/opt/superapp/prometheus/prometheus.yml"
+BACKUP_DIR = "/opt/superapp/backup"
+BACKUP_CRON_PREFIX = "/etc/cron.d/superapp-backup-"
+INFRA_PROJECTS = ("edge", "data", "monitoring")
+PAYMENTS = "payments"
+REPLAY_WINDOW = (60, 300)
+# Markers PlaceholderSecrets writes instead of a value (also URL-encoded inside URLs).
+SECRET_MARKERS = ("<vault:", "%3Cvault%3A", "vault-placeholder.invalid")
+WILDCARD_NETS = ("*", "0.0.0.0/0", "::/0", "0.0.0.0")  # noqa: S104 - what we refuse
+# Containers whose image must start as root (its entrypoint drops privileges itself). Reported
+# as low, not high: SPEC.md 10 says "non-root where the image allows".
+ROOT_ALLOWED = {"postgres": "its entrypoint prepares PGDATA as root, then runs the server as "
+                            "the postgres user"}
+FLOATING_TAGS = re.compile(r"(latest|stable|lts|edge|main|master|mainline|current|nightly|dev)"
+                           r"([-_.].*)?", re.I)
+PINNED_VERSION = re.compile(r"v?\d+\.\d+\.\d+([-+._][0-9A-Za-z.+_-]+)?")
+
+
+@dataclass
+class EnvValue:
+    value: str
+    file: str  # path on the host
+    line: int
+    secret_file: bool  # came from an env file (0600) rather than `environment:`
+
+
+@dataclass
+class Container:
+    host: str
+    project_file: str  # compose file path on the host
+    service: str | None  # catalog service of a service project, None for infra projects
+    name: str  # compose service key
+    spec: dict[str, Any]
+    doc: Located
+    env: dict[str, EnvValue] = field(default_factory=dict)
+
+    @property
+    def is_main(self) -> bool:
+        return self.service is not None and self.name == self.service
+
+    def where(self, *path: object) -> str:
+        line = self.doc.line("services", self.name, *path)
+        label = f"{self.host} {self.service or self.name}"
+        return f"{label} {self.project_file}:{line}" if line else f"{label} {self.project_file}"
+
+    def key(self, rule: str, detail: str) -> str:
+        return f"{rule}:{self.host}:{self.project_file}:{self.name}:{detail}"
+
+    def env_where(self, var: str) -> str:
+        item = self.env.get(var)
+        if item is None:  # missing: point at the container's environment block
+            return f"{self.where('environment')} {var}"
+        return f"{self.host} {self.service or self.name} {item.file}:{item.line} {var}"
+
+
+@dataclass
+class HostView:
+    name: str
+    address: str
+    files: dict[str, Any]  # path -> RenderedFile
+    containers: list[Container] = field(default_factory=list)
+    yaml_docs: dict[str, Located] = field(default_factory=dict)
+
+
+def audit_rendered(environment: Environment, rendered: Mapping[str, list]) -> list[Finding]:
+    """Every rendered-config rule over `{host: [RenderedFile]}` (render_environment's output)."""
+    findings: list[Finding] = []
+    hosts = [build_host_view(environment, name, files, findings)
+             for name, files in rendered.items()]
+    for rule in RULES:
+        findings += rule(environment, hosts)
+    return findings
+
+
+# ---------------------------------------------------------------- parsing the rendered files
+
+
+def build_host_view(environment: Environment, host_name: str, files: list,
+                    findings: list[Finding]) -> HostView:
+    try:
+        address = environment.host(host_name).address
+    except KeyError:
+        address = ""
+    view = HostView(host_name, address, {f.path: f for f in files})
+    for path, file in sorted(view.files.items()):
+        if not path.endswith(".yml"):
+            continue
+        try:
+            view.yaml_docs[path] = load_located(file.content)
+        except yaml.YAMLError as exc:
+            mark = getattr(exc, "problem_mark", None)
+            line = f":{mark.line + 1}" if mark else ""
+            findings.append(Finding(
+                "rendered.invalid-yaml", "high", f"{host_name} {path}{line}",
+                f"rendered file is not valid YAML: {getattr(exc, 'problem', exc)}",
+                "fix the template that renders this file", key=f"{host_name}:{path}"))
+    for path, doc in view.yaml_docs.items():
+        if not (path.startswith(COMPOSE_DIR + "/") and isinstance(doc.data, dict)):
+            continue
+        stem = PurePosixPath(path).stem
+        service = None if stem in INFRA_PROJECTS else stem
+        for name, spec in (doc.data.get("services") or {}).items():
+            container = Container(host_name, path, service, str(name), spec or {}, doc)
+            container.env = container_env(view, container, findings)
+            view.containers.append(container)
+    return view
+
+
+def parse_env_file(content: str) -> dict[str, tuple[str, int]]:
+    """`KEY=value` lines of a compose env file -> {KEY: (value, line)}; quotes removed."""
+    out = {}
+    for number, raw in enumerate(content.splitlines(), start=1):
+        line = raw.strip()
+        if not line or line.startswith("#") or "=" not in line:
+            continue
+        key, _, value = line.partition("=")
+        value = value.strip()
+        if len(value) >= 2 and value[0] == value[-1] and value[0] in "'\"":
+            value = value[1:-1]
+        out[key.strip()] = (value, number)
+    return out
+
+
+def resolve_env_path(compose_path: str, ref: str) -> str:
+    """An env_file entry (relative to the compose file's directory) as an absolute host path."""
+    if ref.startswith("/"):
+        return str(PurePosixPath(ref))
+    parts: list[str] = list(PurePosixPath(compose_path).parent.parts)
+    for part in PurePosixPath(ref).parts:
+        if part == "..":
+            if len(parts) > 1:
+                parts.pop()
+        elif part != ".":
+            parts.append(part)
+    return str(PurePosixPath(*parts))
+
+
+def container_env(view: HostView, c: Container, findings: list[Finding]) -> dict[str, EnvValue]:
+    """Env of a container as compose computes it: env files in order, then `environment:`."""
+    env: dict[str, EnvValue] = {}
+    refs = c.spec.get("env_file") or []
+    for ref in [refs] if isinstance(refs, str) else refs:
+        ref = ref.get("path", "") if isinstance(ref, dict) else str(ref)
+        path = resolve_env_path(c.project_file, ref)
+        file = view.files.get(path)
+        if file is None:
+            findings.append(Finding(
+                "rendered.env-file-missing", "high", c.where("env_file"),
+                f"env_file {ref!r} ({path}) is not rendered for this host",
+                "render the env file with the compose project (ops/render/compose.py)",
+                key=c.key("rendered.env-file-missing", path)))
+            continue
+        for key, (value, line) in parse_env_file(file.content).items():
+            env[key] = EnvValue(value, path, line, secret_file=True)
+    block = c.spec.get("environment") or {}
+    if isinstance(block, list):
+        block = dict(item.split("=", 1) if "=" in item else (item, "") for item in block)
+    for key, value in block.items():
+        line = c.doc.line("services", c.name, "environment", key)
+        env[str(key)] = EnvValue("" if value is None else str(value).lower()
+                                 if isinstance(value, bool) else str(value),
+                                 c.project_file, line, secret_file=False)
+    return env
+
+
+def service_mains(hosts: list[HostView]) -> Iterator[Container]:
+    for view in hosts:
+        yield from (c for c in view.containers if c.is_main)
+
+
+def finding(rule: str, c: Container, var: str, message: str, fix: str,
+            severity: str = "high") -> Finding:
+    return Finding(rule, severity, c.env_where(var), message, fix, key=c.key(rule, var))
+
+
+# ---------------------------------------------------------------- service environment rules
+
+
+def check_hmac(environment: Environment, hosts: list[HostView]) -> list[Finding]:
+    """Payments requires HMAC; payments and every caller hold the signing secret in the env
+    file; the replay window of every container that has one is 60-300 s."""
+    out = []
+    callers = {n for n, s in environment.services.items() if s.hmac_role == "caller"}
+    for c in service_mains(hosts):
+        env = c.env
+        if c.service == PAYMENTS:
+            value = env.get("INTERNAL_REQUIRE_HMAC")
+            if value is None or value.value.strip().lower() != "true":
+                got = "unset" if value is None else repr(value.value)
+                out.append(finding("rendered.hmac-required", c, "INTERNAL_REQUIRE_HMAC",
+                                   f"INTERNAL_REQUIRE_HMAC is {got} on payments",
+                                   "payments must run with INTERNAL_REQUIRE_HMAC=true "
+                                   "(ops/render/compose.py service_environment)"))
+            if "INTERNAL_HMAC_REPLAY_WINDOW" not in env:
+                out.append(finding("rendered.hmac-replay-window", c,
+                                   "INTERNAL_HMAC_REPLAY_WINDOW",
+                                   "INTERNAL_HMAC_REPLAY_WINDOW is unset on payments (the "
+                                   "service default applies)",
+                                   "set hmac_replay_window_seconds (60-300) in group_data"))
+        if c.service == PAYMENTS or c.service in callers:
+            secret = env.get("INTERNAL_HMAC_SECRET")
+            if secret is None or not secret.value or not secret.secret_file:
+                where = "is missing from its env file" if secret is None or not secret.value \
+                    else "is set in `environment:` instead of the 0600 env file"
+                out.append(finding("rendered.hmac-secret", c, "INTERNAL_HMAC_SECRET",
+                                   f"{c.service} calls payments' internal API but "
+                                   f"INTERNAL_HMAC_SECRET {where}",
+                                   "every HMAC caller and payments need the shared signing "
+                                   "secret from Vault in /etc/superapp/env/<service>.env"))
+    for view in hosts:
+        for c in view.containers:
+            item = c.env.get("INTERNAL_HMAC_REPLAY_WINDOW")
+            if item is None:
+                continue
+            try:
+                seconds = int(item.value)
+            except ValueError:
+                seconds = None
+            if seconds is None or not REPLAY_WINDOW[0] <= seconds <= REPLAY_WINDOW[1]:
+                out.append(finding("rendered.hmac-replay-window", c,
+                                   "INTERNAL_HMAC_REPLAY_WINDOW",
+                                   f"INTERNAL_HMAC_REPLAY_WINDOW={item.value!r} is outside "
+                                   f"{REPLAY_WINDOW[0]}-{REPLAY_WINDOW[1]} s",
+                                   "set hmac_replay_window_seconds between 60 and 300"))
+    return out
+
+
+def check_rate_limit(environment: Environment, hosts: list[HostView]) -> list[Finding]:
+    """RATE_LIMIT_BACKEND=redis and a redis:// REDIS_URL in the env file of every service."""
+    out = []
+    for c in service_mains(hosts):
+        backend = c.env.get("RATE_LIMIT_BACKEND")
+        if backend is None or backend.value != "redis":
+            got = "unset" if backend is None else repr(backend.value)
+            out.append(finding("rendered.rate-limit-redis", c, "RATE_LIMIT_BACKEND",
+                               f"RATE_LIMIT_BACKEND is {got} on {c.service}",
+                               "every service must rate-limit through Redis: "
+                               "RATE_LIMIT_BACKEND=redis"))
+        url = c.env.get("REDIS_URL")
+        if url is None or not url.secret_file or not re.match(r"rediss?://", url.value):
+            problem = ("is missing from its env file" if url is None or not url.secret_file
+                       else "is not a redis:// URL")
+            out.append(finding("rendered.redis-url", c, "REDIS_URL",
+                               f"REDIS_URL {problem} ({c.service})",
+                               "render REDIS_URL (with the Redis password from Vault) into "
+                               "the service's 0600 env file"))
+    return out
+
+
+def check_origins(environment: Environment, hosts: list[HostView]) -> list[Finding]:
+    """ALLOWED_ORIGINS explicit (scheme://host[:port] entries), never `*`."""
+    out = []
+    origin = re.compile(r"https?://[^\s/,*]+")
+    for c in service_mains(hosts):
+        item = c.env.get("ALLOWED_ORIGINS")
+        entries = [o.strip() for o in item.value.split(",")] if item else []
+        bad = [o for o in entries if not origin.fullmatch(o)]
+        if not entries or bad or any(not o for o in entries):
+            what = "unset" if item is None else f"{item.value!r}"
+            detail = f" ({', '.join(repr(b) for b in bad)} not an explicit origin)" if bad else ""
+            out.append(finding("rendered.allowed-origins", c, "ALLOWED_ORIGINS",
+                               f"ALLOWED_ORIGINS is {what} on {c.service}{detail}",
+                               "list explicit origins per service in group_data "
+                               "(allowed_origins / default_allowed_origins), never *"))
+    return out
+
+
+def traefik_ips(view: HostView) -> set[str]:
+    """Addresses of the Traefik container(s) of a host on the docker network (edge project)."""
+    ips = set()
+    for c in view.containers:
+        if c.service is None and c.name == "traefik":
+            for net in (c.spec.get("networks") or {}).values():
+                if isinstance(net, dict) and net.get("ipv4_address"):
+                    ips.add(str(net["ipv4_address"]))
+    return ips
+
+
+def check_proxy_headers(environment: Environment, hosts: list[HostView]) -> list[Finding]:
+    """UVICORN_EXTRA_ARGS has --proxy-headers and --forwarded-allow-ips equal to the Traefik
+    container address(es) rendered in the host's edge project (never `*`)."""
+    out = []
+    for view in hosts:
+        proxies = traefik_ips(view)
+        for c in (c for c in view.containers if c.is_main):
+            item = c.env.get("UVICORN_EXTRA_ARGS")
+            try:
+                args = shlex.split(item.value) if item else []
+            except ValueError:
+                args = []
+            allowed: list[str] = []
+            for i, arg in enumerate(args):
+                if arg.startswith("--forwarded-allow-ips="):
+                    allowed += arg.split("=", 1)[1].split(",")
+                elif arg == "--forwarded-allow-ips" and i + 1 < len(args):
+                    allowed += args[i + 1].split(",")
+            allowed = [a.strip() for a in allowed if a.strip()]
+            problems = []
+            if "--proxy-headers" not in args:
+                problems.append("no --proxy-headers")
+            if not allowed:
+                problems.append("no --forwarded-allow-ips")
+            elif any(a in WILDCARD_NETS for a in allowed):
+                problems.append(f"--forwarded-allow-ips={','.join(allowed)} trusts everyone")
+            elif set(allowed) != proxies:
+                problems.append(f"--forwarded-allow-ips={','.join(allowed)} is not the "
+                                f"proxy address ({','.join(sorted(proxies)) or 'no Traefik'})")
+            if problems:
+                out.append(finding("rendered.proxy-headers", c, "UVICORN_EXTRA_ARGS",
+                                   f"UVICORN_EXTRA_ARGS on {c.service}: {'; '.join(problems)}",
+                                   "UVICORN_EXTRA_ARGS='--proxy-headers "
+                                   "--forwarded-allow-ips=<Traefik address on the superapp "
+                                   "network>'"))
+    return out
+
+
+def check_schema(environment: Environment, hosts: list[HostView]) -> list[Finding]:
+    """AUTO_CREATE_SCHEMA=false on every service (and on any container that sets it)."""
+    out = []
+    for view in hosts:
+        for c in view.containers:
+            item = c.env.get("AUTO_CREATE_SCHEMA")
+            if (item is None and c.is_main) or (item is not None and
+                                                item.value.strip().lower() != "false"):
+                got = "unset" if item is None else repr(item.value)
+                out.append(finding("rendered.auto-create-schema", c, "AUTO_CREATE_SCHEMA",
+                                   f"AUTO_CREATE_SCHEMA is {got} on {c.service or c.name}",
+                                   "prod forbids create_all at boot: AUTO_CREATE_SCHEMA=false; "
+                                   "apply the schema with the migrate command"))
+    return out
+
+
+def check_starting_credit(environment: Environment, hosts: list[HostView]) -> list[Finding]:
+    """STARTING_CREDIT_CENTS=0 on payments unless group_data sets promo_enabled = True."""
+    if environment.settings.get("promo_enabled"):
+        return []
+    out = []
+    for view in hosts:
+        for c in view.containers:
+            item = c.env.get("STARTING_CREDIT_CENTS")
+            if (item is None and c.is_main and c.service == PAYMENTS) or (
+                    item is not None and item.value.strip() != "0"):
+                got = "unset (service default)" if item is None else repr(item.value)
+                out.append(finding("rendered.starting-credit", c, "STARTING_CREDIT_CENTS",
+                                   f"STARTING_CREDIT_CENTS is {got} without a declared promo",
+                                   "set starting_credit_cents = 0, or promo_enabled = True for "
+                                   "a promo launched on purpose (group_data)"))
+    return out
+
+
+def check_admin_tokens(environment: Environment, hosts: list[HostView]) -> list[Finding]:
+    """No plaintext ADMIN_TOKEN in a service's env; ADMIN_TOKEN_SHA256 (64 hex) where the
+    catalog says the service supports it (`admin_token: sha256`)."""
+    out = []
+    hashed = {n for n, s in environment.services.items() if s.admin_token == "sha256"}  # noqa: S105
+    for c in service_mains(hosts):
+        if "ADMIN_TOKEN" in c.env:
+            out.append(finding("rendered.admin-token-hashed", c, "ADMIN_TOKEN",
+                               f"{c.service} receives a plaintext ADMIN_TOKEN",
+                               "give the service ADMIN_TOKEN_SHA256 only; the plain token "
+                               "belongs to its callers"))
+        if c.service in hashed:
+            item = c.env.get("ADMIN_TOKEN_SHA256")
+            if item is None or not re.fullmatch(r"[0-9a-f]{64}", item.value):
+                out.append(finding("rendered.admin-token-hashed", c, "ADMIN_TOKEN_SHA256",
+                                   f"{c.service} supports a hashed admin token but "
+                                   "ADMIN_TOKEN_SHA256 is missing or not a SHA-256 hex digest",
+                                   "render ADMIN_TOKEN_SHA256=sha256(token) into its env file"))
+    return out
+
+
+# ---------------------------------------------------------------- container rules
+
+
+def image_problem(image: str) -> str | None:
+    """Why an image reference is not pinned, or None (a digest or an x.y.z-style tag)."""
+    if "@sha256:" in image:
+        return None
+    last = image.rsplit("/", 1)[-1]
+    if ":" not in last:
+        return "has no tag (means latest)"
+    tag = last.rsplit(":", 1)[1]
+    if FLOATING_TAGS.fullmatch(tag):
+        return f"tag {tag!r} floats"
+    if re.fullmatch(r"\d{4}\.\d{1,2}\.\d+([-.].+)?", tag) or PINNED_VERSION.fullmatch(tag):
+        return None
+    if re.fullmatch(r"v?\d+(\.\d+)?([-_].*)?", tag):
+        return f"tag {tag!r} is a floating major/minor version"
+    return f"tag {tag!r} is not a version (x.y.z) or a digest"
+
+
+def check_containers(environment: Environment, hosts: list[HostView]) -> list[Finding]:
+    """Every container of every project: pinned image, non-root user, bounded json-file logs."""
+    out = []
+    for view in hosts:
+        for c in view.containers:
+            label = c.service or c.name
+            image = str(c.spec.get("image") or "")
+            problem = "has no image" if not image else image_problem(image)
+            if problem:
+                out.append(Finding("rendered.image-pinned", "high", c.where("image"),
+                                   f"image {image!r} of {c.name} {problem}",
+                                   "pin a version tag (x.y.z) or a digest in group_data "
+                                   "(default_image_tag, image_tags, infra_images)",
+                                   key=c.key("rendered.image-pinned", image)))
+            user = str(c.spec.get("user") or "")
+            if user.split(":")[0] in ("", "0", "root"):
+                allowed = ROOT_ALLOWED.get(c.name) if c.service is None else None
+                out.append(Finding(
+                    "rendered.non-root", "low" if allowed else "high", c.where("user"),
+                    f"{label}/{c.name} runs as root" + (f" (accepted: {allowed})" if allowed
+                                                         else ""),
+                    "set `user:` to a non-root uid:gid the image supports",
+                    key=c.key("rendered.non-root", c.name)))
+            logging = c.spec.get("logging") or {}
+            options = logging.get("options") or {}
+            driver = logging.get("driver", "json-file")
+            bounded = driver == "local" or (driver == "json-file" and options.get("max-size")
+                                            and options.get("max-file"))
+            if not logging or not bounded:
+                out.append(Finding("rendered.bounded-logs", "high", c.where("logging"),
+                                   f"{label}/{c.name} logs are unbounded (driver {driver!r}, "
+                                   f"options {sorted(options)})",
+                                   "json-file with max-size and max-file (container_logs in "
+                                   "group_data)", key=c.key("rendered.bounded-logs", c.name)))
+    return out
+
+
+def is_beat(c: Container) -> bool:
+    command = c.spec.get("command") or []
+    argv = shlex.split(command) if isinstance(command, str) else [str(a) for a in command]
+    role = (c.spec.get("labels") or {}).get("superapp.role")
+    return role == "beat" or ("beat" in argv and any("celery" in a for a in argv))
+
+
+def check_beat(environment: Environment, hosts: list[HostView]) -> list[Finding]:
+    """Exactly one Celery beat container in the whole environment."""
+    beats = [c for view in hosts for c in view.containers if is_beat(c)]
+    if len(beats) == 1:
+        return []
+    where = "; ".join(c.where() for c in beats) or f"env {environment.name}: no host"
+    return [Finding("rendered.celery-beat-singleton", "high", where,
+                    f"{len(beats)} Celery beat containers in {environment.name} (must be "
+                    "exactly one: two beats schedule every webhook twice, none schedules none)",
+                    "keep payments.beat a singleton sidecar (singleton_hosts in group_data)",
+                    key=f"rendered.celery-beat-singleton:{environment.name}")]
+
+
+# ---------------------------------------------------------------- traefik, prometheus, backups
+
+
+def check_traefik(environment: Environment, hosts: list[HostView]) -> list[Finding]:
+    """API/dashboard off; forwardedHeaders/proxyProtocol never trust everyone."""
+    out = []
+    for view in hosts:
+        static = view.yaml_docs.get(TRAEFIK_STATIC)
+        if static is not None and isinstance(static.data, dict):
+            data = static.data
+            where = f"{view.name} {TRAEFIK_STATIC}"
+            api = data.get("api")
+            if "api" in data and api is not False and not (
+                    isinstance(api, dict) and api.get("dashboard") is False
+                    and not api.get("insecure")):
+                out.append(Finding("rendered.traefik-api", "high",
+                                   f"{where}:{static.line('api')}",
+                                   "Traefik API/dashboard is enabled",
+                                   "remove the `api` section of templates/traefik/traefik.yml.j2",
+                                   key=f"{view.name}:{TRAEFIK_STATIC}:api"))
+            for ep, spec in (data.get("entryPoints") or {}).items():
+                for section in ("forwardedHeaders", "proxyProtocol"):
+                    block = (spec or {}).get(section) or {}
+                    ips = [str(i) for i in block.get("trustedIPs") or []]
+                    bad = [i for i in ips if i.strip() in WILDCARD_NETS or wide(i)]
+                    if block.get("insecure") or bad:
+                        what = "insecure: true" if block.get("insecure") else ", ".join(bad)
+                        line = static.line("entryPoints", ep, section)
+                        out.append(Finding(
+                            "rendered.traefik-trusted-ips", "high", f"{where}:{line}",
+                            f"entryPoints.{ep}.{section} trusts everyone ({what})",
+                            "trust only the load balancers (upstream_proxies in group_data)",
+                            key=f"{view.name}:{TRAEFIK_STATIC}:{ep}.{section}"))
+        for path, doc in view.yaml_docs.items():
+            if path.startswith(TRAEFIK_DYNAMIC_DIR + "/") and isinstance(doc.data, dict):
+                routers = ((doc.data.get("http") or {}).get("routers") or {})
+                for name, router in routers.items():
+                    if str((router or {}).get("service", "")).startswith(("api@", "dashboard@")):
+                        out.append(Finding(
+                            "rendered.traefik-api", "high",
+                            f"{view.name} {path}:{doc.line('http', 'routers', name)}",
+                            f"router {name} exposes Traefik's {router['service']}",
+                            "remove the router: the API/dashboard is never exposed",
+                            key=f"{view.name}:{path}:{name}"))
+    return out
+
+
+def wide(value: str) -> bool:
+    try:
+        return ipaddress.ip_network(value.strip(), strict=False).prefixlen == 0
+    except ValueError:
+        return False
+
+
+def scrape_targets(hosts: list[HostView]) -> set[tuple[str, str]]:
+    """(target host:port, metrics_path) pairs of every rendered prometheus.yml."""
+    targets = set()
+    for view in hosts:
+        doc = view.yaml_docs.get(PROMETHEUS_CONFIG)
+        if doc is None or not isinstance(doc.data, dict):
+            continue
+        for job in doc.data.get("scrape_configs") or []:
+            path = str((job or {}).get("metrics_path", "/metrics"))
+            for static in job.get("static_configs") or []:
+                targets.update((str(t), path) for t in (static or {}).get("targets") or [])
+    return targets
+
+
+def internal_metrics_routes(view: HostView, container_name: str) -> set[tuple[str, str]]:
+    """(port, path) pairs on which this host's Traefik routes `.../metrics` to the container."""
+    static = view.yaml_docs.get(TRAEFIK_STATIC)
+    ports = {}
+    if static is not None and isinstance(static.data, dict):
+        for ep, spec in (static.data.get("entryPoints") or {}).items():
+            address = str((spec or {}).get("address", ""))
+            ports[ep] = address.rsplit(":", 1)[-1]
+    routes = set()
+    for path, doc in view.yaml_docs.items():
+        if not (path.startswith(TRAEFIK_DYNAMIC_DIR + "/") and isinstance(doc.data, dict)):
+            continue
+        http = doc.data.get("http") or {}
+        services = http.get("services") or {}
+        for router in (http.get("routers") or {}).values():
+            lb = (services.get((router or {}).get("service")) or {}).get("loadBalancer") or {}
+            urls = [str(s.get("url", "")) for s in lb.get("servers") or []]
+            if not any(re.match(rf"https?://{re.escape(container_name)}:\d+/?$", u)
+                       for u in urls):
+                continue
+            for metrics_path in re.findall(r"Path\(`([^`]*/metrics)`\)", router.get("rule", "")):
+                for ep in router.get("entryPoints") or []:
+                    if ep in ports:
+                        routes.add((ports[ep], metrics_path))
+    return routes
+
+
+def check_metrics(environment: Environment, hosts: list[HostView]) -> list[Finding]:
+    """Every service on every host is scraped: a prometheus.yml target `<host>:<port>` with a
+    metrics_path that the host's Traefik routes, on that port, to the service's container."""
+    out = []
+    targets = scrape_targets(hosts)
+    for view in hosts:
+        for c in (c for c in view.containers if c.is_main):
+            routes = internal_metrics_routes(view, str(c.spec.get("container_name", c.name)))
+            scraped = any((f"{view.address}:{port}", path) in targets for port, path in routes)
+            if not scraped:
+                reason = ("no Traefik route to its /metrics" if not routes
+                          else "no prometheus.yml target for it")
+                out.append(Finding(
+                    "rendered.metrics-scraped", "high",
+                    f"{view.name} {c.service} {PROMETHEUS_CONFIG}",
+                    f"/metrics of {c.service} on {view.name} is not scraped ({reason})",
+                    "render a scrape job for every service on every host that runs it "
+                    "(ops/render/prometheus.py) and an internal Traefik route to /metrics",
+                    key=f"{view.name}:{c.service}"))
+    return out
+
+
+def databases(hosts: list[HostView]) -> dict[str, str]:
+    """Database name -> where it is used (from every DATABASE_URL of every env file)."""
+    found: dict[str, str] = {}
+    for view in hosts:
+        for c in view.containers:
+            item = c.env.get("DATABASE_URL")
+            match = re.match(r"postgres(ql)?(\+\w+)?://[^/]*/([A-Za-z0-9_]+)", item.value) \
+                if item else None
+            if match:
+                found.setdefault(match.group(3), f"{view.name} {item.file}:{item.line}")
+    return found
+
+
+def check_backups(environment: Environment, hosts: list[HostView]) -> list[Finding]:
+    """Every database is covered by a backup job.
+
+    Expected layout (the backup issue renders it; until then this rule reports HIGH):
+    - on some host, a cron file `/etc/cron.d/superapp-backup-<name>`: each job line is
+      `<5 schedule fields> <user> <command>`;
+    - the command runs a script under `/opt/superapp/backup/` that is rendered on the SAME host;
+    - a database counts as covered when its name appears as a whole word in a job line or in
+      the script that line runs. Databases are those of every DATABASE_URL in the env files.
+    Retention and restore tests are the backup issue's own tests, not checked here.
+    """
+    wanted = databases(hosts)
+    covered: set[str] = set()
+    cron_files = 0
+    problems: list[Finding] = []
+    for view in hosts:
+        for path, file in view.files.items():
+            if not path.startswith(BACKUP_CRON_PREFIX):
+                continue
+            cron_files += 1
+            for number, line in enumerate(file.content.splitlines(), start=1):
+                fields = line.split()
+                if not fields or line.lstrip().startswith("#") or "=" in fields[0]:
+                    continue
+                if len(fields) < 7:
+                    problems.append(Finding(
+                        "rendered.backup-coverage", "high", f"{view.name} {path}:{number}",
+                        "cron line is not `<5 schedule fields> <user> <command>`",
+                        "fix the backup cron template", key=f"{view.name}:{path}:{number}"))
+                    continue
+                command = " ".join(fields[6:])
+                texts = [command]
+                for script in re.findall(rf"{re.escape(BACKUP_DIR)}/\S+", command):
+                    if script in view.files:
+                        texts.append(view.files[script].content)
+                    else:
+                        problems.append(Finding(
+                            "rendered.backup-coverage", "high", f"{view.name} {path}:{number}",
+                            f"backup job runs {script}, which is not rendered on {view.name}",
+                            "render the backup script on the host that runs the cron job",
+                            key=f"{view.name}:{path}:{script}"))
+                for db in wanted:
+                    if any(re.search(rf"(?<![\w-]){re.escape(db)}(?![\w-])", t) for t in texts):
+                        covered.add(db)
+    missing = sorted(set(wanted) - covered)
+    if cron_files == 0 and missing:
+        return [Finding(
+            "rendered.backup-coverage", "high", f"env {environment.name}: no host",
+            f"no backup job rendered: no {BACKUP_CRON_PREFIX}* file on any host; "
+            f"{len(missing)} database(s) not backed up: {', '.join(missing)}",
+            f"render a cron job per database running a script under {BACKUP_DIR}/ "
+            "(SPEC.md invariant 9)", key=f"rendered.backup-coverage:{environment.name}")]
+    return problems + [
+        Finding("rendered.backup-coverage", "high", wanted[db],
+                f"database {db} is not covered by any backup job",
+                f"add it to a {BACKUP_CRON_PREFIX}* job (script under {BACKUP_DIR}/)",
+                key=f"rendered.backup-coverage:{db}")
+        for db in missing
+    ]
+
+
+# ---------------------------------------------------------------- secret files
+
+
+def check_secret_files(environment: Environment, hosts: list[HostView]) -> list[Finding]:
+    """Secret files are 0600; env files are secret; no secret value in a non-secret file."""
+    out = []
+    for view in hosts:
+        for path, file in sorted(view.files.items()):
+            is_env = path.startswith(ENV_DIR + "/")
+            if (file.secret or is_env) and file.mode != 0o600:
+                out.append(Finding("rendered.secret-file-mode", "high", f"{view.name} {path}",
+                                   f"secret file has mode {oct(file.mode)}",
+                                   "render secret files with mode 0600",
+                                   key=f"{view.name}:{path}:mode"))
+            if is_env and not file.secret:
+                out.append(Finding("rendered.secret-file-mode", "high", f"{view.name} {path}",
+                                   "env file is not marked secret (it would be diffed/logged)",
+                                   "mark env files secret=True",
+                                   key=f"{view.name}:{path}:secret"))
+            if not file.secret:
+                for number, line in enumerate(file.content.splitlines(), start=1):
+                    if any(marker in line for marker in SECRET_MARKERS):
+                        out.append(Finding(
+                            "rendered.secret-in-plain-file", "high",
+                            f"{view.name} {path}:{number}",
+                            "a secret value is rendered into a non-secret file",
+                            "secret values go only into 0600 files marked secret (env files)",
+                            key=f"{view.name}:{path}:{number}"))
+                        break
+    return out
+
+
+RULES: tuple[Callable[[Environment, list[HostView]], list[Finding]], ...] = (
+    check_hmac, check_rate_limit, check_origins, check_proxy_headers, check_schema,
+    check_starting_credit, check_admin_tokens, check_containers, check_beat, check_traefik,
+    check_metrics, check_backups, check_secret_files,
+)
+RULE_IDS = (
+    "rendered.invalid-yaml", "rendered.env-file-missing", "rendered.hmac-required",
+    "rendered.hmac-secret", "rendered.hmac-replay-window", "rendered.rate-limit-redis",
+    "rendered.redis-url", "rendered.allowed-origins", "rendered.proxy-headers",
+    "rendered.auto-create-schema", "rendered.starting-credit", "rendered.admin-token-hashed",
+    "rendered.image-pinned", "rendered.non-root", "rendered.bounded-logs",
+    "rendered.celery-beat-singleton", "rendered.traefik-api", "rendered.traefik-trusted-ips",
+    "rendered.metrics-scraped", "rendered.backup-coverage", "rendered.secret-file-mode",
+    "rendered.secret-in-plain-file",
+)

@@ -1,0 +1,120 @@
+"""Schema of the merged group_data (`group_data/all.py` + `group_data/<env>.py`).
+
+Documented with an example in `ops.catalog`; `tests/unit/test_catalog.py` checks that the
+documented example validates against this schema, so the two cannot drift apart.
+"""
+
+from __future__ import annotations
+
+from ops.catalog.model import ROLES
+from ops.catalog.schema import Bool, Field, Int, ListOf, MapOf, Number, Optional, Record, Str
+
+# What `local` may relax, by name; prod and staging must list none.
+RELAXATIONS = {
+    "standin-image": "every service runs the stand-in image (`standin_image`)",
+    "vault-token-auth": "Vault auth by a token from VAULT_TOKEN instead of AppRole",
+    "vault-plain-http": "Vault over plain http on loopback, no CA",
+}
+
+UID_OWNERS = ("redis", "prometheus", "alertmanager")
+NAME = Str(pattern=r"[a-z][a-z0-9_-]*", hint="a lowercase name")
+HOSTNAME = Str(pattern=r"[a-z0-9]([a-z0-9.-]*[a-z0-9])?", hint="a DNS name")
+ORIGIN = Str(pattern=r"https?://[^\s/,*]+|\*", hint="an origin like https://app.example")
+IMAGE_REF = Str(pattern=r"[a-z0-9][a-z0-9._/-]*:[A-Za-z0-9_][A-Za-z0-9_.-]*",
+                hint="repository:tag relative to the registry")
+TAG = Str(pattern=r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}", hint="an image tag")
+DURATION = Str(pattern=r"[0-9]+[smhd]", hint="a duration like 15s")
+
+HOST = Record({
+    "name": Field(NAME),
+    "address": Field(Str(hint="an IPv4 address")),
+    "roles": Field(ListOf(Str(choices=ROLES), min_len=1)),
+    "public_address": Field(Optional(Str(hint="an IPv4 address")), required=False,
+                            doc="where :80 is published; default `address`"),
+})
+
+GROUP_DATA = Record({
+    "env": Field(NAME, doc="environment name; must equal the file name"),
+    "api_domains": Field(ListOf(HOSTNAME, min_len=1)),
+    "default_allowed_origins": Field(ListOf(ORIGIN, min_len=1)),
+    "allowed_origins": Field(MapOf(ListOf(ORIGIN, min_len=1)), required=False, default={}),
+    "hosts": Field(ListOf(HOST, min_len=1), doc="rollout order"),
+    "placement": Field(MapOf(ListOf(NAME)), required=False, default={}),
+    "singleton_hosts": Field(MapOf(NAME), required=False, default={}),
+    "registry": Field(Str(pattern=r"[a-z0-9.-]+(:[0-9]+)?", hint="host[:port]")),
+    "default_image_tag": Field(TAG),
+    "image_tags": Field(MapOf(TAG), required=False, default={}),
+    "standin_image": Field(Optional(Record({
+        "repository": Field(Str()),
+        "command": Field(ListOf(Str(), min_len=1)),
+    })), required=False),
+    "infra_images": Field(Record({
+        name: Field(IMAGE_REF)
+        for name in ("traefik", "prometheus", "alertmanager", "node_exporter", "postgres", "redis")
+    })),
+    "upstream_proxies": Field(ListOf(Str(hint="an IP address or CIDR"), min_len=1)),
+    "docker_network": Field(Record({
+        "name": Field(NAME),
+        "subnet": Field(Str(hint="an IPv4 CIDR")),
+        "traefik_address": Field(Str(hint="an IPv4 address")),
+    })),
+    "vault": Field(Record({
+        "addr": Field(Str(pattern=r"https?://\S+", hint="a URL")),
+        "mount": Field(NAME),
+        "path_prefix": Field(Str()),
+        "auth_method": Field(Str(choices=("approle", "token"))),
+        "ca_path": Field(Optional(Str(pattern=r"/\S+", hint="an absolute path"))),
+        "token_file": Field(Optional(Str(pattern=r"/\S+", hint="an absolute path")),
+                            required=False, doc="token auth only: file holding the token"),
+    })),
+    "backups": Field(Record({
+        "schedule": Field(Str(hint="a cron expression"),
+                          doc="first database's slot; the others follow, staggered"),
+        "keep_daily": Field(Int(min=1), doc="newest backup of each of the last N days kept"),
+        "keep_weekly": Field(Int(min=0), doc="newest backup of each of the last M ISO weeks"),
+        "stale_after_hours": Field(Int(min=1), doc="BackupStale alert threshold"),
+        "freshness_limit_hours": Field(Int(min=1), required=False, default=24,
+                                       doc="prod refuses a migration after an older backup"),
+        "encrypt_to_public_key": Field(
+            Optional(Str(pattern=r"-----BEGIN CERTIFICATE-----[A-Za-z0-9+/=\s]+"
+                             r"-----END CERTIFICATE-----\s*",
+                         hint="a PEM X.509 certificate (public key only)")),
+            required=False, default=None,
+            doc="encrypt dumps to this certificate (openssl cms); the host cannot decrypt"),
+    })),
+    "health_check": Field(Record({
+        "interval_seconds": Field(Int(min=1, max=600)),
+        "timeout_seconds": Field(Int(min=1, max=60)),
+        "retries": Field(Int(min=1, max=20)),
+        "start_period_seconds": Field(Int(min=0, max=600)),
+    })),
+    "hmac_replay_window_seconds": Field(Int(min=60, max=300)),
+    "starting_credit_cents": Field(Int(min=0)),
+    "promo_enabled": Field(Bool()),
+    "jwt_jwks_url": Field(Optional(Str(pattern=r"https?://\S+", hint="a URL")), required=False),
+    "container_logs": Field(Record({
+        "max_size": Field(Str(pattern=r"[0-9]+[kmg]", hint="a size like 10m")),
+        "max_file": Field(Int(min=1, max=100)),
+    })),
+    "prometheus": Field(Record({
+        "scrape_interval": Field(DURATION),
+        "evaluation_interval": Field(DURATION),
+        "retention": Field(DURATION),
+    })),
+    "alerting": Field(Record({
+        "runbook_base_url": Field(Str(pattern=r"https?://\S+", hint="a URL")),
+        "error_rate_ratio": Field(Number(min=0.0001)),
+        "webhook_retries_per_15m": Field(Int(min=1)),
+    })),
+    "data_uids": Field(Record({name: Field(Int(min=1)) for name in UID_OWNERS}),
+                       doc="uid each infra process runs as: owner of its 0600 files"),
+    "deploy_lock_ttl_minutes": Field(Int(min=1, max=1440),
+                                     doc="a deploy lock older than this may be broken"),
+    # pyinfra's own connection settings, passed through to its SSH connector
+    "ssh_user": Field(Str(), required=False),
+    "ssh_key": Field(Str(pattern=r"/\S+", hint="an absolute path"), required=False),
+    "ssh_known_hosts_file": Field(Str(pattern=r"/\S+", hint="an absolute path"),
+                                  required=False),
+    "ssh_port": Field(Int(min=1, max=65535), required=False),
+    "relaxations": Field(ListOf(Str(choices=tuple(RELAXATIONS))), required=False, default=[]),
+})

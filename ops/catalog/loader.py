@@ -1,0 +1,188 @@
+"""Read, merge and validate the catalog and one environment's group_data.
+
+The only entry point deploy code needs is `load_environment`. Files are read without executing
+them (group_data is parsed as literal assignments), every error is collected with its file and
+key path, and one `ConfigError` is raised before anything else happens.
+"""
+
+from __future__ import annotations
+
+import ast
+import re
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from ops.catalog import rules
+from ops.catalog.errors import ConfigError, Problems
+from ops.catalog.group_data_schema import GROUP_DATA
+from ops.catalog.model import Catalog, Environment, Host, Resources, Service, Sidecar
+from ops.catalog.services_schema import CATALOG, DEFAULTS, SERVICE
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+CATALOG_FILE = "ops/catalog/services.yml"
+GROUP_DATA_DIR = "group_data"
+LOWERCASE_NAME = re.compile(r"[a-z][a-z0-9_]*")
+
+
+def read_group_data_file(path: Path, label: str, problems: Problems) -> dict[str, Any]:
+    """Top-level literal assignments of a group_data file, as pyinfra would see them.
+
+    Parsed with `ast.literal_eval`, never executed: group_data holds data, not logic.
+    """
+    try:
+        tree = ast.parse(path.read_text(encoding="utf-8"), filename=str(path))
+    except SyntaxError as exc:
+        problems.add(label, "", f"line {exc.lineno}: syntax error: {exc.msg}")
+        return {}
+    data: dict[str, Any] = {}
+    for node in tree.body:
+        if isinstance(node, ast.Expr) and isinstance(node.value, ast.Constant):
+            continue  # docstring or bare string: documentation
+        target = node.targets[0] if isinstance(node, ast.Assign) else None
+        if not (isinstance(target, ast.Name) and len(node.targets) == 1):
+            problems.add(label, "", f"line {node.lineno}: only `name = <literal>` assignments "
+                                    "are allowed (group_data holds data, not logic)")
+            continue
+        if not LOWERCASE_NAME.fullmatch(target.id):
+            problems.add(label, target.id, "names must be lowercase identifiers")
+            continue
+        try:
+            data[target.id] = ast.literal_eval(node.value)
+        except ValueError:
+            problems.add(label, target.id, f"line {node.lineno}: value must be a literal "
+                                           "(str, int, bool, None, list, dict)")
+    return data
+
+
+def load_catalog(root: Path = REPO_ROOT, problems: Problems | None = None) -> Catalog:
+    """Load and validate `ops/catalog/services.yml` (defaults merged into each entry)."""
+    own = problems is None
+    problems = problems if problems is not None else Problems()
+    try:
+        raw = yaml.safe_load((root / CATALOG_FILE).read_text(encoding="utf-8")) or {}
+    except (OSError, yaml.YAMLError) as exc:
+        problems.add(CATALOG_FILE, "", f"cannot read: {exc}")
+        raw = {}
+    errors: list[tuple[str, str]] = []
+    top = CATALOG.check(raw, "", errors)
+    if isinstance(top, dict) and isinstance(top.get("defaults"), dict):
+        DEFAULTS.check(top["defaults"], "defaults", errors)
+    services: dict[str, Service] = {}
+    entries = top.get("services") if isinstance(top, dict) else None
+    for name, entry in (entries or {}).items():
+        if not isinstance(entry, dict):
+            errors.append((f"services.{name}", "must be a mapping"))
+            continue
+        merged = {**(top.get("defaults") or {}), **entry}
+        before = len(errors)
+        checked = SERVICE.check(merged, f"services.{name}", errors)
+        if len(errors) == before:
+            services[name] = build_service(name, checked)
+    problems.extend(CATALOG_FILE, errors)
+    if not errors:
+        problems.extend(CATALOG_FILE, rules.check_catalog(services))
+    if own:
+        problems.raise_if_any()
+    return Catalog(services=services, path=CATALOG_FILE)
+
+
+def build_service(name: str, data: dict[str, Any]) -> Service:
+    sidecars = {
+        sc_name: Sidecar(
+            name=sc_name,
+            command=tuple(sc["command"]),
+            singleton=sc["singleton"],
+            inherit_env=sc["inherit_env"],
+            url_env=sc["url_env"],
+            secret_env=dict(sc["secret_env"]),
+            resources=Resources(**sc["resources"]) if sc["resources"] else None,
+        )
+        for sc_name, sc in data["sidecars"].items()
+    }
+    return Service(
+        name=name,
+        image=data["image"],
+        port=data["port"],
+        health_path=data["health_path"],
+        database=data["database"],
+        has_alembic=data["has_alembic"],
+        migrate_command=tuple(data["migrate_command"]) if data["migrate_command"] else None,
+        hmac_role=data["hmac_role"],
+        jwt_mode=data["jwt_mode"],
+        admin_token=data["admin_token"],
+        routes=tuple(data["routes"]),
+        secrets=dict(data["secrets"]),
+        env_from_settings=dict(data["env_from_settings"]),
+        sidecars=sidecars,
+        dashboard=data["dashboard"],
+        extra_dashboards=tuple(data["extra_dashboards"]),
+        resources=Resources(**data["resources"]),
+        health_timeout_seconds=data["health_timeout_seconds"],
+        stop_grace_seconds=data["stop_grace_seconds"],
+    )
+
+
+def load_group_data(env: str, root: Path, problems: Problems) -> tuple[dict, dict[str, str]]:
+    """Merge `all.py` then `<env>.py` by top-level key (pyinfra's precedence).
+
+    Returns the merged data and, per key, the file that set it (for error messages).
+    """
+    merged: dict[str, Any] = {}
+    origin: dict[str, str] = {}
+    env_label = f"{GROUP_DATA_DIR}/{env}.py"
+    for label in (f"{GROUP_DATA_DIR}/all.py", env_label):
+        path = root / label
+        if not path.is_file():
+            problems.add(label, "", "file not found" + (
+                "" if label != env_label else f" (no environment named {env!r})"))
+            continue
+        for key, value in read_group_data_file(path, label, problems).items():
+            merged[key] = value
+            origin[key] = label
+    return merged, origin
+
+
+def load_environment(env: str, root: Path = REPO_ROOT) -> Environment:
+    """Load the catalog and `group_data` for `env`; validate everything; raise one ConfigError.
+
+    `root` is the repository root (tests pass a temporary copy with a broken file).
+    """
+    root = Path(root)
+    problems = Problems()
+    catalog = load_catalog(root, problems)
+    env_label = f"{GROUP_DATA_DIR}/{env}.py"
+    raw, origin = load_group_data(env, root, problems)
+    if not (root / env_label).is_file():
+        problems.raise_if_any()  # nothing more to say about an environment that does not exist
+
+    errors: list[tuple[str, str]] = []
+    settings = GROUP_DATA.check(raw, "", errors)
+    for path, message in errors:
+        key = path.split(".", 1)[0]
+        problems.add(origin.get(key, env_label), path, message)
+    if problems.lines:
+        raise ConfigError(problems.lines)
+
+    for path, message in rules.check_environment(env, catalog.services, settings):
+        problems.add(origin.get(path.split(".", 1)[0], env_label), path, message)
+    problems.raise_if_any()
+
+    hosts = tuple(
+        Host(name=h["name"], address=h["address"], roles=tuple(h["roles"]),
+             public_address=h["public_address"] or h["address"])
+        for h in settings["hosts"]
+    )
+    return Environment(
+        name=env,
+        catalog=catalog,
+        settings=settings,
+        hosts=hosts,
+        placement=rules.resolve_placement(catalog.services, settings),
+        singleton_hosts=rules.resolve_singletons(catalog.services, settings),
+        setting_files=origin,
+    )
+
+
+__all__ = ["ConfigError", "REPO_ROOT", "load_catalog", "load_environment"]

@@ -1,0 +1,239 @@
+"""Typed, validated view of the catalog and one environment's group_data.
+
+Objects here are built only by `ops.catalog.loader` after validation, so code that receives an
+`Environment` may trust every invariant the loader checks (each service on at least one app
+host, exactly one host for each singleton sidecar, pinned images...). Nothing here does I/O.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+ROLES = ("app", "db", "monitoring")
+SECRET_KINDS = (
+    "jwt", "admin-token", "hmac", "api-key", "password", "url", "email", "hostport", "string",
+)
+# Vault key, beside the internal HMAC secret, of the record of a rotation in progress.
+HMAC_ROTATION_KEY = "INTERNAL_HMAC_ROTATION"
+
+
+@dataclass(frozen=True)
+class SecretRef:
+    """Where one secret value lives in Vault (KV v2) and what kind of value it is.
+
+    `path` is relative to the KV mount (`superapp/prod/payments`); `optional` secrets may be
+    absent (the previous HMAC secret exists only during a rotation).
+    """
+
+    path: str
+    key: str
+    kind: str
+    optional: bool = False
+
+    def __str__(self) -> str:
+        return f"{self.path}#{self.key}"
+
+
+@dataclass(frozen=True)
+class Resources:
+    memory: str
+    cpus: float
+
+
+@dataclass(frozen=True)
+class Sidecar:
+    name: str
+    command: tuple[str, ...]
+    singleton: bool
+    inherit_env: bool
+    url_env: str | None
+    secret_env: Mapping[str, str]
+    resources: Resources | None
+
+
+@dataclass(frozen=True)
+class Service:
+    name: str
+    image: str
+    port: int
+    health_path: str
+    database: str | None
+    has_alembic: bool
+    migrate_command: tuple[str, ...] | None
+    hmac_role: str
+    jwt_mode: str
+    admin_token: str
+    routes: tuple[str, ...]
+    secrets: Mapping[str, str]
+    env_from_settings: Mapping[str, str]
+    sidecars: Mapping[str, Sidecar]
+    dashboard: str
+    extra_dashboards: tuple[str, ...]
+    resources: Resources
+    health_timeout_seconds: int
+    stop_grace_seconds: int
+
+    @property
+    def dns_name(self) -> str:
+        """Name usable in container, project and DNS names (`ai_gateway` -> `ai-gateway`)."""
+        return self.name.replace("_", "-")
+
+    def container_name(self, slot: str, sidecar: str | None = None) -> str:
+        return "-".join(filter(None, (self.dns_name, sidecar, slot)))
+
+
+@dataclass(frozen=True)
+class Host:
+    name: str
+    address: str
+    roles: tuple[str, ...]
+    public_address: str
+
+    def has_role(self, role: str) -> bool:
+        return role in self.roles
+
+
+@dataclass(frozen=True)
+class Catalog:
+    services: Mapping[str, Service]
+    path: str = "ops/catalog/services.yml"
+
+
+@dataclass(frozen=True)
+class Environment:
+    """The validated catalog plus one environment's group_data (`settings`) and hosts."""
+
+    name: str
+    catalog: Catalog
+    settings: Mapping[str, Any]
+    hosts: tuple[Host, ...]  # rollout order
+    placement: Mapping[str, tuple[str, ...]]  # service -> host names, rollout order
+    singleton_hosts: Mapping[str, str]  # "service.sidecar" -> host name
+    setting_files: Mapping[str, str] = field(default_factory=dict)  # key -> file that set it
+    # service -> full image reference, set only by a rollback to an earlier release
+    image_overrides: Mapping[str, str] = field(default_factory=dict)
+
+    def with_images(self, images: Mapping[str, str]) -> Environment:
+        """The same environment with some services pinned to given images (rollback)."""
+        return replace(self, image_overrides={**self.image_overrides, **images})
+
+    @property
+    def services(self) -> Mapping[str, Service]:
+        return self.catalog.services
+
+    def host(self, name: str) -> Host:
+        for host in self.hosts:
+            if host.name == name:
+                return host
+        raise KeyError(name)
+
+    def hosts_with_role(self, role: str) -> list[Host]:
+        return [h for h in self.hosts if h.has_role(role)]
+
+    @property
+    def db_host(self) -> Host:
+        return self.hosts_with_role("db")[0]
+
+    @property
+    def monitoring_host(self) -> Host:
+        return self.hosts_with_role("monitoring")[0]
+
+    def services_on(self, host_name: str) -> list[Service]:
+        """Services placed on a host, in catalog order."""
+        return [s for s in self.services.values() if host_name in self.placement[s.name]]
+
+    def hosts_running(self, service: str) -> list[Host]:
+        return [self.host(n) for n in self.placement[service]]
+
+    def sidecars_on(self, service: Service, host_name: str) -> list[Sidecar]:
+        """Sidecars of a service that run on this host (a singleton only on its one host)."""
+        return [
+            sc for sc in service.sidecars.values()
+            if not sc.singleton or self.singleton_hosts[f"{service.name}.{sc.name}"] == host_name
+        ]
+
+    def image(self, service: Service) -> str:
+        """Pinned image reference of a service in this environment."""
+        if service.name in self.image_overrides:
+            return self.image_overrides[service.name]
+        standin = self.settings["standin_image"]
+        repository = standin["repository"] if standin else service.image
+        tag = self.settings["image_tags"].get(service.name, self.settings["default_image_tag"])
+        return f"{self.settings['registry']}/{repository}:{tag}"
+
+    def infra_image(self, name: str) -> str:
+        return f"{self.settings['registry']}/{self.settings['infra_images'][name]}"
+
+    def command(self, service: Service, sidecar: Sidecar | None = None) -> list[str] | None:
+        """argv for the main container (None: the image's default) or a sidecar."""
+        standin = self.settings["standin_image"]
+        if standin:
+            return [*standin["command"], sidecar.name if sidecar else "serve"]
+        return list(sidecar.command) if sidecar else None
+
+    def migrate_command(self, service: Service) -> list[str] | None:
+        """argv that applies the schema (run once per release), or None if out-of-band."""
+        standin = self.settings["standin_image"]
+        if standin:
+            return [*standin["command"], "migrate"]
+        return list(service.migrate_command) if service.migrate_command else None
+
+    def allowed_origins(self, service: str) -> list[str]:
+        origins = self.settings["allowed_origins"]
+        return list(origins.get(service, self.settings["default_allowed_origins"]))
+
+    def vault_path(self, *parts: str) -> str:
+        return "/".join((self.settings["vault"]["path_prefix"], *parts))
+
+    def secret_refs(self, service: Service) -> list[SecretRef]:
+        """Every secret a service's env file needs, with its Vault location and kind."""
+        own = self.vault_path(service.name)
+        refs = []
+        if service.jwt_mode == "secret":
+            refs.append(SecretRef(own, "JWT_SECRET", "jwt"))
+        if service.admin_token == "sha256":  # noqa: S105 - a mode, not a value
+            refs.append(SecretRef(own, "ADMIN_TOKEN", "admin-token"))
+        if service.database:
+            refs.append(SecretRef(own, "DB_PASSWORD", "password"))
+        refs += [SecretRef(own, key, kind) for key, kind in service.secrets.items()]
+        if service.hmac_role != "none":
+            refs += self.internal_hmac_refs().values()
+        refs.append(self.redis_password_ref())
+        return refs
+
+    def internal_hmac_refs(self) -> dict[str, SecretRef]:
+        """The shared internal HMAC secret: `current`, `previous` (only during a rotation) and
+        `rotation`, the record of a rotation in progress (JSON written by ops/rotation.py, not
+        a secret; it tells the renderer which secret callers sign with)."""
+        shared = self.vault_path("shared", "internal-hmac")
+        return {
+            "current": SecretRef(shared, "INTERNAL_HMAC_SECRET", "hmac"),
+            "previous": SecretRef(shared, "INTERNAL_HMAC_SECRET_PREVIOUS", "hmac", optional=True),
+            "rotation": SecretRef(shared, HMAC_ROTATION_KEY, "string", optional=True),
+        }
+
+    def redis_password_ref(self) -> SecretRef:
+        return SecretRef(self.vault_path("shared", "redis"), "REDIS_PASSWORD", "password")
+
+    def postgres_password_ref(self) -> SecretRef:
+        return SecretRef(self.vault_path("shared", "postgres"), "POSTGRES_PASSWORD", "password")
+
+    def alertmanager_refs(self) -> dict[str, SecretRef]:
+        path = self.vault_path("alertmanager")
+        kinds = {
+            "OPS_ADMIN_WEBHOOK_URL": "url", "SLACK_WEBHOOK_URL": "url", "SLACK_CHANNEL": "string",
+            "ALERT_EMAIL_TO": "email", "ALERT_EMAIL_FROM": "email", "SMTP_HOST": "hostport",
+            "SMTP_USER": "string", "SMTP_PASS": "password",
+        }
+        return {key: SecretRef(path, key, kind) for key, kind in kinds.items()}
+
+    def all_secret_refs(self) -> list[SecretRef]:
+        """Every secret of the environment, deduplicated, for Vault checks and rotation."""
+        refs: dict[str, SecretRef] = {}
+        for service in self.services.values():
+            refs.update((str(r), r) for r in self.secret_refs(service))
+        refs.update((str(r), r) for r in self.alertmanager_refs().values())
+        refs[str(self.postgres_password_ref())] = self.postgres_password_ref()
+        return list(refs.values())

@@ -1,0 +1,297 @@
+"""Cross-field rules: what a schema cannot see (a route on two services, a host that does not
+exist, `*` in prod origins...). Each rule returns `(key path, message)` pairs; the loader adds
+the file name. Pure functions of already type-checked data.
+"""
+
+from __future__ import annotations
+
+import difflib
+import ipaddress
+from collections.abc import Mapping
+from typing import Any
+
+from ops.catalog.model import Service
+
+Errors = list[tuple[str, str]]
+STRICT_ENVS = ("prod", "staging")  # must hold every production invariant, no relaxations
+WILDCARD_NETS = ("0.0.0.0/0", "::/0")
+
+
+def check_catalog(services: Mapping[str, Service]) -> Errors:
+    errors: Errors = []
+    route_owner: dict[str, str] = {}
+    db_owner: dict[str, str] = {}
+    dns_owner: dict[str, str] = {}
+    for name, svc in services.items():
+        for i, route in enumerate(svc.routes):
+            if route in route_owner:
+                errors.append((f"services.{name}.routes.{i}",
+                               f"route {route!r} is already used by {route_owner[route]}"))
+            route_owner.setdefault(route, name)
+        if svc.database:
+            if svc.database in db_owner:
+                errors.append((f"services.{name}.database",
+                               f"database {svc.database!r} is already used by "
+                               f"{db_owner[svc.database]}"))
+            db_owner.setdefault(svc.database, name)
+        if svc.dns_name in dns_owner:
+            errors.append((f"services.{name}",
+                           f"container name clashes with {dns_owner[svc.dns_name]}"))
+        dns_owner.setdefault(svc.dns_name, name)
+        if svc.has_alembic and not svc.migrate_command:
+            errors.append((f"services.{name}.migrate_command",
+                           "required when has_alembic is true"))
+        known = set(svc.secrets) | ({"DB_PASSWORD"} if svc.database else set())
+        known |= {"JWT_SECRET"} if svc.jwt_mode == "secret" else set()
+        known |= {"ADMIN_TOKEN"} if svc.admin_token == "sha256" else set()  # noqa: S105
+        for sc in svc.sidecars.values():
+            for env_var, key in sc.secret_env.items():
+                if key not in known:
+                    errors.append((f"services.{name}.sidecars.{sc.name}.secret_env.{env_var}",
+                                   f"{key!r} is not a secret of {name} "
+                                   f"(known: {', '.join(sorted(known))})"))
+    if sum(s.hmac_role == "verifier" for s in services.values()) > 1:
+        errors.append(("services", "at most one service may be the HMAC verifier"))
+    return errors
+
+
+def check_environment(env: str, services: Mapping[str, Service], s: Mapping[str, Any]) -> Errors:
+    """All environment rules; `s` is the schema-checked merged group_data."""
+    errors: Errors = []
+    for rule in (check_env_name, check_hosts, check_placement, check_origins, check_images,
+                 check_singletons, check_proxies, check_network, check_vault, check_relaxations,
+                 check_payments_promo, check_jwks, check_schedules, check_settings_refs):
+        errors += rule(env, services, s)
+    return errors
+
+
+def check_env_name(env: str, services: Mapping[str, Service], s: Mapping[str, Any]) -> Errors:
+    if s["env"] != env:
+        return [("env", f"is {s['env']!r} but the file is for {env!r}")]
+    return []
+
+
+def parse_ip(value: str) -> ipaddress.IPv4Address | None:
+    try:
+        return ipaddress.IPv4Address(value)
+    except ValueError:
+        return None
+
+
+def check_hosts(env: str, services: Mapping[str, Service], s: Mapping[str, Any]) -> Errors:
+    errors: Errors = []
+    names: dict[str, int] = {}
+    addresses: dict[str, str] = {}
+    for i, host in enumerate(s["hosts"]):
+        if host["name"] in names:
+            errors.append((f"hosts.{i}.name", f"duplicate host name {host['name']!r} "
+                                              f"(also hosts.{names[host['name']]})"))
+        names.setdefault(host["name"], i)
+        for key in ("address", "public_address"):
+            value = host[key]
+            if value is not None and parse_ip(value) is None:
+                errors.append((f"hosts.{i}.{key}", f"{value!r} is not an IPv4 address"))
+        if host["address"] in addresses:
+            errors.append((f"hosts.{i}.address", f"duplicate address {host['address']!r} "
+                                                 f"(also host {addresses[host['address']]!r})"))
+        addresses.setdefault(host["address"], host["name"])
+        if len(set(host["roles"])) != len(host["roles"]):
+            errors.append((f"hosts.{i}.roles", "a role is listed twice"))
+    for role, wanted in (("app", None), ("db", 1), ("monitoring", 1)):
+        count = sum(role in h["roles"] for h in s["hosts"])
+        if count == 0 or (wanted is not None and count != wanted):
+            need = "at least one host" if wanted is None else "exactly one host"
+            errors.append(("hosts", f"needs {need} with role {role!r}, found {count}"))
+    return errors
+
+
+def app_hosts(s: Mapping[str, Any]) -> list[str]:
+    return [h["name"] for h in s["hosts"] if "app" in h["roles"]]
+
+
+def check_placement(env: str, services: Mapping[str, Service], s: Mapping[str, Any]) -> Errors:
+    errors: Errors = []
+    roles = {h["name"]: h["roles"] for h in s["hosts"]}
+    for service, hosts in s["placement"].items():
+        if service not in services:
+            errors.append((f"placement.{service}", unknown_service(service, services)))
+        for i, host in enumerate(hosts):
+            if host not in roles:
+                errors.append((f"placement.{service}.{i}", f"unknown host {host!r}"))
+            elif "app" not in roles[host]:
+                errors.append((f"placement.{service}.{i}", f"host {host!r} has no 'app' role"))
+        if len(set(hosts)) != len(hosts):
+            errors.append((f"placement.{service}", "a host is listed twice"))
+        if not hosts:
+            errors.append((f"placement.{service}", "service is on no host"))
+    if not app_hosts(s):
+        errors += [(f"placement.{name}", "service is on no host") for name in services]
+    return errors
+
+
+def unknown_service(name: str, services: Mapping[str, Service]) -> str:
+    close = difflib.get_close_matches(name, list(services), n=1)
+    return f"unknown service {name!r}" + (f" (did you mean {close[0]!r}?)" if close else "")
+
+
+def check_origins(env: str, services: Mapping[str, Service], s: Mapping[str, Any]) -> Errors:
+    errors: Errors = []
+    lists = {"default_allowed_origins": s["default_allowed_origins"]}
+    for service, origins in s["allowed_origins"].items():
+        if service not in services:
+            errors.append((f"allowed_origins.{service}", unknown_service(service, services)))
+        lists[f"allowed_origins.{service}"] = origins
+    for path, origins in lists.items():
+        for i, origin in enumerate(origins):
+            if "*" in origin:
+                errors.append((f"{path}.{i}" if len(origins) > 1 else path,
+                               f"{origin!r} is not allowed in {env}: list explicit origins"))
+    return errors
+
+
+def check_images(env: str, services: Mapping[str, Service], s: Mapping[str, Any]) -> Errors:
+    errors: Errors = []
+    if s["default_image_tag"] == "latest":
+        errors.append(("default_image_tag", "'latest' is not a pinned tag"))
+    for service, tag in s["image_tags"].items():
+        if service not in services:
+            errors.append((f"image_tags.{service}", unknown_service(service, services)))
+        if tag == "latest":
+            errors.append((f"image_tags.{service}", "'latest' is not a pinned tag"))
+    for name, ref in s["infra_images"].items():
+        if ref.rsplit(":", 1)[-1] == "latest":
+            errors.append((f"infra_images.{name}", "'latest' is not a pinned tag"))
+    return errors
+
+
+def check_singletons(env: str, services: Mapping[str, Service], s: Mapping[str, Any]) -> Errors:
+    errors: Errors = []
+    placement = resolve_placement(services, s)
+    for key, host in s["singleton_hosts"].items():
+        service, _, sidecar = key.partition(".")
+        svc = services.get(service)
+        if svc is None or sidecar not in svc.sidecars or not svc.sidecars[sidecar].singleton:
+            errors.append((f"singleton_hosts.{key}", "must name a singleton sidecar as "
+                                                     "'service.sidecar' (e.g. payments.beat)"))
+        elif host not in placement[service]:
+            errors.append((f"singleton_hosts.{key}",
+                           f"host {host!r} does not run {service} "
+                           f"(runs on: {', '.join(placement[service]) or 'no host'})"))
+    return errors
+
+
+def check_proxies(env: str, services: Mapping[str, Service], s: Mapping[str, Any]) -> Errors:
+    errors: Errors = []
+    for i, proxy in enumerate(s["upstream_proxies"]):
+        try:
+            net = ipaddress.ip_network(proxy, strict=False)
+        except ValueError:
+            errors.append((f"upstream_proxies.{i}", f"{proxy!r} is not an IP address or CIDR"))
+            continue
+        if str(net) in WILDCARD_NETS or net.prefixlen < 8:
+            errors.append((f"upstream_proxies.{i}",
+                           f"{proxy!r} trusts far too many addresses: list the proxies"))
+    return errors
+
+
+def check_network(env: str, services: Mapping[str, Service], s: Mapping[str, Any]) -> Errors:
+    net = s["docker_network"]
+    try:
+        subnet = ipaddress.IPv4Network(net["subnet"])
+    except ValueError:
+        return [("docker_network.subnet", f"{net['subnet']!r} is not an IPv4 CIDR")]
+    address = parse_ip(net["traefik_address"])
+    if address is None or address not in subnet or address in (
+            subnet.network_address, subnet.broadcast_address, subnet.network_address + 1):
+        return [("docker_network.traefik_address",
+                 f"{net['traefik_address']!r} must be a usable address of {subnet} "
+                 "(not the network, gateway or broadcast address)")]
+    return []
+
+
+def check_vault(env: str, services: Mapping[str, Service], s: Mapping[str, Any]) -> Errors:
+    errors: Errors = []
+    vault, relaxed = s["vault"], s["relaxations"]
+    if vault["path_prefix"] != f"superapp/{env}":
+        errors.append(("vault.path_prefix", f"must be 'superapp/{env}', got "
+                                            f"{vault['path_prefix']!r}"))
+    if vault["auth_method"] == "token" and "vault-token-auth" not in relaxed:
+        errors.append(("vault.auth_method", "'token' needs the 'vault-token-auth' relaxation; "
+                                            "use 'approle'"))
+    if vault["addr"].startswith("http://") and "vault-plain-http" not in relaxed:
+        errors.append(("vault.addr", "plain http needs the 'vault-plain-http' relaxation"))
+    if vault["addr"].startswith("https://") and not vault["ca_path"]:
+        errors.append(("vault.ca_path", "required with an https Vault address"))
+    return errors
+
+
+def check_relaxations(env: str, services: Mapping[str, Service], s: Mapping[str, Any]) -> Errors:
+    errors: Errors = []
+    if env in STRICT_ENVS and s["relaxations"]:
+        errors.append(("relaxations", f"{env} must hold every production invariant; "
+                                      f"remove {', '.join(s['relaxations'])}"))
+    if s["standin_image"] and "standin-image" not in s["relaxations"]:
+        errors.append(("standin_image", "needs the 'standin-image' relaxation"))
+    return errors
+
+
+def check_payments_promo(env: str, services: Mapping[str, Service], s: Mapping[str, Any]) -> Errors:
+    if env in STRICT_ENVS and s["starting_credit_cents"] and not s["promo_enabled"]:
+        return [("starting_credit_cents",
+                 f"must be 0 in {env} unless promo_enabled is True (a launched promo)")]
+    return []
+
+
+def check_settings_refs(env: str, services: Mapping[str, Service], s: Mapping[str, Any]) -> Errors:
+    return [
+        (f"{key}", f"services.{name}.env_from_settings.{var} needs a scalar, got "
+                   f"{type(s.get(key)).__name__}")
+        for name, svc in services.items()
+        for var, key in svc.env_from_settings.items()
+        if not isinstance(s.get(key), str | int | float | bool)
+    ]
+
+
+def check_jwks(env: str, services: Mapping[str, Service], s: Mapping[str, Any]) -> Errors:
+    users = [n for n, svc in services.items() if svc.jwt_mode == "jwks"]
+    if users and not s["jwt_jwks_url"]:
+        return [("jwt_jwks_url", f"required: {', '.join(users)} validate JWTs through JWKS")]
+    return []
+
+
+def check_schedules(env: str, services: Mapping[str, Service], s: Mapping[str, Any]) -> Errors:
+    errors: Errors = []
+    fields = s["backups"]["schedule"].split()
+    if len(fields) != 5:
+        errors.append(("backups.schedule", "must be a 5-field cron expression"))
+    elif not (fields[0].isdigit() and int(fields[0]) < 60
+              and (fields[1] == "*" or (fields[1].isdigit() and int(fields[1]) < 24))):
+        # ops/render/backup.py staggers the databases from this minute
+        errors.append(("backups.schedule", "minute and hour must be numbers (hour may be `*`): "
+                                           "each database runs a few minutes after the last"))
+    hc = s["health_check"]
+    if hc["timeout_seconds"] >= hc["interval_seconds"]:
+        errors.append(("health_check.timeout_seconds", "must be shorter than interval_seconds"))
+    return errors
+
+
+def resolve_placement(services: Mapping[str, Service], s: Mapping[str, Any]) -> dict[str, tuple]:
+    """service -> host names in rollout order (default: every app host)."""
+    order = [h["name"] for h in s["hosts"]]
+    default = app_hosts(s)
+    out = {}
+    for name in services:
+        chosen = s["placement"].get(name, default)
+        out[name] = tuple(h for h in order if h in chosen)
+    return out
+
+
+def resolve_singletons(services: Mapping[str, Service], s: Mapping[str, Any]) -> dict[str, str]:
+    """'service.sidecar' -> the one host running it (default: first host running the service)."""
+    placement = resolve_placement(services, s)
+    return {
+        f"{name}.{sc.name}": s["singleton_hosts"].get(f"{name}.{sc.name}", placement[name][0])
+        for name, svc in services.items()
+        for sc in svc.sidecars.values()
+        if sc.singleton and placement[name]
+    }

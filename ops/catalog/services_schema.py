@@ -1,0 +1,70 @@
+"""Schema of `ops/catalog/services.yml` (documented with an example in `ops.catalog`)."""
+
+from __future__ import annotations
+
+from ops.catalog.model import SECRET_KINDS
+from ops.catalog.schema import (
+    Anything,
+    Bool,
+    Field,
+    Int,
+    ListOf,
+    MapOf,
+    Number,
+    Optional,
+    Record,
+    Str,
+)
+
+IDENT = r"[a-z][a-z0-9_]*"
+ENV_VAR = Str(pattern=r"[A-Z][A-Z0-9_]*", hint="an UPPER_CASE environment variable name")
+ARGV = ListOf(Str(), min_len=1)
+
+RESOURCES = Record({
+    "memory": Field(Str(pattern=r"[0-9]+[kmg]", hint="a memory size like 256m")),
+    "cpus": Field(Number(min=0.01)),
+})
+
+SIDECAR = Record({
+    "command": Field(ARGV, doc="argv of the sidecar for the real image"),
+    "singleton": Field(Bool(), required=False, default=False,
+                       doc="runs on exactly one host of the whole environment"),
+    "inherit_env": Field(Bool(), required=False, default=True,
+                         doc="shares the service's environment and env file"),
+    "url_env": Field(Optional(ENV_VAR), required=False,
+                     doc="env var that receives the URL of the service's live slot"),
+    "secret_env": Field(MapOf(Str(), key=ENV_VAR), required=False, default={},
+                        doc="env var -> secret key of the service it receives"),
+    "resources": Field(Optional(RESOURCES), required=False),
+})
+
+SERVICE_FIELDS = {
+    "image": Field(Str(pattern=r"[a-z0-9][a-z0-9._/-]*",
+                       hint="an image repository without registry or tag")),
+    "port": Field(Int(min=1, max=65535)),
+    "health_path": Field(Str(pattern=r"/[A-Za-z0-9/_.-]*", hint="a path starting with /")),
+    "database": Field(Optional(Str(pattern=IDENT, hint="a lowercase identifier"))),
+    "has_alembic": Field(Bool()),
+    "migrate_command": Field(Optional(ARGV)),
+    "hmac_role": Field(Str(choices=("verifier", "caller", "none"))),
+    "jwt_mode": Field(Str(choices=("secret", "jwks"))),
+    "admin_token": Field(Str(choices=("sha256", "none"))),
+    "routes": Field(ListOf(Str(pattern=r"/[a-z0-9][a-z0-9_/-]*", hint="a path prefix like /taxi"),
+                           min_len=1)),
+    "secrets": Field(MapOf(Str(choices=SECRET_KINDS), key=ENV_VAR)),
+    "env_from_settings": Field(MapOf(Str(pattern=IDENT, hint="a group_data key"), key=ENV_VAR),
+                               doc="non-secret env var -> scalar group_data key"),
+    "sidecars": Field(MapOf(SIDECAR, key=Str(pattern=IDENT, hint="a lowercase identifier"))),
+    "dashboard": Field(Str(choices=("full", "minimal"))),
+    "extra_dashboards": Field(ListOf(Str(pattern=IDENT, hint="a lowercase identifier"))),
+    "resources": Field(RESOURCES),
+    "health_timeout_seconds": Field(Int(min=1, max=3600)),
+    "stop_grace_seconds": Field(Int(min=1, max=600)),
+}
+
+SERVICE = Record(SERVICE_FIELDS)
+DEFAULTS = Record({k: Field(f.type, required=False) for k, f in SERVICE_FIELDS.items()})
+CATALOG = Record({
+    "defaults": Field(Anything(), required=False, default={}),  # checked with DEFAULTS
+    "services": Field(MapOf(Anything(), key=Str(pattern=IDENT, hint="a lowercase identifier"))),
+})

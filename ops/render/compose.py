@@ -1,0 +1,477 @@
+"""Compose projects and env files: one project per service and slot, plus edge, data and
+monitoring projects.
+
+A service project is rendered FOR a slot (`a` or `b`): project `sa-<service>-<slot>`, containers
+`<service>-<slot>` and `<service>-<sidecar>-<slot>`, all on the external `superapp` network.
+Traefik's file provider points at the live slot (ops/render/traefik.py), so the rollout can start
+the other slot, wait for health, switch the server list atomically, drain and stop the old slot.
+
+Singleton sidecars (payments' beat) carry the compose profile `singleton`: a plain `up -d` does
+not start them, so two slots never run two beats; the rollout starts the new slot's singleton
+with `--profile singleton` after the old slot stopped.
+
+Non-secret settings go in `environment:` (auditable); secret values only in the 0600 env file.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import ipaddress
+import json
+from typing import Any
+from urllib.parse import quote as urlquote
+
+from ops.catalog.model import Environment, Host, Service, Sidecar
+from ops.render.files import (
+    ALERTMANAGER_DIR,
+    COMPOSE_DIR,
+    DATA_DIR,
+    ENV_DIR,
+    POSTGRES_INIT_DIR,
+    PROMETHEUS_DIR,
+    REDIS_DIR,
+    TEXTFILE_DIR,
+    TRAEFIK_DIR,
+    RenderedFile,
+    relative_to_compose,
+    render_template,
+)
+from ops.render.secrets import SecretValues, env_file_content
+
+SLOTS = ("a", "b")
+SERVICE_UID = "10001:10001"
+SINGLETON_PROFILE = "singleton"
+TRAEFIK_PORTS = {"web": 80, "internal": 8081, "traefik": 8082}
+NODE_EXPORTER_PORT = 9100
+PROMETHEUS_PORT = 9090
+ALERTMANAGER_PORT = 9093
+POSTGRES_PORT = 5432
+REDIS_PORT = 6379
+
+FIELD_ORDER = (
+    "image", "container_name", "entrypoint", "command", "user", "profiles", "env_file",
+    "environment", "ports", "volumes", "tmpfs", "read_only", "cap_drop", "cap_add",
+    "security_opt", "sysctls", "pid", "healthcheck", "restart", "stop_grace_period",
+    "mem_limit", "cpus", "logging", "labels", "networks",
+)
+BLOCK_KEYS = ("environment", "labels")
+
+
+def project_name(service: Service, slot: str) -> str:
+    return f"sa-{service.dns_name}-{slot}"
+
+
+def compose_path(name: str) -> str:
+    return f"{COMPOSE_DIR}/{name}.yml"
+
+
+def env_file_path(name: str) -> str:
+    return f"{ENV_DIR}/{name}.env"
+
+
+def traefik_addresses(environment: Environment) -> list[str]:
+    return [environment.settings["docker_network"]["traefik_address"]]
+
+
+def common(environment: Environment, network: dict | None = None) -> dict[str, Any]:
+    """Settings every container gets: restart, bounded logs, the superapp network."""
+    logs = environment.settings["container_logs"]
+    name = environment.settings["docker_network"]["name"]
+    return {
+        "restart": "unless-stopped",
+        "logging": {"driver": "json-file",
+                    "options": {"max-size": logs["max_size"], "max-file": str(logs["max_file"])}},
+        "networks": {name: network},
+    }
+
+
+def hardened(user: str) -> dict[str, Any]:
+    return {
+        "user": user,
+        "read_only": True,
+        "tmpfs": ["/tmp"],
+        "cap_drop": ["ALL"],
+        "security_opt": ["no-new-privileges:true"],
+    }
+
+
+def healthcheck(environment: Environment, test: list[str]) -> dict[str, Any]:
+    hc = environment.settings["health_check"]
+    return {
+        "test": test,
+        "interval": f"{hc['interval_seconds']}s",
+        "timeout": f"{hc['timeout_seconds']}s",
+        "retries": hc["retries"],
+        "start_period": f"{hc['start_period_seconds']}s",
+    }
+
+
+def service_environment(environment: Environment, service: Service) -> dict[str, str]:
+    """The non-secret flags of SPEC.md's production invariants, for the service and sidecars."""
+    s = environment.settings
+    env = {
+        "SERVICE_NAME": service.name,
+        "APP_ENV": environment.name,
+        "PORT": str(service.port),
+        "ALLOWED_ORIGINS": ",".join(environment.allowed_origins(service.name)),
+        "RATE_LIMIT_BACKEND": "redis",
+        "AUTO_CREATE_SCHEMA": "false",
+        "UVICORN_EXTRA_ARGS": "--proxy-headers --forwarded-allow-ips="
+                              + ",".join(traefik_addresses(environment)),
+    }
+    if service.hmac_role == "verifier":
+        env["INTERNAL_REQUIRE_HMAC"] = "true"
+    if service.hmac_role != "none":
+        env["INTERNAL_HMAC_REPLAY_WINDOW"] = str(s["hmac_replay_window_seconds"])
+    if service.jwt_mode == "jwks":
+        env["JWT_JWKS_URL"] = s["jwt_jwks_url"]
+    for var, key in service.env_from_settings.items():
+        value = s[key]
+        env[var] = str(value).lower() if isinstance(value, bool) else str(value)
+    return env
+
+
+def hmac_rotation_phase(record: str | None) -> int | None:
+    """Phase (1, 2 or 3) of the internal HMAC rotation record in Vault; None when idle."""
+    try:
+        phase = json.loads(record or "null")["phase"]
+    except (ValueError, TypeError, KeyError):
+        return None  # no record (or a placeholder while rendering for review)
+    return phase if phase in (1, 2, 3) else None
+
+
+def internal_hmac_values(role: str, current: str, previous: str | None,
+                         phase: int | None) -> dict[str, str]:
+    """What a service holds of the shared internal HMAC secret (phases: ops/rotation.py).
+
+    A verifier accepts the current secret and, during a rotation, the previous one. A caller
+    only signs, with one secret: the current one, except in phase 1, when the verifiers are
+    given the new secret (Vault's current) while callers keep signing with the old (previous).
+    """
+    if role == "verifier":
+        return {"INTERNAL_HMAC_SECRET": current,
+                **({"INTERNAL_HMAC_SECRET_PREVIOUS": previous} if previous else {})}
+    return {"INTERNAL_HMAC_SECRET": previous if phase == 1 and previous else current}
+
+
+def service_secret_values(environment: Environment, service: Service,
+                          secrets: SecretValues) -> dict[str, str]:
+    """Env-file values of a service: its secrets plus URLs that embed passwords."""
+    values: dict[str, str] = {}
+    hmac_refs = environment.internal_hmac_refs()
+    hmac_env: dict[str, str] | None = None
+    for ref in environment.secret_refs(service):
+        if ref in hmac_refs.values():
+            if hmac_env is None:
+                hmac_env = internal_hmac_values(
+                    service.hmac_role, secrets.get(hmac_refs["current"]),
+                    secrets.get(hmac_refs["previous"]),
+                    hmac_rotation_phase(secrets.get(hmac_refs["rotation"])))
+            if ref.key in hmac_env:
+                values[ref.key] = hmac_env[ref.key]
+            continue
+        value = secrets.get(ref)
+        if value is None:
+            continue
+        if ref.key == "ADMIN_TOKEN":  # noqa: S105 - a key name, not a value
+            # the service only ever sees the hash; the plain token goes to the callers
+            values["ADMIN_TOKEN_SHA256"] = hashlib.sha256(value.encode()).hexdigest()
+        elif ref.key == "DB_PASSWORD":
+            values["DATABASE_URL"] = (
+                f"postgresql://{service.database}:{urlquote(value, safe='')}@"
+                f"{environment.db_host.address}:{POSTGRES_PORT}/{service.database}")
+        elif ref.key == "REDIS_PASSWORD":
+            values["REDIS_URL"] = (f"redis://:{urlquote(value, safe='')}@"
+                                   f"{environment.db_host.address}:{REDIS_PORT}/0")
+        else:
+            values[ref.key] = value
+    return values
+
+
+def sidecar_secret_values(environment: Environment, service: Service, sidecar: Sidecar,
+                          secrets: SecretValues) -> dict[str, str]:
+    refs = {r.key: r for r in environment.secret_refs(service)}
+    out = {}
+    for var, key in sidecar.secret_env.items():
+        value = secrets.get(refs[key])
+        if value is not None:
+            out[var] = value
+    return out
+
+
+def sidecar_env_name(service: Service, sidecar: Sidecar) -> str:
+    return f"{service.name}-{sidecar.name}"
+
+
+def service_containers(environment: Environment, service: Service, host: Host,
+                       slot: str) -> list[dict[str, Any]]:
+    """Container view-models of one service on one host for one slot."""
+    labels = {"superapp.service": service.name, "superapp.slot": slot}
+    base_env = service_environment(environment, service)
+    main = {
+        "key": service.name,
+        "image": environment.image(service),
+        "container_name": service.container_name(slot),
+        "env_file": [relative_to_compose(env_file_path(service.name))],
+        "environment": base_env,
+        **hardened(SERVICE_UID),
+        "healthcheck": healthcheck(environment, [
+            "CMD", "busybox", "wget", "-q", "-O", "/dev/null",
+            f"http://127.0.0.1:{service.port}{service.health_path}"]),
+        "stop_grace_period": f"{service.stop_grace_seconds}s",
+        "mem_limit": service.resources.memory,
+        "cpus": service.resources.cpus,
+        "labels": {**labels, "superapp.role": "serve"},
+        **common(environment),
+    }
+    if command := environment.command(service):
+        main["command"] = command
+    containers = [main]
+    for sidecar in environment.sidecars_on(service, host.name):
+        resources = sidecar.resources or service.resources
+        if sidecar.inherit_env:
+            env, env_file = dict(base_env), env_file_path(service.name)
+        else:
+            env = {"SERVICE_NAME": f"{service.name}-{sidecar.name}", "APP_ENV": environment.name}
+            env_file = env_file_path(sidecar_env_name(service, sidecar))
+        if sidecar.url_env:
+            env[sidecar.url_env] = f"http://{service.container_name(slot)}:{service.port}"
+        container = {
+            "key": sidecar.name,
+            "image": environment.image(service),
+            "container_name": service.container_name(slot, sidecar.name),
+            "command": environment.command(service, sidecar),
+            "env_file": [relative_to_compose(env_file)],
+            "environment": env,
+            **hardened(SERVICE_UID),
+            "healthcheck": {"disable": True},  # no HTTP server; liveness via restart policy
+            "stop_grace_period": f"{service.stop_grace_seconds}s",
+            "mem_limit": resources.memory,
+            "cpus": resources.cpus,
+            "labels": {**labels, "superapp.role": sidecar.name},
+            **common(environment),
+        }
+        if sidecar.singleton:
+            container["profiles"] = [SINGLETON_PROFILE]
+            container["labels"]["superapp.singleton"] = "true"
+        containers.append(container)
+    return containers
+
+
+def dynamic_range(subnet: str) -> str:
+    """The upper half of the network: Docker hands out addresses only there, so the fixed
+    addresses in the lower half (Traefik's) can never be taken by a container started first."""
+    net = ipaddress.ip_network(subnet)
+    return str(list(net.subnets(prefixlen_diff=1))[-1])
+
+
+def render_project(environment: Environment, host: Host, project: str, title: str,
+                   containers: list[dict[str, Any]], owns_network: bool = False,
+                   config_hash: str = "") -> str:
+    net = environment.settings["docker_network"]
+    return render_template(
+        "compose/project.yml.j2",
+        title=title, host=host.name, env=environment.name, project=project,
+        containers=containers, config_hash=config_hash,
+        network={"name": net["name"], "subnet": net["subnet"], "owner": owns_network,
+                 "ip_range": dynamic_range(net["subnet"])},
+        field_order=FIELD_ORDER, block_keys=BLOCK_KEYS,
+    )
+
+
+def service_env_files(environment: Environment, service: Service, host: Host,
+                      secrets: SecretValues) -> list[RenderedFile]:
+    files = [RenderedFile(
+        env_file_path(service.name),
+        env_file_content(f"{service.name} ({environment.name})",
+                         service_secret_values(environment, service, secrets)),
+        mode=0o600, secret=True)]
+    for sidecar in environment.sidecars_on(service, host.name):
+        if not sidecar.inherit_env:
+            name = sidecar_env_name(service, sidecar)
+            files.append(RenderedFile(
+                env_file_path(name),
+                env_file_content(f"{name} ({environment.name})",
+                                 sidecar_secret_values(environment, service, sidecar, secrets)),
+                mode=0o600, secret=True))
+    return files
+
+
+def service_content_hash(environment: Environment, service: Service, host: Host,
+                         secrets: SecretValues) -> str:
+    """`sha256:<hex>` of everything that defines a service on a host, whatever the slot.
+
+    The rollout compares it with the `superapp-config-hash` line of the compose file on the
+    host to decide whether the service changed (image, flags, secrets, sidecars...).
+    """
+    canonical = {
+        "containers": service_containers(environment, service, host, "{slot}"),
+        "env_files": {f.path: f.content for f in service_env_files(environment, service, host,
+                                                                     secrets)},
+    }
+    blob = json.dumps(canonical, sort_keys=True, ensure_ascii=False).encode()
+    return "sha256:" + hashlib.sha256(blob).hexdigest()
+
+
+def render_service(environment: Environment, service: Service, host: Host, slot: str,
+                   secrets: SecretValues) -> list[RenderedFile]:
+    """The service's compose file (for `slot`) and its env file(s)."""
+    if slot not in SLOTS:
+        raise ValueError(f"slot must be one of {SLOTS}, got {slot!r}")
+    compose = render_project(
+        environment, host, project_name(service, slot),
+        f"{service.name}: the service and its sidecars, slot {slot}",
+        service_containers(environment, service, host, slot),
+        config_hash=service_content_hash(environment, service, host, secrets))
+    return [RenderedFile(compose_path(service.name), compose),
+            *service_env_files(environment, service, host, secrets)]
+
+
+def node_exporter(environment: Environment, host: Host) -> dict[str, Any]:
+    return {
+        "key": "node-exporter",
+        "image": environment.infra_image("node_exporter"),
+        "container_name": "node-exporter",
+        "command": ["--path.procfs=/host/proc", "--path.sysfs=/host/sys",
+                    f"--collector.textfile.directory={TEXTFILE_DIR}",
+                    f"--web.listen-address=:{NODE_EXPORTER_PORT}"],
+        "ports": [f"{host.address}:{NODE_EXPORTER_PORT}:{NODE_EXPORTER_PORT}"],
+        "volumes": ["/proc:/host/proc:ro", "/sys:/host/sys:ro",
+                    f"{TEXTFILE_DIR}:{TEXTFILE_DIR}:ro"],
+        **hardened("65534:65534"),
+        "mem_limit": "64m",
+        "cpus": 0.2,
+        **common(environment),
+    }
+
+
+def traefik(environment: Environment, host: Host) -> dict[str, Any]:
+    ports = TRAEFIK_PORTS
+    return {
+        "key": "traefik",
+        "image": environment.infra_image("traefik"),
+        "container_name": "traefik",
+        "command": ["--configfile=/etc/traefik/traefik.yml"],
+        "ports": [f"{host.public_address}:{ports['web']}:{ports['web']}",
+                  f"{host.address}:{ports['internal']}:{ports['internal']}",
+                  f"{host.address}:{ports['traefik']}:{ports['traefik']}"],
+        "volumes": [f"{TRAEFIK_DIR}:/etc/traefik:ro"],  # a directory: atomic renames are seen
+        **hardened("65534:65534"),
+        "sysctls": {"net.ipv4.ip_unprivileged_port_start": "0"},
+        "healthcheck": healthcheck(environment, [
+            "CMD", "traefik", "healthcheck", "--configfile=/etc/traefik/traefik.yml"]),
+        "stop_grace_period": "30s",
+        "mem_limit": "256m",
+        "cpus": 1.0,
+        **common(environment, {"ipv4_address": traefik_addresses(environment)[0]}),
+    }
+
+
+def render_edge(environment: Environment, host: Host) -> RenderedFile:
+    """Traefik (app hosts) and node-exporter (every host); owns the superapp network."""
+    containers = [node_exporter(environment, host)]
+    if host.has_role("app"):
+        containers.insert(0, traefik(environment, host))
+    return RenderedFile(compose_path("edge"), render_project(
+        environment, host, "sa-edge", "edge: Traefik and node-exporter; creates the network",
+        containers, owns_network=True))
+
+
+def render_data(environment: Environment, host: Host, secrets: SecretValues) -> list[RenderedFile]:
+    """PostgreSQL and Redis on the db host, their secret env/config files and the init script.
+
+    Database passwords reach PostgreSQL through its env file only (the init script reads them
+    with psql's \\getenv), so no file needs to be readable by the image's postgres uid.
+    """
+    uids = environment.settings["data_uids"]
+    postgres = {
+        "key": "postgres",
+        "image": environment.infra_image("postgres"),
+        "container_name": "postgres",
+        "env_file": [relative_to_compose(env_file_path("postgres"))],
+        "environment": {"POSTGRES_USER": "postgres", "POSTGRES_DB": "postgres",
+                        "PGDATA": "/var/lib/postgresql/data/pgdata"},
+        "ports": [f"{host.address}:{POSTGRES_PORT}:{POSTGRES_PORT}"],
+        "volumes": [f"{DATA_DIR}/postgres:/var/lib/postgresql/data",
+                    f"{POSTGRES_INIT_DIR}:/docker-entrypoint-initdb.d:ro"],
+        "security_opt": ["no-new-privileges:true"],
+        "healthcheck": healthcheck(environment, ["CMD", "pg_isready", "-U", "postgres"]),
+        "stop_grace_period": "60s",
+        **common(environment),
+    }
+    redis = {
+        "key": "redis",
+        "image": environment.infra_image("redis"),
+        "container_name": "redis",
+        "command": ["redis-server", "/etc/redis/redis.conf"],  # password in the file, not argv
+        "ports": [f"{host.address}:{REDIS_PORT}:{REDIS_PORT}"],
+        "volumes": [f"{REDIS_DIR}:/etc/redis:ro", f"{DATA_DIR}/redis:/data"],
+        **hardened(f"{uids['redis']}:{uids['redis']}"),
+        # an unauthenticated PING answers NOAUTH: proof enough that the server is up
+        "healthcheck": healthcheck(environment, [
+            "CMD-SHELL", "redis-cli -h 127.0.0.1 ping 2>&1 | grep -q -e PONG -e NOAUTH"]),
+        "stop_grace_period": "30s",
+        **common(environment),
+    }
+    databases = [
+        {"name": s.database, "env": f"SUPERAPP_DB_PASSWORD_{s.database.upper()}",
+         "ref": next(r for r in environment.secret_refs(s) if r.key == "DB_PASSWORD")}
+        for s in environment.services.values() if s.database
+    ]
+    postgres_env = {"POSTGRES_PASSWORD": secrets.get(environment.postgres_password_ref()) or ""}
+    postgres_env.update((db["env"], secrets.get(db["ref"]) or "") for db in databases)
+    return [
+        RenderedFile(compose_path("data"), render_project(
+            environment, host, "sa-data", "data: PostgreSQL and Redis", [postgres, redis])),
+        RenderedFile(env_file_path("postgres"), env_file_content("postgres", postgres_env),
+                     mode=0o600, secret=True),
+        RenderedFile(f"{REDIS_DIR}/redis.conf",
+                     render_template("redis/redis.conf.j2", port=REDIS_PORT,
+                                     password=secrets.get(environment.redis_password_ref()) or ""),
+                     mode=0o600, secret=True, owner=uids["redis"]),
+        RenderedFile(f"{POSTGRES_INIT_DIR}/10-superapp-databases.sh",
+                     render_template("postgres/init-databases.sh.j2", databases=databases)),
+    ]
+
+
+def render_monitoring(environment: Environment, host: Host) -> RenderedFile:
+    uids = environment.settings["data_uids"]
+    prom = environment.settings["prometheus"]
+    containers = [
+        {
+            "key": "prometheus",
+            "image": environment.infra_image("prometheus"),
+            "container_name": "prometheus",
+            "command": ["--config.file=/etc/prometheus/prometheus.yml",
+                        "--storage.tsdb.path=/prometheus",
+                        f"--storage.tsdb.retention.time={prom['retention']}",
+                        f"--web.listen-address=:{PROMETHEUS_PORT}"],
+            "ports": [f"{host.address}:{PROMETHEUS_PORT}:{PROMETHEUS_PORT}"],
+            "volumes": [f"{PROMETHEUS_DIR}:/etc/prometheus:ro",
+                        f"{DATA_DIR}/prometheus:/prometheus"],
+            **hardened(f"{uids['prometheus']}:{uids['prometheus']}"),
+            "stop_grace_period": "60s",
+            "mem_limit": "2g",
+            "cpus": 1.0,
+            **common(environment),
+        },
+        {
+            "key": "alertmanager",
+            "image": environment.infra_image("alertmanager"),
+            "container_name": "alertmanager",
+            "command": ["--config.file=/etc/alertmanager/alertmanager.yml",
+                        "--storage.path=/alertmanager",
+                        "--cluster.listen-address=",  # one instance: no gossip port
+                        f"--web.listen-address=:{ALERTMANAGER_PORT}"],
+            "ports": [f"{host.address}:{ALERTMANAGER_PORT}:{ALERTMANAGER_PORT}"],
+            "volumes": [f"{ALERTMANAGER_DIR}:/etc/alertmanager:ro",
+                        f"{DATA_DIR}/alertmanager:/alertmanager"],
+            **hardened(f"{uids['alertmanager']}:{uids['alertmanager']}"),
+            "stop_grace_period": "30s",
+            "mem_limit": "256m",
+            "cpus": 0.5,
+            **common(environment),
+        },
+    ]
+    return RenderedFile(compose_path("monitoring"), render_project(
+        environment, host, "sa-monitoring", "monitoring: Prometheus and Alertmanager", containers))

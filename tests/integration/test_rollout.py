@@ -1,0 +1,339 @@
+"""The rollout on the testbed: v1 -> v2 with zero failed requests, a broken release that stops
+on the first host, a failing migration, the deploy lock, Ctrl-C, an unreachable host, rollback.
+
+Tests run in file order and each leaves the fleet serving; the fleet starts on the release of
+test_deploy.py (every service on `v1`).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import shlex
+import subprocess
+import threading
+import time
+from pathlib import Path
+
+import hvac
+import pytest
+
+from bench.load import Load, Target
+from ops.catalog import load_environment
+
+from .conftest import REPO, Testbed
+from .release import deploy, interrupt, output, release_copy, start_deploy, wait_for_line
+
+pytestmark = pytest.mark.integration
+
+ENV = load_environment("local")
+DOMAIN = ENV.settings["api_domains"][0]
+APP_ROUTES = tuple(f"{s.routes[0]}/api/ping" for s in ENV.services.values())
+CANARY_JWT = "CANARY-jwt-" + hashlib.sha256(str(time.time()).encode()).hexdigest()[:24]
+# every character an env file could mangle: quotes, $, #, =, spaces, unicode, newline
+CANARY_SPECIAL = "CANARY-sp3c1al $HOME ${X} 'q' \"dq\" #hash a=b ünï \\ tail\nline2"
+
+
+def app_targets(testbed: Testbed, paths=APP_ROUTES) -> list[Target]:
+    return [Target(h.address, DOMAIN, paths) for h in testbed.hosts if "app" in h.roles]
+
+
+def versions(testbed: Testbed, service: str) -> dict[str, str]:
+    """host -> version a request through that host's Traefik is answered by."""
+    route = ENV.services[service].routes[0]
+    out = {}
+    for t in app_targets(testbed, (f"{route}/health",)):
+        res = subprocess.run(["curl", "-s", "-m", "5", "-H", f"Host: {DOMAIN}",
+                              f"http://{t.address}{route}/health"], capture_output=True,
+                             text=True)
+        host = next(h.name for h in testbed.hosts if h.address == t.address)
+        out[host] = json.loads(res.stdout)["version"] if res.stdout.startswith("{") else "DOWN"
+    return out
+
+
+def other_version(testbed: Testbed, service: str) -> str:
+    """A stand-in version the service does not run now (so a deploy has something to do)."""
+    now = set(versions(testbed, service).values())
+    return "v3" if now == {"v2"} else "v2"
+
+
+def deploy_tree_hash(testbed: Testbed, host) -> str:
+    return testbed.ssh(host, "find /opt/superapp /etc/superapp /etc/cron.d -type f "
+                             "-exec sha256sum {} + | sort | sha256sum; docker ps -q | sort "
+                             "| sha256sum").stdout
+
+
+def ledger(testbed: Testbed, host) -> list[dict]:
+    out = testbed.ssh(host, "cat /var/lib/superapp/releases.jsonl", check=False).stdout
+    return [json.loads(line) for line in out.splitlines() if line.strip()]
+
+
+class PsSampler(threading.Thread):
+    """Samples every host's full process list while a deploy runs (secrets must not be in it)."""
+
+    def __init__(self, testbed: Testbed):
+        super().__init__(daemon=True)
+        self.testbed, self.samples, self.stop = testbed, [], threading.Event()
+
+    def run(self) -> None:
+        while not self.stop.is_set():
+            for h in self.testbed.hosts:
+                self.samples.append(self.testbed.ssh(h, "ps -eo args", check=False).stdout)
+            time.sleep(0.3)
+
+
+def set_secret(client: hvac.Client, path: str, key: str, value: str) -> None:
+    kv = client.secrets.kv.v2
+    data = kv.read_secret_version(path=path, mount_point="secret",
+                                  raise_on_deleted_version=True)["data"]["data"]
+    kv.create_or_update_secret(path=path, secret={**data, key: value}, mount_point="secret")
+
+
+@pytest.fixture(scope="module")
+def v2(testbed: Testbed, tmp_path_factory):
+    """Roll every service to v2 with new canary secrets, under load; keep all evidence."""
+    client = hvac.Client(url=testbed.vault_addr, token=testbed.vault_token)
+    set_secret(client, "superapp/local/payments", "JWT_SECRET", CANARY_JWT)
+    set_secret(client, "superapp/local/taxi", "TOMTOM_API_KEY", CANARY_SPECIAL)
+    started = time.time()
+    tree = release_copy(tmp_path_factory.mktemp("v2"), {"default_image_tag": '"v2"'})
+    sampler = PsSampler(testbed)
+    sampler.start()
+    with Load(app_targets(testbed), rate=15, workers=3) as load:
+        time.sleep(2)
+        res = deploy(tree, "--debug")  # the most verbose output must hold no secret either
+        time.sleep(2)
+    sampler.stop.set()
+    sampler.join()
+    return {"res": res, "load": load.report, "ps": sampler.samples, "started": started,
+            "tree": tree}
+
+
+def test_v2_reaches_every_host_in_inventory_order(v2, testbed):
+    out = output(v2["res"])
+    assert v2["res"].returncode == 0, out[-5000:]
+    positions = [out.index(f"--> {h.name}:") for h in testbed.hosts]
+    assert positions == sorted(positions)
+    for service in ENV.services:
+        assert set(versions(testbed, service).values()) == {"v2"}, service
+
+
+def test_v2_rollout_dropped_no_request(v2):
+    report = v2["load"]
+    assert report.total > 300
+    assert not report.failed, report.failures_by_kind()
+
+
+def test_migrations_ran_once_per_service_before_traffic_moved(v2):
+    out = output(v2["res"])
+    runs = [line for line in out.splitlines() if "running migrations once" in line]
+    services = [line.split("]")[1].split(":")[0].strip() for line in runs]
+    assert sorted(services) == sorted(ENV.services)  # once each, not once per host
+    assert all(line.lstrip().startswith("[host1]") for line in runs)
+
+
+def test_ledger_records_the_release_without_secret_values(v2, testbed):
+    for h in testbed.hosts:
+        entries = [e for e in ledger(testbed, h) if e.get("result") == "success"]
+        last = entries[-1]
+        assert set(last["images"].values()) == {f"{testbed.registry}/superapp/standin:v2"}
+        assert last["secret_versions"]["superapp/local/taxi"] >= 2
+        assert set(last["hosts"]) == {x.name for x in testbed.hosts}
+        assert all(d.startswith("sha256:") for d in last["hosts"][h.name]["digests"].values())
+        text = json.dumps(entries)
+        assert CANARY_JWT not in text and "CANARY-sp3c1al" not in text
+
+
+def test_special_characters_reach_the_container_byte_for_byte(v2, testbed):
+    h = testbed.hosts[0]
+    container = testbed.ssh(h, "docker ps --format '{{.Names}}' --filter "
+                               "label=superapp.service=taxi --filter label=superapp.role=serve"
+                            ).stdout.split()[0]
+    script = ("import os,hashlib;print(hashlib.sha256(os.environ['TOMTOM_API_KEY'].encode())"
+              ".hexdigest())")
+    digest = testbed.ssh(h, f"docker exec {container} python3 -c {shlex.quote(script)}").stdout
+    assert digest.strip() == hashlib.sha256(CANARY_SPECIAL.encode()).hexdigest()
+
+
+def test_no_secret_value_in_output_process_lists_or_leftover_files(v2):
+    haystacks = {"pyinfra output": output(v2["res"]), "ps on the hosts": "\n".join(v2["ps"])}
+    for path in Path("/tmp").rglob("*"):
+        try:
+            if path.is_file() and path.stat().st_mtime >= v2["started"] \
+                    and path.stat().st_size < 5_000_000:
+                haystacks[str(path)] = path.read_text(errors="replace")
+        except OSError:
+            continue
+    assert len(v2["ps"]) > 10
+    for canary in (CANARY_JWT, "CANARY-sp3c1al"):
+        hits = [where for where, text in haystacks.items() if canary in text]
+        assert not hits, f"{canary[:12]}... found in {hits}"
+
+
+def test_dry_run_with_diff_shows_no_secret_and_changes_nothing(v2, testbed):
+    client = hvac.Client(url=testbed.vault_addr, token=testbed.vault_token)
+    set_secret(client, "superapp/local/payments", "JWT_SECRET", CANARY_JWT + "-next")
+    try:
+        before = [deploy_tree_hash(testbed, h) for h in testbed.hosts]
+        res = subprocess.run([str(REPO / ".venv/bin/pyinfra"), "inventories/local.py",
+                              "deploy.py", "--dry", "--diff", "-v"], cwd=v2["tree"],
+                             capture_output=True, text=True, timeout=300)
+        out = output(res)
+        assert res.returncode == 0, out[-3000:]
+        assert "swap payments (slot" in out
+        assert "JWT_SECRET=<vault superapp/local/payments v" in out
+        assert CANARY_JWT not in out
+        assert [deploy_tree_hash(testbed, h) for h in testbed.hosts] == before
+    finally:
+        set_secret(client, "superapp/local/payments", "JWT_SECRET", CANARY_JWT)
+
+
+def test_failing_migration_moves_no_traffic(v2, testbed, tmp_path):
+    tree = release_copy(tmp_path, {"default_image_tag": '"v2"',
+                                   "image_tags": '{"payments": "badmigration"}'})
+    before = [deploy_tree_hash(testbed, h) for h in testbed.hosts[1:]]
+    res = deploy(tree)
+    out = output(res)
+    assert res.returncode != 0
+    assert "host1: migration of payments failed" in out
+    assert set(versions(testbed, "payments").values()) == {"v2"}
+    assert [deploy_tree_hash(testbed, h) for h in testbed.hosts[1:]] == before
+
+
+def test_broken_release_stops_on_the_first_host_and_keeps_serving(v2, testbed, tmp_path):
+    tree = release_copy(tmp_path, {"default_image_tag": '"v2"',
+                                   "image_tags": '{"food": "broken"}'})
+    untouched = [deploy_tree_hash(testbed, h) for h in testbed.hosts[1:]]
+    route = ENV.services["food"].routes[0]
+    with Load(app_targets(testbed, (f"{route}/api/ping",)), rate=10, workers=2) as load:
+        res = deploy(tree, timeout=600)
+    out = output(res)
+    assert res.returncode != 0
+    assert "host1: food did not become healthy" in out
+    assert "Not touched: host2, host3" in out
+    assert "--- last log lines of food-" in out
+    assert set(versions(testbed, "food").values()) == {"v2"}
+    assert not load.report.failed, load.report.failures_by_kind()
+    assert [deploy_tree_hash(testbed, h) for h in testbed.hosts[1:]] == untouched
+    assert testbed.ssh(testbed.hosts[0], "test -e /var/lib/superapp/deploy.lock",
+                       check=False).returncode == 1
+
+
+def put_lock(testbed: Testbed, owner: str, expires: str) -> None:
+    record = json.dumps({"env": "local", "owner": owner, "token": "someone-elses",
+                         "started": "2026-01-01T00:00:00+00:00", "expires": expires})
+    testbed.ssh(testbed.hosts[0],
+                f"printf '%s\\n' {shlex.quote(record)} > /var/lib/superapp/deploy.lock")
+
+
+def test_a_held_lock_refuses_the_deploy_and_an_expired_one_can_be_broken(v2, testbed,
+                                                                          tmp_path):
+    tree = release_copy(tmp_path, {"default_image_tag": '"v2"', "image_tags": '{"chat": "v3"}'})
+    put_lock(testbed, "alice@laptop", "2999-01-01T00:00:00+00:00")
+    try:
+        res = deploy(tree)
+        assert res.returncode != 0
+        assert "another deploy holds the local lock: alice@laptop" in output(res)
+        assert set(versions(testbed, "chat").values()) == {"v2"}
+        put_lock(testbed, "bob@laptop", "2020-01-01T00:00:00+00:00")
+        res = deploy(tree)
+        assert res.returncode != 0 and "break_lock=true" in output(res)
+        res = deploy(tree, "--data", "break_lock=true")
+        assert res.returncode == 0, output(res)[-3000:]
+        assert set(versions(testbed, "chat").values()) == {"v3"}
+        kinds = [e.get("kind") for e in ledger(testbed, testbed.hosts[0])]
+        assert "lock-broken" in kinds
+    finally:
+        testbed.ssh(testbed.hosts[0], "grep -q someone-elses /var/lib/superapp/deploy.lock "
+                    "2>/dev/null && rm -f /var/lib/superapp/deploy.lock; true")
+
+
+def test_ctrl_c_releases_the_lock(v2, testbed, tmp_path):
+    before, target = versions(testbed, "chat"), other_version(testbed, "chat")
+    tree = release_copy(tmp_path, {"default_image_tag": '"v2"',
+                                   "image_tags": f'{{"chat": "{target}"}}'})
+    proc = start_deploy(tree)
+    wait_for_line(proc, r"swapping chat")
+    time.sleep(1)
+    out = interrupt(proc)
+    assert proc.returncode != 0
+    assert "interrupted (Ctrl-C) while rolling host1: its changes were undone" in out
+    assert testbed.ssh(testbed.hosts[0], "test -e /var/lib/superapp/deploy.lock",
+                       check=False).returncode == 1
+    assert versions(testbed, "chat") == before
+    res = deploy(tree)  # and the fleet converges on the next run
+    assert res.returncode == 0, output(res)[-3000:]
+    assert set(versions(testbed, "chat").values()) == {target}
+
+
+def set_sshd(host: str, action: str) -> None:
+    subprocess.run([str(REPO / ".venv/bin/python"), str(REPO / "testbed/testbed.py"), "sshd",
+                    host, action], check=True, capture_output=True)
+
+
+def test_unreachable_host_refuses_before_any_change(v2, testbed, tmp_path):
+    target = other_version(testbed, "bus")
+    tree = release_copy(tmp_path, {"default_image_tag": '"v2"',
+                                   "image_tags": f'{{"bus": "{target}"}}'})
+    before = [deploy_tree_hash(testbed, h) for h in (testbed.hosts[0], testbed.hosts[2])]
+    set_sshd("host2", "stop")
+    try:
+        res = deploy(tree)
+    finally:
+        set_sshd("host2", "start")
+    assert res.returncode != 0
+    assert "cannot reach host2" in output(res)
+    assert [deploy_tree_hash(testbed, h) for h in (testbed.hosts[0], testbed.hosts[2])] == before
+
+
+def test_host_lost_mid_rollout_stops_with_a_clear_message(v2, testbed, tmp_path):
+    target = other_version(testbed, "bus")
+    tree = release_copy(tmp_path, {"default_image_tag": '"v2"',
+                                   "image_tags": f'{{"bus": "{target}"}}'})
+    proc = start_deploy(tree)
+    wait_for_line(proc, r"--> host1:")
+    set_sshd("host2", "stop")
+    try:
+        out, _ = proc.communicate(timeout=600)
+    finally:
+        set_sshd("host2", "start")
+    assert proc.returncode != 0
+    assert "Rollout stopped at host2" in out and "Already on the new release: host1" in out
+    assert "Not touched: host3" in out
+    assert testbed.ssh(testbed.hosts[0], "test -e /var/lib/superapp/deploy.lock",
+                       check=False).returncode == 1
+    res = deploy(tree)  # host2 back: the next run finishes the release
+    assert res.returncode == 0, output(res)[-3000:]
+    assert set(versions(testbed, "bus").values()) == {target}
+
+
+def test_rollback_returns_every_host_to_the_previous_release(v2, testbed):
+    successes = [e for e in ledger(testbed, testbed.hosts[0]) if e.get("result") == "success"]
+    current, previous = successes[-1], next(
+        e for e in reversed(successes[:-1]) if e["images"] != successes[-1]["images"])
+    res = subprocess.run([str(REPO / ".venv/bin/pyinfra"), "-y", "inventories/local.py",
+                          "tasks/rollback.py"], cwd=REPO, capture_output=True, text=True,
+                         timeout=900)
+    assert res.returncode == 0, output(res)[-4000:]
+    assert f"rolling back to release {previous['release']}" in output(res)
+    for service, image in previous["images"].items():
+        tag = image.rsplit(":", 1)[1]
+        assert set(versions(testbed, service).values()) == {tag}, service
+    last = ledger(testbed, testbed.hosts[0])[-1]
+    assert last["kind"] == "rollback" and last["rolled_back_to"] == previous["release"]
+    assert last["secret_versions"] == previous["secret_versions"]
+    assert current["release"] != previous["release"]
+
+
+def test_limit_rolls_only_the_named_host(v2, testbed, tmp_path):
+    before = versions(testbed, "stays")
+    target = "v3" if before["host2"] != "v3" else "v2"
+    tree = release_copy(tmp_path, {"default_image_tag": '"v2"',
+                                   "image_tags": f'{{"stays": "{target}"}}'})
+    others = [deploy_tree_hash(testbed, h) for h in (testbed.hosts[0], testbed.hosts[2])]
+    res = deploy(tree, "--limit", "host2")
+    assert res.returncode == 0, output(res)[-3000:]
+    after = versions(testbed, "stays")
+    assert after["host2"] == target
+    assert (after["host1"], after["host3"]) == (before["host1"], before["host3"])
+    assert [deploy_tree_hash(testbed, h) for h in (testbed.hosts[0], testbed.hosts[2])] == others

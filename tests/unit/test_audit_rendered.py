@@ -1,0 +1,367 @@
+"""ops/audit/rendered.py: every invariant broken once, in group_data (a RepoCopy) or, where
+group_data cannot express the break, in the rendered text itself."""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+
+import pytest
+
+from ops.audit import run_audit
+from ops.audit.rendered import audit_rendered, image_problem
+from ops.catalog import ConfigError, load_environment
+from ops.render import PlaceholderSecrets, render_environment
+
+# Accepted by design (ops/audit/rendered.py ROOT_ALLOWED): reported as LOW, never blocking.
+ACCEPTED = [("low", "db-1 postgres /opt/superapp/compose/data.yml:5")]
+
+
+@pytest.fixture(scope="module")
+def prod():
+    return load_environment("prod")
+
+
+@pytest.fixture
+def rendered(prod):
+    return render_environment(prod, PlaceholderSecrets())
+
+
+def edit(rendered: dict, host: str, path: str, old: str, new: str, count: int = 1) -> None:
+    """Replace `old` by `new` in one rendered file (exactly `count` occurrences must exist)."""
+    files = rendered[host]
+    for i, f in enumerate(files):
+        if f.path == path:
+            assert f.content.count(old) == count, f"{old!r} x{f.content.count(old)} in {path}"
+            files[i] = dataclasses.replace(f, content=f.content.replace(old, new))
+            return
+    raise AssertionError(f"{path} not rendered on {host}")
+
+
+def line_of(rendered: dict, host: str, path: str, needle: str) -> int:
+    """1-based line of the first line of a rendered file that contains `needle`."""
+    text = next(f.content for f in rendered[host] if f.path == path)
+    return next(i for i, ln in enumerate(text.splitlines(), start=1) if needle in ln)
+
+
+def findings(prod, rendered, rule: str) -> list:
+    return [f for f in audit_rendered(prod, rendered) if f.rule == rule]
+
+
+def test_prod_rendered_config_passes_every_rule(prod, rendered):
+    """The real prod rendering: nothing but the accepted root postgres (an invariant to keep;
+    the rule tests below break a copy on purpose instead of relying on today's findings)."""
+    found = audit_rendered(prod, rendered)
+    assert [(f.rule, f.severity, f.where) for f in found] == [
+        ("rendered.non-root", *ACCEPTED[0])]
+
+
+def test_rendered_part_is_fast_enough_for_the_preflight():
+    start = time.perf_counter()
+    run_audit("prod", repo=False)
+    assert time.perf_counter() - start < 1.0
+
+
+def test_hmac_off_on_payments(prod, rendered):
+    edit(rendered, "app-2", "/opt/superapp/compose/payments.yml",
+         'INTERNAL_REQUIRE_HMAC: "true"', 'INTERNAL_REQUIRE_HMAC: "false"', count=2)
+    [found] = findings(prod, rendered, "rendered.hmac-required")
+    path = "/opt/superapp/compose/payments.yml"
+    line = line_of(rendered, "app-2", path, "INTERNAL_REQUIRE_HMAC")
+    assert found.where == f"app-2 payments {path}:{line} INTERNAL_REQUIRE_HMAC"
+    assert "'false'" in found.message and found.severity == "high"
+
+
+def test_caller_without_signing_secret(prod, rendered):
+    env = "/etc/superapp/env/commerce.env"
+    text = next(f.content for f in rendered["app-3"] if f.path == env)
+    line = next(ln for ln in text.splitlines() if ln.startswith("INTERNAL_HMAC_SECRET="))
+    edit(rendered, "app-3", env, line + "\n", "")
+    [found] = findings(prod, rendered, "rendered.hmac-secret")
+    assert found.where.startswith("app-3 commerce /opt/superapp/compose/commerce.yml:")
+    assert "commerce" in found.message and "INTERNAL_HMAC_SECRET" in found.message
+
+
+def test_replay_window_out_of_range_in_rendered_text(prod, rendered):
+    edit(rendered, "app-1", "/opt/superapp/compose/taxi.yml",
+         'INTERNAL_HMAC_REPLAY_WINDOW: "120"', 'INTERNAL_HMAC_REPLAY_WINDOW: "900"')
+    [found] = findings(prod, rendered, "rendered.hmac-replay-window")
+    path = "/opt/superapp/compose/taxi.yml"
+    line = line_of(rendered, "app-1", path, "INTERNAL_HMAC_REPLAY_WINDOW")
+    assert found.where == f"app-1 taxi {path}:{line} INTERNAL_HMAC_REPLAY_WINDOW"
+
+
+def test_replay_window_in_group_data_is_refused_by_the_loader(repo_copy):
+    repo_copy.append("group_data/prod.py", "hmac_replay_window_seconds = 900")
+    with pytest.raises(ConfigError, match=r"group_data/prod.py: hmac_replay_window_seconds: "
+                                          r"must be <= 300"):
+        repo_copy.load()
+    report = run_audit("prod", root=repo_copy.root, repo=False)
+    assert [f.where for f in report.blocking] == ["group_data/prod.py"]
+    assert "hmac_replay_window_seconds" in report.blocking[0].message
+
+
+def test_rate_limit_not_on_redis(prod, rendered):
+    edit(rendered, "app-4", "/opt/superapp/compose/food.yml",
+         'RATE_LIMIT_BACKEND: "redis"', 'RATE_LIMIT_BACKEND: "memory"')
+    [found] = findings(prod, rendered, "rendered.rate-limit-redis")
+    path = "/opt/superapp/compose/food.yml"
+    line = line_of(rendered, "app-4", path, "RATE_LIMIT_BACKEND")
+    assert found.where == f"app-4 food {path}:{line} RATE_LIMIT_BACKEND"
+
+
+def test_missing_redis_url(prod, rendered):
+    env = "/etc/superapp/env/bus.env"
+    text = next(f.content for f in rendered["app-1"] if f.path == env)
+    line = next(ln for ln in text.splitlines() if ln.startswith("REDIS_URL="))
+    edit(rendered, "app-1", env, line + "\n", "")
+    [found] = findings(prod, rendered, "rendered.redis-url")
+    assert found.where.startswith("app-1 bus /opt/superapp/compose/bus.yml:")
+    assert "REDIS_URL" in found.message
+
+
+def test_wildcard_origin_in_rendered_text(prod, rendered):
+    edit(rendered, "app-1", "/opt/superapp/compose/chat.yml",
+         'ALLOWED_ORIGINS: "https://app.superapp.sy,https://admin.superapp.sy"',
+         'ALLOWED_ORIGINS: "*"')
+    [found] = findings(prod, rendered, "rendered.allowed-origins")
+    path = "/opt/superapp/compose/chat.yml"
+    line = line_of(rendered, "app-1", path, "ALLOWED_ORIGINS")
+    assert found.where == f"app-1 chat {path}:{line} ALLOWED_ORIGINS"
+
+
+def test_wildcard_origin_in_group_data_is_refused_by_the_loader(repo_copy):
+    repo_copy.append("group_data/prod.py", 'allowed_origins = {"payments": ["*"]}')
+    with pytest.raises(ConfigError) as exc:
+        repo_copy.load()
+    assert "group_data/prod.py: allowed_origins.payments: '*' is not allowed" in str(exc.value)
+    report = run_audit("prod", root=repo_copy.root, repo=False)
+    assert {f.rule for f in report.blocking} == {"config.invalid"}
+
+
+def test_forwarded_allow_ips_wildcard(prod, rendered):
+    edit(rendered, "app-1", "/opt/superapp/compose/stays.yml",
+         "--forwarded-allow-ips=172.30.0.2", "--forwarded-allow-ips=*")
+    [found] = findings(prod, rendered, "rendered.proxy-headers")
+    path = "/opt/superapp/compose/stays.yml"
+    line = line_of(rendered, "app-1", path, "UVICORN_EXTRA_ARGS")
+    assert found.where == f"app-1 stays {path}:{line} UVICORN_EXTRA_ARGS"
+    assert "trusts everyone" in found.message
+
+
+def test_forwarded_allow_ips_not_the_proxy(prod, rendered):
+    edit(rendered, "app-1", "/opt/superapp/compose/stays.yml",
+         "--proxy-headers --forwarded-allow-ips=172.30.0.2", "--forwarded-allow-ips=10.0.0.9")
+    [found] = findings(prod, rendered, "rendered.proxy-headers")
+    assert "no --proxy-headers" in found.message and "not the proxy address" in found.message
+
+
+def test_auto_create_schema_true(prod, rendered):
+    edit(rendered, "app-1", "/opt/superapp/compose/doctors.yml",
+         'AUTO_CREATE_SCHEMA: "false"', 'AUTO_CREATE_SCHEMA: "true"')
+    [found] = findings(prod, rendered, "rendered.auto-create-schema")
+    path = "/opt/superapp/compose/doctors.yml"
+    line = line_of(rendered, "app-1", path, "AUTO_CREATE_SCHEMA")
+    assert found.where == f"app-1 doctors {path}:{line} AUTO_CREATE_SCHEMA"
+
+
+def test_starting_credit_in_rendered_text(prod, rendered):
+    edit(rendered, "app-1", "/opt/superapp/compose/payments.yml",
+         'STARTING_CREDIT_CENTS: "0"', 'STARTING_CREDIT_CENTS: "500"', count=3)
+    found = findings(prod, rendered, "rendered.starting-credit")
+    path = "/opt/superapp/compose/payments.yml"
+    line = line_of(rendered, "app-1", path, "STARTING_CREDIT_CENTS")
+    assert found[0].where == f"app-1 payments {path}:{line} STARTING_CREDIT_CENTS"
+
+
+def test_starting_credit_in_group_data(repo_copy):
+    repo_copy.append("group_data/prod.py", "starting_credit_cents = 500")
+    with pytest.raises(ConfigError, match="group_data/prod.py: starting_credit_cents: must be 0"):
+        repo_copy.load()
+    repo_copy.append("group_data/prod.py", "promo_enabled = True")
+    report = run_audit("prod", root=repo_copy.root, repo=False)
+    assert not [f for f in report.findings if f.rule == "rendered.starting-credit"]
+
+
+def test_plaintext_admin_token(prod, rendered):
+    env = "/etc/superapp/env/taxi.env"
+    text = next(f.content for f in rendered["app-1"] if f.path == env)
+    line = next(ln for ln in text.splitlines() if ln.startswith("ADMIN_TOKEN_SHA256="))
+    edit(rendered, "app-1", env, line, "ADMIN_TOKEN='plain'")
+    found = findings(prod, rendered, "rendered.admin-token-hashed")
+    block = line_of(rendered, "app-1", "/opt/superapp/compose/taxi.yml", "environment:")
+    assert [f.where for f in found] == [
+        f"app-1 taxi {env}:{line_of(rendered, 'app-1', env, 'ADMIN_TOKEN=')} ADMIN_TOKEN",
+        f"app-1 taxi /opt/superapp/compose/taxi.yml:{block} ADMIN_TOKEN_SHA256",
+    ]
+
+
+@pytest.mark.parametrize(("tag", "problem"), [
+    ("latest", "tag 'latest' floats"), ("3", "floating major/minor"),
+    ("stable", "tag 'stable' floats"), (None, "has no tag"),
+])
+def test_unpinned_image_in_rendered_text(prod, rendered, tag, problem):
+    new = "superapp/commerce" + (f":{tag}" if tag else "")
+    edit(rendered, "app-2", "/opt/superapp/compose/commerce.yml",
+         "superapp/commerce:2025.11.1", new)
+    found = [f for f in findings(prod, rendered, "rendered.image-pinned")
+             if "commerce" in f.where]
+    assert [f.where for f in found] == ["app-2 commerce /opt/superapp/compose/commerce.yml:7"]
+    assert problem in found[0].message
+
+
+def test_floating_tag_in_group_data_is_caught_by_the_audit_not_the_loader(repo_copy):
+    repo_copy.append("group_data/prod.py", 'image_tags = {"freight": "3"}')
+    repo_copy.load()  # the loader only refuses 'latest'
+    report = run_audit("prod", root=repo_copy.root, repo=False)
+    freight = [f for f in report.blocking if f.rule == "rendered.image-pinned"
+               and "freight" in f.where]
+    assert len(freight) == 4  # one per app host
+    assert freight[0].where == "app-1 freight /opt/superapp/compose/freight.yml:7"
+
+
+def test_latest_in_group_data_is_refused_by_the_loader(repo_copy):
+    repo_copy.append("group_data/prod.py", 'default_image_tag = "latest"')
+    with pytest.raises(ConfigError, match="group_data/prod.py: default_image_tag: 'latest'"):
+        repo_copy.load()
+
+
+def test_image_problem_accepts_versions_and_digests():
+    assert image_problem("r:5000/superapp/x:2025.11.1") is None
+    assert image_problem("r/x:3.7.15") is None
+    assert image_problem("r/x@sha256:" + "a" * 64) is None
+    assert image_problem("r:5000/x:15") is not None
+
+
+def test_root_container(prod, rendered):
+    edit(rendered, "app-1", "/opt/superapp/compose/bus.yml", '    user: "10001:10001"\n', "")
+    [found] = [f for f in findings(prod, rendered, "rendered.non-root") if f.severity == "high"]
+    path = "/opt/superapp/compose/bus.yml"
+    assert found.where == f"app-1 bus {path}:{line_of(rendered, 'app-1', path, '  bus:')}"
+
+
+def test_unbounded_logs(prod, rendered):
+    edit(rendered, "app-1", "/opt/superapp/compose/bus.yml",
+         '"options": {"max-size": "10m", "max-file": "5"}', '"options": {}')
+    [found] = findings(prod, rendered, "rendered.bounded-logs")
+    path = "/opt/superapp/compose/bus.yml"
+    assert found.where == f"app-1 bus {path}:{line_of(rendered, 'app-1', path, 'logging:')}"
+
+
+def test_service_not_scraped(prod, rendered):
+    edit(rendered, "mon-1", "/opt/superapp/prometheus/prometheus.yml",
+         '      - targets: ["10.10.0.13:8081"]\n'
+         '        labels: {tier: "service", service: "taxi", host: "app-3"}\n', "")
+    [found] = findings(prod, rendered, "rendered.metrics-scraped")
+    assert found.where == "app-3 taxi /opt/superapp/prometheus/prometheus.yml"
+    assert "taxi on app-3" in found.message
+
+
+def without_backups(rendered: dict) -> None:
+    """Drop the rendered backup unit (ops/render/backup.py) from every host."""
+    for host, files in rendered.items():
+        rendered[host] = [f for f in files if f.unit != "backup"]
+
+
+def test_backup_rule_passes_on_the_rendered_backup_unit(prod, rendered):
+    assert any(f.path.startswith("/etc/cron.d/superapp-backup-") for f in rendered["db-1"])
+    assert findings(prod, rendered, "rendered.backup-coverage") == []
+
+
+def test_backup_rule_reports_high_without_backup_jobs(prod, rendered):
+    without_backups(rendered)
+    [found] = findings(prod, rendered, "rendered.backup-coverage")
+    assert found.severity == "high" and "17 database(s)" in found.message
+    assert found.key == "rendered.backup-coverage:prod"
+
+
+def test_backup_rule_names_an_uncovered_database(prod, rendered):
+    files = rendered["db-1"]
+    rendered["db-1"] = [f for f in files if f.path != "/etc/cron.d/superapp-backup-chat"]
+    edit(rendered, "db-1", "/opt/superapp/backup/pg_backup.sh", " chat ", " ")
+    [found] = findings(prod, rendered, "rendered.backup-coverage")
+    assert found.message == "database chat is not covered by any backup job"
+    assert found.key == "rendered.backup-coverage:chat"
+
+
+def test_backup_rule_reports_a_cron_job_whose_script_is_not_rendered(prod, rendered):
+    rendered["db-1"] = [f for f in rendered["db-1"]
+                        if f.path != "/opt/superapp/backup/pg_backup.sh"]
+    found = findings(prod, rendered, "rendered.backup-coverage")
+    assert len(found) == 17
+    assert all("runs /opt/superapp/backup/pg_backup.sh, which is not rendered on db-1"
+               in f.message for f in found)
+
+
+def test_backup_rule_accepts_the_documented_layout(prod, rendered):
+    from ops.render import RenderedFile
+    without_backups(rendered)
+    dbs = sorted(s.database for s in prod.services.values())
+    script = "#!/bin/sh\nfor db in " + " ".join(d for d in dbs if d != "chat") + "; do :; done\n"
+    rendered["db-1"] += [
+        RenderedFile("/opt/superapp/backup/pg_backup.sh", script, mode=0o755),
+        RenderedFile("/etc/cron.d/superapp-backup-all",
+                     "# nightly\nSHELL=/bin/sh\n"
+                     "15 2 * * * root /opt/superapp/backup/pg_backup.sh\n"),
+    ]
+    found = findings(prod, rendered, "rendered.backup-coverage")
+    assert [(f.message, f.where.split(" ")[0]) for f in found] == [
+        ("database chat is not covered by any backup job", "app-1")]
+
+
+def test_two_celery_beats(prod, rendered):
+    edit(rendered, "app-2", "/opt/superapp/compose/payments.yml",
+         '"worker", "--loglevel=INFO"', '"beat", "--loglevel=INFO"')
+    [found] = findings(prod, rendered, "rendered.celery-beat-singleton")
+    assert "2 Celery beat containers" in found.message
+    assert "app-1 payments" in found.where and "app-2 payments" in found.where
+
+
+def test_traefik_dashboard_and_trusted_ips(prod, rendered):
+    edit(rendered, "app-1", "/opt/superapp/traefik/traefik.yml",
+         "ping:\n", "api:\n  dashboard: true\nping:\n")
+    edit(rendered, "app-1", "/opt/superapp/traefik/traefik.yml",
+         'trustedIPs: ["10.10.9.10", "10.10.9.11"]', 'trustedIPs: ["0.0.0.0/0"]')
+    api = findings(prod, rendered, "rendered.traefik-api")
+    ips = findings(prod, rendered, "rendered.traefik-trusted-ips")
+    path = "/opt/superapp/traefik/traefik.yml"
+    assert [f.where for f in api] == [f"app-1 {path}:{line_of(rendered, 'app-1', path, 'api:')}"]
+    assert [f.where for f in ips] == [
+        f"app-1 {path}:{line_of(rendered, 'app-1', path, 'forwardedHeaders:')}"]
+
+
+def test_wide_upstream_proxies_are_refused_by_the_loader(repo_copy):
+    repo_copy.append("group_data/prod.py", 'upstream_proxies = ["0.0.0.0/0"]')
+    with pytest.raises(ConfigError, match=r"group_data/prod.py: upstream_proxies.0: "):
+        repo_copy.load()
+
+
+def test_secret_file_mode_and_secret_in_plain_file(prod, rendered):
+    files = rendered["app-1"]
+    for i, f in enumerate(files):
+        if f.path == "/etc/superapp/env/food.env":
+            files[i] = dataclasses.replace(f, mode=0o644)
+    edit(rendered, "app-1", "/opt/superapp/compose/food.yml",
+         'PORT: "8000"',
+         'PORT: "8000"\n      DB_PASSWORD: "<vault:superapp/prod/food#DB_PASSWORD>"')
+    mode = findings(prod, rendered, "rendered.secret-file-mode")
+    plain = findings(prod, rendered, "rendered.secret-in-plain-file")
+    assert [f.where for f in mode] == ["app-1 /etc/superapp/env/food.env"]
+    path = "/opt/superapp/compose/food.yml"
+    assert [f.where for f in plain] == [
+        f"app-1 {path}:{line_of(rendered, 'app-1', path, 'DB_PASSWORD')}"]
+    assert "<vault:" not in plain[0].message
+
+
+def test_invalid_rendered_yaml(prod, rendered):
+    edit(rendered, "app-1", "/opt/superapp/traefik/dynamic/bus.yml", "http:\n", "http: [\n")
+    [found] = findings(prod, rendered, "rendered.invalid-yaml")
+    assert found.where.startswith("app-1 /opt/superapp/traefik/dynamic/bus.yml:")
+
+
+def test_local_relaxation_downgrades_only_stand_in_images():
+    report = run_audit("local", repo=False)
+    relaxed = [f for f in report.findings if f.relaxed_by]
+    assert relaxed and {f.rule for f in relaxed} == {"rendered.image-pinned"}
+    assert all(f.severity == "low" and "standin" in f.message for f in relaxed)
+    assert report.blocking == []

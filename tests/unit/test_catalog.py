@@ -1,0 +1,328 @@
+"""ops.catalog: loading, inventory groups, and one test per validation rule.
+
+Each rule test breaks a copy of the real files and asserts the message names the file and key.
+"""
+
+from __future__ import annotations
+
+import re
+import textwrap
+
+import pytest
+import yaml
+
+import ops.catalog
+from ops.catalog import ConfigError, inventory_groups, load_environment
+from ops.catalog.group_data_schema import GROUP_DATA
+from ops.catalog.services_schema import SERVICE
+
+SERVICES = ["payments", "taxi", "commerce", "food", "doctors", "stays", "bus", "flights",
+            "utilities", "freight", "chat", "agriculture", "carmarket", "carrental", "ai_gateway",
+            "livestock", "realestate"]
+PROD = "group_data/prod.py"
+
+
+def error_of(repo, env="prod") -> str:
+    with pytest.raises(ConfigError) as info:
+        repo.load(env)
+    return str(info.value)
+
+
+@pytest.mark.parametrize("env", ["prod", "staging", "local"])
+def test_every_environment_loads_with_all_17_services(env):
+    environment = load_environment(env)
+    assert list(environment.services) == SERVICES
+    assert all(environment.placement[s] for s in SERVICES)
+
+
+def test_catalog_facts_from_the_spec(environments):
+    services = environments["prod"].services
+    assert {n for n, s in services.items() if s.has_alembic} == {"payments", "taxi"}
+    assert services["payments"].hmac_role == "verifier"
+    assert services["payments"].migrate_command == ("alembic", "upgrade", "head")
+    assert set(services["payments"].sidecars) == {"worker", "beat"}
+    assert services["payments"].sidecars["beat"].singleton
+    assert services["taxi"].sidecars["reaper"].secret_env == {"TAXI_ADMIN_TOKEN": "ADMIN_TOKEN"}
+    assert services["taxi"].jwt_mode == "jwks"
+    full = {n for n, s in services.items() if s.dashboard == "full"}
+    assert full == {"payments", "taxi", "commerce", "doctors"}
+    assert all(s.port == 8000 and s.health_path == "/health" for s in services.values())
+
+
+def test_local_environment_matches_the_testbed(environments):
+    local = environments["local"]
+    assert [(h.name, h.address, h.roles) for h in local.hosts] == [
+        ("host1", "10.231.0.11", ("app", "db")),
+        ("host2", "10.231.0.12", ("app",)),
+        ("host3", "10.231.0.13", ("app", "monitoring")),
+    ]
+    assert local.image(local.services["payments"]) == "10.231.0.1:5000/superapp/standin:v1"
+    assert local.infra_image("traefik") == "10.231.0.1:5000/superapp/traefik:3.7.15"
+    assert local.settings["health_check"]["interval_seconds"] == 30
+    assert local.settings["vault"]["auth_method"] == "token"
+    assert set(local.settings["relaxations"]) == {
+        "standin-image", "vault-token-auth", "vault-plain-http"}
+
+
+def test_inventory_groups_by_role_in_rollout_order(environments):
+    groups = inventory_groups(environments["prod"])
+    assert [name for name, _ in groups["app"]] == ["app-1", "app-2", "app-3", "app-4"]
+    assert groups["db"] == [("db-1", {"ssh_hostname": "10.10.1.11", "superapp_roles": ["db"],
+                                      "superapp_rollout_index": 4})]
+    assert [name for name, _ in groups["monitoring"]] == ["mon-1"]
+
+
+def test_beat_defaults_to_the_first_app_host_running_payments(environments):
+    assert environments["prod"].singleton_hosts == {"payments.beat": "app-1"}
+
+
+def test_secret_refs_carry_vault_location_and_kind(environments):
+    prod = environments["prod"]
+    refs = {r.key: r for r in prod.secret_refs(prod.services["taxi"])}
+    assert str(refs["TOMTOM_API_KEY"]) == "superapp/prod/taxi#TOMTOM_API_KEY"
+    assert refs["TOMTOM_API_KEY"].kind == "api-key"
+    assert refs["ADMIN_TOKEN"].kind == "admin-token"
+    assert refs["INTERNAL_HMAC_SECRET"].path == "superapp/prod/shared/internal-hmac"
+    assert "JWT_SECRET" not in refs  # taxi validates through JWKS
+    assert refs["INTERNAL_HMAC_SECRET_PREVIOUS"].optional
+
+
+# --- the documented schema example stays valid -------------------------------------------
+
+
+def documented_block(marker: str) -> str:
+    doc = ops.catalog.__doc__
+    match = re.search(rf"{marker}::\n\n(.*?)(?:\n\S|\Z)", doc, re.S)
+    assert match, f"no '{marker}::' block in ops.catalog's docstring"
+    return textwrap.dedent(match.group(1))
+
+
+def test_documented_service_example_validates():
+    example = yaml.safe_load(documented_block("Example service entry"))
+    (name, entry), = example["services"].items()
+    errors: list = []
+    SERVICE.check(entry, f"services.{name}", errors)
+    assert errors == []
+
+
+def test_documented_group_data_example_validates():
+    namespace: dict = {}
+    exec(documented_block("Example group_data"), namespace)  # noqa: S102 - our own docstring
+    data = {k: v for k, v in namespace.items() if not k.startswith("__")}
+    errors: list = []
+    GROUP_DATA.check(data, "", errors)
+    assert errors == []
+
+
+# --- one test per validation rule ----------------------------------------------------------
+
+
+def test_unknown_key_names_file_and_suggests(repo_copy):
+    repo_copy.append(PROD, 'alowed_origins = {"payments": ["https://x.superapp.sy"]}')
+    assert ("group_data/prod.py: unknown key 'alowed_origins' (did you mean 'allowed_origins'?)"
+            in error_of(repo_copy))
+
+
+def test_unknown_nested_key(repo_copy):
+    repo_copy.replace(PROD, r'"address": "10.10.0.12"', '"adress": "10.10.0.12"')
+    message = error_of(repo_copy)
+    assert "group_data/prod.py: hosts.1: unknown key 'adress' (did you mean 'address'?)" in message
+    assert "group_data/prod.py: hosts.1.address: missing required key" in message
+
+
+def test_missing_required_key(repo_copy):
+    repo_copy.replace(PROD, r'^registry = .*$', "")
+    assert "group_data/prod.py: registry: missing required key" in error_of(repo_copy)
+
+
+def test_wrong_type(repo_copy):
+    repo_copy.append(PROD, 'hmac_replay_window_seconds = "120"')
+    assert ("group_data/prod.py: hmac_replay_window_seconds: must be an integer, got str"
+            in error_of(repo_copy))
+
+
+def test_value_out_of_range_replay_window(repo_copy):
+    repo_copy.append(PROD, "hmac_replay_window_seconds = 900")
+    assert ("group_data/prod.py: hmac_replay_window_seconds: must be <= 300"
+            in error_of(repo_copy))
+
+
+def test_wildcard_origin_rejected_in_prod(repo_copy):
+    repo_copy.append(PROD, 'allowed_origins = {"payments": ["*"]}')
+    assert ("group_data/prod.py: allowed_origins.payments: '*' is not allowed in prod"
+            in error_of(repo_copy))
+
+
+def test_wildcard_default_origin_blamed_on_the_file_that_set_it(repo_copy):
+    repo_copy.replace("group_data/all.py", r'^default_allowed_origins = .*$',
+                      'default_allowed_origins = ["*"]')
+    assert ("group_data/all.py: default_allowed_origins: '*' is not allowed in prod"
+            in error_of(repo_copy))
+
+
+def test_allowed_origins_for_unknown_service(repo_copy):
+    repo_copy.append(PROD, 'allowed_origins = {"paymnets": ["https://a.superapp.sy"]}')
+    assert ("group_data/prod.py: allowed_origins.paymnets: unknown service 'paymnets' "
+            "(did you mean 'payments'?)" in error_of(repo_copy))
+
+
+def test_placement_on_unknown_host(repo_copy):
+    repo_copy.append(PROD, 'placement = {"chat": ["app-9"]}')
+    assert "group_data/prod.py: placement.chat.0: unknown host 'app-9'" in error_of(repo_copy)
+
+
+def test_placement_on_a_host_without_app_role(repo_copy):
+    repo_copy.append(PROD, 'placement = {"chat": ["db-1"]}')
+    assert ("group_data/prod.py: placement.chat.0: host 'db-1' has no 'app' role"
+            in error_of(repo_copy))
+
+
+def test_service_on_no_host(repo_copy):
+    repo_copy.append(PROD, 'placement = {"chat": []}')
+    assert "group_data/prod.py: placement.chat: service is on no host" in error_of(repo_copy)
+
+
+def test_route_on_two_services(repo_copy):
+    repo_copy.replace("ops/catalog/services.yml", r"routes: \[/food\]", "routes: [/payments]")
+    assert ("ops/catalog/services.yml: services.food.routes.0: route '/payments' is already "
+            "used by payments" in error_of(repo_copy))
+
+
+def test_unknown_catalog_key(repo_copy):
+    repo_copy.replace("ops/catalog/services.yml", r"    database: chat",
+                      "    database: chat\n    databse: chat")
+    assert ("ops/catalog/services.yml: services.chat: unknown key 'databse' "
+            "(did you mean 'database'?)" in error_of(repo_copy))
+
+
+def test_alembic_service_needs_a_migrate_command(repo_copy):
+    repo_copy.replace("ops/catalog/services.yml", r"    database: chat",
+                      "    database: chat\n    has_alembic: true")
+    assert ("ops/catalog/services.yml: services.chat.migrate_command: required when has_alembic"
+            in error_of(repo_copy))
+
+
+def test_duplicate_host_address(repo_copy):
+    repo_copy.replace(PROD, r'"address": "10.10.0.12"', '"address": "10.10.0.11"')
+    assert ("group_data/prod.py: hosts.1.address: duplicate address '10.10.0.11' "
+            "(also host 'app-1')" in error_of(repo_copy))
+
+
+def test_duplicate_host_name(repo_copy):
+    repo_copy.replace(PROD, r'"name": "app-2"', '"name": "app-1"')
+    assert "group_data/prod.py: hosts.1.name: duplicate host name 'app-1'" in error_of(repo_copy)
+
+
+def test_exactly_one_db_host(repo_copy):
+    repo_copy.replace(PROD, r'"roles": \["monitoring"\]', '"roles": ["monitoring", "db"]')
+    assert ("group_data/prod.py: hosts: needs exactly one host with role 'db', found 2"
+            in error_of(repo_copy))
+
+
+def test_unknown_role(repo_copy):
+    repo_copy.replace(PROD, r'"roles": \["monitoring"\]', '"roles": ["monitor"]')
+    assert ("group_data/prod.py: hosts.5.roles.0: must be one of app, db, monitoring"
+            in error_of(repo_copy))
+
+
+def test_beat_must_run_where_payments_runs(repo_copy):
+    repo_copy.append(PROD, 'placement = {"payments": ["app-1", "app-2"]}\n'
+                           'singleton_hosts = {"payments.beat": "app-3"}')
+    assert ("group_data/prod.py: singleton_hosts.payments.beat: host 'app-3' does not run "
+            "payments" in error_of(repo_copy))
+
+
+def test_singleton_key_must_name_a_singleton_sidecar(repo_copy):
+    repo_copy.append(PROD, 'singleton_hosts = {"payments.worker": "app-1"}')
+    assert ("group_data/prod.py: singleton_hosts.payments.worker: must name a singleton sidecar"
+            in error_of(repo_copy))
+
+
+def test_latest_tag_rejected(repo_copy):
+    repo_copy.append(PROD, 'image_tags = {"taxi": "latest"}')
+    assert ("group_data/prod.py: image_tags.taxi: 'latest' is not a pinned tag"
+            in error_of(repo_copy))
+
+
+def test_infra_image_without_tag_rejected(repo_copy):
+    repo_copy.replace("group_data/all.py", r'"superapp/redis:7.0.15"', '"superapp/redis"')
+    assert ("group_data/all.py: infra_images.redis: must be repository:tag"
+            in error_of(repo_copy))
+
+
+def test_trusting_every_proxy_rejected(repo_copy):
+    repo_copy.append(PROD, 'upstream_proxies = ["0.0.0.0/0"]')
+    assert ("group_data/prod.py: upstream_proxies.0: '0.0.0.0/0' trusts far too many addresses"
+            in error_of(repo_copy))
+
+
+def test_traefik_address_outside_the_docker_subnet(repo_copy):
+    repo_copy.append(PROD, 'docker_network = {"name": "superapp", "subnet": "172.30.0.0/24", '
+                           '"traefik_address": "172.31.0.2"}')
+    assert ("group_data/prod.py: docker_network.traefik_address: '172.31.0.2' must be a usable "
+            "address of 172.30.0.0/24" in error_of(repo_copy))
+
+
+def test_relaxations_forbidden_in_prod(repo_copy):
+    repo_copy.append(PROD, 'relaxations = ["vault-token-auth"]')
+    assert ("group_data/prod.py: relaxations: prod must hold every production invariant"
+            in error_of(repo_copy))
+
+
+def test_token_auth_needs_a_relaxation(repo_copy):
+    repo_copy.replace("group_data/local.py", r'^relaxations = .*$',
+                      'relaxations = ["standin-image", "vault-plain-http"]')
+    assert ("group_data/local.py: vault.auth_method: 'token' needs the 'vault-token-auth' "
+            "relaxation" in error_of(repo_copy, "local"))
+
+
+def test_unknown_relaxation(repo_copy):
+    repo_copy.replace("group_data/local.py", r'^relaxations = \[',
+                      'relaxations = ["no-tls", ')
+    assert ("group_data/local.py: relaxations.0: must be one of standin-image"
+            in error_of(repo_copy, "local"))
+
+
+def test_vault_path_prefix_must_match_the_environment(repo_copy):
+    repo_copy.replace(PROD, r'"path_prefix": "superapp/prod"', '"path_prefix": "superapp/stg"')
+    assert ("group_data/prod.py: vault.path_prefix: must be 'superapp/prod'"
+            in error_of(repo_copy))
+
+
+def test_starting_credit_needs_a_promo_in_prod(repo_copy):
+    repo_copy.append(PROD, "starting_credit_cents = 500")
+    assert ("group_data/prod.py: starting_credit_cents: must be 0 in prod unless promo_enabled"
+            in error_of(repo_copy))
+    repo_copy.append(PROD, "promo_enabled = True")
+    assert repo_copy.load().settings["starting_credit_cents"] == 500
+
+
+def test_env_name_must_match_the_file(repo_copy):
+    repo_copy.replace(PROD, r'^env = "prod"', 'env = "staging"')
+    assert ("group_data/prod.py: env: is 'staging' but the file is for 'prod'"
+            in error_of(repo_copy))
+
+
+def test_group_data_holds_no_logic(repo_copy):
+    repo_copy.append(PROD, 'import os\nregistry = os.environ["REGISTRY"]')
+    message = error_of(repo_copy)
+    assert "group_data/prod.py: line " in message
+    assert "only `name = <literal>` assignments are allowed" in message
+
+
+def test_jwks_service_needs_a_jwks_url(repo_copy):
+    repo_copy.append(PROD, "jwt_jwks_url = None")
+    assert ("group_data/prod.py: jwt_jwks_url: required: taxi validate JWTs through JWKS"
+            in error_of(repo_copy))
+
+
+def test_unknown_environment():
+    with pytest.raises(ConfigError, match=r"group_data/qa.py: file not found"):
+        load_environment("qa")
+
+
+def test_all_errors_are_reported_at_once(repo_copy):
+    repo_copy.append(PROD, 'alowed_origins = {}\nhmac_replay_window_seconds = "x"')
+    message = error_of(repo_copy)
+    assert message.startswith("2 configuration errors:")
+    assert "alowed_origins" in message and "hmac_replay_window_seconds" in message
