@@ -12,7 +12,6 @@ Prints a table and writes JSON under bench/results/. A benchmark, not a test: no
 from __future__ import annotations
 
 import json
-import shutil
 import statistics
 import subprocess
 import sys
@@ -22,6 +21,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from bench.load import Load, LoadReport, Target
+from bench.release import release_copy
 from ops.catalog import load_environment
 from ops.render import PlaceholderSecrets, render_environment
 from ops.render.__main__ import write_tree
@@ -31,8 +31,6 @@ REPO = Path(__file__).resolve().parent.parent
 RESULTS = REPO / "bench" / "results"
 PYINFRA = str(REPO / ".venv/bin/pyinfra")
 RATE_PER_HOST = 100  # requests/s through each app host's Traefik
-COPIED = ("deploy.py", "inventories", "group_data", "ops", "templates", "tasks",
-          "audit-waivers.yml", ".secrets.baseline")
 
 
 def progress(msg: str) -> None:
@@ -47,17 +45,7 @@ def testbed_status() -> dict:
 
 def release(tmp: Path, tag: str) -> Path:
     """A copy of the repo whose local env runs every service at `tag`."""
-    dest = tmp / tag
-    dest.mkdir(parents=True)
-    for name in COPIED:
-        src = REPO / name
-        if src.is_dir():
-            shutil.copytree(src, dest / name, ignore=shutil.ignore_patterns("__pycache__"))
-        elif src.exists():
-            shutil.copy2(src, dest / name)
-    with open(dest / "group_data/local.py", "a") as f:
-        f.write(f'\ndefault_image_tag = "{tag}"\nimage_tags = {{}}\n')
-    return dest
+    return release_copy(tmp / tag, {"default_image_tag": f'"{tag}"', "image_tags": "{}"})
 
 
 def timed(argv: list[str], cwd: Path) -> tuple[float, subprocess.CompletedProcess]:

@@ -132,6 +132,11 @@ class InternalCalls(threading.Thread):
                 reply = json.loads(e.read())
             except ValueError:
                 reply = {"error": f"HTTP {e.code} from the caller"}
+        except TimeoutError:
+            # the caller's own call to payments hung on a payments container that was going
+            # away (same cause as "unreachable" below: no Traefik route for /internal/)
+            self.failures.append(f"{address} {caller}: timed out waiting for the caller")
+            return "unreachable"
         except (urllib.error.URLError, OSError, ValueError) as e:
             self.failures.append(f"{address} {caller}: {type(e).__name__}")
             return "error"
