@@ -2,7 +2,7 @@
 # `make test`: every phase of the suite in order, each timed, one summary at the end. The testbed
 # is brought up here (never skipped): the integration tests need real hosts.
 set -uo pipefail
-cd "$(dirname "$0")/.."
+cd "$(dirname "$0")/.." || exit 1
 PY=.venv/bin/python
 declare -a names=() secs=()
 failed=""
@@ -22,7 +22,8 @@ summary() {
   echo
   echo "=== phase timings ==="
   for i in "${!names[@]}"; do printf '%-28s %5ss\n' "${names[$i]}" "${secs[$i]}"; done
-  [ -n "$failed" ] && echo "FAILED in phase: $failed"
+  if [ -n "$failed" ]; then echo "FAILED in phase: $failed"; fi
+  return 0
 }
 
 phase "lint (ruff)" .venv/bin/ruff check .

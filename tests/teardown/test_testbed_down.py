@@ -18,7 +18,7 @@ STATE = Path("/var/lib/superapp-testbed")
 pytestmark = pytest.mark.integration
 
 
-def testbed(*args: str) -> subprocess.CompletedProcess:
+def run_testbed(*args: str) -> subprocess.CompletedProcess:
     argv = [str(REPO / ".venv/bin/python"), str(REPO / "testbed/testbed.py"), *args]
     return subprocess.run(argv,
                           capture_output=True, text=True, timeout=300)
@@ -35,7 +35,7 @@ def test_down_removes_everything_it_made() -> None:
                                          text=True).stdout.split()
     assert recorded and netns_pids, "the testbed should be up before this test"
 
-    res = testbed("down")
+    res = run_testbed("down")
     assert res.returncode == 0, res.stderr
 
     netns = subprocess.run(["ip", "netns", "list"], capture_output=True, text=True).stdout
@@ -48,4 +48,4 @@ def test_down_removes_everything_it_made() -> None:
     assert "superapp-testbed" not in mounts
     assert not any(Path("/sys/fs/cgroup/pids").glob("sa-*"))
     assert not STATE.exists()
-    assert json.loads(testbed("status").stdout)["running"] is False
+    assert json.loads(run_testbed("status").stdout)["running"] is False
