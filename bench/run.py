@@ -24,7 +24,7 @@ from bench.load import Load, LoadReport, Target
 from bench.release import release_copy
 from ops.catalog import load_environment
 from ops.render import PlaceholderSecrets, render_environment
-from ops.render.__main__ import write_tree
+from ops.render.files import write_tree
 from ops.validate import validate_tree
 
 REPO = Path(__file__).resolve().parent.parent

@@ -30,7 +30,7 @@ from ops.hoststate import HostState, SuperappHostState
 from ops.plan import HostPlan, plan_host
 from ops.preview import dry_run_mode, preview_host
 from ops.render import PlaceholderSecrets, render_host
-from ops.render.__main__ import write_tree
+from ops.render.files import write_tree
 from ops.rollout import (
     PyinfraRemote,
     Release,

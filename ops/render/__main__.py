@@ -17,19 +17,10 @@ import time
 from pathlib import Path
 
 from ops.catalog import REPO_ROOT, ConfigError, load_environment
+from ops.render.files import write_tree
 from ops.render.host import render_environment
 from ops.render.secrets import PlaceholderSecrets
 from ops.validate import ValidationError, validate_tree
-
-
-def write_tree(root: Path, rendered: dict) -> None:
-    """Write files under root/<host>/...; secret files 0600 (owners are the deploy's job)."""
-    for host, files in rendered.items():
-        for file in files:
-            target = root / host / file.path.lstrip("/")
-            target.parent.mkdir(parents=True, exist_ok=True)
-            target.write_text(file.content, encoding="utf-8")
-            os.chmod(target, file.mode)
 
 
 def looks_rendered(out: Path) -> bool:

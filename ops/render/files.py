@@ -6,6 +6,7 @@ Pure: nothing here touches a host, Vault or a subprocess.
 from __future__ import annotations
 
 import json
+import os
 from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
@@ -84,3 +85,13 @@ def relative_to_compose(path: str) -> str:
     """
     depth = len(Path(COMPOSE_DIR).parts) - 1
     return "../" * depth + path.lstrip("/")
+
+
+def write_tree(root: Path, rendered: dict) -> None:
+    """Write files under root/<host>/...; secret files 0600 (owners are the deploy's job)."""
+    for host, files in rendered.items():
+        for file in files:
+            target = root / host / file.path.lstrip("/")
+            target.parent.mkdir(parents=True, exist_ok=True)
+            target.write_text(file.content, encoding="utf-8")
+            os.chmod(target, file.mode)
