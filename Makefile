@@ -36,10 +36,10 @@ testbed-status:
 	@$(TESTBED) status
 
 vault-bootstrap: setup
-	@$(PY) -m ops.vault_bootstrap $(if $(filter prod staging,$(ENV)),$(ENV),local)
+	@$(PY) -m ops.secrets.bootstrap $(if $(filter prod staging,$(ENV)),$(ENV),local)
 
 demo: testbed-up
-	@$(PY) -m ops.vault_bootstrap local
+	@$(PY) -m ops.secrets.bootstrap local
 	@echo "demo: deploying the whole bundle to the testbed: pyinfra -y inventories/local.py deploy.py"
 	@$(PYINFRA) -y inventories/local.py deploy.py
 	@$(PY) testbed/where_to_look.py

@@ -8,16 +8,16 @@ The runbook, in order. Nothing touches a host before the last stage, and the las
 at the first host that fails.
 """
 
-from ops.stages import check_invariants, plan_changes, read_secrets, roll_out
+from ops.rollout.stages import check_invariants, plan_changes, read_secrets, roll_out
 
 # 1. Catalog and group_data valid, production invariants hold, every host reachable and read.
-check_invariants()
+run = check_invariants()
 
 # 2. Every secret the release needs, from Vault (one error listing everything missing).
-read_secrets()
+read_secrets(run)
 
 # 3. Per host: render, compare with what runs, validate what changes with the real tools.
-plan_changes()
+plan_changes(run)
 
 # 4. Host by host in inventory order: pull, migrate once, swap changed services, record.
-roll_out()
+roll_out(run)

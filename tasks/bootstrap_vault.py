@@ -6,27 +6,21 @@
 Controller only: no host is touched. While pyinfra prepares, Vault is only read and the plan is
 printed (so `--dry`, and the confirmation prompt without `-y`, show it); the writes happen in one
 `python.call` that runs once (`_run_once`), which `--dry` never executes. Prints names, never
-values. The logic lives in ops/vault_bootstrap.py (`python -m ops.vault_bootstrap <env>`).
+values. The logic lives in ops/secrets/bootstrap.py (`python -m ops.secrets.bootstrap <env>`).
 """
 
 from pyinfra.api.exceptions import PyinfraError
 from pyinfra.operations import python
 
-from ops import vault_bootstrap
 from ops.catalog import ConfigError, load_environment
-from ops.stages import env_name
-from ops.vault import VaultError
-from ops.vault_bootstrap import bootstrap
-
-# pyinfra executes this file once per host while preparing; the set lives in an imported
-# module (this file's globals are fresh each time), so the plan is printed once.
-_planned = vault_bootstrap.PLANNED
+from ops.rollout.run import env_name
+from ops.scope import current_scope
+from ops.secrets.bootstrap import bootstrap
+from ops.secrets.vault import VaultError
 
 
 def plan(env: str) -> None:
-    if env in _planned:
-        return
-    _planned.add(env)
+    """Print what the bootstrap would create (Vault is only read)."""
     try:
         report = bootstrap(load_environment(env), dry=True)
     except (ConfigError, VaultError) as exc:
@@ -45,6 +39,7 @@ def apply(env: str) -> None:
 
 
 ENV = env_name()
-plan(ENV)
+# pyinfra executes this file once per host while preparing: the plan is printed once per run.
+current_scope().once(("bootstrap-plan", ENV), lambda: plan(ENV))
 python.call(name=f"Bootstrap Vault for {ENV}: policies, AppRoles, missing secrets",
             function=apply, env=ENV, _run_once=True)

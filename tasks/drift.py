@@ -6,6 +6,6 @@ One row per drift: a file or env file edited on the host, a missing cron job, a 
 stopped, edited or started by hand, an image that differs. Exits 1 when there is any.
 """
 
-from ops.fleet import detect_drift
+from ops.fleet.stages import detect_drift
 
 detect_drift()

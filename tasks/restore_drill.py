@@ -10,7 +10,7 @@
 Per database: newest manifest -> sha256 of the dump -> pg_restore into a scratch database
 `drill_<db>_<random>` -> row counts equal those recorded at dump time -> scratch dropped. Prints
 one row per database; any failure (missing, corrupt, unrestorable, rows differ) makes the run
-exit non-zero with the reason on that database's row. The logic lives in ops/backup.py; the
+exit non-zero with the reason on that database's row. The logic lives in ops/backup/; the
 runbook it proves is ops/runbooks/restore.md.
 """
 
@@ -20,10 +20,11 @@ from pyinfra import host
 from pyinfra.api.exceptions import PyinfraError
 from pyinfra.operations import python
 
-from ops.backup import BackupError, run_drill
+from ops.backup.drill import run_drill
+from ops.backup.manifest import BackupError
 from ops.catalog import ConfigError, load_environment
-from ops.rollout import PyinfraRemote
-from ops.stages import env_name
+from ops.host.remote import PyinfraRemote
+from ops.rollout.run import env_name
 
 
 def key_pair() -> tuple[bytes, bytes] | None:

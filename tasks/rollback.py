@@ -7,7 +7,7 @@ The release comes from the ledger on the hosts (/var/lib/superapp/releases.jsonl
 the deploy's own: host by host, health-gated, zero downtime, recorded in the ledger.
 """
 
-from ops.stages import (
+from ops.rollout.stages import (
     check_invariants,
     pick_previous_release,
     plan_changes,
@@ -15,8 +15,8 @@ from ops.stages import (
     roll_out,
 )
 
-check_invariants(kind="rollback")
-pick_previous_release()
-read_secrets()
-plan_changes()
-roll_out()
+run = check_invariants(kind="rollback")
+pick_previous_release(run)
+read_secrets(run)
+plan_changes(run)
+roll_out(run)

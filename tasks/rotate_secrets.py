@@ -14,21 +14,21 @@ result. `internal-hmac` goes in three phases and a re-run resumes an interrupted
 ops/rotation.py.
 """
 
-from ops.rotation_stages import prepare_rotation, report_rotation, roll_out_rotation
-from ops.stages import check_invariants, plan_changes, read_secrets
+from ops.rollout.stages import check_invariants, plan_changes, read_secrets
+from ops.secrets.rotation_stages import prepare_rotation, report_rotation, roll_out_rotation
 
 # 1. Catalog and group_data valid, invariants hold, every host reachable and read.
-check_invariants(kind="rotate")
+run = check_invariants(kind="rotate")
 
 # 2. Every secret from Vault, once.
-read_secrets()
+read_secrets(run)
 
 # 3. Which keys, their new values (in memory only), or the internal HMAC phase to resume.
-prepare_rotation()
+rotation = prepare_rotation(run)
 
 # 4. Per host: render with the new values, compare, validate; say what the rotation swaps.
-plan_changes()
-report_rotation()
+plan_changes(run)
+report_rotation(run, rotation)
 
 # 5. Execution only: write the new versions (CAS), then host by host; next HMAC phases.
-roll_out_rotation()
+roll_out_rotation(run, rotation)

@@ -6,6 +6,6 @@ when, and each host's last release. Reads only (two commands per host).
     pyinfra inventories/prod.py tasks/status.py --data logs=payments      # + its last log lines
 """
 
-from ops.fleet import show_status
+from ops.fleet.stages import show_status
 
 show_status()

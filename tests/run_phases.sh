@@ -29,7 +29,7 @@ summary() {
 phase "lint (ruff)" .venv/bin/ruff check .
 phase "unit tests" .venv/bin/pytest -q -m "not integration" tests/unit
 phase "testbed up" $PY testbed/testbed.py up
-phase "vault bootstrap (local)" $PY -m ops.vault_bootstrap local
+phase "vault bootstrap (local)" $PY -m ops.secrets.bootstrap local
 phase "integration tests" .venv/bin/pytest -q -m integration --durations=12 tests/integration
 phase "secret scan + dependency audit" $PY -m ops.audit --ci
 phase "testbed down (checked)" .venv/bin/pytest -q tests/teardown

@@ -7,7 +7,7 @@ host, exactly one host for each singleton sidecar, pinned images...). Nothing he
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -128,6 +128,11 @@ class Environment:
             if host.name == name:
                 return host
         raise KeyError(name)
+
+    def in_rollout_order(self, names: Iterable[str]) -> list[str]:
+        """The named hosts in rollout order; names this environment does not have are left out."""
+        wanted = set(names)
+        return [h.name for h in self.hosts if h.name in wanted]
 
     def hosts_with_role(self, role: str) -> list[Host]:
         return [h for h in self.hosts if h.has_role(role)]

@@ -21,10 +21,11 @@ from collections.abc import Iterator
 
 import pytest
 
-from ops.backup import parse_latest_manifests, read_latest_manifests_command, select_retained
+from ops.backup.commands import parse_latest_manifests, read_latest_manifests_command
+from ops.backup.manifest import select_retained
 from ops.catalog import load_environment
 from ops.render import render_host
-from ops.vault import fetch_secrets
+from ops.secrets.vault import fetch_secrets
 from tests.integration.conftest import REPO, Testbed
 
 pytestmark = pytest.mark.integration

@@ -26,8 +26,8 @@ import pytest
 from ops.catalog import REPO_ROOT, load_environment
 from ops.catalog.model import Environment
 from ops.render import render_environment
-from ops.vault import VaultError, VaultSettings, fetch_secrets, open_session
-from ops.vault_bootstrap import bootstrap, role_names
+from ops.secrets.bootstrap import bootstrap, role_names
+from ops.secrets.vault import VaultError, VaultSettings, fetch_secrets, open_session
 
 pytestmark = pytest.mark.integration
 

@@ -1,0 +1,113 @@
+"""The backup freshness gate: in the gated environments (prod), a migration does not run when
+its database's last successful backup is older than `backups.freshness_limit_hours`.
+
+The rule (`backup_freshness_problems`) is pure; `check_backup_freshness` reads the db host's
+backup metrics through a `Remote` and raises the rollout's error.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import fnmatch
+import re
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from ops.backup.commands import read_backup_metrics_command
+from ops.backup.manifest import human_age
+from ops.catalog import REPO_ROOT
+from ops.catalog.model import Environment
+from ops.host.remote import Remote
+from ops.render.files import TEXTFILE_DIR
+from ops.rollout.plan import ServiceChange
+from ops.rollout.steps import RolloutError, must
+
+METRIC_LINE = re.compile(
+    r'^(?P<name>superapp_backup_[a-z_]+)\{database="(?P<db>[^"]+)"\}\s+(?P<value>\S+)\s*$')
+LAST_SUCCESS = "superapp_backup_last_success_timestamp_seconds"
+FRESHNESS_RULE = "backup.freshness"  # waivers: rule id, key `backup.freshness:<env>:<db>`
+GATED_ENVS = ("prod",)  # where a stale backup refuses a migration
+WAIVERS_FILE = REPO_ROOT / "audit-waivers.yml"
+
+
+def parse_backup_metrics(text: str) -> dict[str, dict[str, float]]:
+    """Textfile metrics -> {database: {metric name: value}} (comments and others ignored)."""
+    out: dict[str, dict[str, float]] = {}
+    for line in text.splitlines():
+        match = METRIC_LINE.match(line)
+        if match:
+            try:
+                out.setdefault(match["db"], {})[match["name"]] = float(match["value"])
+            except ValueError:
+                continue
+    return out
+
+
+@dataclass(frozen=True)
+class FreshnessWaiver:
+    """An accepted stale backup: `audit-waivers.yml` entry with rule `backup.freshness`."""
+
+    match: str  # fnmatch on `backup.freshness:<env>:<db>`
+    expires: dt.date
+    reason: str
+
+
+def load_freshness_waivers(path: Path) -> list[FreshnessWaiver]:
+    """The `backup.freshness` entries of a waiver file (validated like every waiver)."""
+    from ops.audit import known_rules
+    from ops.audit.waivers import load_waivers
+    return [FreshnessWaiver(w.match, w.expires, w.reason)
+            for w in load_waivers(path, path.name, known_rules()) if w.rule == FRESHNESS_RULE]
+
+
+def backup_freshness_problems(environment: Environment, databases: Iterable[str],
+                              metrics: str | Mapping[str, Mapping[str, float]],
+                              now: dt.datetime,
+                              waivers: Sequence[FreshnessWaiver] = ()) -> list[str]:
+    """Why a migration of `databases` must not run now; [] when it may.
+
+    Only in GATED_ENVS (prod). `metrics`: the output of `read_backup_metrics_command()` on the
+    db host, or its parsed form. A database is refused when its last successful backup is older
+    than `backups.freshness_limit_hours` or was never recorded, unless an unexpired waiver
+    matches `backup.freshness:<env>:<db>`.
+    """
+    if environment.name not in GATED_ENVS:
+        return []
+    parsed = parse_backup_metrics(metrics) if isinstance(metrics, str) else metrics
+    limit_hours = environment.settings["backups"]["freshness_limit_hours"]
+    host = environment.db_host.name
+    problems = []
+    for db in databases:
+        key = f"{FRESHNESS_RULE}:{environment.name}:{db}"
+        if any(fnmatch.fnmatchcase(key, w.match) and now.date() <= w.expires for w in waivers):
+            continue
+        last = parsed.get(db, {}).get(LAST_SUCCESS)
+        if last is None:
+            problems.append(f"database {db}: no successful backup recorded on {host} "
+                            f"({TEXTFILE_DIR}/superapp_backup_{db}.prom missing); refusing to "
+                            f"migrate without one (limit {limit_hours}h)")
+            continue
+        age = now.timestamp() - last
+        if age > limit_hours * 3600:
+            when = dt.datetime.fromtimestamp(last, dt.UTC).strftime("%Y-%m-%d %H:%M UTC")
+            problems.append(f"database {db}: last successful backup is {human_age(age)} old "
+                            f"({when}), older than the {limit_hours}h limit; run "
+                            f"`/opt/superapp/backup/pg_backup.sh {db}` on {host} first, or "
+                            f"waive `{key}` in audit-waivers.yml")
+    return problems
+
+
+def check_backup_freshness(db_remote: Remote, environment: Environment,
+                           change: ServiceChange) -> None:
+    """Refuse (RolloutError) to migrate `change`'s database when its last backup is too old."""
+    database = environment.services[change.service].database
+    if environment.name not in GATED_ENVS or not database:
+        return
+    metrics = must(db_remote, read_backup_metrics_command(), "reading backup metrics")
+    problems = backup_freshness_problems(environment, [database], metrics,
+                                         dt.datetime.now(dt.UTC),
+                                         load_freshness_waivers(WAIVERS_FILE))
+    if problems:
+        raise RolloutError(f"{db_remote.name}: refusing to migrate {change.service}: "
+                           + "; ".join(problems))

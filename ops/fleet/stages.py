@@ -1,0 +1,140 @@
+"""The read-only fleet tasks: `tasks/status.py` and `tasks/drift.py`, each a pyinfra `@deploy`.
+
+Both only read: the host snapshot (`ops.host.state`, one command) plus, for status, the
+containers' details (one command) and, on request, a service's logs. Hosts are prepared in
+parallel; the last host to finish prints the whole table in rollout order and ends the run
+(no operation is queued, so pyinfra has nothing to execute and asks nothing). Drift exits 1
+when any row is found. Comparisons and tables are pure (`ops.fleet.drift`, `ops.fleet.status`).
+"""
+
+from __future__ import annotations
+
+from pyinfra import host
+from pyinfra.api import deploy
+from pyinfra.api.exceptions import PyinfraError
+from pyinfra.context import ctx_state
+
+from ops.catalog import ConfigError, load_environment
+from ops.catalog.model import Environment
+from ops.fleet.drift import Drift, format_drift, host_drift
+from ops.fleet.status import format_status, host_rows, unreachable_rows
+from ops.host.facts import ContainerDetails, ContainerLogs, SuperappHostState
+from ops.host.state import HostState
+from ops.render import render_host, service_content_hash
+from ops.rollout.ledger import last_release
+from ops.rollout.plan import live_slots
+from ops.scope import current_scope
+from ops.secrets.vault import VaultError
+from ops.secrets.vault import fetch_secrets as vault_fetch
+
+
+class FleetError(PyinfraError):
+    """One clear message (bad environment, Vault down...); exit 1."""
+
+
+def _environment() -> Environment:
+    name = host.data.get("env")
+    try:
+        return load_environment(name)
+    except ConfigError as e:
+        raise FleetError(str(e)) from None
+
+
+def _collect(task: str, data: dict) -> dict[str, dict] | None:
+    """Store this host's reads; return every host's once the last active host arrived."""
+    expected = {h.name for h in ctx_state.get().inventory.get_active_hosts()}
+    return current_scope().gather(task, host.name, data, expected)
+
+
+def _unreachable() -> list[str]:
+    return sorted(h.name for h in ctx_state.get().failed_hosts)
+
+
+def _finish(code: int) -> None:
+    # The run's work is done during preparation; ending here skips pyinfra's empty execute
+    # phase and its confirmation prompt. SystemExit leaves the greenlet for pyinfra's main,
+    # which still disconnects every host.
+    raise SystemExit(code)
+
+
+@deploy("Show the fleet's status")
+def show_status() -> None:
+    """Table of host, service, version, digest, health, since, last release; `--data
+    service=<name>` narrows it, `--data logs=<service>` adds that service's last log lines."""
+    environment = _environment()
+    state = host.get_fact(SuperappHostState)
+    details = host.get_fact(ContainerDetails)
+    logs = {}
+    wanted = host.data.get("logs")
+    if wanted:
+        if wanted not in environment.services:
+            raise FleetError(f"--data logs={wanted}: no such service in the catalog")
+        service = environment.services[wanted]
+        slot = (state.services.get(wanted) or {}).get("slot")
+        names = tuple(sorted(n for n, d in details.items()
+                             if d.labels.get("superapp.service") == wanted
+                             and (slot is None or d.labels.get("superapp.slot") == slot)))
+        if names and service in environment.services_on(host.name):
+            logs = host.get_fact(ContainerLogs, containers=names,
+                                 lines=int(host.data.get("lines", 30)))
+    only = host.data.get("service")
+    if only and only not in environment.services:
+        raise FleetError(f"--data service={only}: no such service in the catalog")
+    hosts = _collect("status", {"state": state, "details": details, "logs": logs})
+    if hosts is None:
+        return
+    rows = []
+    for h in environment.hosts:
+        if h.name in hosts:
+            rows += host_rows(environment, h.name, hosts[h.name]["state"],
+                              hosts[h.name]["details"], only)
+        elif h.name in _unreachable():
+            rows += unreachable_rows(h.name)
+    print(format_status(rows), flush=True)
+    for h in environment.hosts:
+        for container, lines in (hosts.get(h.name, {}).get("logs") or {}).items():
+            print(f"\n--> {h.name} {container}: last {len(lines)} log line(s)", flush=True)
+            print("\n".join(f"    {line}" for line in lines), flush=True)
+    _finish(0)
+
+
+@deploy("Compare each host with its last release")
+def detect_drift() -> None:
+    """One row per drift (files, cron jobs, containers, images, records); exit 1 when any."""
+    environment = _environment()
+    state = host.get_fact(SuperappHostState)
+    hosts = _collect("drift", {"state": state})
+    if hosts is None:
+        return
+    states: dict[str, HostState] = {name: d["state"] for name, d in hosts.items()}
+    rows = drift_rows(environment, states)
+    rows += [Drift(name, "host", "-", "unreachable: not compared") for name in _unreachable()]
+    release = last_release([e for s in states.values() for e in s.ledger])
+    if release:
+        print(f"--> Drift of {environment.name} against release {release['release']} "
+              f"(commit {release.get('commit')}, {release.get('finished')})", flush=True)
+    print(format_drift(rows) if rows else "--> no drift: every host matches its last release",
+          flush=True)
+    _finish(1 if rows else 0)
+
+
+def drift_rows(environment: Environment, states: dict[str, HostState]) -> list[Drift]:
+    release = last_release([e for s in states.values() for e in s.ledger])
+    order = environment.in_rollout_order(states)
+    if release is None:
+        return [Drift(name, "release", "-", "no successful release in the ledger")
+                for name in order]
+    target = environment.with_images(release.get("images") or {})
+    try:
+        secrets = vault_fetch(target, versions=release.get("secret_versions") or {})
+    except VaultError as e:
+        raise FleetError(f"cannot render release {release['release']} to compare: {e}") \
+            from None
+    rows = []
+    for name in order:
+        state = states[name]
+        files = render_host(target, name, secrets, live_slots(target, name, state))
+        hashes = {s.name: service_content_hash(target, s.name, name, secrets)
+                  for s in target.services_on(name)}
+        rows += host_drift(target, name, state, files, release, hashes)
+    return rows

@@ -1,0 +1,196 @@
+"""Pure builders of the shell commands the deploy runs on hosts (Kamal's `commands/` idea).
+
+Each function returns one command string built from argument lists with `shlex.join`, so quoting
+lives here and nowhere else, and tests can assert the exact command. Nothing here runs anything.
+A command never contains a secret value: secrets travel only inside uploaded files.
+"""
+
+from __future__ import annotations
+
+import json
+import shlex
+from collections.abc import Iterable, Sequence
+
+
+def sh(*argv: str) -> str:
+    return shlex.join(argv)
+
+
+def chain(*commands: str) -> str:
+    """Run commands in order; stop at the first failure."""
+    return " && ".join(c for c in commands if c)
+
+
+def each(*commands: str) -> str:
+    """Run every command in order whatever fails; the exit status is the last one's."""
+    return " ; ".join(c for c in commands if c)
+
+
+def in_parallel(*commands: str) -> str:
+    """Start every command at once and wait for all of them. The exit status is `wait`'s (0):
+    what did not stop shows in the next run's host snapshot, not here."""
+    commands = tuple(c for c in commands if c)
+    return " & ".join(commands) + " ; wait" if commands else ""
+
+
+def read_file(path: str) -> str:
+    """A small non-secret file's text; nothing (and success) when it is absent."""
+    return f"cat {shlex.quote(path)} 2>/dev/null; true"
+
+
+def make_dirs(dirs: Iterable[tuple[str, int, int]]) -> str:
+    """Create missing directories with their mode and owner, in one command.
+
+    An existing directory is left as it is: a data directory belongs to the process that owns
+    it by then (PostgreSQL re-owns its own), and re-owning it under a running server breaks it.
+    """
+    parts = [f"[ -d {shlex.quote(path)} ] || "
+             + sh("install", "-d", "-m", f"{mode:o}", "-o", str(uid), "-g", str(uid), path)
+             for path, mode, uid in dirs]
+    return "; ".join(parts) + "; true" if parts else ""
+
+
+def install_uploaded(tmp: str, path: str, mode: int, uid: int) -> str:
+    """Give an uploaded temp file its mode and owner, then move it into place atomically."""
+    return chain(sh("chmod", f"{mode:o}", tmp), sh("chown", f"{uid}:{uid}", tmp),
+                 sh("mv", "-f", tmp, path))
+
+
+def remove_files(paths: Iterable[str]) -> str:
+    paths = list(paths)
+    return sh("rm", "-f", *paths) if paths else ""
+
+
+def pull_images(images: Iterable[str]) -> str:
+    """Pull every image in parallel; fail if any pull fails."""
+    images = sorted(set(images))
+    if not images:
+        return ""
+    pulls = " ".join(f"{sh('docker', 'pull', '-q', i)} >/dev/null & p{n}=$!;"
+                     for n, i in enumerate(images))
+    waits = " ".join(f"wait $p{n} || rc=1;" for n in range(len(images)))
+    return f"rc=0; {pulls} {waits} exit $rc"
+
+
+def image_digests(images: Iterable[str]) -> str:
+    """`ref repo@sha256:...` per image (the registry digest recorded in the ledger)."""
+    images = sorted(set(images))
+    return sh("docker", "image", "inspect", "--format",
+              "{{index .RepoTags 0}} {{index .RepoDigests 0}}", *images) if images else ""
+
+
+def compose_up(compose_file: str, services: Sequence[str] = (), profiles: Sequence[str] = (),
+               force_recreate: bool = False) -> str:
+    argv = ["docker", "compose", "-f", compose_file]
+    for p in profiles:
+        argv += ["--profile", p]
+    argv += ["up", "-d", "--remove-orphans"]
+    if force_recreate:
+        argv.append("--force-recreate")
+    return sh(*argv, *services)
+
+
+def compose_run(compose_file: str, service: str, argv: Sequence[str],
+                env: dict[str, str] | None = None) -> str:
+    """A one-off container of `service` (same image, env files, network), removed after."""
+    cmd = ["docker", "compose", "-f", compose_file, "run", "--rm", "-T", "--no-deps"]
+    for k, v in (env or {}).items():
+        cmd += ["-e", f"{k}={v}"]
+    return sh(*cmd, service, *argv) + " 2>&1"
+
+
+def backup_files(paths: Iterable[str]) -> str:
+    """Copy each existing file to `<path>.prev` (mode and owner kept)."""
+    return "; ".join(f"if [ -e {shlex.quote(p)} ]; then cp -p {shlex.quote(p)} "
+                     f"{shlex.quote(p + '.prev')}; fi" for p in paths) + "; true"
+
+
+def restore_files(paths: Iterable[str]) -> str:
+    """Undo `backup_files`: put `.prev` back, or remove a file that did not exist before."""
+    return "; ".join(f"if [ -e {shlex.quote(p + '.prev')} ]; then mv -f "
+                     f"{shlex.quote(p + '.prev')} {shlex.quote(p)}; else rm -f {shlex.quote(p)}; fi"
+                     for p in paths) + "; true"
+
+
+def compose_down(project: str, timeout: int | None = None) -> str:
+    """Stop and remove a compose project by name (works without its file)."""
+    argv = ["docker", "compose", "-p", project, "down", "--remove-orphans"]
+    if timeout is not None:
+        argv += ["--timeout", str(timeout)]
+    return sh(*argv)
+
+
+def signal_container(container: str, signal: str = "HUP") -> str:
+    return sh("docker", "kill", "--signal", signal, container)
+
+
+def wait_healthy(containers: dict[str, str], timeout: int, interval: float = 0.5) -> str:
+    """Poll each container's health URL from inside it until all answer or `timeout` passes.
+
+    `containers` maps container name -> URL (inside the container). Prints `ok NAME` or
+    `fail NAME` per container and exits 1 if any failed. One SSH command whatever the count.
+    """
+    names = " ".join(shlex.quote(n) for n in containers)
+    probe = "; ".join(
+        f"[ \"$c\" = {shlex.quote(n)} ] && u={shlex.quote(u)}" for n, u in containers.items())
+    return (
+        f"end=$(( $(date +%s) + {int(timeout)} )); pending={shlex.quote(names)}; rc=0; "
+        "while [ -n \"$pending\" ]; do next=''; "
+        "for c in $pending; do u=''; " + probe + "; "
+        # (no wget -T: Debian busybox 1.35 crashes with it; `timeout` bounds the probe instead)
+        "if timeout 5 docker exec \"$c\" busybox wget -q -O /dev/null \"$u\" 2>/dev/null; "
+        "then echo \"ok $c\"; else next=\"$next $c\"; fi; done; pending=$next; "
+        "[ -z \"$pending\" ] && break; "
+        "if [ $(date +%s) -ge $end ]; then for c in $pending; do echo \"fail $c\"; done; "
+        f"rc=1; break; fi; sleep {interval}; done; exit $rc"
+    )
+
+
+def container_logs_tail(container: str, lines: int = 30) -> str:
+    return f"{sh('docker', 'logs', '--tail', str(lines), container)} 2>&1"
+
+
+def traefik_reloads(traefik: str, metrics_url: str) -> str:
+    """Prints Traefik's count of configuration reloads (`traefik_config_reloads_total`)."""
+    return (f"docker exec {shlex.quote(traefik)} busybox wget -q -O - {shlex.quote(metrics_url)}"
+            " 2>/dev/null | awk '/^traefik_config_reloads_total /{printf \"%d\", $2}'")
+
+
+def wait_traefik_reload(traefik: str, metrics_url: str, after_count: int,
+                        timeout: int = 20) -> str:
+    """Wait until Traefik has reloaded its configuration more than `after_count` times.
+
+    Traefik applies file-provider changes after a throttle (2 s by default); stopping the old
+    container before that would drop the requests Traefik still sends it. A counter, not a
+    timestamp: a reload in the same second as the switch is still seen.
+    """
+    return (
+        f"end=$(( $(date +%s) + {int(timeout)} )); while :; do "
+        f"r=$({traefik_reloads(traefik, metrics_url)}); "
+        f"if [ -n \"$r\" ] && [ \"$r\" -gt {int(after_count)} ]; then exit 0; fi; "
+        "if [ $(date +%s) -ge $end ]; then echo 'traefik did not reload its configuration'; "
+        "exit 1; fi; sleep 0.3; done"
+    )
+
+
+def write_json_file(path: str, record: dict, append: bool = False) -> str:
+    """Write (or append as one JSON line) a non-secret record, atomically for a full write."""
+    line = json.dumps(record, sort_keys=True, separators=(",", ":"))
+    if append:
+        return f"printf '%s\\n' {shlex.quote(line)} >> {shlex.quote(path)}"
+    tmp = f"{path}.tmp"
+    return f"printf '%s\\n' {shlex.quote(line)} > {shlex.quote(tmp)} && {sh('mv', '-f', tmp, path)}"
+
+
+def acquire_lock(path: str, record: dict) -> str:
+    """Create the lock file only if absent (noclobber = O_EXCL); print the holder otherwise."""
+    line = json.dumps(record, sort_keys=True, separators=(",", ":"))
+    return (f"mkdir -p {shlex.quote(path.rsplit('/', 1)[0])} && "
+            f"if (set -C; printf '%s\\n' {shlex.quote(line)} > {shlex.quote(path)}) 2>/dev/null; "
+            f"then echo acquired; else echo held; cat {shlex.quote(path)}; fi")
+
+
+def release_lock(path: str, owner_token: str) -> str:
+    """Remove the lock only if it is still ours (another deploy may have broken it)."""
+    return (f"grep -q {shlex.quote(owner_token)} {shlex.quote(path)} 2>/dev/null && "
+            f"rm -f {shlex.quote(path)} || true")

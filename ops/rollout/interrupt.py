@@ -1,0 +1,32 @@
+"""Ctrl-C during a rollout: turn SIGINT into an exception the host in progress can undo.
+
+pyinfra's own handler exits 0 at once; a rollout interrupted mid-swap must instead put the host
+back, release the lock and exit non-zero.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import signal
+from collections.abc import Iterator
+
+import gevent
+
+
+class Interrupted(BaseException):  # noqa: N818 - not an error: the operator pressed Ctrl-C
+    """Ctrl-C during the rollout: undo the host in progress, release the lock, stop."""
+
+
+@contextlib.contextmanager
+def interruptible() -> Iterator[None]:
+    """Turn SIGINT into `Interrupted` inside the rollout's greenlet."""
+    me = gevent.getcurrent()
+
+    def handler(signum, frame) -> None:  # noqa: ARG001
+        gevent.kill(me, Interrupted)
+
+    previous = signal.signal(signal.SIGINT, handler)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)

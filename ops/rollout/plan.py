@@ -1,0 +1,242 @@
+"""What a deploy must do on each host: rendered desired state compared with the host's snapshot.
+
+Pure: the environment, the secret values, the rendered files and a `HostState` in, a `HostPlan`
+out. The same plan drives the real rollout, the dry run's report and the no-op check, so they
+can never disagree about what "changed" means.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from dataclasses import dataclass, field
+from enum import StrEnum
+
+from ops.catalog.model import Environment
+from ops.host.state import HostState
+from ops.render import render_host, service_content_hash
+from ops.render.compose import SLOTS, project_name
+from ops.render.files import RenderedFile
+from ops.render.host import host_directories
+from ops.render.secrets import SecretValues
+
+# Files an interrupted run leaves beside the live ones (`.prev` copies, upload temp files).
+LEFTOVER = re.compile(r"\.(prev|tmp-[0-9a-f]+)$")
+# Units whose files are applied in place (not slot-swapped), in the order they are applied.
+INFRA_UNITS = ("edge", "data", "monitoring", "prometheus", "alertmanager", "grafana", "backup")
+
+
+def sha256(text: str) -> str:
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+def other_slot(slot: str | None) -> str:
+    if slot is None:
+        return SLOTS[0]
+    return SLOTS[1] if slot == SLOTS[0] else SLOTS[0]
+
+
+class Reason(StrEnum):
+    """Why a service is swapped on a host. The rollout, the dry run and the rotation decide on
+    these members; `describe_reasons` turns them into the text an operator reads."""
+
+    NOT_DEPLOYED = "not deployed yet"
+    IMAGE = "image changed"
+    CONFIG = "configuration or secrets changed"
+    NOT_RUNNING = "container not running"
+    DRIFTED = "files on the host differ from the release"
+
+
+@dataclass
+class ServiceChange:
+    """One service to swap on one host: start `new_slot`, move traffic, stop `old_slot`."""
+
+    service: str
+    old_slot: str | None
+    new_slot: str
+    reasons: list[Reason]
+    image: str
+    old_image: str | None
+    config_hash: str
+    files: list[RenderedFile]  # compose + env files, rendered for the new slot
+    route: RenderedFile  # the Traefik dynamic file pointing at the new slot
+    new_project: str
+    old_project: str | None
+    migrate: bool = False
+    route_changed: bool = True  # False when the host's Traefik file already says this
+    has_singleton: bool = False  # a singleton sidecar runs with it here (starts after the swap)
+
+    @property
+    def compose_file(self) -> str:
+        return next(f.path for f in self.files if f.path.endswith(".yml"))
+
+
+def describe_reasons(change: ServiceChange) -> list[str]:
+    """The reasons as an operator reads them (`image reg/x:v1 -> reg/x:v2`)."""
+    return [f"image {change.old_image} -> {change.image}" if r == Reason.IMAGE else str(r)
+            for r in change.reasons]
+
+
+@dataclass
+class HostPlan:
+    host: str
+    address: str
+    dirs: list[tuple[str, int, int]]
+    images: set[str]
+    missing_images: set[str]
+    infra_files: list[RenderedFile]  # changed in-place files
+    infra_units: list[str]  # units whose files changed (apply in this order)
+    services: list[ServiceChange]
+    unchanged: list[str]
+    slots: dict[str, str] = field(default_factory=dict)  # service -> slot after the rollout
+    images_after: dict[str, str] = field(default_factory=dict)  # service -> image after it
+    # left by an interrupted run: containers of a slot that is not live, `.prev`/`.tmp-` files
+    leftover_containers: list[str] = field(default_factory=list)
+    leftover_files: list[str] = field(default_factory=list)
+
+    @property
+    def changed(self) -> bool:
+        return bool(self.missing_images or self.infra_files or self.services
+                    or self.leftover_containers or self.leftover_files)
+
+    @property
+    def changed_units(self) -> set[str]:
+        units = set(self.infra_units)
+        for c in self.services:
+            units |= {f"service:{c.service}", f"route:{c.service}"}
+        return units
+
+
+def file_changed(f: RenderedFile, state: HostState) -> bool:
+    return state.files.get(f.path) != sha256(f.content)
+
+
+def service_names(environment: Environment, host: str) -> list[str]:
+    return [s.name for s in environment.services_on(host)]
+
+
+def compose_images(files: list[RenderedFile]) -> set[str]:
+    """Every image the host's compose files reference (services, sidecars, infra)."""
+    images = set()
+    for f in files:
+        if f.path.endswith(".yml") and "/compose/" in f.path:
+            for line in f.content.splitlines():
+                key, _, value = line.strip().partition(":")
+                if key == "image":
+                    images.add(value.strip().strip('"'))
+    return images
+
+
+def live_slots(environment: Environment, host: str, state: HostState) -> dict[str, str]:
+    """Slot each service runs in now, from the records the rollout writes after a swap."""
+    slots = {}
+    for name in service_names(environment, host):
+        record = state.services.get(name)
+        if record and record.get("slot") in SLOTS:
+            slots[name] = record["slot"]
+    return slots
+
+
+def service_running(environment: Environment, name: str, slot: str, state: HostState) -> bool:
+    container = environment.services[name].container_name(slot)
+    c = state.containers.get(container)
+    return bool(c and c.state == "running")
+
+
+def plan_host(environment: Environment, host: str, secrets: SecretValues,
+              state: HostState) -> HostPlan:
+    """Compare what `host` should run with what it runs; list the work, nothing else."""
+    live = live_slots(environment, host, state)
+    services = service_names(environment, host)
+    reasons: dict[str, list[Reason]] = {}
+    hashes: dict[str, str] = {}
+    for name in services:
+        hashes[name] = service_content_hash(environment, name, host, secrets)
+        record = state.services.get(name)
+        why = []
+        if not record or name not in live:
+            why.append(Reason.NOT_DEPLOYED)
+        else:
+            if record.get("image") != environment.image(environment.services[name]):
+                why.append(Reason.IMAGE)
+            elif record.get("hash") != hashes[name]:
+                why.append(Reason.CONFIG)
+            if not service_running(environment, name, live[name], state):
+                why.append(Reason.NOT_RUNNING)
+        if why:
+            reasons[name] = why
+
+    def slots_after(changed: dict[str, list[Reason]]) -> dict[str, str]:
+        return {n: (other_slot(live.get(n)) if n in changed else live[n])
+                for n in services if n in changed or n in live}
+
+    def render(changed: dict[str, list[Reason]]) -> list[RenderedFile]:
+        return render_host(environment, host, secrets, slots_after(changed))
+
+    files = render(reasons)
+    # A service whose live files were edited on the host is redeployed too (drift repair).
+    drifted = {f.unit.partition(":")[2] for f in files
+               if f.unit.startswith(("service:", "route:")) and file_changed(f, state)}
+    drifted -= set(reasons)
+    if drifted:
+        for name in drifted:
+            reasons[name] = [Reason.DRIFTED]
+        files = render(reasons)
+    by_unit: dict[str, list[RenderedFile]] = {}
+    for f in files:
+        by_unit.setdefault(f.unit, []).append(f)
+
+    changes = []
+    for name in services:
+        if name not in reasons:
+            continue
+        service = environment.services[name]
+        old = live.get(name)
+        new = other_slot(old)
+        record = state.services.get(name) or {}
+        changes.append(ServiceChange(
+            service=name, old_slot=old, new_slot=new, reasons=reasons[name],
+            image=environment.image(service), old_image=record.get("image"),
+            config_hash=hashes[name], files=by_unit[f"service:{name}"],
+            route=by_unit[f"route:{name}"][0],
+            new_project=project_name(service, new),
+            old_project=project_name(service, old) if old else None,
+            migrate=bool(environment.migrate_command(service))
+            and record.get("image") != environment.image(service),
+            route_changed=file_changed(by_unit[f"route:{name}"][0], state),
+            has_singleton=any(sc.singleton for sc in environment.sidecars_on(service, host)),
+        ))
+
+    infra_files = [f for f in files if f.unit.split(":")[0] not in ("service", "route")
+                   and file_changed(f, state)]
+    infra_units = [u for u in INFRA_UNITS if any(f.unit == u for f in infra_files)]
+    images = compose_images(files)
+    leftover_containers = sorted(
+        c.name for c in state.containers.values()
+        if c.labels.get("superapp.service")
+        and live.get(c.labels["superapp.service"]) != c.labels.get("superapp.slot"))
+    leftover_files = sorted(p for p in state.files if LEFTOVER.search(p))
+    return HostPlan(
+        host=host, address=environment.host(host).address,
+        dirs=host_directories(environment, host), images=images,
+        missing_images={i for i in images if i not in state.images},
+        infra_files=infra_files, infra_units=infra_units, services=changes,
+        unchanged=[n for n in services if n not in reasons], slots=slots_after(reasons),
+        images_after={n: environment.image(environment.services[n]) for n in services},
+        leftover_containers=leftover_containers, leftover_files=leftover_files,
+    )
+
+
+def plan_lines(plan: HostPlan) -> list[str]:
+    """What the rollout will do on the host, one line per action (the plan's printed form)."""
+    if not plan.changed:
+        return ["nothing to change"]
+    lines = [f"{c.service}: swap slot {c.old_slot or '-'} -> {c.new_slot} "
+             f"({'; '.join(describe_reasons(c))})" + (" + migrations" if c.migrate else "")
+             for c in plan.services]
+    lines += [f"update {f.path}" for f in plan.infra_files]
+    if plan.missing_images:
+        lines.append(f"pull {', '.join(sorted(plan.missing_images))}")
+    lines += [f"remove {leftover} (left by an interrupted run)"
+              for leftover in plan.leftover_containers + plan.leftover_files]
+    return lines

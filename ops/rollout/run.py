@@ -1,0 +1,86 @@
+"""The run context of a deploy, rollback or rotation: what is computed once per `pyinfra`
+invocation and handed from stage to stage (environment, release, host states, secrets, plans).
+
+Made once by `check_invariants` through the run's `RunScope` (ops/scope.py) and then passed
+explicitly; nothing keeps it in a module global.
+"""
+
+from __future__ import annotations
+
+import subprocess
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from pyinfra import host
+from pyinfra.api.exceptions import PyinfraError
+from pyinfra.context import ctx_state
+
+from ops.audit import run_audit
+from ops.catalog import ConfigError, load_environment
+from ops.catalog.model import Environment
+from ops.host.state import HostState
+from ops.render.secrets import SecretValues
+from ops.rollout.ledger import Release
+from ops.rollout.plan import HostPlan
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+class DeployRefused(PyinfraError):
+    """Stops the run before any host is changed, with one message naming what and where."""
+
+
+@dataclass
+class Run:
+    """Everything computed once per `pyinfra` invocation."""
+
+    environment: Environment
+    release: Release
+    states: dict[str, HostState] = field(default_factory=dict)
+    secrets: SecretValues | None = None
+    pinned_versions: dict[str, int] | None = None  # rollback: exact KV versions to read
+    plans: dict[str, HostPlan] = field(default_factory=dict)
+
+    def ordered(self, names) -> list[str]:
+        """`names` in the environment's rollout order (hosts it does not know are dropped)."""
+        return self.environment.in_rollout_order(names)
+
+
+def git_commit() -> str:
+    try:
+        out = subprocess.run(["git", "-C", str(REPO), "rev-parse", "--short=12", "HEAD"],
+                             capture_output=True, text=True, timeout=10, check=True).stdout
+    except (OSError, subprocess.SubprocessError):
+        return "unknown"
+    dirty = subprocess.run(["git", "-C", str(REPO), "status", "--porcelain", "-uno"],
+                           capture_output=True, text=True, timeout=10).stdout.strip()
+    return out.strip() + ("-dirty" if dirty else "")
+
+
+def env_name() -> str:
+    """The environment of the inventory pyinfra runs (`env` in its group data)."""
+    name = host.data.get("env")
+    if not name:
+        raise DeployRefused(f"{host.name}: no `env` in its group data: use an inventory from "
+                            "inventories/ (prod.py, staging.py, local.py)")
+    return name
+
+
+def prepare_run(kind: str) -> Run:
+    """The once-per-run checks: valid data, no blocking audit finding, every host reached."""
+    name = env_name()
+    try:
+        environment = load_environment(name)
+    except ConfigError as e:
+        raise DeployRefused(str(e)) from None
+    report = run_audit(name)
+    if report.blocking:
+        raise DeployRefused(
+            f"refusing to deploy {name}: the audit found {len(report.blocking)} blocking "
+            f"finding(s):\n{report.format_table(only_blocking=True)}")
+    failed = ctx_state.get().failed_hosts
+    if failed:
+        down = ", ".join(sorted(h.name for h in failed))
+        raise DeployRefused(f"refusing to deploy {name}: cannot reach {down} (see the "
+                            "connection errors above); no host was changed")
+    return Run(environment, Release(env=name, commit=git_commit(), kind=kind))

@@ -1,0 +1,163 @@
+"""The stages of `deploy.py` and `tasks/rollback.py`, each a pyinfra `@deploy`.
+
+pyinfra executes the deploy file once per host to prepare, then runs the queued operations. The
+work that belongs to the whole run (load and validate the environment, audit, read Vault, render,
+validate with the real tools) happens once, during preparation, before any host is changed; the
+rollout itself is one callback that drives the hosts one at a time (ops/rollout/engine.py).
+`check_invariants` returns the run context (ops/rollout/run.py); every later stage takes it.
+
+Never prints or logs a secret value: the secret source is opaque, plans name files not contents.
+"""
+
+from __future__ import annotations
+
+import sys
+import tempfile
+from pathlib import Path
+
+from pyinfra import host, logger
+from pyinfra.api import deploy
+from pyinfra.operations import python
+
+from ops.host.facts import SuperappHostState
+from ops.host.remote import PyinfraRemote
+from ops.preview.stage import dry_run_mode, preview_host
+from ops.render import PlaceholderSecrets, render_host
+from ops.render.files import write_tree
+from ops.rollout.engine import rollout, summary_table
+from ops.rollout.ledger import previous_release
+from ops.rollout.plan import HostPlan, plan_host, plan_lines
+from ops.rollout.run import DeployRefused, Run, prepare_run
+from ops.rollout.steps import RolloutError
+from ops.scope import current_scope
+from ops.secrets.vault import VaultError
+from ops.secrets.vault import fetch_secrets as vault_fetch
+from ops.validate import ValidationError, validate_tree
+
+
+@deploy("Check the environment and its production invariants")
+def check_invariants(kind: str = "deploy") -> Run:
+    """Validate catalog + group_data, audit the rendered config, read every host's state.
+
+    Refuses (before any change) on invalid data, a blocking audit finding, or a host that
+    could not be reached. Returns the run context the later stages take.
+    """
+    run = current_scope().once("run", lambda: prepare_run(kind))
+    # One command reads everything the deploy needs to know about this host.
+    run.states[host.name] = host.get_fact(SuperappHostState)
+    return run
+
+
+@deploy("Pick the release to go back to")
+def pick_previous_release(run: Run) -> None:
+    """Rollback: the last successful release before the current one, from the ledgers.
+
+    Every release is recorded on every host it ran on, so each host's ledger names the same
+    target; a host whose ledger disagrees stops the rollback before anything changes.
+    """
+    wanted = host.data.get("release")  # --data release=<id> picks one explicitly
+    try:
+        target = previous_release(run.states[host.name].ledger, wanted)
+    except LookupError as e:
+        raise DeployRefused(f"cannot roll back {run.environment.name} ({host.name}): {e}") \
+            from None
+    chosen = current_scope().once("rollback-target", lambda: pin_release(run, target))
+    if chosen != target["release"]:
+        raise DeployRefused(
+            f"cannot roll back: {host.name}'s ledger points at release "
+            f"{target['release']}, another host's at {chosen}")
+
+
+def pin_release(run: Run, target: dict) -> str:
+    """Make `run` deploy `target`'s images with its secret versions; the release id."""
+    run.environment = run.environment.with_images(target["images"])
+    run.pinned_versions = dict(target.get("secret_versions", {}))
+    run.release.rolled_back_to = target["release"]
+    logger.info(f"--> rolling back to release {target['release']} of {target['started']} "
+                f"(commit {target.get('commit')}, by {target.get('user')})")
+    return target["release"]
+
+
+@deploy("Read every secret from Vault")
+def read_secrets(run: Run) -> None:
+    """Every secret the environment needs, read before any host is changed (one error listing
+    every missing path and key otherwise)."""
+    current_scope().once("secrets", lambda: fetch_into(run))
+
+
+def fetch_into(run: Run) -> bool:
+    try:
+        fetched = vault_fetch(run.environment, versions=run.pinned_versions)
+    except VaultError as e:
+        raise DeployRefused(str(e)) from None
+    run.secrets = fetched
+    run.release.secret_versions = fetched.versions()
+    return True
+
+
+@deploy("Read the host and plan the changes")
+def plan_changes(run: Run) -> None:
+    """Compare each host with what it should run; validate what will be uploaded."""
+    plan = plan_host(run.environment, host.name, run.secrets, run.states[host.name])
+    run.plans[host.name] = plan
+    validate_changed(run, plan)
+    dry, diff = dry_run_mode()
+    if dry or diff:
+        preview_host(run, plan, diff)  # the dry run's report: reasons, masked diffs, summary
+    else:
+        for line in plan_lines(plan):
+            logger.info(f"{host.print_prefix}{line}")
+
+
+def validate_changed(run: Run, plan: HostPlan) -> None:
+    """Check every unit about to change with its real tool (compose, promtool, amtool, Traefik).
+
+    The check runs on the same files rendered with placeholder secrets (the layout and syntax
+    are identical), so no secret value is ever written to the controller's disk.
+    """
+    units = plan.changed_units
+    if not units:
+        return
+    if any(u == "edge" or u.startswith("route:") for u in units):
+        units |= {"edge"} | {f"route:{n}" for n in plan.slots}  # Traefik needs all its files
+    files = [f for f in render_host(run.environment, plan.host, PlaceholderSecrets(), plan.slots)
+             if f.unit in units]
+    with tempfile.TemporaryDirectory(prefix="superapp-validate-") as tmp:
+        write_tree(Path(tmp), {plan.host: files})
+        try:
+            validate_tree(Path(tmp), run.environment)
+        except ValidationError as e:
+            raise DeployRefused(f"{plan.host}: a rendered file fails validation:\n{e}") from None
+
+
+@deploy("Roll out host by host")
+def roll_out(run: Run) -> None:
+    """One callback, run once, drives every host in rollout order (ops/rollout/engine.py)."""
+
+    def callback(state, host) -> bool:  # noqa: ARG001 - pyinfra passes both
+        return rollout_callback(state, run)
+
+    python.call(name="Roll out host by host, zero downtime", function=callback, _run_once=True)
+
+
+def rollout_callback(state, run: Run) -> bool:
+    """Roll `run.plans` over the active hosts in rollout order; False (printed) on failure."""
+    active = {h.name: h for h in state.inventory.get_active_hosts()}
+    order = run.ordered(active)
+    plans = [run.plans[name] for name in order if name in run.plans]
+    if not any(p.changed for p in plans):
+        print("--> nothing to change on any host", flush=True)
+        return True
+    remotes = [PyinfraRemote(active[name]) for name in order]
+    break_lock = str(state.inventory.get_host(order[0]).data.get("break_lock", "")).lower() in (
+        "1", "true", "yes")
+    migrated = {(name, rec.get("image")) for st in run.states.values()
+                for name, rec in st.services.items()}
+    try:
+        results = rollout(run.environment, plans, remotes, run.release, break_lock=break_lock,
+                          migrated=migrated)
+    except RolloutError as e:
+        print(f"\nDEPLOY FAILED: {e}", file=sys.stderr, flush=True)
+        return False
+    print("\n" + summary_table(results), flush=True)
+    return True

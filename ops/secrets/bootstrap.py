@@ -1,0 +1,314 @@
+"""Prepare an environment's Vault: policies, AppRoles, and every missing secret of the schema.
+
+    python -m ops.secrets.bootstrap <env> [--dry]          (what `tasks/bootstrap_vault.py` runs)
+
+- Policies `superapp-<env>-deploy` (read the env's paths, nothing else) and
+  `superapp-<env>-rotate` (read them, write only the paths rotation changes); AppRoles of the
+  same names bound to them, with short-lived tokens.
+- Each missing required key gets a strong random value (`secrets`), per kind. Values issued by
+  someone else (URLs, e-mail, SMTP host, third-party API keys, receiver settings) are invented
+  only outside prod/staging, with obviously fake values; in prod/staging they are reported as
+  "operator must set".
+- Never overwrites a key that has a value: writes use KV v2 check-and-set on the version read,
+  so a concurrent writer is detected (and the path re-read), never overwritten.
+
+Prints one line per created path#key, policy or role and a summary; never a value. Needs an
+operator's token (VAULT_TOKEN, VAULT_TOKEN_FILE or vault.token_file), not the deploy AppRole.
+"""
+
+from __future__ import annotations
+
+import argparse
+import secrets
+import string
+import sys
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import hvac.exceptions
+
+from ops.catalog import ConfigError, load_environment
+from ops.catalog.model import Environment, SecretRef
+from ops.catalog.rules import STRICT_ENVS
+from ops.secrets.vault import (
+    APPROLE_MOUNT,
+    VaultError,
+    VaultSession,
+    VaultSettings,
+    open_session,
+    read_kv,
+    refs_by_path,
+    translated,
+)
+
+ALNUM = string.ascii_letters + string.digits
+TOKEN_TTL = "15m"  # noqa: S105 - a duration
+TOKEN_MAX_TTL = "30m"  # noqa: S105 - a duration
+CAS_ATTEMPTS = 3
+
+# Kinds whose value comes from a third party (or is a setting, not a credential): never invented
+# in prod/staging. `api-key` here is TomTom's: a random one would pass every check and fail live.
+OPERATOR_KINDS = frozenset({"url", "email", "hostport", "string", "api-key"})
+
+
+
+def random_alnum(length: int) -> str:
+    return "".join(secrets.choice(ALNUM) for _ in range(length))
+
+
+GENERATORS: dict[str, Callable[[], str]] = {
+    "jwt": lambda: secrets.token_urlsafe(48),          # 64 url-safe chars
+    "admin-token": lambda: secrets.token_urlsafe(36),  # 48 url-safe chars
+    "hmac": lambda: secrets.token_hex(32),             # 64 hex chars
+    "api-key": lambda: random_alnum(40),
+    "password": lambda: random_alnum(32),              # alnum: safe in URLs, conf files, shells
+}
+
+
+def fake_value(ref: SecretRef, env: str) -> str:
+    """An obviously fake but well-formed value for a setting issued elsewhere (not prod/staging).
+
+    `.invalid` never resolves (RFC 2606), so nothing is ever delivered anywhere.
+    """
+    slug = ref.key.lower().replace("_", "-")
+    domain = f"superapp-{env}.invalid"
+    fakes = {
+        "url": f"https://{slug}.{domain}/hook",
+        "email": f"{slug}@{domain}",
+        "hostport": f"smtp.{domain}:587",
+        "string": f"superapp-{env}-{slug}",
+    }
+    if ref.kind not in fakes:
+        raise VaultError(f"{ref}: no generator for secret kind {ref.kind!r}")
+    return fakes[ref.kind]
+
+
+def operator_set(environment: Environment, ref: SecretRef) -> bool:
+    """True when a real value must come from an operator (not invented) in this environment."""
+    if environment.name not in STRICT_ENVS:
+        return False
+    alertmanager = {str(r) for r in environment.alertmanager_refs().values()}
+    return ref.kind in OPERATOR_KINDS or str(ref) in alertmanager
+
+
+def new_value(environment: Environment, ref: SecretRef) -> str:
+    if ref.kind in GENERATORS:
+        return GENERATORS[ref.kind]()
+    return fake_value(ref, environment.name)
+
+
+# --- policies and roles (pure) ------------------------------------------------------------------
+
+def role_names(env: str) -> dict[str, str]:
+    return {"deploy": f"superapp-{env}-deploy", "rotate": f"superapp-{env}-rotate"}
+
+
+def rotated_paths(environment: Environment) -> list[str]:
+    """Paths a rotation writes: those holding a value we generate (not receiver settings)."""
+    alertmanager = {r.path for r in environment.alertmanager_refs().values()}
+    return [path for path, refs in refs_by_path(environment.all_secret_refs()).items()
+            if path not in alertmanager
+            and any(r.kind in GENERATORS and r.kind not in OPERATOR_KINDS for r in refs)]
+
+
+def policy_block(path: str, capabilities: list[str]) -> str:
+    caps = ", ".join(f'"{c}"' for c in capabilities)
+    return f'path "{path}" {{\n  capabilities = [{caps}]\n}}\n'
+
+
+def policy_documents(environment: Environment) -> dict[str, str]:
+    """HCL of the deploy and rotate policies: exact paths, no globs (least privilege)."""
+    mount = environment.settings["vault"]["mount"]
+    paths = list(refs_by_path(environment.all_secret_refs()))
+    rotated = set(rotated_paths(environment))
+    names = role_names(environment.name)
+    deploy = [f"# {names['deploy']}: read-only on the secrets the {environment.name} deploy "
+              "needs (written by tasks/bootstrap_vault.py)\n"]
+    deploy += [policy_block(f"{mount}/data/{p}", ["read"]) for p in paths]
+    rotate = [f"# {names['rotate']}: read the {environment.name} secrets, write only those "
+              "rotation changes (written by tasks/bootstrap_vault.py)\n"]
+    for p in paths:
+        if p in rotated:
+            rotate.append(policy_block(f"{mount}/data/{p}", ["create", "read", "update"]))
+            rotate.append(policy_block(f"{mount}/metadata/{p}", ["read"]))
+        else:
+            rotate.append(policy_block(f"{mount}/data/{p}", ["read"]))
+    return {names["deploy"]: "\n".join(deploy), names["rotate"]: "\n".join(rotate)}
+
+
+def duration_seconds(text: str) -> int:
+    units = {"s": 1, "m": 60, "h": 3600}
+    return int(text[:-1]) * units[text[-1]]
+
+
+ROLE_SETTINGS = {"token_ttl": TOKEN_TTL, "token_max_ttl": TOKEN_MAX_TTL, "bind_secret_id": True}
+
+
+# --- report -------------------------------------------------------------------------------------
+
+@dataclass
+class BootstrapReport:
+    """What a bootstrap did (or, dry, would do): names only, never a value."""
+
+    env: str
+    dry: bool
+    created: list[str] = field(default_factory=list)          # "path#KEY (kind)"
+    operator: list[str] = field(default_factory=list)         # must be set by an operator
+    present: int = 0
+    access: list[tuple[str, str]] = field(default_factory=list)  # ("create", "policy X")
+    problems: list[str] = field(default_factory=list)         # deleted paths...
+
+    def lines(self) -> list[str]:
+        verb = "would create" if self.dry else "created"
+        past = {"create": "created", "update": "updated", "enable": "enabled"}
+        out = [f"would {action} {what}" if self.dry else f"{past[action]} {what}"
+               for action, what in self.access]
+        out += [f"{verb} {item}" for item in self.created]
+        out += [f"operator must set {item}" for item in self.operator]
+        out += [f"problem: {p}" for p in self.problems]
+        out.append(self.summary())
+        return out
+
+    def summary(self) -> str:
+        verb = "would create" if self.dry else "created"
+        text = (f"Vault bootstrap {self.env}{' (dry run, nothing written)' if self.dry else ''}: "
+                f"{verb} {len(self.created)} secret(s), {self.present} already set, "
+                f"{len(self.access)} policy/role change(s)")
+        if self.operator:
+            text += (f"; {len(self.operator)} must be set by an operator (`bao kv patch`) "
+                     "before the deploy will run")
+        if self.problems:
+            text += f"; {len(self.problems)} problem(s)"
+        return text
+
+
+# --- side effects -------------------------------------------------------------------------------
+
+def ensure_policy(session: VaultSession, name: str, rules: str, report: BootstrapReport) -> None:
+    client, settings = session.client, session.settings
+    with translated(settings, f"read sys/policy/{name}"):
+        try:
+            current = (client.sys.read_policy(name=name).get("data") or {}).get("rules")
+        except hvac.exceptions.InvalidPath:
+            current = None
+    if current == rules:
+        return
+    report.access.append(("create" if current is None else "update", f"policy {name}"))
+    if not report.dry:
+        with translated(settings, f"write sys/policy/{name}"):
+            client.sys.create_or_update_policy(name=name, policy=rules)
+
+
+def ensure_approle_mount(session: VaultSession, report: BootstrapReport) -> bool:
+    with translated(session.settings, "read sys/auth"):
+        mounts = session.client.sys.list_auth_methods()
+    if f"{APPROLE_MOUNT}/" in (mounts.get("data") or mounts):
+        return True
+    report.access.append(("enable", f"auth method {APPROLE_MOUNT}/"))
+    if not report.dry:
+        with translated(session.settings, f"enable auth/{APPROLE_MOUNT}"):
+            session.client.sys.enable_auth_method("approle", path=APPROLE_MOUNT)
+    return not report.dry
+
+
+def ensure_role(session: VaultSession, name: str, policy: str, report: BootstrapReport,
+                mount_exists: bool) -> None:
+    client, settings = session.client, session.settings
+    current: Mapping[str, Any] | None = None
+    if mount_exists:
+        with translated(settings, f"read auth/{APPROLE_MOUNT}/role/{name}"):
+            try:
+                current = client.auth.approle.read_role(role_name=name,
+                                                        mount_point=APPROLE_MOUNT)["data"]
+            except hvac.exceptions.InvalidPath:
+                current = None
+    wanted = {"token_ttl": duration_seconds(TOKEN_TTL),
+              "token_max_ttl": duration_seconds(TOKEN_MAX_TTL),
+              "token_policies": [policy], "bind_secret_id": True}
+    if current is not None and all(current.get(k) == v for k, v in wanted.items()):
+        return
+    report.access.append(("create" if current is None else "update",
+                          f"approle {name} (policy {policy}, token ttl {TOKEN_TTL})"))
+    if not report.dry:
+        with translated(settings, f"write auth/{APPROLE_MOUNT}/role/{name}"):
+            client.auth.approle.create_or_update_approle(
+                role_name=name, token_policies=[policy], mount_point=APPROLE_MOUNT,
+                **ROLE_SETTINGS)
+
+
+def fill_path(session: VaultSession, environment: Environment, path: str,
+              refs: list[SecretRef], report: BootstrapReport) -> None:
+    """Add missing required keys to one path with check-and-set; keep every existing value."""
+    settings = session.settings
+    required = [r for r in refs if not r.optional]  # optional ones exist only mid-rotation
+    for _attempt in range(CAS_ATTEMPTS):
+        current = read_kv(session, path)
+        if current.deleted:
+            report.problems.append(f"{settings.mount}/{path}: latest version {current.version} "
+                                   "is deleted; undelete it or write it by hand")
+            return
+        data = dict(current.data or {})
+        missing = [r for r in required if data.get(r.key) in (None, "")]
+        by_operator = [r for r in missing if operator_set(environment, r)]
+        generated = [r for r in missing if not operator_set(environment, r)]
+        if generated and not report.dry:
+            data.update((r.key, new_value(environment, r)) for r in generated)
+            cas = current.version if current.data is not None else 0
+            with translated(settings, f"write {settings.mount}/{path}"):
+                try:
+                    session.client.secrets.kv.v2.create_or_update_secret(
+                        path=path, secret=data, cas=cas, mount_point=settings.mount)
+                except hvac.exceptions.InvalidRequest as exc:
+                    if "check-and-set" not in " ".join(exc.errors or []):
+                        raise VaultError(f"Vault at {settings.addr} refused the write to "
+                                         f"{settings.mount}/{path} (HTTP 400)") from None
+                    continue  # someone wrote meanwhile: re-read, never overwrite
+        report.present += len(required) - len(missing)
+        report.created += [f"{r} ({r.kind})" for r in generated]
+        report.operator += [f"{r} ({r.kind})" for r in by_operator]
+        return
+    report.problems.append(f"{settings.mount}/{path}: changed concurrently {CAS_ATTEMPTS} times "
+                           "while bootstrapping; re-run")
+
+
+def bootstrap(environment: Environment, environ: Mapping[str, str] | None = None,
+              dry: bool = False, echo: Callable[[str], None] | None = None) -> BootstrapReport:
+    """Create policies and AppRoles and fill missing secrets; `dry` reads only.
+
+    `echo` receives each report line as the work finishes (default: nothing printed).
+    """
+    settings = VaultSettings.from_environment(environment)
+    report = BootstrapReport(env=environment.name, dry=dry)
+    with open_session(settings, environ, auth_method="token") as session:
+        policies = policy_documents(environment)
+        for name, rules in policies.items():
+            ensure_policy(session, name, rules, report)
+        mount_exists = ensure_approle_mount(session, report)
+        for name in policies:
+            ensure_role(session, name, name, report, mount_exists)
+        for path, refs in refs_by_path(environment.all_secret_refs()).items():
+            fill_path(session, environment, path, refs, report)
+    if echo:
+        for line in report.lines():
+            echo(line)
+    return report
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m ops.secrets.bootstrap",
+                                     description=__doc__.split("\n\n")[0])
+    parser.add_argument("env", help="environment name (group_data/<env>.py)")
+    parser.add_argument("--dry", action="store_true", help="read Vault, say what would change")
+    args = parser.parse_args(argv)
+    try:
+        environment = load_environment(args.env)
+        report = bootstrap(environment, dry=args.dry, echo=print)
+    except (ConfigError, VaultError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    return 1 if report.problems else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

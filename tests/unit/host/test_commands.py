@@ -1,0 +1,91 @@
+"""ops.commands builds exact command strings; quoting lives there and nowhere else."""
+
+from __future__ import annotations
+
+import subprocess
+
+from ops.host import commands as cmd
+
+
+def test_compose_up_and_down_are_exact() -> None:
+    assert cmd.compose_up("/opt/superapp/compose/payments-b.yml") == (
+        "docker compose -f /opt/superapp/compose/payments-b.yml up -d --remove-orphans")
+    assert cmd.compose_up("/x.yml", force_recreate=True).endswith("--force-recreate")
+    assert cmd.compose_down("sa-payments-a", timeout=10) == (
+        "docker compose -p sa-payments-a down --remove-orphans --timeout 10")
+
+
+def test_paths_with_spaces_and_quotes_are_quoted() -> None:
+    assert cmd.remove_files(["/tmp/a b", "/tmp/it's"]) == "rm -f '/tmp/a b' '/tmp/it'\"'\"'s'"
+    assert cmd.remove_files([]) == ""
+
+
+def test_install_uploaded_sets_mode_owner_then_moves() -> None:
+    assert cmd.install_uploaded("/etc/superapp/env/x.env.tmp-1", "/etc/superapp/env/x.env",
+                                0o600, 0) == (
+        "chmod 600 /etc/superapp/env/x.env.tmp-1 && chown 0:0 /etc/superapp/env/x.env.tmp-1 && "
+        "mv -f /etc/superapp/env/x.env.tmp-1 /etc/superapp/env/x.env")
+
+
+def test_make_dirs_creates_missing_and_leaves_existing_alone(tmp_path) -> None:
+    existing = tmp_path / "pg"
+    existing.mkdir(mode=0o755)
+    new = tmp_path / "env"
+    script = cmd.make_dirs([(str(existing), 0o700, 0), (str(new), 0o700, 0)])
+    assert script.startswith(f"[ -d {existing} ] || install -d -m 700 -o 0 -g 0 {existing}; ")
+    subprocess.run(["sh", "-c", script], check=True)
+    assert (existing.stat().st_mode & 0o777) == 0o755  # not re-moded / re-owned
+    assert (new.stat().st_mode & 0o777) == 0o700
+
+
+def test_lock_is_exclusive_and_released_only_by_its_owner(tmp_path) -> None:
+    lock = str(tmp_path / "sub" / "deploy.lock")
+    first = subprocess.run(["sh", "-c", cmd.acquire_lock(lock, {"owner": "a@x", "token": "t1"})],
+                           capture_output=True, text=True)
+    assert first.stdout.strip() == "acquired"
+    second = subprocess.run(["sh", "-c", cmd.acquire_lock(lock, {"owner": "b@y", "token": "t2"})],
+                            capture_output=True, text=True)
+    assert second.stdout.startswith("held") and '"owner":"a@x"' in second.stdout
+    subprocess.run(["sh", "-c", cmd.release_lock(lock, "t2")], check=True)
+    assert (tmp_path / "sub" / "deploy.lock").exists()
+    subprocess.run(["sh", "-c", cmd.release_lock(lock, "t1")], check=True)
+    assert not (tmp_path / "sub" / "deploy.lock").exists()
+
+
+def test_json_records_write_and_append(tmp_path) -> None:
+    path = str(tmp_path / "ledger.jsonl")
+    for n in (1, 2):
+        subprocess.run(["sh", "-c", cmd.write_json_file(path, {"n": n, "s": "it's $HOME"},
+                                                         append=True)], check=True)
+    lines = (tmp_path / "ledger.jsonl").read_text().splitlines()
+    assert lines == ['{"n":1,"s":"it\'s $HOME"}', '{"n":2,"s":"it\'s $HOME"}']
+
+
+def test_wait_healthy_reports_each_container(tmp_path) -> None:
+    # a fake `docker` on PATH: container "good" answers, "bad" never does
+    fake = tmp_path / "docker"
+    fake.write_text('#!/bin/sh\n[ "$2" = good ]\n')
+    fake.chmod(0o755)
+    script = cmd.wait_healthy({"good": "http://127.0.0.1:8000/health",
+                               "bad": "http://127.0.0.1:8000/health"}, timeout=1, interval=0.2)
+    res = subprocess.run(["sh", "-c", script], capture_output=True, text=True,
+                         env={"PATH": f"{tmp_path}:/usr/bin:/bin"})
+    assert res.returncode == 1
+    assert "ok good" in res.stdout.splitlines() and "fail bad" in res.stdout.splitlines()
+
+
+def test_wait_traefik_reload_waits_for_one_more_reload(tmp_path) -> None:
+    fake = tmp_path / "docker"
+    fake.write_text("#!/bin/sh\necho 'traefik_config_reloads_total 12'\n"
+                    "echo 'traefik_config_last_reload_success 1.795688761e+09'\n")
+    fake.chmod(0o755)
+    env = {"PATH": f"{tmp_path}:/usr/bin:/bin"}
+    url = "http://127.0.0.1:8082/metrics"
+    count = subprocess.run(["sh", "-c", cmd.traefik_reloads("traefik", url)], env=env,
+                           capture_output=True, text=True).stdout
+    assert count == "12"
+    done = cmd.wait_traefik_reload("traefik", url, after_count=11, timeout=2)
+    assert subprocess.run(["sh", "-c", done], env=env).returncode == 0
+    stale = cmd.wait_traefik_reload("traefik", url, after_count=12, timeout=1)
+    res = subprocess.run(["sh", "-c", stale], env=env, capture_output=True, text=True)
+    assert res.returncode == 1 and "did not reload" in res.stdout
