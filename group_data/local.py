@@ -1,4 +1,4 @@
-"""The local testbed (testbed/, TESTBED.md): differences from group_data/all.py only.
+"""The local testbed (testbed/, README "The testbed"): differences from group_data/all.py only.
 
 What the testbed cannot provide is relaxed explicitly in `relaxations`; the validator and the
 audit read that list, and prod/staging may not have one.
@@ -27,7 +27,7 @@ standin_image = {"repository": "superapp/standin", "command": ["python3", "/app/
 upstream_proxies = ["10.231.0.1"]
 jwt_jwks_url = "http://10.231.0.1:8089/.well-known/jwks.json"
 
-# Two cores for three hosts of 17 services: health checks must stay cheap (TESTBED.md).
+# Two cores for three hosts of 17 services: health checks must stay cheap.
 health_check = {
     "interval_seconds": 30, "timeout_seconds": 3, "retries": 3, "start_period_seconds": 10,
 }

@@ -10,21 +10,25 @@ from it once and pass it on explicitly; nothing else keeps run state.
 
 from __future__ import annotations
 
-import threading
 import weakref
 from collections.abc import Callable, Hashable, Iterable
 from typing import Any, TypeVar
 
+from gevent.lock import RLock
 from pyinfra.context import ctx_state
 
 T = TypeVar("T")
 
 
 class RunScope:
-    """Values made once per run, and barriers that fire once every expected member reported."""
+    """Values made once per run, and barriers that fire once every expected member reported.
+
+    Its lock is gevent's: pyinfra prepares hosts in greenlets of one thread, where a
+    `threading.RLock` that pyinfra's monkey-patching did not reach would let every greenlet in.
+    """
 
     def __init__(self) -> None:
-        self._lock = threading.RLock()
+        self._lock = RLock()
         self._values: dict[Hashable, Any] = {}
         self._reports: dict[Hashable, dict[str, Any]] = {}
         self._fired: set[Hashable] = set()
@@ -59,7 +63,7 @@ class RunScope:
 
 
 _scopes: weakref.WeakKeyDictionary[Any, RunScope] = weakref.WeakKeyDictionary()
-_scopes_lock = threading.Lock()
+_scopes_lock = RLock()
 
 
 def scope_of(state: Any) -> RunScope:

@@ -11,7 +11,7 @@ The new values are made while pyinfra prepares and written (check-and-set) when 
 before any host changes; only the services whose env files change are swapped, with the
 deploy's health gates; the ledger records who, when, which keys, old and new versions and the
 result. `internal-hmac` goes in three phases and a re-run resumes an interrupted one. Details:
-ops/rotation.py.
+ops/secrets/rotation.py.
 """
 
 from ops.rollout.stages import check_invariants, plan_changes, read_secrets

@@ -264,7 +264,7 @@ def start_host(i: int, key: Path) -> Proc:
         "MaxSessions 100", "MaxStartups 100:30:200", "",
     ]))
     # nsenter, not `ip netns exec`: the latter remounts /sys and hides the cgroup mounts dockerd
-    # needs (TESTBED.md).
+    # needs (dockerd then fails to start inside the host).
     cmd = ["nsenter", f"--net=/var/run/netns/{netns(i)}", "unshare", "--mount", "--uts",
            "--propagation", "private", "--", "bash", str(REPO / "testbed" / "host-init.sh"),
            host_name(i), str(hd), REGISTRY]

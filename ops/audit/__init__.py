@@ -40,7 +40,8 @@ from ops.catalog import REPO_ROOT, ConfigError, Environment, load_environment
 SCOPE_OF_PREFIX = {"rendered.": "rendered", "config.": "rendered", "repo.secret": "secrets",
                    "repo.private-key": "secrets", "repo.baseline": "secrets",
                    "repo.": "repo", "apps.": "apps", "deps.": "deps", "waiver.": "always",
-                   # checked by the rollout's migration gate (ops/backup.py), never by the audit
+                   # checked by the rollout's migration gate (ops/backup/freshness.py),
+                   # never by the audit
                    "backup.": "migration-gate"}
 
 

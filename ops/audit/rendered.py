@@ -1,10 +1,10 @@
 """Rules over the RENDERED configuration of every host (the files `make render` writes).
 
 The audit reads what the deploy would write (compose projects, env files, Traefik, Prometheus,
-cron), parsed as YAML, and checks SPEC.md's production invariants on that text. It does not
-re-derive values from the catalog: a template bug must show up here. The catalog is used only
-for expectations the rendered text cannot state (which services call payments, which support a
-hashed admin token) and group_data only for `promo_enabled`.
+cron), parsed as YAML, and checks the production invariants (docs/invariants.md) on that
+text. It does not re-derive values from the catalog: a template bug must show up here. The
+catalog is used only for expectations the rendered text cannot state (which services call
+payments, which support a hashed admin token) and group_data only for `promo_enabled`.
 
 Pure: `audit_rendered(environment, rendered)` takes the output of `render_environment` and never
 touches a host, Vault or a subprocess. Findings never quote a secret value.
@@ -40,7 +40,7 @@ REPLAY_WINDOW = (60, 300)
 SECRET_MARKERS = ("<vault:", "%3Cvault%3A", "vault-placeholder.invalid")
 WILDCARD_NETS = ("*", "0.0.0.0/0", "::/0", "0.0.0.0")  # noqa: S104 - what we refuse
 # Containers whose image must start as root (its entrypoint drops privileges itself). Reported
-# as low, not high: SPEC.md 10 says "non-root where the image allows".
+# as low, not high: invariant 10 (docs/invariants.md) says "non-root where the image allows".
 ROOT_ALLOWED = {"postgres": "its entrypoint prepares PGDATA as root, then runs the server as "
                             "the postgres user"}
 FLOATING_TAGS = re.compile(r"(latest|stable|lts|edge|main|master|mainline|current|nightly|dev)"
@@ -611,7 +611,7 @@ def databases(hosts: list[HostView]) -> dict[str, str]:
 def check_backups(environment: Environment, hosts: list[HostView]) -> list[Finding]:
     """Every database is covered by a backup job.
 
-    Expected layout (the backup issue renders it; until then this rule reports HIGH):
+    Expected layout (ops/render/backup.py renders it):
     - on some host, a cron file `/etc/cron.d/superapp-backup-<name>`: each job line is
       `<5 schedule fields> <user> <command>`;
     - the command runs a script under `/opt/superapp/backup/` that is rendered on the SAME host;
@@ -659,7 +659,8 @@ def check_backups(environment: Environment, hosts: list[HostView]) -> list[Findi
             f"no backup job rendered: no {BACKUP_CRON_PREFIX}* file on any host; "
             f"{len(missing)} database(s) not backed up: {', '.join(missing)}",
             f"render a cron job per database running a script under {BACKUP_DIR}/ "
-            "(SPEC.md invariant 9)", key=f"rendered.backup-coverage:{environment.name}")]
+            "(invariant 9, docs/invariants.md)",
+            key=f"rendered.backup-coverage:{environment.name}")]
     return problems + [
         Finding("rendered.backup-coverage", "high", wanted[db],
                 f"database {db} is not covered by any backup job",

@@ -10,6 +10,9 @@ from ops.catalog.model import ROLES, Environment
 def inventory_groups(environment: Environment) -> dict[str, list[tuple[str, dict[str, Any]]]]:
     """pyinfra groups keyed by role, hosts in rollout order, as `(name, host data)`.
 
+    Host data is the address only: roles and rollout order live in the validated environment
+    (`Environment.hosts`), which every stage reads, never in pyinfra's host data.
+
     Example, in `inventories/prod.py`::
 
         environment = load_environment("prod")
@@ -17,12 +20,8 @@ def inventory_groups(environment: Environment) -> dict[str, list[tuple[str, dict
     """
     return {
         role: [
-            (host.name, {
-                "ssh_hostname": host.address,
-                "superapp_roles": list(host.roles),
-                "superapp_rollout_index": index,
-            })
-            for index, host in enumerate(environment.hosts)
+            (host.name, {"ssh_hostname": host.address})
+            for host in environment.hosts
             if host.has_role(role)
         ]
         for role in ROLES

@@ -210,8 +210,9 @@ class Environment:
 
     def internal_hmac_refs(self) -> dict[str, SecretRef]:
         """The shared internal HMAC secret: `current`, `previous` (only during a rotation) and
-        `rotation`, the record of a rotation in progress (JSON written by ops/rotation.py, not
-        a secret; it tells the renderer which secret callers sign with)."""
+        `rotation`, the record of a rotation in progress (JSON written by
+        ops/secrets/rotation.py, not a secret; it tells the renderer which secret callers sign
+        with)."""
         shared = self.vault_path("shared", "internal-hmac")
         return {
             "current": SecretRef(shared, "INTERNAL_HMAC_SECRET", "hmac"),

@@ -21,24 +21,32 @@ SERVICE_STATE_DIR = "/var/lib/superapp/services"
 
 SECTIONS = ("files", "containers", "images", "services", "lock", "ledger")
 
-# One POSIX sh script; each section starts with a marker line. Missing docker or dirs are fine
-# (a fresh host): the section is then empty.
-STATE_SCRIPT = "; ".join([
-    "echo '@@files'",
-    "find " + " ".join(MANAGED_DIRS) + " -type f -exec sha256sum {} + 2>/dev/null",
-    f"for f in {CRON_GLOB}; do [ -f \"$f\" ] && sha256sum \"$f\"; done",
-    "echo '@@containers'",
-    "docker ps -a --format '{{json .}}' 2>/dev/null",
-    "echo '@@images'",
-    "docker image ls --digests --format '{{json .}}' 2>/dev/null",
-    "echo '@@services'",
-    f"for f in {SERVICE_STATE_DIR}/*.json; do [ -f \"$f\" ] && cat \"$f\" && echo; done",
-    "echo '@@lock'",
-    f"cat {LOCK_PATH} 2>/dev/null",
-    "echo '@@ledger'",
-    f"tail -n 500 {LEDGER_PATH} 2>/dev/null",
-    "true",
-])
+
+def state_script(root: str = "") -> str:
+    """One POSIX sh script; each section starts with a marker line. Missing docker or dirs are
+    fine (a fresh host): the section is then empty. `root` prefixes every path (tests run the
+    script against a directory tree made for them; hosts use "")."""
+    managed = " ".join(root + d for d in MANAGED_DIRS)
+    return "; ".join([
+        "echo '@@files'",
+        f"find {managed} -type f -exec sha256sum {{}} + 2>/dev/null",
+        f"for f in {root}{CRON_GLOB}; do [ -f \"$f\" ] && sha256sum \"$f\"; done",
+        "echo '@@containers'",
+        "docker ps -a --format '{{json .}}' 2>/dev/null",
+        "echo '@@images'",
+        "docker image ls --digests --format '{{json .}}' 2>/dev/null",
+        "echo '@@services'",
+        f"for f in {root}{SERVICE_STATE_DIR}/*.json; do [ -f \"$f\" ] && cat \"$f\" && echo; "
+        "done",
+        "echo '@@lock'",
+        f"cat {root}{LOCK_PATH} 2>/dev/null",
+        "echo '@@ledger'",
+        f"tail -n 500 {root}{LEDGER_PATH} 2>/dev/null",
+        "true",
+    ])
+
+
+STATE_SCRIPT = state_script()
 
 
 @dataclass

@@ -22,8 +22,9 @@ from ops.render.secrets import MappingSecrets, PlaceholderSecrets, SecretValues
 
 def service_content_hash(environment: Environment, service_name: str, host_name: str,
                          secrets: SecretValues) -> str:
-    """Slot-independent hash of a service on a host; equal to the `superapp-config-hash` line
-    of its rendered compose file, so the rollout can tell whether the service changed."""
+    """Slot-independent hash of a service on a host. The rollout records it in the service's
+    record after a swap (`/var/lib/superapp/services/<service>.json`) and compares the next
+    render's hash with that record to tell whether the service changed."""
     return compose.service_content_hash(environment, environment.services[service_name],
                                         environment.host(host_name), secrets)
 

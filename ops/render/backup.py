@@ -10,7 +10,8 @@ Files (all on the db host; the deploy uploads them, cron picks the cron files up
   manifest, atomic renames, retention, metrics for node-exporter, one log line.
 * `/opt/superapp/backup/pg_tools.sh` (0755): runs INSIDE the postgres image; `dump` (pg_dump -Fc,
   row counts read from the same stream, optional encryption) and `restore-check` (restore into
-  a scratch database, print row counts, drop it) for the drill (ops/backup.py) and the runbook.
+  a scratch database, print row counts, drop it) for the drill (ops/backup/drill.py) and the
+  runbook.
 * `/etc/superapp/backup/pgpass` (0600, secret): the postgres superuser's password, mounted into
   that container read-only (PGPASSFILE): never on a command line, in the environment or a log.
 * `/etc/superapp/backup/recipient.pem` (0644), only with `backups.encrypt_to_public_key`: the

@@ -107,7 +107,8 @@ def healthcheck(environment: Environment, test: list[str]) -> dict[str, Any]:
 
 
 def service_environment(environment: Environment, service: Service) -> dict[str, str]:
-    """The non-secret flags of SPEC.md's production invariants, for the service and sidecars."""
+    """The non-secret flags of the production invariants (docs/invariants.md), for the service
+    and its sidecars."""
     s = environment.settings
     env = {
         "SERVICE_NAME": service.name,
@@ -142,7 +143,7 @@ def hmac_rotation_phase(record: str | None) -> int | None:
 
 def internal_hmac_values(role: str, current: str, previous: str | None,
                          phase: int | None) -> dict[str, str]:
-    """What a service holds of the shared internal HMAC secret (phases: ops/rotation.py).
+    """What a service holds of the shared internal HMAC secret (phases: ops/secrets/rotation.py).
 
     A verifier accepts the current secret and, during a rotation, the previous one. A caller
     only signs, with one secret: the current one, except in phase 1, when the verifiers are
@@ -301,8 +302,10 @@ def service_content_hash(environment: Environment, service: Service, host: Host,
                          secrets: SecretValues) -> str:
     """`sha256:<hex>` of everything that defines a service on a host, whatever the slot.
 
-    The rollout compares it with the `superapp-config-hash` line of the compose file on the
-    host to decide whether the service changed (image, flags, secrets, sidecars...).
+    The plan (ops/rollout/plan.py) compares it with the `hash` of the service's record on the
+    host to decide whether the service changed (image, flags, secrets, sidecars...). The
+    `superapp-config-hash` comment of the compose file shows the same value to a person reading
+    the file on the host; nothing parses that comment.
     """
     canonical = {
         "containers": service_containers(environment, service, host, "{slot}"),

@@ -240,7 +240,7 @@ class HmacRotation:
             record = None
         if record is None or phase != record.phase:
             raise RotationError(f"{where}#{HMAC_ROTATION_KEY}: unreadable rotation record; "
-                                "fix it by hand (see ops/rotation.py) before rotating")
+                                "fix it by hand (see ops/secrets/rotation.py) before rotating")
         return record
 
 

@@ -4,8 +4,9 @@ signed internal calls with none rejected, paused after phase 1 (every call still
 resumed; the old secret is then refused; Vault holds new versions of exactly the rotated keys;
 no old or new value appears in any output or process list.
 
-Tests run in file order and share the module's outputs for the canary search. The first
-converges the fleet on this repo's release (a rotation refuses a fleet that is not on it).
+Each test searches its own outputs for the values it saw (no test reads another's results).
+The first converges the fleet on this repo's release (a rotation refuses a fleet that is not
+on it); the others rotate from whatever state the previous ones left.
 """
 
 from __future__ import annotations
@@ -37,8 +38,6 @@ PREFIX = ENV.settings["vault"]["path_prefix"]
 HMAC_PATH = f"{PREFIX}/shared/internal-hmac"
 PAYMENTS_INTERNAL = "http://payments:8000/internal/charge"  # from a caller, on its host
 CALLERS = ("taxi", "commerce")
-OUTPUTS: list[str] = []  # every pyinfra output and process list of this module
-VALUES: dict[str, str] = {}  # name -> secret value the canary search looks for
 
 
 @pytest.fixture(scope="module")
@@ -71,10 +70,19 @@ def changed_keys(before: dict, after: dict) -> dict[str, list[str]]:
 
 
 def rotate(*args: str, timeout: float = 900):
-    res = pyinfra(REPO, "-y", "inventories/local.py", "tasks/rotate_secrets.py", *args,
-                  timeout=timeout)
-    OUTPUTS.append(output(res))
-    return res
+    return pyinfra(REPO, "-y", "inventories/local.py", "tasks/rotate_secrets.py", *args,
+                   timeout=timeout)
+
+
+def assert_never_shown(testbed: Testbed, outputs: list[str], values: dict[str, str]) -> None:
+    """No old or new secret value in a test's outputs or process lists, or any container log."""
+    for text in outputs:
+        for name, value in values.items():
+            assert value not in text, f"the {name} value leaked into an output"
+    logs = "".join(testbed.ssh(h, "docker ps -q | xargs -r -n1 docker logs --tail 500 2>&1",
+                               check=False, timeout=300).stdout for h in testbed.hosts)
+    for name, value in values.items():
+        assert value not in logs, f"the {name} value is in a container log"
 
 
 def containers(testbed: Testbed) -> dict[str, str]:
@@ -175,6 +183,9 @@ def test_dry_run_writes_nothing_and_says_what_would_rotate(testbed, vault):
     assert f"rotate {PREFIX}/taxi#ADMIN_TOKEN (admin-token)" in text
     assert "phase 2: callers sign with the new secret; swaps taxi, commerce" in text
     assert snapshot(vault) == before
+    assert_never_shown(testbed, [text], {
+        "current food JWT": before[f"{PREFIX}/food"][1]["JWT_SECRET"],
+        "current internal HMAC": before[HMAC_PATH][1]["INTERNAL_HMAC_SECRET"]})
 
 
 def test_bad_selector_is_refused_before_anything(testbed, vault):
@@ -187,11 +198,9 @@ def test_bad_selector_is_refused_before_anything(testbed, vault):
 
 def test_rotating_one_jwt_secret_restarts_only_that_service(testbed, vault):
     before, ids = snapshot(vault), containers(testbed)
-    VALUES["old food JWT"] = before[f"{PREFIX}/food"][1]["JWT_SECRET"]
     res = rotate("--data", "rotate=food/JWT_SECRET")
     assert res.returncode == 0, output(res)
     after, now = snapshot(vault), containers(testbed)
-    VALUES["new food JWT"] = after[f"{PREFIX}/food"][1]["JWT_SECRET"]
     # Vault: one new version, of exactly that key
     assert changed_keys(before, after) == {f"{PREFIX}/food": ["JWT_SECRET"]}
     assert after[f"{PREFIX}/food"][0] == before[f"{PREFIX}/food"][0] + 1
@@ -204,12 +213,15 @@ def test_rotating_one_jwt_secret_restarts_only_that_service(testbed, vault):
     assert entry["result"] == "success" and entry["keys"] == [f"{PREFIX}/food#JWT_SECRET"]
     assert entry["old_versions"] == {f"{PREFIX}/food": before[f"{PREFIX}/food"][0]}
     assert entry["new_versions"] == {f"{PREFIX}/food": after[f"{PREFIX}/food"][0]}
+    assert_never_shown(testbed, [output(res)],
+                       {"old food JWT": before[f"{PREFIX}/food"][1]["JWT_SECRET"],
+                        "new food JWT": after[f"{PREFIX}/food"][1]["JWT_SECRET"]})
 
 
 def test_internal_hmac_rotation_under_load_paused_after_phase_1_then_resumed(testbed, vault):
     app_hosts = [h for h in testbed.hosts if "app" in h.roles]
     before = snapshot(vault)
-    old = VALUES["old internal HMAC"] = before[HMAC_PATH][1]["INTERNAL_HMAC_SECRET"]
+    old = before[HMAC_PATH][1]["INTERNAL_HMAC_SECRET"]
     assert all(signed_charge(h.address, old) == 200 for h in app_hosts)
     calls, ps = InternalCalls(testbed), PsSampler(testbed)
     calls.start()
@@ -220,7 +232,7 @@ def test_internal_hmac_rotation_under_load_paused_after_phase_1_then_resumed(tes
         assert first.returncode == 0, output(first)
         assert "stopped after phase 1" in output(first)
         version, data = latest(vault, HMAC_PATH)
-        new = VALUES["new internal HMAC"] = data["INTERNAL_HMAC_SECRET"]
+        new = data["INTERNAL_HMAC_SECRET"]
         assert version == before[HMAC_PATH][0] + 1
         assert json.loads(data["INTERNAL_HMAC_ROTATION"])["phase"] == 1
         assert data["INTERNAL_HMAC_SECRET_PREVIOUS"] == old
@@ -242,7 +254,6 @@ def test_internal_hmac_rotation_under_load_paused_after_phase_1_then_resumed(tes
         ps.stop.set()
         calls.join(15)
         ps.join(15)
-    OUTPUTS.extend(ps.samples)
     print(f"internal calls during the rotation: {dict(calls.results)}; {calls.failures[:10]}")
     assert calls.results["rejected"] == 0, calls.failures[:10]
     assert calls.results["error"] == 0, calls.failures[:10]
@@ -263,14 +274,5 @@ def test_internal_hmac_rotation_under_load_paused_after_phase_1_then_resumed(tes
     assert [s["phase"] for s in entries[1]["steps"]] == [1, 2, 3]
     assert entries[1]["steps"][0]["swapped"] == {}  # phase 1 was complete: nothing to redo
     assert entries[1]["new_versions"] == {HMAC_PATH: before[HMAC_PATH][0] + 4}
-
-
-def test_no_old_or_new_value_in_any_output(testbed):
-    assert len(VALUES) == 4, "the tests above did not all run"
-    for text in OUTPUTS:
-        for name, value in VALUES.items():
-            assert value not in text, f"the {name} value leaked into an output"
-    logs = "".join(testbed.ssh(h, "docker ps -q | xargs -r -n1 docker logs --tail 500 2>&1",
-                               check=False, timeout=300).stdout for h in testbed.hosts)
-    for name, value in VALUES.items():
-        assert value not in logs, f"the {name} value is in a container log"
+    assert_never_shown(testbed, [output(first), output(second), *ps.samples],
+                       {"old internal HMAC": old, "new internal HMAC": new})

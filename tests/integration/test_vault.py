@@ -1,4 +1,4 @@
-"""ops/vault.py and ops/vault_bootstrap.py against the testbed's OpenBao (127.0.0.1:8200).
+"""ops/secrets/vault.py and ops/secrets/bootstrap.py against the testbed's OpenBao (127.0.0.1:8200).
 
 Each test works under its own KV prefix `superapp-test-<random>/...` and its own environment
 name (so its policies and AppRoles are `superapp-t<random>-*`), and removes all of it after,

@@ -1,4 +1,4 @@
-"""ops/backup.py: manifests, retention, command builders, the freshness gate, and the drill's
+"""ops/backup/: manifests, retention, command builders, the freshness gate, and the drill's
 logic against a scripted Remote (the real drill runs in tests/integration/test_backup.py)."""
 
 from __future__ import annotations

@@ -67,8 +67,7 @@ def test_local_environment_matches_the_testbed(environments):
 def test_inventory_groups_by_role_in_rollout_order(environments):
     groups = inventory_groups(environments["prod"])
     assert [name for name, _ in groups["app"]] == ["app-1", "app-2", "app-3", "app-4"]
-    assert groups["db"] == [("db-1", {"ssh_hostname": "10.10.1.11", "superapp_roles": ["db"],
-                                      "superapp_rollout_index": 4})]
+    assert groups["db"] == [("db-1", {"ssh_hostname": "10.10.1.11"})]
     assert [name for name, _ in groups["monitoring"]] == ["mon-1"]
 
 

@@ -1,4 +1,4 @@
-"""ops/drift.py against HostState data shaped like the fact's recorded output (pure)."""
+"""ops/fleet/drift.py against HostState data shaped like the fact's recorded output (pure)."""
 
 from __future__ import annotations
 

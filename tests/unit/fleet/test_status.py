@@ -1,4 +1,4 @@
-"""ops/status.py: the fleet status table from recorded host state (pure)."""
+"""ops/fleet/status.py: the fleet status table from recorded host state (pure)."""
 
 from __future__ import annotations
 

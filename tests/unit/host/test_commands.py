@@ -1,8 +1,9 @@
-"""ops.commands builds exact command strings; quoting lives there and nowhere else."""
+"""ops.host.commands builds exact command strings; quoting lives there and nowhere else."""
 
 from __future__ import annotations
 
 import subprocess
+import time
 
 from ops.host import commands as cmd
 
@@ -89,3 +90,42 @@ def test_wait_traefik_reload_waits_for_one_more_reload(tmp_path) -> None:
     stale = cmd.wait_traefik_reload("traefik", url, after_count=12, timeout=1)
     res = subprocess.run(["sh", "-c", stale], env=env, capture_output=True, text=True)
     assert res.returncode == 1 and "did not reload" in res.stdout
+
+
+def run_sh(script: str) -> subprocess.CompletedProcess:
+    return subprocess.run(["sh", "-c", script], capture_output=True, text=True, timeout=30)
+
+
+def test_each_runs_everything_whatever_fails(tmp_path) -> None:
+    marks = [tmp_path / "one", tmp_path / "two"]
+    script = cmd.each(cmd.sh("touch", str(marks[0])), "false", "",
+                      cmd.sh("touch", str(marks[1])))
+    assert script == f"touch {marks[0]} ; false ; touch {marks[1]}"
+    assert run_sh(script).returncode == 0  # the last command's status
+    assert all(m.exists() for m in marks)
+    assert run_sh(cmd.each("true", "false")).returncode == 1
+
+
+def test_chain_stops_at_the_first_failure(tmp_path) -> None:
+    mark = tmp_path / "after"
+    assert run_sh(cmd.chain("true", "false", cmd.sh("touch", str(mark)))).returncode == 1
+    assert not mark.exists()
+
+
+def test_in_parallel_runs_all_at_once_and_waits_for_every_one(tmp_path) -> None:
+    marks = [tmp_path / f"m{i}" for i in range(3)]
+    script = cmd.in_parallel(*(f"sleep 0.5 && {cmd.sh('touch', str(m))}" for m in marks))
+    assert script.endswith(" ; wait") and script.count(" & ") == 2
+    started = time.monotonic()
+    assert run_sh(script).returncode == 0
+    assert time.monotonic() - started < 1.4  # together, not one after another (1.5 s)
+    assert all(m.exists() for m in marks)  # every one finished before it returned
+    assert cmd.in_parallel("", "") == ""
+
+
+def test_read_file_prints_a_file_or_nothing(tmp_path) -> None:
+    there = tmp_path / "it's here"
+    there.write_text('{"owner": "a@b"}\n')
+    assert run_sh(cmd.read_file(str(there))).stdout == '{"owner": "a@b"}\n'
+    missing = run_sh(cmd.read_file(str(tmp_path / "absent")))
+    assert (missing.returncode, missing.stdout, missing.stderr) == (0, "", "")

@@ -1,4 +1,4 @@
-"""ops/hostreads.py: command builders and parsers against recorded output (pure)."""
+"""ops/host/reads.py: command builders and parsers against recorded output (pure)."""
 
 from __future__ import annotations
 

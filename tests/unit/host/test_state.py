@@ -1,10 +1,22 @@
-"""ops.hoststate parses the one-command host snapshot (recorded from a testbed host)."""
+"""ops.host.state: the one-command host snapshot, run for real and parsed (and a recorded run
+from a testbed host)."""
 
 from __future__ import annotations
 
+import hashlib
+import json
+import os
+import subprocess
 from pathlib import Path
 
-from ops.host.state import STATE_SCRIPT, parse_host_state
+from ops.host.state import (
+    CRON_GLOB,
+    LEDGER_PATH,
+    LOCK_PATH,
+    SERVICE_STATE_DIR,
+    parse_host_state,
+    state_script,
+)
 
 RECORDED = Path(__file__).parents[2] / "fixtures" / "hoststate" / "host2.txt"
 
@@ -36,6 +48,47 @@ def test_empty_host_and_garbage_are_not_fatal() -> None:
     assert noisy.lock == {"owner": "a@b"}
 
 
-def test_the_script_reads_hashes_never_contents() -> None:
-    assert "sha256sum" in STATE_SCRIPT
-    assert "cat /etc/superapp" not in STATE_SCRIPT and "/etc/superapp/env" not in STATE_SCRIPT
+CANARY = "CANARY-state-secret-7f3a"
+
+
+def run_script(root: Path) -> list[str]:
+    """The host script, run by sh against `root` (no Docker engine answers: empty sections)."""
+    env = {**os.environ, "DOCKER_HOST": f"unix://{root}/no-docker.sock"}
+    out = subprocess.run(["sh", "-c", state_script(str(root))], capture_output=True, text=True,
+                         env=env, timeout=30, check=True).stdout
+    return out.splitlines()
+
+
+def test_the_script_run_on_a_host_tree_returns_hashes_records_lock_and_ledger(tmp_path):
+    files = {
+        "/etc/superapp/env/payments.env": f"JWT_SECRET={CANARY}\n",
+        "/opt/superapp/compose/payments.yml": "services: {}\n",
+        "/opt/superapp/traefik/dynamic/payments.yml": "http: {}\n",
+        CRON_GLOB.replace("*", "backup-payments"): "0 2 * * * root true\n",
+        "/etc/cron.d/someone-else": "not ours\n",
+    }
+    record = {"service": "payments", "slot": "b", "image": "reg/x:v2"}
+    lock = {"owner": "ops@box", "token": "t1"}
+    ledger = [{"release": f"r{i}", "result": "success"} for i in range(3)]
+    files[f"{SERVICE_STATE_DIR}/payments.json"] = json.dumps(record)
+    files[LOCK_PATH] = json.dumps(lock) + "\n"
+    files[LEDGER_PATH] = "".join(json.dumps(e) + "\n" for e in ledger)
+    for path, content in files.items():
+        (tmp_path / path.lstrip("/")).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / path.lstrip("/")).write_text(content)
+
+    lines = run_script(tmp_path)
+    state = parse_host_state([line.replace(str(tmp_path), "") for line in lines])
+
+    managed = {p: hashlib.sha256(c.encode()).hexdigest() for p, c in files.items()
+               if p.startswith(("/etc/superapp/", "/opt/superapp/", CRON_GLOB.rstrip("*")))}
+    assert state.files == managed  # every managed file (and ours only), by sha256
+    assert CANARY not in "\n".join(lines)  # a secret file's content never leaves the host
+    assert state.services == {"payments": record}
+    assert state.lock == lock and state.ledger == ledger
+    assert state.containers == {} and state.images == set()
+
+
+def test_the_script_on_a_fresh_host_returns_an_empty_state(tmp_path):
+    state = parse_host_state(run_script(tmp_path))
+    assert (state.files, state.services, state.lock, state.ledger) == ({}, {}, None, [])

@@ -1,5 +1,6 @@
-"""ops.rotation: selection, the internal HMAC phases (what each role holds and accepts at every
-point of a failure), the plan of new versions, the dry-run lines, and that no value leaks."""
+"""ops.secrets.rotation: selection, the internal HMAC phases (what each role holds and accepts
+at every point of a failure), the plan of new versions, the dry-run lines, and that no value
+leaks."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""ops/vault.py and ops/vault_bootstrap.py: the parts that need no Vault server.
+"""ops/secrets/vault.py and ops/secrets/bootstrap.py: the parts that need no Vault server.
 
 Settings, credentials, error translation (nothing of hvac's request details may leak), the
 FetchedSecrets container, policies and generators. Against the real OpenBao:
@@ -126,8 +126,8 @@ def test_credential_file_refusals(tmp_path):
 
 def test_credential_file_inside_the_repository_refused():
     with pytest.raises(VaultError, match="outside the repository"):
-        credential({"VAULT_SECRET_ID_FILE": str(REPO_ROOT / "ops/vault.py")}, "VAULT_SECRET_ID",
-                   private=False)
+        credential({"VAULT_SECRET_ID_FILE": str(REPO_ROOT / "ops/secrets/vault.py")},
+                   "VAULT_SECRET_ID", private=False)
 
 
 def test_approle_without_credentials_names_both_variables():
