@@ -47,9 +47,9 @@ health_check = {
 }
 hmac_replay_window_seconds = 120
 
-# One deploy at a time per environment; a lock older than this may be broken
-# (--data break_lock=true).
-deploy_lock_ttl_minutes = 60
+# One deploy at a time per environment (a lock in Vault, renewed every lease/4 while the run
+# lives); a run that died frees it after this long, or break it with --data break_lock=<token>.
+deploy_lock_lease_seconds = 120
 starting_credit_cents = 0
 promo_enabled = False
 jwt_jwks_url = "https://auth.superapp.sy/.well-known/jwks.json"

@@ -48,3 +48,6 @@ ssh_known_hosts_file = "/var/lib/superapp-testbed/ssh/known_hosts"
 
 # The shortest window the invariants allow: an HMAC rotation waits it out (tests run faster).
 hmac_replay_window_seconds = 60
+
+# Tests wait out a dead run's lock: a short lease keeps that quick (heartbeat every 7.5 s).
+deploy_lock_lease_seconds = 30

@@ -4,7 +4,8 @@ The audit reads what the deploy would write (compose projects, env files, Traefi
 cron), parsed as YAML, and checks the production invariants (docs/invariants.md) on that
 text. It does not re-derive values from the catalog: a template bug must show up here. The
 catalog is used only for expectations the rendered text cannot state (which services call
-payments, which support a hashed admin token) and group_data only for `promo_enabled`.
+payments, which support a hashed admin token, which route prefixes each service has) and
+group_data only for `promo_enabled` and the public API domains.
 
 Pure: `audit_rendered(environment, rendered)` takes the output of `render_environment` and never
 touches a host, Vault or a subprocess. Findings never quote a secret value.
@@ -532,6 +533,222 @@ def wide(value: str) -> bool:
         return False
 
 
+# ---------------------------------------------------------------- internal/admin APIs off `web`
+
+PUBLIC_ENTRYPOINT = "web"
+PRIVATE_SUBPATHS = ("internal", "admin")
+PROBE_HOST = "audit-probe.invalid"  # a Host no router names: the deny must not depend on it
+ENCODED_SEPARATORS = ("allowEncodedSlash", "allowEncodedBackSlash")  # Traefik 3.6.7+: default true
+NOT_FORWARDING = ("noop@internal",)  # Traefik internal services that never reach a server
+RULE_ARG = r'`[^`]*`|"[^"]*"'
+# one token of a router rule: an operator, or a matcher call with its quoted arguments
+RULE_TOKEN = re.compile(rf"\s*(?:(&&|\|\||!|\(|\))|([A-Za-z]+)\(\s*((?:{RULE_ARG})"
+                        rf"(?:\s*,\s*(?:{RULE_ARG}))*)?\s*\))")
+
+
+@dataclass
+class PublicRouter:
+    name: str
+    file: str  # dynamic file on the host
+    rule: str
+    priority: int
+    forwards: bool  # its service reaches a server (a container)
+    doc: Located
+    tree: tuple | None = None  # parse_rule(rule); None: unreadable
+
+    def where(self, host: str) -> str:
+        line = self.doc.line("http", "routers", self.name)
+        return f"{host} {self.file}:{line}" if line else f"{host} {self.file}"
+
+
+def parse_rule(rule: str) -> tuple:
+    """A Traefik v3 router rule as a tree: ("or"|"and", a, b), ("not", a), ("m", name, args).
+    Raises ValueError on what it cannot read."""
+    tokens: list = []
+    pos = 0
+    while pos < len(rule.rstrip()):
+        m = RULE_TOKEN.match(rule, pos)
+        if not m:
+            raise ValueError(f"cannot read the rule at {rule[pos:pos + 20]!r}")
+        tokens.append(m.group(1) or (m.group(2), [a[1:-1] for a in re.findall(
+            RULE_ARG, m.group(3) or "")]))
+        pos = m.end()
+
+    def expr(i: int, ops: tuple[str, ...] = ("||", "&&")) -> tuple[tuple, int]:
+        if not ops:
+            return unary(i)
+        left, i = expr(i, ops[1:])
+        while i < len(tokens) and tokens[i] == ops[0]:
+            right, i = expr(i + 1, ops[1:])
+            left = ("or" if ops[0] == "||" else "and", left, right)
+        return left, i
+
+    def unary(i: int) -> tuple[tuple, int]:
+        tok = tokens[i] if i < len(tokens) else None
+        if tok == "!":
+            node, i = unary(i + 1)
+            return ("not", node), i
+        if tok == "(":
+            node, i = expr(i + 1)
+            if i >= len(tokens) or tokens[i] != ")":
+                raise ValueError("unbalanced parentheses")
+            return node, i + 1
+        if isinstance(tok, tuple):
+            return ("m", *tok), i + 1
+        raise ValueError(f"unexpected {tok!r}")
+
+    tree, end = expr(0)
+    if end != len(tokens):
+        raise ValueError(f"unexpected {tokens[end]!r}")
+    return tree
+
+
+def rule_matches(tree: tuple, host: str, path: str, unknown: bool) -> bool:
+    """Whether a GET of `path` with Host `host` matches; a matcher this cannot decide (Header,
+    Query, ClientIP...) counts as `unknown` (negation flips it, so the answer stays on the
+    side the caller asked for: True = "could match", False = "surely matches")."""
+    kind = tree[0]
+    if kind == "or":
+        return rule_matches(tree[1], host, path, unknown) or rule_matches(tree[2], host, path,
+                                                                          unknown)
+    if kind == "and":
+        return rule_matches(tree[1], host, path, unknown) and rule_matches(tree[2], host, path,
+                                                                           unknown)
+    if kind == "not":
+        return not rule_matches(tree[1], host, path, not unknown)
+    name, args = tree[1], tree[2]
+    try:
+        if name == "Host":
+            return any(host.lower() == a.lower() for a in args)
+        if name == "HostRegexp":
+            return any(re.search(a, host) for a in args)
+        if name == "Path":
+            return path in args
+        if name == "PathPrefix":
+            return any(path.startswith(a) for a in args)
+        if name == "PathRegexp":
+            return any(re.search(a, path) for a in args)
+        if name == "Method":
+            return "GET" in (a.upper() for a in args)
+    except re.error:
+        pass  # a Go regexp Python cannot read: undecided
+    return unknown
+
+
+def public_routers(view: HostView) -> list[PublicRouter]:
+    """Every router of the host's dynamic files that listens on `web` (or on every entrypoint)
+    and that Traefik would build (its service and middlewares exist); `forwards` says whether
+    its service reaches a server."""
+    docs = {path: doc for path, doc in sorted(view.yaml_docs.items())
+            if path.startswith(TRAEFIK_DYNAMIC_DIR + "/") and isinstance(doc.data, dict)}
+    services: dict[str, Any] = {}
+    middlewares: set[str] = set()
+    for doc in docs.values():
+        services.update((doc.data.get("http") or {}).get("services") or {})
+        middlewares.update((doc.data.get("http") or {}).get("middlewares") or {})
+    out = []
+    for path, doc in docs.items():
+        for name, router in ((doc.data.get("http") or {}).get("routers") or {}).items():
+            router = router or {}
+            entrypoints = router.get("entryPoints")
+            if entrypoints and PUBLIC_ENTRYPOINT not in entrypoints:
+                continue
+            ref = str(router.get("service", ""))
+            base, _, provider = ref.partition("@")
+            if provider and provider != "file":
+                forwards = ref not in NOT_FORWARDING
+            elif base in services:
+                spec = services[base] or {}
+                lb = spec.get("loadBalancer")
+                forwards = not isinstance(lb, dict) or bool(lb.get("servers"))
+            else:
+                continue  # Traefik drops a router whose service does not exist
+            if any(m.partition("@")[0] not in middlewares
+                   for m in map(str, router.get("middlewares") or [])
+                   if m.partition("@")[2] in ("", "file")):
+                continue  # ... or one of whose middlewares does not
+            rule = str(router.get("rule", ""))
+            try:
+                priority = int(router.get("priority") or 0) or len(rule)
+            except (TypeError, ValueError):
+                priority = len(rule)
+            try:
+                tree: tuple | None = parse_rule(rule)
+            except (ValueError, IndexError):
+                tree = None
+            out.append(PublicRouter(str(name), path, rule, priority, forwards, doc, tree))
+    return out
+
+
+def reaching_router(routers: list[PublicRouter], host: str, path: str) -> PublicRouter | None:
+    """The router that would send this public request to a server, or None when Traefik
+    answers it without one (no router matches, or the highest-priority match forwards
+    nowhere). Undecidable matchers count against the deny: a forwarding router "could match",
+    a deny router must "surely match"; on equal priority a forwarding router wins."""
+    matching = []
+    for r in routers:
+        if r.tree is None:  # unreadable rule: assume the worst of it
+            if r.forwards:
+                matching.append(r)
+        elif rule_matches(r.tree, host, path, unknown=r.forwards):
+            matching.append(r)
+    if not matching:
+        return None
+    top = max(r.priority for r in matching)
+    return next((r for r in matching if r.priority == top and r.forwards), None)
+
+
+def check_private_paths(environment: Environment, hosts: list[HostView]) -> list[Finding]:
+    """On the public entrypoint, `<route>/internal/...` and `<route>/admin/...` of every service
+    a host runs never reach a server (invariant 13): for each route prefix of the service (the
+    catalog), a GET with each API domain (and with a Host no router names) is matched against
+    the host's rendered `web` routers as Traefik would (highest priority, default the rule's
+    length); the winner must forward nowhere (a deny router to noop@internal or to a service
+    without servers). And `web` refuses an encoded slash or backslash in a path: the services
+    decode it after routing (`/payments/internal%2Fcharge` would pass the deny router)."""
+    out = []
+    domains = [*environment.settings.get("api_domains", []), PROBE_HOST]
+    for view in hosts:
+        static = view.yaml_docs.get(TRAEFIK_STATIC)
+        if static is not None and isinstance(static.data, dict):
+            web = ((static.data.get("entryPoints") or {}).get(PUBLIC_ENTRYPOINT) or {})
+            encoded = ((web.get("http") or {}).get("encodedCharacters") or {})
+            allowed = [k for k in ENCODED_SEPARATORS if encoded.get(k) is not False]
+            if allowed:
+                line = static.line("entryPoints", PUBLIC_ENTRYPOINT)
+                out.append(Finding(
+                    "rendered.internal-api-public", "high",
+                    f"{view.name} {TRAEFIK_STATIC}:{line}" if line
+                    else f"{view.name} {TRAEFIK_STATIC}",
+                    f"entryPoints.{PUBLIC_ENTRYPOINT} accepts encoded path separators "
+                    f"({', '.join(allowed)} not false): /<route>/internal%2F... passes the deny "
+                    "routers and the service decodes it to /internal/...",
+                    f"set entryPoints.{PUBLIC_ENTRYPOINT}.http.encodedCharacters."
+                    "allowEncodedSlash and allowEncodedBackSlash to false "
+                    "(templates/traefik/traefik.yml.j2)",
+                    key=f"{view.name}:{TRAEFIK_STATIC}:encodedCharacters"))
+        routers = public_routers(view)
+        for service in dict.fromkeys(c.service for c in view.containers if c.is_main):
+            spec = environment.services.get(str(service))
+            for prefix in spec.routes if spec else ():
+                for sub in PRIVATE_SUBPATHS:
+                    path = f"{prefix.rstrip('/')}/{sub}/"
+                    winner = next((w for host in domains if (w := reaching_router(
+                        routers, host, path + "audit-probe")) is not None), None)
+                    if winner is None:
+                        continue
+                    out.append(Finding(
+                        "rendered.internal-api-public", "high", winner.where(view.name),
+                        f"public {path}... of {service} reaches a server on {view.name}: router "
+                        f"{winner.name} on entrypoint {PUBLIC_ENTRYPOINT} takes it (its "
+                        f"internal/admin API must never be public)",
+                        f"render a router on {PUBLIC_ENTRYPOINT} for {prefix}/internal/ and "
+                        f"{prefix}/admin/ with a priority above the public router, answering "
+                        "404 without a server (noop@internal; templates/traefik/dynamic.yml.j2)",
+                        key=f"{view.name}:{service}:{path}"))
+    return out
+
+
 def scrape_targets(hosts: list[HostView]) -> set[tuple[str, str]]:
     """(target host:port, metrics_path) pairs of every rendered prometheus.yml."""
     targets = set()
@@ -705,7 +922,7 @@ def check_secret_files(environment: Environment, hosts: list[HostView]) -> list[
 RULES: tuple[Callable[[Environment, list[HostView]], list[Finding]], ...] = (
     check_hmac, check_rate_limit, check_origins, check_proxy_headers, check_schema,
     check_starting_credit, check_admin_tokens, check_containers, check_beat, check_traefik,
-    check_metrics, check_backups, check_secret_files,
+    check_private_paths, check_metrics, check_backups, check_secret_files,
 )
 RULE_IDS = (
     "rendered.invalid-yaml", "rendered.env-file-missing", "rendered.hmac-required",
@@ -714,6 +931,6 @@ RULE_IDS = (
     "rendered.auto-create-schema", "rendered.starting-credit", "rendered.admin-token-hashed",
     "rendered.image-pinned", "rendered.non-root", "rendered.bounded-logs",
     "rendered.celery-beat-singleton", "rendered.traefik-api", "rendered.traefik-trusted-ips",
-    "rendered.metrics-scraped", "rendered.backup-coverage", "rendered.secret-file-mode",
-    "rendered.secret-in-plain-file",
+    "rendered.internal-api-public", "rendered.metrics-scraped", "rendered.backup-coverage",
+    "rendered.secret-file-mode", "rendered.secret-in-plain-file",
 )

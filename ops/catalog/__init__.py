@@ -96,7 +96,7 @@ Example group_data::
     health_check = {"interval_seconds": 10, "timeout_seconds": 3, "retries": 3,
                     "start_period_seconds": 20}
     hmac_replay_window_seconds = 120               # 60-300
-    deploy_lock_ttl_minutes = 60                   # a deploy lock older than this may be broken
+    deploy_lock_lease_seconds = 120                # a lock not renewed this long frees itself
     starting_credit_cents = 0                      # > 0 in prod needs promo_enabled = True
     promo_enabled = False
     jwt_jwks_url = "https://auth.superapp.sy/.well-known/jwks.json"

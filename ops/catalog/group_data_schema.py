@@ -108,8 +108,9 @@ GROUP_DATA = Record({
     })),
     "data_uids": Field(Record({name: Field(Int(min=1)) for name in UID_OWNERS}),
                        doc="uid each infra process runs as: owner of its 0600 files"),
-    "deploy_lock_ttl_minutes": Field(Int(min=1, max=1440),
-                                     doc="a deploy lock older than this may be broken"),
+    "deploy_lock_lease_seconds": Field(
+        Int(min=20, max=3600),
+        doc="a deploy lock not renewed for this long was left by a dead run and frees itself"),
     # pyinfra's own connection settings, passed through to its SSH connector
     "ssh_user": Field(Str(), required=False),
     "ssh_key": Field(Str(pattern=r"/\S+", hint="an absolute path"), required=False),

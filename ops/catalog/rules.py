@@ -58,9 +58,10 @@ def check_catalog(services: Mapping[str, Service]) -> Errors:
 def check_environment(env: str, services: Mapping[str, Service], s: Mapping[str, Any]) -> Errors:
     """All environment rules; `s` is the schema-checked merged group_data."""
     errors: Errors = []
-    for rule in (check_env_name, check_hosts, check_placement, check_origins, check_images,
-                 check_singletons, check_proxies, check_network, check_vault, check_relaxations,
-                 check_payments_promo, check_jwks, check_schedules, check_settings_refs):
+    for rule in (check_env_name, check_hosts, check_placement, check_internal_calls,
+                 check_origins, check_images, check_singletons, check_proxies, check_network,
+                 check_vault, check_relaxations, check_payments_promo, check_jwks,
+                 check_schedules, check_settings_refs):
         errors += rule(env, services, s)
     return errors
 
@@ -126,6 +127,27 @@ def check_placement(env: str, services: Mapping[str, Service], s: Mapping[str, A
             errors.append((f"placement.{service}", "service is on no host"))
     if not app_hosts(s):
         errors += [(f"placement.{name}", "service is on no host") for name in services]
+    return errors
+
+
+def check_internal_calls(env: str, services: Mapping[str, Service],
+                         s: Mapping[str, Any]) -> Errors:
+    """The HMAC verifier runs on every host that runs one of its callers: a caller reaches it
+    through its own host's Traefik (`http://<verifier>.internal:8081`), never across hosts."""
+    placement = resolve_placement(services, s)
+    errors: Errors = []
+    for verifier in (n for n, svc in services.items() if svc.hmac_role == "verifier"):
+        missing: dict[str, list[str]] = {}
+        for name, svc in services.items():
+            if svc.hmac_role == "caller":
+                for host in placement[name]:
+                    if host not in placement[verifier]:
+                        missing.setdefault(host, []).append(name)
+        for host, callers in missing.items():
+            errors.append((f"placement.{verifier}",
+                           f"host {host!r} runs {', '.join(callers)}, which call {verifier}, "
+                           f"but not {verifier}: callers reach it through their own host's "
+                           f"Traefik (runs on: {', '.join(placement[verifier]) or 'no host'})"))
     return errors
 
 

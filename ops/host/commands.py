@@ -50,6 +50,14 @@ def make_dirs(dirs: Iterable[tuple[str, int, int]]) -> str:
     return "; ".join(parts) + "; true" if parts else ""
 
 
+def private_dir(path: str, uid: int) -> str:
+    """A directory only `uid` (and root) may enter: created 0700, or set back to 0700 and that
+    owner if it exists (the parent of a secret file must never be 0755)."""
+    owner = f"{uid}:{uid}"
+    return chain(sh("install", "-d", "-m", "700", "-o", str(uid), "-g", str(uid), path),
+                 sh("chmod", "700", path), sh("chown", owner, path))
+
+
 def install_uploaded(tmp: str, path: str, mode: int, uid: int) -> str:
     """Give an uploaded temp file its mode and owner, then move it into place atomically."""
     return chain(sh("chmod", f"{mode:o}", tmp), sh("chown", f"{uid}:{uid}", tmp),
@@ -150,26 +158,42 @@ def container_logs_tail(container: str, lines: int = 30) -> str:
     return f"{sh('docker', 'logs', '--tail', str(lines), container)} 2>&1"
 
 
-def traefik_reloads(traefik: str, metrics_url: str) -> str:
-    """Prints Traefik's count of configuration reloads (`traefik_config_reloads_total`)."""
-    return (f"docker exec {shlex.quote(traefik)} busybox wget -q -O - {shlex.quote(metrics_url)}"
-            " 2>/dev/null | awk '/^traefik_config_reloads_total /{printf \"%d\", $2}'")
+def traefik_metrics(traefik: str, metrics_url: str) -> str:
+    """Traefik's Prometheus metrics, read from inside its container."""
+    return f"docker exec {shlex.quote(traefik)} busybox wget -q -O - {shlex.quote(metrics_url)}"
 
 
-def wait_traefik_reload(traefik: str, metrics_url: str, after_count: int,
-                        timeout: int = 20) -> str:
-    """Wait until Traefik has reloaded its configuration more than `after_count` times.
+def server_up_line(service: str, url: str) -> str:
+    """The metrics line by which Traefik says it serves `url` for a file-provider service
+    (`traefik_service_server_up`, reported once the service's health check saw it up)."""
+    return f'traefik_service_server_up{{service="{service}@file",url="{url}"}} 1'
 
-    Traefik applies file-provider changes after a throttle (2 s by default); stopping the old
-    container before that would drop the requests Traefik still sends it. A counter, not a
-    timestamp: a reload in the same second as the switch is still seen.
+
+def wait_traefik_serving(traefik: str, metrics_url: str, servers: dict[str, str],
+                         timeout: int = 30) -> str:
+    """Wait until Traefik reports, for every service -> server URL, that it serves that server.
+
+    Proof that traffic moved, where a reload counter only says some file was read: the file
+    provider throttles reloads, and a server is up only once Traefik loaded the file naming it
+    and its health check passed. A read that is empty or not Prometheus text never counts as
+    "up": after `timeout` the command fails and says which services were not served, or that
+    the metrics could not be read.
     """
+    unreadable = shlex.quote(f"could not read Traefik metrics at {metrics_url} (empty or not "
+                             "Prometheus text)")
+    checks = " ".join(
+        f"printf '%s\\n' \"$m\" | grep -qxF {shlex.quote(server_up_line(s, u))} || "
+        f"pending=\"$pending {s}\";" for s, u in sorted(servers.items()))
     return (
         f"end=$(( $(date +%s) + {int(timeout)} )); while :; do "
-        f"r=$({traefik_reloads(traefik, metrics_url)}); "
-        f"if [ -n \"$r\" ] && [ \"$r\" -gt {int(after_count)} ]; then exit 0; fi; "
-        "if [ $(date +%s) -ge $end ]; then echo 'traefik did not reload its configuration'; "
-        "exit 1; fi; sleep 0.3; done"
+        f"m=$({traefik_metrics(traefik, metrics_url)} 2>/dev/null); pending=''; "
+        "if printf '%s\\n' \"$m\" | grep -q '^traefik_'; then readable=1; " + checks + " "
+        "else readable=0; fi; "
+        "if [ $readable = 1 ] && [ -z \"$pending\" ]; then exit 0; fi; "
+        "if [ $(date +%s) -ge $end ]; then if [ $readable = 0 ]; then "
+        f"echo {unreadable}; "
+        "else echo \"Traefik does not serve the new server of:$pending\"; fi; exit 1; fi; "
+        "sleep 0.3; done"
     )
 
 
@@ -180,17 +204,3 @@ def write_json_file(path: str, record: dict, append: bool = False) -> str:
         return f"printf '%s\\n' {shlex.quote(line)} >> {shlex.quote(path)}"
     tmp = f"{path}.tmp"
     return f"printf '%s\\n' {shlex.quote(line)} > {shlex.quote(tmp)} && {sh('mv', '-f', tmp, path)}"
-
-
-def acquire_lock(path: str, record: dict) -> str:
-    """Create the lock file only if absent (noclobber = O_EXCL); print the holder otherwise."""
-    line = json.dumps(record, sort_keys=True, separators=(",", ":"))
-    return (f"mkdir -p {shlex.quote(path.rsplit('/', 1)[0])} && "
-            f"if (set -C; printf '%s\\n' {shlex.quote(line)} > {shlex.quote(path)}) 2>/dev/null; "
-            f"then echo acquired; else echo held; cat {shlex.quote(path)}; fi")
-
-
-def release_lock(path: str, owner_token: str) -> str:
-    """Remove the lock only if it is still ours (another deploy may have broken it)."""
-    return (f"grep -q {shlex.quote(owner_token)} {shlex.quote(path)} 2>/dev/null && "
-            f"rm -f {shlex.quote(path)} || true")

@@ -11,6 +11,13 @@ from __future__ import annotations
 import io
 from typing import Protocol
 
+from paramiko import SSHException
+from pyinfra.api.exceptions import ConnectError
+
+# What a lost or refused connection raises (TimeoutError, socket errors: OSError). Anything
+# else is a bug in this tool and must surface as one, with its traceback.
+CONNECTION_ERRORS = (OSError, EOFError, SSHException, ConnectError)
+
 
 class Remote(Protocol):
     """One host: run a shell command (ok, stdout, stderr), or upload bytes to a path."""
@@ -33,7 +40,7 @@ class PyinfraRemote:
         kwargs = {"_timeout": timeout} if timeout else {}
         try:
             ok, out = self.host.run_shell_command(command, **kwargs)
-        except Exception as e:  # noqa: BLE001 - a lost connection surfaces in many types
+        except CONNECTION_ERRORS as e:
             return False, "", f"connection to {self.name} failed: {type(e).__name__}: {e}"
         return ok, out.stdout, out.stderr
 

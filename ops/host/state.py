@@ -15,11 +15,14 @@ from dataclasses import dataclass, field
 
 MANAGED_DIRS = ("/opt/superapp", "/etc/superapp")
 CRON_GLOB = "/etc/cron.d/superapp-*"
-LOCK_PATH = "/var/lib/superapp/deploy.lock"
 LEDGER_PATH = "/var/lib/superapp/releases.jsonl"
 SERVICE_STATE_DIR = "/var/lib/superapp/services"
+INTENT_SUFFIX = ".next"  # `<service>.json.next`: the slot a swap in progress moves to
+ROUTES_DIR = "/opt/superapp/traefik/dynamic"
+LIVE_SLOT_MARK = "# superapp-live-slot: "  # the route file's line naming the slot it serves
 
-SECTIONS = ("files", "containers", "images", "services", "lock", "ledger")
+SECTIONS = ("files", "containers", "images", "services", "intents", "routes", "ledger",
+            "lock")  # "lock": recordings made when the lock lived on a host (ignored)
 
 
 def state_script(root: str = "") -> str:
@@ -38,8 +41,11 @@ def state_script(root: str = "") -> str:
         "echo '@@services'",
         f"for f in {root}{SERVICE_STATE_DIR}/*.json; do [ -f \"$f\" ] && cat \"$f\" && echo; "
         "done",
-        "echo '@@lock'",
-        f"cat {root}{LOCK_PATH} 2>/dev/null",
+        "echo '@@intents'",
+        f"for f in {root}{SERVICE_STATE_DIR}/*.json{INTENT_SUFFIX}; do [ -f \"$f\" ] && "
+        "cat \"$f\" && echo; done",
+        "echo '@@routes'",
+        f"grep -H '^{LIVE_SLOT_MARK}' {root}{ROUTES_DIR}/*.yml 2>/dev/null",
         "echo '@@ledger'",
         f"tail -n 500 {root}{LEDGER_PATH} 2>/dev/null",
         "true",
@@ -72,7 +78,9 @@ class HostState:
     images: set[str] = field(default_factory=set)  # "repo:tag" present on the host
     digests: dict[str, str] = field(default_factory=dict)  # "repo:tag" -> "sha256:..."
     services: dict[str, dict] = field(default_factory=dict)  # service -> live slot record
-    lock: dict | None = None
+    # service -> record of the slot a swap in progress moves to (written before it starts)
+    intents: dict[str, dict] = field(default_factory=dict)
+    routes: dict[str, str] = field(default_factory=dict)  # service -> slot its route serves
     ledger: list[dict] = field(default_factory=list)
 
 
@@ -111,8 +119,15 @@ def parse_host_state(lines: list[str]) -> HostState:
             row = _json(line)
             if row and "service" in row:
                 state.services[row["service"]] = row
-        elif section == "lock":
-            state.lock = _json(line) or state.lock
+        elif section == "intents":
+            row = _json(line)
+            if row and "service" in row:
+                state.intents[row["service"]] = row
+        elif section == "routes":
+            path, _, slot = line.partition(":" + LIVE_SLOT_MARK)
+            name = path.rsplit("/", 1)[-1].removesuffix(".yml")
+            if path.endswith(".yml") and slot.strip():
+                state.routes[name] = slot.strip()
         elif section == "ledger":
             row = _json(line)
             if row:

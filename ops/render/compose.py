@@ -42,6 +42,10 @@ SLOTS = ("a", "b")
 SERVICE_UID = "10001:10001"
 SINGLETON_PROFILE = "singleton"
 TRAEFIK_PORTS = {"web": 80, "internal": 8081, "traefik": 8082}
+# Service-to-service calls go through the host's Traefik, entrypoint `internal`, to
+# `http://<service>.internal:8081` (network aliases of the Traefik container), never straight to
+# a container: a slot swap then moves internal traffic exactly like public traffic.
+INTERNAL_DOMAIN = "internal"  # reserved for private use (ICANN, 2024): never resolves publicly
 NODE_EXPORTER_PORT = 9100
 PROMETHEUS_PORT = 9090
 ALERTMANAGER_PORT = 9093
@@ -67,6 +71,29 @@ def compose_path(name: str) -> str:
 
 def env_file_path(name: str) -> str:
     return f"{ENV_DIR}/{name}.env"
+
+
+def internal_host(service: Service) -> str:
+    """Name of a service on the internal entrypoint: a network alias of every host's Traefik
+    and the Host rule of the service's internal router (`ai_gateway` -> `ai-gateway.internal`:
+    an underscore is not valid in a host name)."""
+    return f"{service.dns_name}.{INTERNAL_DOMAIN}"
+
+
+def internal_url(service: Service) -> str:
+    """Base URL a caller on the same host uses for `service` (through Traefik, no prefix strip:
+    the path the caller signs is the path the service sees)."""
+    return f"http://{internal_host(service)}:{TRAEFIK_PORTS['internal']}"
+
+
+def internal_url_env(service: Service) -> str:
+    """`PAYMENTS_INTERNAL_URL`: the env var that tells callers `internal_url(service)`."""
+    return f"{service.dns_name.upper().replace('-', '_')}_INTERNAL_URL"
+
+
+def hmac_verifiers(environment: Environment) -> list[Service]:
+    """Services whose catalog `hmac_role` is `verifier` (the catalog allows at most one)."""
+    return [s for s in environment.services.values() if s.hmac_role == "verifier"]
 
 
 def traefik_addresses(environment: Environment) -> list[str]:
@@ -124,6 +151,8 @@ def service_environment(environment: Environment, service: Service) -> dict[str,
         env["INTERNAL_REQUIRE_HMAC"] = "true"
     if service.hmac_role != "none":
         env["INTERNAL_HMAC_REPLAY_WINDOW"] = str(s["hmac_replay_window_seconds"])
+    if service.hmac_role == "caller":
+        env.update((internal_url_env(v), internal_url(v)) for v in hmac_verifiers(environment))
     if service.jwt_mode == "jwks":
         env["JWT_JWKS_URL"] = s["jwt_jwks_url"]
     for var, key in service.env_from_settings.items():
@@ -349,7 +378,11 @@ def node_exporter(environment: Environment, host: Host) -> dict[str, Any]:
 
 
 def traefik(environment: Environment, host: Host) -> dict[str, Any]:
+    """The edge proxy. Besides its fixed address it answers, on the superapp network, to
+    `<service>.internal` for every service placed on the host (internal calls, port 8081)."""
     ports = TRAEFIK_PORTS
+    network = {"ipv4_address": traefik_addresses(environment)[0],
+               "aliases": [internal_host(s) for s in environment.services_on(host.name)]}
     return {
         "key": "traefik",
         "image": environment.infra_image("traefik"),
@@ -366,7 +399,7 @@ def traefik(environment: Environment, host: Host) -> dict[str, Any]:
         "stop_grace_period": "30s",
         "mem_limit": "256m",
         "cpus": 1.0,
-        **common(environment, {"ipv4_address": traefik_addresses(environment)[0]}),
+        **common(environment, network),
     }
 
 

@@ -1,17 +1,29 @@
 """Traefik static configuration and one file-provider file per service.
 
-Public routes live on `web` only; `/_svc/<service>/metrics|health` only on `internal` (scraped
-by Prometheus through the host's private address); Traefik's own ping and metrics on `traefik`.
-The API/dashboard is never enabled.
+Public routes live on `web` only, where `<route>/internal/...` and `<route>/admin/...` answer
+404 (a deny router above the public one: Traefik's `noop@internal`, whose 418 an `errors`
+middleware rewrites to 404; the request never reaches the service) and a path with an encoded
+`/` or `\\` is refused (400: the services would decode it after routing). On `internal` (the host's
+private address and the superapp network): `Host(<service>.internal)` carries every path of the
+service, unchanged, for service-to-service calls (callers use `http://<service>.internal:8081`,
+an alias of the Traefik container), and `/_svc/<service>/metrics|health` is what Prometheus
+scrapes. Traefik's own ping and metrics on `traefik`. The API/dashboard is never enabled.
 """
 
 from __future__ import annotations
 
 from ops.catalog.model import Environment, Host, Service
-from ops.render.compose import TRAEFIK_PORTS
+from ops.render.compose import TRAEFIK_PORTS, internal_host
 from ops.render.files import TRAEFIK_DIR, TRAEFIK_DYNAMIC_DIR, RenderedFile, render_template
 
 GRACE_SECONDS = 30
+# Traefik's own probe of each service's live server: the swap waits for it to report the new
+# server up, so its interval bounds how long a switch takes to be proven (plus the reload).
+HEALTH_INTERVAL_SECONDS = 2
+HEALTH_TIMEOUT_SECONDS = 1
+# Sub-paths of every public route that only other services or operators may call: never public.
+PRIVATE_SUBPATHS = ("internal", "admin")
+DENY_PRIORITY = 100000  # above any rule-length priority of a public router
 
 
 def internal_prefix(service: Service) -> str:
@@ -39,9 +51,11 @@ def render_dynamic(environment: Environment, service: Service, host: Host,
                    slot: str) -> RenderedFile:
     """The service's routers, middlewares and its one server: the container of `slot`."""
     n = service.name
-    names = {"public": n, "public_metrics": f"{n}-metrics-denied", "internal": f"{n}-internal",
-             "strip": f"{n}-strip", "internal_strip": f"{n}-internal-strip",
-             "deny": f"{n}-deny", "service": n}
+    names = {"public": n, "public_metrics": f"{n}-metrics-denied",
+             "public_private": f"{n}-private-denied", "internal": f"{n}-internal",
+             "internal_host": f"{n}-internal-host", "strip": f"{n}-strip",
+             "internal_strip": f"{n}-internal-strip", "deny": f"{n}-deny",
+             "not_found": f"{n}-not-found", "service": n}
     domains = list(environment.settings["api_domains"])
     prefix = internal_prefix(service)
     return RenderedFile(dynamic_path(service), render_template(
@@ -49,5 +63,11 @@ def render_dynamic(environment: Environment, service: Service, host: Host,
         slot=slot, r=names, internal_prefix=prefix,
         public_rule=public_rule(domains, list(service.routes)),
         public_metrics_rule=public_rule(domains, [f"{p}/metrics" for p in service.routes]),
+        public_private_rule=public_rule(domains, [f"{p}/{sub}" for p in service.routes
+                                                  for sub in PRIVATE_SUBPATHS]),
+        deny_priority=DENY_PRIORITY,
+        internal_host_rule=f"Host(`{internal_host(service)}`)",
         internal_rule=f"Path(`{prefix}/metrics`) || Path(`{prefix}{service.health_path}`)",
-        server_url=f"http://{service.container_name(slot)}:{service.port}"))
+        server_url=f"http://{service.container_name(slot)}:{service.port}",
+        health_path=service.health_path, health_interval=f"{HEALTH_INTERVAL_SECONDS}s",
+        health_timeout=f"{HEALTH_TIMEOUT_SECONDS}s"))

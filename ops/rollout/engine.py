@@ -6,19 +6,25 @@ callback run once on the controller, driving each host's SSH connection in turn 
 `Remote` protocol (ops/host/remote.py). Commands come from `ops.host.commands` (pure builders);
 no secret value is ever part of a command: secret files are uploaded over SFTP.
 
-The environment's lock is taken once for the run (ops/rollout/lock.py). Per host: directories
--> leftovers of an interrupted run removed -> pull every image (nothing restarted yet) ->
-in-place infra files -> migrations (once per release) -> the slot swap (ops/rollout/swap.py)
--> record. If a new slot never becomes healthy, the new slots of that host are removed,
-traffic never moved, and the rollout stops there. The release goes to the ledger
-(ops/rollout/ledger.py) whatever the outcome.
+The caller holds the environment's lock (ops/rollout/lock.py). Per host: directories -> what an
+interrupted run left (finish its swap, remove its leftovers) -> pull every image (nothing
+restarted yet) -> in-place infra files -> the slot swap (ops/rollout/swap.py) with migrations
+once per release -> record. The release goes to the ledger (ops/rollout/ledger.py) whatever
+the outcome. At every step boundary `Checkpoints.reach` checks the lock is still held and, in
+tests only, injects the fault `SUPERAPP_FAULT` names.
 """
 
 from __future__ import annotations
 
+import os
+import shlex
+import signal
+import subprocess
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
+
+import gevent
 
 from ops.backup.commands import first_backups_command
 from ops.backup.freshness import check_backup_freshness
@@ -28,20 +34,58 @@ from ops.host import commands as cmd
 from ops.host.remote import Remote
 from ops.host.state import SERVICE_STATE_DIR
 from ops.render.backup import databases as all_databases
+from ops.render.compose import SINGLETON_PROFILE, compose_path
 from ops.rollout.interrupt import Interrupted, interruptible
 from ops.rollout.ledger import Release, record_ledger
-from ops.rollout.lock import acquire_locks, release_locks
-from ops.rollout.plan import HostPlan, ServiceChange, describe_reasons
+from ops.rollout.lock import EnvironmentLock
+from ops.rollout.plan import HostPlan, ServiceChange
 from ops.rollout.steps import RolloutError, must, say, upload
-from ops.rollout.swap import (
-    record_services,
-    stage_service_files,
-    start_new_slots,
-    stop_old_slots,
-    switch_traffic,
-    undo_new_slots,
-    wait_healthy,
-)
+from ops.rollout.swap import intent_path, record_path, swap, wait_serving
+
+FAULT_VARIABLE = "SUPERAPP_FAULT"  # tests: `after:<step>[@<host>]` stops the controller there
+FAULT_SIGNAL_VARIABLE = "SUPERAPP_FAULT_SIGNAL"  # KILL (default), INT, or EXEC:
+FAULT_EXEC_VARIABLE = "SUPERAPP_FAULT_EXEC"  # with EXEC, a command run there (drop SSH...)
+
+
+class Checkpoints:
+    """The step boundaries of a rollout: the lock is checked at each, and a test may stop the
+    controller at one (`SUPERAPP_FAULT=after:switched@host2`, `SUPERAPP_FAULT_SIGNAL=INT`), or
+    run a command there and go on (`SUPERAPP_FAULT_SIGNAL=EXEC`, `SUPERAPP_FAULT_EXEC=...`:
+    the tests stop a host's sshd). Nothing sets these outside the tests."""
+
+    def __init__(self, lock: EnvironmentLock | None = None,
+                 environ: Mapping[str, str] | None = None):
+        environ = os.environ if environ is None else environ
+        self.lock = lock
+        self.fault = parse_fault(environ.get(FAULT_VARIABLE, ""))
+        how = environ.get(FAULT_SIGNAL_VARIABLE, "KILL").upper()
+        self.signal = signal.SIGINT if how in ("INT", "SIGINT") else signal.SIGKILL
+        self.exec = shlex.split(environ.get(FAULT_EXEC_VARIABLE, "")) if how == "EXEC" else []
+        self.reached: list[tuple[str, str]] = []
+
+    def reach(self, step: str, host: str) -> None:
+        self.reached.append((host, step))
+        if self.lock is not None:
+            self.lock.check()
+        if self.fault and self.fault[0] == step and self.fault[1] in (None, host):
+            self.fault = None
+            if self.exec:
+                print(f"    [{host}] test fault after {step}: {shlex.join(self.exec)}",
+                      flush=True)
+                subprocess.run(self.exec, check=False, timeout=60)
+                return
+            print(f"    [{host}] test fault: stopping the controller after {step} "
+                  f"({signal.Signals(self.signal).name})", flush=True)
+            os.kill(os.getpid(), self.signal)
+            gevent.sleep(1)  # SIGINT: the handler interrupts this greenlet here
+
+
+def parse_fault(text: str) -> tuple[str, str | None] | None:
+    """`after:<step>[@<host>]` -> (step, host or None); anything else -> None."""
+    if not text.startswith("after:"):
+        return None
+    step, _, host = text[len("after:"):].partition("@")
+    return (step, host or None) if step else None
 
 
 @dataclass
@@ -106,106 +150,135 @@ def pull(remote: Remote, plan: HostPlan) -> dict[str, str]:
     return digests
 
 
-def roll_host(remote: Remote, environment: Environment, plan: HostPlan, release: Release,
-              migrated: set[tuple[str, str]], db_remote: Remote | None = None) -> HostResult:
-    t0 = time.monotonic()
-    result = HostResult(plan.host, images=dict(plan.images_after))
-    must(remote, cmd.make_dirs([*plan.dirs, ("/opt/superapp/compose", 0o755, 0),
-                                ("/opt/superapp/traefik/dynamic", 0o755, 0),
-                                (SERVICE_STATE_DIR, 0o755, 0)]), "creating directories")
-    if plan.leftover_containers or plan.leftover_files:
-        say(remote.name, "removing what an interrupted run left: "
-                         + ", ".join(plan.leftover_containers + plan.leftover_files))
+def finish_interrupted(remote: Remote, environment: Environment, plan: HostPlan) -> None:
+    """What an interrupted run left on the host, made right before anything new starts:
+    swaps whose traffic already moved are recorded, leftovers stop gracefully, a live slot
+    missing its singleton sidecar gets it."""
+    if plan.promote:
+        say(remote.name, "finishing what an interrupted run left: "
+                         + ", ".join(sorted(plan.promote)) + " (traffic already moved)")
+        wait_serving(remote, plan.promote, "waiting for Traefik to serve the live containers")
+        must(remote, cmd.chain(*(cmd.sh("mv", "-f", intent_path(s), record_path(s))
+                                 for s in sorted(plan.promote))), "recording the live slots")
+    if plan.leftovers:
+        say(remote.name, "removing what an interrupted run left: " + ", ".join(plan.leftovers))
+        if plan.leftover_projects:
+            must(remote, cmd.in_parallel(*(cmd.compose_down(p) for p in plan.leftover_projects)),
+                 "stopping leftover containers", timeout=600)
         must(remote, cmd.chain(
             cmd.sh("docker", "rm", "-f", *plan.leftover_containers)
             if plan.leftover_containers else "",
-            cmd.remove_files(plan.leftover_files)), "removing leftovers")
+            cmd.remove_files([*plan.leftover_files,
+                              *(intent_path(s) for s in plan.stale_intents)])),
+            "removing leftovers")
+    if plan.singletons:
+        must(remote, cmd.chain(*(cmd.compose_up(compose_path(s), profiles=[SINGLETON_PROFILE])
+                                 for s in plan.singletons)), "starting singleton sidecars",
+             timeout=300)
+
+
+def roll_host(remote: Remote, environment: Environment, plan: HostPlan, release: Release,
+              migrated: set[tuple[str, str]], db_remote: Remote | None = None,
+              checkpoints: Checkpoints | None = None) -> HostResult:
+    t0 = time.monotonic()
+    checkpoints = checkpoints or Checkpoints(environ={})
+    result = HostResult(plan.host, images=dict(plan.images_after))
+
+    def checkpoint(step: str) -> None:
+        checkpoints.reach(step, plan.host)
+
+    must(remote, cmd.make_dirs([*plan.dirs, ("/opt/superapp/compose", 0o755, 0),
+                                ("/opt/superapp/traefik/dynamic", 0o755, 0),
+                                (SERVICE_STATE_DIR, 0o755, 0)]), "creating directories")
+    finish_interrupted(remote, environment, plan)
     result.digests = pull(remote, plan)
+    checkpoint("pulled")
     apply_infra(remote, plan)
+    checkpoint("configured")
     changes = plan.services
+
+    def migrate() -> None:
+        for c in changes:
+            if c.migrate and (c.service, c.image) not in migrated:
+                check_backup_freshness(db_remote or remote, environment, c)
+                run_migrations(remote, environment, c)
+                migrated.add((c.service, c.image))
+
     if changes:
-        say(remote.name, "swapping " + ", ".join(
-            f"{c.service} ({'; '.join(describe_reasons(c))})" for c in changes))
-        stage_service_files(remote, changes)
-        try:
-            for c in changes:
-                if c.migrate and (c.service, c.image) not in migrated:
-                    check_backup_freshness(db_remote or remote, environment, c)
-                    run_migrations(remote, environment, c)
-                    migrated.add((c.service, c.image))
-            start_new_slots(remote, changes)
-            wait_healthy(remote, environment, changes)
-            switch_traffic(remote, changes)
-        except (RolloutError, Interrupted):
-            undo_new_slots(remote, changes)
-            raise
-        stop_old_slots(remote, changes)
-        record_services(remote, changes, result.digests, release.id)
+        swap(remote, environment, changes, result.digests, release.id, checkpoint, migrate)
     if "backup" in plan.infra_units:
         out = must(remote, first_backups_command(all_databases(environment)), "first backups",
                    timeout=900)
         for line in out.strip().splitlines()[-3:]:
             say(remote.name, f"  backup: {line}")
     result.changed = [c.service for c in changes] + plan.infra_units + (
-        ["leftovers"] if plan.leftover_containers or plan.leftover_files else [])
+        ["leftovers"] if plan.leftovers or plan.promote or plan.singletons else [])
     result.result = "changed" if (result.changed or plan.missing_images) else "unchanged"
     result.seconds = time.monotonic() - t0
     return result
 
 
 def rollout(environment: Environment, plans: Sequence[HostPlan], remotes: Sequence[Remote],
-            release: Release, break_lock: bool = False,
-            migrated: set[tuple[str, str]] | None = None,
-            on_host_done: Callable[[HostResult], None] | None = None) -> list[HostResult]:
+            release: Release, migrated: set[tuple[str, str]] | None = None,
+            on_host_done: Callable[[HostResult], None] | None = None,
+            checkpoints: Checkpoints | None = None) -> list[HostResult]:
     """Roll `plans` (already in rollout order) host by host; raise at the first failure.
 
+    The caller holds the environment's lock (and passes it in `checkpoints`).
     `migrated`: (service, image) pairs whose migrations already ran in this environment (some
     host already runs that image), so a release migrates once, not once per host or per run.
+    Every host touched gets the release in its ledger; a ledger that cannot be written fails
+    the rollout after it ran (a rollback depends on it), naming the host.
     """
     results: list[HostResult] = []
     by_name = {r.name: r for r in remotes}
-    # The environment's lock lives on its first host in rollout order (the primary, as Kamal
-    # does): every deploy connects to it first, and an unreachable later host cannot strand it.
-    primary = [remotes[0]]
-    lock = acquire_locks(primary, environment.name,
-                         environment.settings["deploy_lock_ttl_minutes"], break_lock)
     migrated = set(migrated or ())
-    try:
-        for plan in plans:
-            remote = by_name[plan.host]
-            print(f"--> {plan.host}: " + (
-                "nothing to change" if not plan.changed else
-                f"{len(plan.services)} service(s) to swap, {len(plan.infra_files)} file(s)"),
-                flush=True)
-            try:
-                with interruptible():
-                    result = roll_host(remote, environment, plan, release, migrated,
-                                       by_name.get(environment.db_host.name, remote))
-            except Interrupted:
-                results.append(HostResult(plan.host, result="INTERRUPTED"))
-                record_ledger(remotes, results, release, "interrupted")
-                raise RolloutError(
-                    f"interrupted (Ctrl-C) while rolling {plan.host}: its changes were undone; "
-                    + (f"already on the new release: {', '.join(r.host for r in results[:-1])}"
-                       if len(results) > 1 else "no host changed")) from None
-            except RolloutError as e:
-                done = [r.host for r in results if r.result == "changed"]
-                failed = HostResult(plan.host, result="FAILED")
-                results.append(failed)
-                record_ledger(remotes, results, release, "failed")
-                rest = [p.host for p in plans[len(results):]]
-                raise RolloutError(
-                    f"{e}\nRollout stopped at {plan.host}. "
-                    + (f"Already on the new release: {', '.join(done)}. " if done else "")
-                    + (f"Not touched: {', '.join(rest)}." if rest else "")) from None
-            results.append(result)
-            if on_host_done:
-                on_host_done(result)
-        if any(r.result == "changed" for r in results):
-            record_ledger(remotes, results, release, "success")
-    finally:
-        release_locks(primary, lock)
+    checkpoints = checkpoints or Checkpoints()
+    for plan in plans:
+        remote = by_name[plan.host]
+        print(f"--> {plan.host}: " + (
+            "nothing to change" if not plan.changed else
+            f"{len(plan.services)} service(s) to swap, {len(plan.infra_files)} file(s)"),
+            flush=True)
+        try:
+            with interruptible():
+                checkpoints.reach("host", plan.host)
+                result = roll_host(remote, environment, plan, release, migrated,
+                                   by_name.get(environment.db_host.name, remote), checkpoints)
+        except Interrupted:
+            results.append(HostResult(plan.host, result="INTERRUPTED"))
+            unrecorded = record_ledger(remotes, results, release, "interrupted")
+            raise RolloutError(
+                f"interrupted (Ctrl-C) while rolling {plan.host}: its changes were undone; "
+                + (f"already on the new release: {', '.join(r.host for r in results[:-1])}"
+                   if len(results) > 1 else "no host changed")
+                + ledger_warning(unrecorded)) from None
+        except RolloutError as e:
+            done = [r.host for r in results if r.result == "changed"]
+            failed = HostResult(plan.host, result="FAILED")
+            results.append(failed)
+            unrecorded = record_ledger(remotes, results, release, "failed")
+            rest = [p.host for p in plans[len(results):]]
+            raise RolloutError(
+                f"{e}\nRollout stopped at {plan.host}. "
+                + (f"Already on the new release: {', '.join(done)}. " if done else "")
+                + (f"Not touched: {', '.join(rest)}." if rest else "")
+                + ledger_warning(unrecorded)) from None
+        results.append(result)
+        if on_host_done:
+            on_host_done(result)
+    if any(r.result == "changed" for r in results):
+        unrecorded = record_ledger(remotes, results, release, "success")
+        if unrecorded:
+            raise RolloutError("the rollout finished, but the release could not be recorded: "
+                               + "; ".join(unrecorded) + ". A rollback needs that record: fix "
+                               "the host, then re-run the deploy (it changes nothing else)")
     return results
+
+
+def ledger_warning(unrecorded: list[str]) -> str:
+    return ("\nThe release could not be recorded: " + "; ".join(unrecorded)) if unrecorded \
+        else ""
 
 
 def summary_table(results: Sequence[HostResult]) -> str:

@@ -8,19 +8,25 @@ value) and the result per host. Writing is `record_ledger`; reading is the host 
 
 from __future__ import annotations
 
+import getpass
 import secrets as pysecrets
+import socket
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 
 from ops.host import commands as cmd
-from ops.host.remote import Remote
 from ops.host.state import LEDGER_PATH
-from ops.rollout.lock import operator
 
 if TYPE_CHECKING:
+    from ops.host.remote import Remote
     from ops.rollout.engine import HostResult
+
+
+def operator() -> str:
+    """`user@controller`: who made a release or holds the lock."""
+    return f"{getpass.getuser()}@{socket.gethostname()}"
 
 
 def now_iso() -> str:
@@ -62,16 +68,23 @@ def release_entry(results: Sequence[HostResult], release: Release, outcome: str)
 
 
 def record_ledger(remotes: Sequence[Remote], results: Sequence[HostResult], release: Release,
-                  outcome: str) -> None:
-    """Append the release to the ledger of every host it touched (append-only JSON lines)."""
+                  outcome: str) -> list[str]:
+    """Append the release to the ledger of every host it touched (append-only JSON lines);
+    the hosts where that failed, with why (empty: recorded everywhere)."""
     touched = {r.host for r in results}
     entry = release_entry(results, release, outcome)
-    append_to_ledgers([r for r in remotes if r.name in touched], entry)
+    return append_to_ledgers([r for r in remotes if r.name in touched], entry)
 
 
-def append_to_ledgers(remotes: Sequence[Remote], entry: dict) -> None:
+def append_to_ledgers(remotes: Sequence[Remote], entry: dict) -> list[str]:
+    """Append `entry` to each host's ledger; "host: why" for every host where it failed."""
+    failed = []
     for remote in remotes:
-        remote.run(cmd.write_json_file(LEDGER_PATH, entry, append=True))
+        ok, out, err = remote.run(cmd.write_json_file(LEDGER_PATH, entry, append=True))
+        if not ok:
+            failed.append(f"{remote.name}: appending to {LEDGER_PATH} failed: "
+                          f"{(err or out).strip()[-200:] or 'no output'}")
+    return failed
 
 
 def successful_releases(entries: Sequence[dict]) -> list[dict]:

@@ -20,8 +20,8 @@ from ops.render.files import RenderedFile
 from ops.render.host import host_directories
 from ops.render.secrets import SecretValues
 
-# Files an interrupted run leaves beside the live ones (`.prev` copies, upload temp files).
-LEFTOVER = re.compile(r"\.(prev|tmp-[0-9a-f]+)$")
+# Files an interrupted run leaves: `.prev` copies, upload temp files (staged or beside).
+LEFTOVER = re.compile(r"\.(prev|tmp-[0-9a-f]+)$|/\.staging/")
 # Units whose files are applied in place (not slot-swapped), in the order they are applied.
 INFRA_UNITS = ("edge", "data", "monitoring", "prometheus", "alertmanager", "grafana", "backup")
 
@@ -45,6 +45,7 @@ class Reason(StrEnum):
     CONFIG = "configuration or secrets changed"
     NOT_RUNNING = "container not running"
     DRIFTED = "files on the host differ from the release"
+    UNRECORDED = "what runs in the live slot is not recorded (an interrupted run)"
 
 
 @dataclass
@@ -70,6 +71,9 @@ class ServiceChange:
     def compose_file(self) -> str:
         return next(f.path for f in self.files if f.path.endswith(".yml"))
 
+    def describe(self) -> list[str]:
+        return describe_reasons(self)
+
 
 def describe_reasons(change: ServiceChange) -> list[str]:
     """The reasons as an operator reads them (`image reg/x:v1 -> reg/x:v2`)."""
@@ -90,14 +94,27 @@ class HostPlan:
     unchanged: list[str]
     slots: dict[str, str] = field(default_factory=dict)  # service -> slot after the rollout
     images_after: dict[str, str] = field(default_factory=dict)  # service -> image after it
-    # left by an interrupted run: containers of a slot that is not live, `.prev`/`.tmp-` files
+    # left by an interrupted run: containers of a slot that is not live (by compose project
+    # when they have one: stopped gracefully), `.prev`/`.tmp-` files, intents of swaps that
+    # never switched traffic
     leftover_containers: list[str] = field(default_factory=list)
+    leftover_projects: list[str] = field(default_factory=list)
     leftover_files: list[str] = field(default_factory=list)
+    stale_intents: list[str] = field(default_factory=list)
+    # swaps an interrupted run left after moving traffic: their intent becomes the record
+    promote: dict[str, str] = field(default_factory=dict)  # service -> server URL now live
+    singletons: list[str] = field(default_factory=list)  # live slots missing their singleton
 
     @property
     def changed(self) -> bool:
         return bool(self.missing_images or self.infra_files or self.services
-                    or self.leftover_containers or self.leftover_files)
+                    or self.leftovers or self.promote or self.singletons)
+
+    @property
+    def leftovers(self) -> list[str]:
+        """What an interrupted run left, by name (containers, projects, files, intents)."""
+        return [*self.leftover_projects, *self.leftover_containers, *self.leftover_files,
+                *self.stale_intents]
 
     @property
     def changed_units(self) -> set[str]:
@@ -127,14 +144,44 @@ def compose_images(files: list[RenderedFile]) -> set[str]:
     return images
 
 
-def live_slots(environment: Environment, host: str, state: HostState) -> dict[str, str]:
-    """Slot each service runs in now, from the records the rollout writes after a swap."""
-    slots = {}
+@dataclass(frozen=True)
+class Live:
+    """The slot a service serves from on a host, and the record of what runs there."""
+
+    slot: str
+    record: dict | None  # None: nothing recorded for that slot (an interrupted run)
+    promote: bool = False  # the record is the intent of a swap whose route already moved
+
+
+def live_state(environment: Environment, host: str, state: HostState) -> dict[str, Live]:
+    """Per service: the live slot and its record.
+
+    The route file on the host is the truth of which slot is live (Traefik serves what it
+    says); the service record says what runs in that slot. A swap writes its intent before it
+    starts and turns it into the record once Traefik serves the new slot, so a run that died
+    between the route switch and the record leaves an intent matching the route: that intent
+    is what runs. Hosts without a route line fall back to the record's slot.
+    """
+    out = {}
     for name in service_names(environment, host):
-        record = state.services.get(name)
-        if record and record.get("slot") in SLOTS:
-            slots[name] = record["slot"]
-    return slots
+        record, intent = state.services.get(name), state.intents.get(name)
+        slot = state.routes.get(name)
+        if slot not in SLOTS:
+            slot = (record or {}).get("slot")
+        if slot not in SLOTS:
+            continue
+        if record and record.get("slot") == slot:
+            out[name] = Live(slot, record)
+        elif intent and intent.get("slot") == slot:
+            out[name] = Live(slot, intent, promote=True)
+        else:
+            out[name] = Live(slot, None)
+    return out
+
+
+def live_slots(environment: Environment, host: str, state: HostState) -> dict[str, str]:
+    """Slot each service serves from now (see `live_state`)."""
+    return {name: live.slot for name, live in live_state(environment, host, state).items()}
 
 
 def service_running(environment: Environment, name: str, slot: str, state: HostState) -> bool:
@@ -146,16 +193,20 @@ def service_running(environment: Environment, name: str, slot: str, state: HostS
 def plan_host(environment: Environment, host: str, secrets: SecretValues,
               state: HostState) -> HostPlan:
     """Compare what `host` should run with what it runs; list the work, nothing else."""
-    live = live_slots(environment, host, state)
+    lives = live_state(environment, host, state)
+    live = {name: x.slot for name, x in lives.items()}
+    records = {name: x.record or {} for name, x in lives.items()}
     services = service_names(environment, host)
     reasons: dict[str, list[Reason]] = {}
     hashes: dict[str, str] = {}
     for name in services:
         hashes[name] = service_content_hash(environment, name, host, secrets)
-        record = state.services.get(name)
+        record = records.get(name)
         why = []
-        if not record or name not in live:
+        if name not in live:
             why.append(Reason.NOT_DEPLOYED)
+        elif not record:
+            why.append(Reason.UNRECORDED)
         else:
             if record.get("image") != environment.image(environment.services[name]):
                 why.append(Reason.IMAGE)
@@ -193,7 +244,7 @@ def plan_host(environment: Environment, host: str, secrets: SecretValues,
         service = environment.services[name]
         old = live.get(name)
         new = other_slot(old)
-        record = state.services.get(name) or {}
+        record = records.get(name) or {}
         changes.append(ServiceChange(
             service=name, old_slot=old, new_slot=new, reasons=reasons[name],
             image=environment.image(service), old_image=record.get("image"),
@@ -211,11 +262,16 @@ def plan_host(environment: Environment, host: str, secrets: SecretValues,
                    and file_changed(f, state)]
     infra_units = [u for u in INFRA_UNITS if any(f.unit == u for f in infra_files)]
     images = compose_images(files)
-    leftover_containers = sorted(
-        c.name for c in state.containers.values()
-        if c.labels.get("superapp.service")
-        and live.get(c.labels["superapp.service"]) != c.labels.get("superapp.slot"))
+    stale = [c for c in state.containers.values() if c.labels.get("superapp.service")
+             and live.get(c.labels["superapp.service"]) != c.labels.get("superapp.slot")]
+    leftover_projects = sorted({c.labels["com.docker.compose.project"] for c in stale
+                                if c.labels.get("com.docker.compose.project")})
+    leftover_containers = sorted(c.name for c in stale
+                                 if not c.labels.get("com.docker.compose.project"))
     leftover_files = sorted(p for p in state.files if LEFTOVER.search(p))
+    promote = {name: server_url(environment.services[name], x.slot)
+               for name, x in lives.items() if x.promote}
+    stale_intents = sorted(name for name in state.intents if name not in promote)
     return HostPlan(
         host=host, address=environment.host(host).address,
         dirs=host_directories(environment, host), images=images,
@@ -223,8 +279,31 @@ def plan_host(environment: Environment, host: str, secrets: SecretValues,
         infra_files=infra_files, infra_units=infra_units, services=changes,
         unchanged=[n for n in services if n not in reasons], slots=slots_after(reasons),
         images_after={n: environment.image(environment.services[n]) for n in services},
-        leftover_containers=leftover_containers, leftover_files=leftover_files,
+        leftover_containers=leftover_containers, leftover_projects=leftover_projects,
+        leftover_files=leftover_files, stale_intents=stale_intents, promote=promote,
+        singletons=missing_singletons(environment, host, state, live, reasons),
     )
+
+
+def server_url(service, slot: str) -> str:
+    """The URL Traefik's route file names for a service's slot."""
+    return f"http://{service.container_name(slot)}:{service.port}"
+
+
+def missing_singletons(environment: Environment, host: str, state: HostState,
+                       live: dict[str, str], swapping) -> list[str]:
+    """Services not swapped here whose live slot should run a singleton sidecar but does not
+    (a run that died between stopping the old slot's and starting the new slot's)."""
+    out = []
+    for service in environment.services_on(host):
+        if service.name in swapping or service.name not in live:
+            continue
+        for sc in environment.sidecars_on(service, host):
+            name = service.container_name(live[service.name], sc.name)
+            c = state.containers.get(name)
+            if sc.singleton and not (c and c.state == "running"):
+                out.append(service.name)
+    return sorted(set(out))
 
 
 def plan_lines(plan: HostPlan) -> list[str]:
@@ -237,6 +316,20 @@ def plan_lines(plan: HostPlan) -> list[str]:
     lines += [f"update {f.path}" for f in plan.infra_files]
     if plan.missing_images:
         lines.append(f"pull {', '.join(sorted(plan.missing_images))}")
-    lines += [f"remove {leftover} (left by an interrupted run)"
-              for leftover in plan.leftover_containers + plan.leftover_files]
+    lines += [f"{name}: finish the swap an interrupted run left (traffic is on {url})"
+              for name, url in sorted(plan.promote.items())]
+    lines += [f"remove {leftover} (left by an interrupted run)" for leftover in plan.leftovers]
+    lines += [f"{name}: start its singleton sidecar" for name in plan.singletons]
     return lines
+
+
+def plan_signature(plan: HostPlan) -> tuple:
+    """Everything a plan would do, comparable: two plans with the same signature change a host
+    the same way (the rollout re-plans under the lock and refuses when this moved)."""
+    return (
+        tuple((c.service, c.old_slot, c.new_slot, c.image, c.config_hash)
+              for c in plan.services),
+        tuple(sorted((f.path, sha256(f.content)) for f in plan.infra_files)),
+        tuple(sorted(plan.missing_images)), tuple(plan.leftovers),
+        tuple(sorted(plan.promote.items())), tuple(plan.singletons),
+    )

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import sys
 import tempfile
+import traceback
 from pathlib import Path
 
 from pyinfra import host, logger
@@ -21,16 +22,18 @@ from pyinfra.operations import python
 
 from ops.host.facts import SuperappHostState
 from ops.host.remote import PyinfraRemote
+from ops.host.state import STATE_SCRIPT, parse_host_state
 from ops.preview.stage import dry_run_mode, preview_host
 from ops.render import PlaceholderSecrets, render_host
 from ops.render.files import write_tree
-from ops.rollout.engine import rollout, summary_table
-from ops.rollout.ledger import previous_release
-from ops.rollout.plan import HostPlan, plan_host, plan_lines
+from ops.rollout.engine import Checkpoints, rollout, summary_table
+from ops.rollout.ledger import append_to_ledgers, previous_release
+from ops.rollout.lock import EnvironmentLock, VaultLockStore, lock_path
+from ops.rollout.plan import HostPlan, plan_host, plan_lines, plan_signature
 from ops.rollout.run import DeployRefused, Run, prepare_run
 from ops.rollout.steps import RolloutError
 from ops.scope import current_scope
-from ops.secrets.vault import VaultError
+from ops.secrets.vault import VaultError, VaultSettings
 from ops.secrets.vault import fetch_secrets as vault_fetch
 from ops.validate import ValidationError, validate_tree
 
@@ -140,24 +143,96 @@ def roll_out(run: Run) -> None:
     python.call(name="Roll out host by host, zero downtime", function=callback, _run_once=True)
 
 
-def rollout_callback(state, run: Run) -> bool:
-    """Roll `run.plans` over the active hosts in rollout order; False (printed) on failure."""
+def take_lock(state, run: Run) -> EnvironmentLock:
+    """The environment's lock for this run (RolloutError naming the holder when it is held);
+    a broken lock is written to the ledger of every host this run reaches."""
+    active = {h.name: h for h in state.inventory.get_active_hosts()}
+    first = state.inventory.get_host(run.ordered(active)[0])
+    store = VaultLockStore(VaultSettings.from_environment(run.environment),
+                           lock_path(run.environment))
+    lock = EnvironmentLock.take(
+        store, run.environment.name, run.release.kind, run.release.id,
+        run.environment.settings["deploy_lock_lease_seconds"],
+        break_prefix=str(first.data.get("break_lock") or "") or None)
+    if lock.broke is not None:
+        b = lock.broke
+        print(f"--> broke the {run.environment.name} deploy lock of {b.user} (pid {b.pid}, "
+              f"{b.kind} of release {b.release}, last heartbeat {b.heartbeat})", flush=True)
+        failed = append_to_ledgers(
+            [PyinfraRemote(active[n]) for n in run.ordered(active)],
+            {"kind": "lock-broken", "by": lock.holder.user, "release": run.release.id,
+             "holder": b.user, "holder_pid": b.pid, "holder_release": b.release,
+             "holder_token": b.shown_token, "holder_heartbeat": b.heartbeat,
+             "at": lock.holder.started})
+        if failed:
+            warning = lock.release()
+            raise RolloutError("the lock break could not be recorded: " + "; ".join(failed)
+                               + (f"\n{warning}" if warning else ""))
+    lock.start_heartbeat()
+    return lock
+
+
+def replan_under_lock(run: Run, remotes: list[PyinfraRemote]) -> None:
+    """Read every host again now that the lock is held and refuse if the plan moved: another
+    run may have changed the fleet while this one was planning (its "new" slot could be the
+    other run's live one). Nothing has been changed when this refuses."""
+    moved = []
+    for remote in remotes:
+        ok, out, err = remote.run(STATE_SCRIPT)
+        if not ok:
+            raise RolloutError(f"{remote.name}: cannot read the host's state: "
+                               f"{(err or out).strip()[-300:]}")
+        state = parse_host_state(out.splitlines())
+        fresh = plan_host(run.environment, remote.name, run.secrets, state)
+        if plan_signature(fresh) != plan_signature(run.plans[remote.name]):
+            moved.append(remote.name)
+        run.states[remote.name] = state
+        run.plans[remote.name] = fresh
+    if moved:
+        raise RolloutError(
+            f"{', '.join(moved)} changed since this run planned (another deploy, or a change "
+            "by hand, while this one was planning or waiting for confirmation); nothing was "
+            "changed: re-run to plan again")
+
+
+def rollout_callback(state, run: Run, lock: EnvironmentLock | None = None) -> bool:
+    """Roll `run.plans` over the active hosts in rollout order; False (printed) on failure.
+
+    Takes the environment's lock unless the caller holds it (a rotation holds it across its
+    phases), then re-reads every host before acting.
+    """
     active = {h.name: h for h in state.inventory.get_active_hosts()}
     order = run.ordered(active)
-    plans = [run.plans[name] for name in order if name in run.plans]
-    if not any(p.changed for p in plans):
-        print("--> nothing to change on any host", flush=True)
+    if not any(run.plans[name].changed for name in order if name in run.plans):
+        print("--> nothing to change on any host", flush=True)  # no lock needed to do nothing
         return True
     remotes = [PyinfraRemote(active[name]) for name in order]
-    break_lock = str(state.inventory.get_host(order[0]).data.get("break_lock", "")).lower() in (
-        "1", "true", "yes")
-    migrated = {(name, rec.get("image")) for st in run.states.values()
-                for name, rec in st.services.items()}
+    own_lock = lock is None
     try:
-        results = rollout(run.environment, plans, remotes, run.release, break_lock=break_lock,
-                          migrated=migrated)
+        if own_lock:
+            lock = take_lock(state, run)
+        try:
+            replan_under_lock(run, remotes)
+            plans = [run.plans[name] for name in order if name in run.plans]
+            if not any(p.changed for p in plans):
+                print("--> nothing to change on any host", flush=True)
+                return True
+            migrated = {(name, rec.get("image")) for st in run.states.values()
+                        for name, rec in st.services.items()}
+            results = rollout(run.environment, plans, remotes, run.release, migrated=migrated,
+                              checkpoints=Checkpoints(lock))
+        finally:
+            if own_lock and lock is not None:
+                warning = lock.release()
+                if warning:
+                    print(warning, file=sys.stderr, flush=True)
     except RolloutError as e:
         print(f"\nDEPLOY FAILED: {e}", file=sys.stderr, flush=True)
+        return False
+    except Exception:  # noqa: BLE001 - a bug in this tool: say so, with the traceback
+        print("\nDEPLOY FAILED: a bug in the deploy tool (not a host or network problem); "
+              "please report it with this traceback:\n" + traceback.format_exc(),
+              file=sys.stderr, flush=True)
         return False
     print("\n" + summary_table(results), flush=True)
     return True

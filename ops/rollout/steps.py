@@ -7,10 +7,10 @@ failing (`RolloutError`, naming the host and what failed) and one way of uploadi
 from __future__ import annotations
 
 import secrets as pysecrets
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 from ops.host import commands as cmd
-from ops.host.remote import Remote
+from ops.host.remote import CONNECTION_ERRORS, Remote
 from ops.render.files import RenderedFile
 
 
@@ -33,18 +33,60 @@ def must(remote: Remote, command: str, what: str, timeout: int | None = None) ->
     return out
 
 
-def upload(remote: Remote, files: Sequence[RenderedFile]) -> None:
-    """SFTP each file to a temp name beside its target, then chmod/chown/mv in one command."""
-    parents = sorted({f.path.rsplit("/", 1)[0] for f in files})
-    must(remote, cmd.sh("mkdir", "-p", *parents), "creating directories")
-    moves = []
+STAGING_ROOTS = ("/etc/superapp", "/opt/superapp")  # each holds its own staging directory
+STAGING_DIR = ".staging"  # root-only (0700), on the same filesystem as what it stages
+
+
+def staging_path(path: str, token: str) -> str:
+    """Where `path` is uploaded before it is moved into place: a root-only 0700 directory on
+    the same filesystem (so the move is an atomic rename and a secret is never readable by
+    another user on the way, whatever mode SFTP gives the new file). Files outside the managed
+    roots (cron) hold no secret and are staged beside their target."""
+    for root in STAGING_ROOTS:
+        if path.startswith(root + "/"):
+            return f"{root}/{STAGING_DIR}/{path[len(root) + 1:].replace('/', '%')}.{token}"
+    return f"{path}.tmp-{token}"
+
+
+def private_parents(files: Sequence[RenderedFile]) -> dict[str, int]:
+    """The directory of every secret-bearing file -> the one uid that reads it (0700, theirs)."""
+    out: dict[str, int] = {}
     for f in files:
-        tmp = f"{f.path}.tmp-{pysecrets.token_hex(4)}"
-        try:
-            ok = remote.put(f.content.encode(), tmp)
-        except OSError as e:  # SFTP errors carry paths only, never the content
-            raise RolloutError(f"{remote.name}: upload of {f.path} failed: {e}") from None
-        if not ok:
-            raise RolloutError(f"{remote.name}: upload of {f.path} failed")
-        moves.append(cmd.install_uploaded(tmp, f.path, f.mode, f.owner))
-    must(remote, cmd.chain(*moves), f"installing {len(files)} file(s)")
+        if f.secret:
+            parent = f.path.rsplit("/", 1)[0]
+            if out.setdefault(parent, f.owner) != f.owner:
+                raise RolloutError(f"secret files of two owners in {parent}: a directory "
+                                   "can be private to one reader only (a rendering bug)")
+    return out
+
+
+def upload(remote: Remote, files: Sequence[RenderedFile],
+           checkpoint: Callable[[str], None] | None = None) -> None:
+    """Upload each file into a staging directory, then give it its mode and owner and move it
+    into place, all in one command. A failed upload removes what it staged."""
+    private = private_parents(files)
+    parents = sorted({f.path.rsplit("/", 1)[0] for f in files} - set(private))
+    staging = [f"{root}/{STAGING_DIR}" for root in STAGING_ROOTS
+               if any(f.path.startswith(root + "/") for f in files)]
+    must(remote, cmd.chain(cmd.sh("mkdir", "-p", *parents) if parents else "",
+                           *(cmd.private_dir(d, uid) for d, uid in sorted(private.items())),
+                           *(cmd.private_dir(d, 0) for d in staging)), "creating directories")
+    staged: list[str] = []
+    moves = []
+    try:
+        for f in files:
+            tmp = staging_path(f.path, pysecrets.token_hex(4))
+            staged.append(tmp)
+            try:
+                ok = remote.put(f.content.encode(), tmp)
+            except CONNECTION_ERRORS as e:  # SFTP errors carry paths only, never the content
+                raise RolloutError(f"{remote.name}: upload of {f.path} failed: {e}") from None
+            if not ok:
+                raise RolloutError(f"{remote.name}: upload of {f.path} failed")
+            moves.append(cmd.install_uploaded(tmp, f.path, f.mode, f.owner))
+            if checkpoint is not None and len(staged) == 1:
+                checkpoint("uploading")
+        must(remote, cmd.chain(*moves), f"installing {len(files)} file(s)")
+    except BaseException:
+        remote.run(cmd.remove_files(staged))  # best effort; the next run removes the rest
+        raise

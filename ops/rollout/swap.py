@@ -1,26 +1,53 @@
-"""One host's slot swap: the new slot starts beside the live one, must be healthy, Traefik's
-route moves to it, the old slot drains and stops, the host records which slot is live.
+"""One host's slot swap, as a state machine whose every step a later run can resume or undo.
 
 Each service runs in one of two slots (`a`/`b`, compose project `sa-<service>-<slot>`);
-Traefik's file provider holds one file per service naming the live slot's server. Until the
-route moves, the live slot serves alone and `undo_new_slots` puts the host back as it was.
+Traefik's file provider holds one route file per service naming the live slot's server, and
+that file on the host is the truth of which slot is live. The steps, for all the host's
+changed services at once:
+
+    staged    new compose/env files uploaded (the live ones kept as `.prev`), and an intent
+              record `<service>.json.next` naming the new slot, image and config hash
+    started   the new slot's containers up beside the live ones
+    healthy   every new container answers its health check
+    switched  the route files name the new slots
+    serving   Traefik reports every new server up (`traefik_service_server_up`): traffic moved
+    recorded  each intent becomes the service's record (`<service>.json`)
+    stopped   the old slots drained and removed, singleton sidecars started in the new slots
+
+A failure or Ctrl-C before `recorded` is undone in the safe order: route files back, wait until
+Traefik serves the old servers again, then remove the new containers and put the files back.
+A run that dies anywhere is finished by the next one (ops/rollout/plan.py reads the route
+files and intents): before `switched` the new containers are leftovers; after it the intent
+matches the route and is promoted to the record; after `recorded` the old slot is a leftover.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 
 from ops.catalog.model import Environment
 from ops.host import commands as cmd
 from ops.host.remote import Remote
-from ops.host.state import SERVICE_STATE_DIR
+from ops.host.state import INTENT_SUFFIX, SERVICE_STATE_DIR
 from ops.render.compose import SINGLETON_PROFILE
-from ops.rollout.plan import ServiceChange
-from ops.rollout.steps import RolloutError, must, upload
+from ops.rollout.interrupt import Interrupted
+from ops.rollout.plan import ServiceChange, server_url
+from ops.rollout.steps import RolloutError, must, say, upload
 
 TRAEFIK_CONTAINER = "traefik"
 TRAEFIK_METRICS_URL = "http://127.0.0.1:8082/metrics"
+SERVING_TIMEOUT = 60  # file-provider throttle + a health-check interval, with room to spare
+
+Checkpoint = Callable[[str], None]
+
+
+def record_path(service: str) -> str:
+    return f"{SERVICE_STATE_DIR}/{service}.json"
+
+
+def intent_path(service: str) -> str:
+    return record_path(service) + INTENT_SUFFIX
 
 
 def swapped_paths(changes: Sequence[ServiceChange]) -> list[str]:
@@ -28,27 +55,33 @@ def swapped_paths(changes: Sequence[ServiceChange]) -> list[str]:
     return [f.path for c in changes for f in (*c.files, c.route)]
 
 
-def stage_service_files(remote: Remote, changes: Sequence[ServiceChange]) -> None:
-    """Upload the new compose/env files, keeping the live ones as `.prev` until the swap ends.
+def record_of(c: ServiceChange, digests: dict[str, str], release_id: str) -> dict:
+    return {"service": c.service, "slot": c.new_slot, "image": c.image,
+            "digest": digests.get(c.image, ""), "hash": c.config_hash, "release": release_id,
+            "at": datetime.now(UTC).isoformat(timespec="seconds")}
 
-    The running containers do not read these files again; the copies let a failed swap put
-    the host back exactly as it was.
-    """
+
+def wait_serving(remote: Remote, servers: dict[str, str], what: str) -> None:
+    """Return once Traefik serves `servers` (service -> URL); RolloutError otherwise."""
+    if servers:
+        must(remote, cmd.wait_traefik_serving(TRAEFIK_CONTAINER, TRAEFIK_METRICS_URL, servers,
+                                              SERVING_TIMEOUT),
+             what, timeout=SERVING_TIMEOUT + 60)
+
+
+def stage(remote: Remote, changes: Sequence[ServiceChange], digests: dict[str, str],
+          release_id: str, checkpoint: Checkpoint) -> None:
+    """Keep the live files as `.prev`, upload the new ones, write each intent."""
     must(remote, cmd.backup_files(swapped_paths(changes)), "keeping the current service files")
-    for c in changes:
-        upload(remote, c.files)
+    upload(remote, [f for c in changes for f in c.files], checkpoint)
+    must(remote, cmd.chain(cmd.sh("mkdir", "-p", SERVICE_STATE_DIR), *(
+        cmd.write_json_file(intent_path(c.service), record_of(c, digests, release_id))
+        for c in changes)), "recording the swaps about to start")
 
 
 def start_new_slots(remote: Remote, changes: Sequence[ServiceChange]) -> None:
     ups = [cmd.compose_up(c.compose_file) for c in changes]
     must(remote, cmd.chain(*ups), "starting new containers", timeout=600)
-
-
-def undo_new_slots(remote: Remote, changes: Sequence[ServiceChange]) -> None:
-    """Remove the new containers and put the previous files back: the host is as it was."""
-    remote.run(cmd.each(*(cmd.compose_down(c.new_project, timeout=10) for c in changes)),
-               timeout=300)
-    remote.run(cmd.restore_files(swapped_paths(changes)))
 
 
 def wait_healthy(remote: Remote, environment: Environment,
@@ -76,16 +109,25 @@ def wait_healthy(remote: Remote, environment: Environment,
         + "\n".join(logs))
 
 
-def switch_traffic(remote: Remote, changes: Sequence[ServiceChange]) -> None:
-    """Point each service's Traefik file at its new slot; return once Traefik has reloaded."""
-    count = must(remote, cmd.traefik_reloads(TRAEFIK_CONTAINER, TRAEFIK_METRICS_URL),
-                 "reading Traefik's reload count").strip()
-    before = int(count or 0)
+def switch_routes(remote: Remote, changes: Sequence[ServiceChange]) -> None:
+    """Point each service's route file at its new slot (an atomic rename per file)."""
     upload(remote, [c.route for c in changes])
-    if not any(c.route_changed for c in changes):
-        return  # Traefik already routes there (a rerun after an interrupted swap)
-    must(remote, cmd.wait_traefik_reload(TRAEFIK_CONTAINER, TRAEFIK_METRICS_URL, before),
-         "waiting for Traefik to route to the new containers", timeout=120)
+
+
+def new_servers(environment: Environment, changes: Sequence[ServiceChange]) -> dict[str, str]:
+    return {c.service: server_url(environment.services[c.service], c.new_slot)
+            for c in changes}
+
+
+def old_servers(environment: Environment, changes: Sequence[ServiceChange]) -> dict[str, str]:
+    return {c.service: server_url(environment.services[c.service], c.old_slot)
+            for c in changes if c.old_slot}
+
+
+def record(remote: Remote, changes: Sequence[ServiceChange]) -> None:
+    """Each intent becomes its service's record: the new slot is live, by the book."""
+    must(remote, cmd.chain(*(cmd.sh("mv", "-f", intent_path(c.service), record_path(c.service))
+                             for c in changes)), "recording the services' new slots")
 
 
 def stop_old_slots(remote: Remote, changes: Sequence[ServiceChange]) -> None:
@@ -102,15 +144,75 @@ def stop_old_slots(remote: Remote, changes: Sequence[ServiceChange]) -> None:
          "removing the previous files")
 
 
-def record_services(remote: Remote, changes: Sequence[ServiceChange],
-                    digests: dict[str, str], release_id: str) -> None:
-    """Write each swapped service's record: its live slot, image, digest, config hash."""
-    writes = []
-    for c in changes:
-        writes.append(cmd.write_json_file(f"{SERVICE_STATE_DIR}/{c.service}.json", {
-            "service": c.service, "slot": c.new_slot, "image": c.image,
-            "digest": digests.get(c.image, ""), "hash": c.config_hash, "release": release_id,
-            "at": datetime.now(UTC).isoformat(timespec="seconds"),
-        }))
-    must(remote, cmd.chain(cmd.sh("mkdir", "-p", SERVICE_STATE_DIR), *writes),
-         "recording the services' state")
+def undo(remote: Remote, environment: Environment, changes: Sequence[ServiceChange],
+         routes_moved: bool) -> list[str]:
+    """Put the host back as it was, in the safe order; what could not be undone (empty: all).
+
+    Route files first (with the other files, from `.prev`), then, if the routes had moved,
+    wait until Traefik serves the old servers again; only then remove the new containers
+    (removing them first would send requests to a container that is going away).
+    """
+    problems = []
+    ok, out, err = remote.run(cmd.restore_files(swapped_paths(changes)))
+    if not ok:
+        problems.append(f"putting the previous files back failed: {(out + err).strip()[-300:]}")
+    if routes_moved and not problems:
+        try:
+            wait_serving(remote, old_servers(environment, changes),
+                         "waiting for Traefik to serve the previous containers again")
+        except RolloutError as e:
+            problems.append(str(e))
+    if problems:  # never remove containers Traefik may still send requests to
+        return problems + ["the new containers were left running (traffic may be on them)"]
+    ok, out, err = remote.run(cmd.each(*(cmd.compose_down(c.new_project, timeout=10)
+                                         for c in changes)), timeout=300)
+    if not ok:
+        problems.append(f"removing the new containers failed: {(out + err).strip()[-300:]}")
+    ok, out, err = remote.run(cmd.remove_files(intent_path(c.service) for c in changes))
+    if not ok:
+        problems.append(f"removing the swap intents failed: {(out + err).strip()[-300:]}")
+    return problems
+
+
+def swap(remote: Remote, environment: Environment, changes: Sequence[ServiceChange],
+         digests: dict[str, str], release_id: str, checkpoint: Checkpoint,
+         migrate: Callable[[], None]) -> None:
+    """Run the state machine for `changes` on one host (see the module docstring).
+
+    `migrate` runs between staging and starting (migrations need the new compose file);
+    `checkpoint(step)` is called after each step (the lock check and the test fault hook).
+    """
+    say(remote.name, "swapping " + ", ".join(
+        f"{c.service} ({'; '.join(c.describe())})" for c in changes))
+    routes_moved = False
+    try:
+        stage(remote, changes, digests, release_id, checkpoint)
+        checkpoint("staged")
+        migrate()
+        checkpoint("migrated")
+        start_new_slots(remote, changes)
+        checkpoint("started")
+        wait_healthy(remote, environment, changes)
+        checkpoint("healthy")
+        routes_moved = any(c.route_changed for c in changes)
+        switch_routes(remote, changes)
+        checkpoint("switched")
+        wait_serving(remote, new_servers(environment, changes),
+                     "waiting for Traefik to serve the new containers")
+        checkpoint("serving")
+    except BaseException as e:
+        problems = undo(remote, environment, changes, routes_moved)
+        if problems:
+            raise RolloutError(f"{e}\n{remote.name}: the undo did not finish: "
+                               + "; ".join(problems)) from None
+        raise
+    record(remote, changes)
+    try:
+        checkpoint("recorded")
+        stop_old_slots(remote, changes)
+    except (RolloutError, Interrupted) as e:
+        why = str(e) if isinstance(e, RolloutError) else "interrupted (Ctrl-C)"
+        raise RolloutError(f"{why}\n{remote.name}: traffic is on the new containers and "
+                           "recorded; the next run removes what is left of the old ones") \
+            from None
+    checkpoint("stopped")

@@ -126,6 +126,10 @@ def policy_documents(environment: Environment) -> dict[str, str]:
     deploy = [f"# {names['deploy']}: read-only on the secrets the {environment.name} deploy "
               "needs (written by tasks/bootstrap_vault.py)\n"]
     deploy += [policy_block(f"{mount}/data/{p}", ["read"]) for p in paths]
+    # the environment's deploy lock (ops/rollout/lock.py): both roles take it, with CAS
+    lock = [policy_block(f"{mount}/data/{lock_path(environment)}", ["create", "read", "update"]),
+            policy_block(f"{mount}/metadata/{lock_path(environment)}", ["read"])]
+    deploy += lock
     rotate = [f"# {names['rotate']}: read the {environment.name} secrets, write only those "
               "rotation changes (written by tasks/bootstrap_vault.py)\n"]
     for p in paths:
@@ -134,7 +138,13 @@ def policy_documents(environment: Environment) -> dict[str, str]:
             rotate.append(policy_block(f"{mount}/metadata/{p}", ["read"]))
         else:
             rotate.append(policy_block(f"{mount}/data/{p}", ["read"]))
+    rotate += lock
     return {names["deploy"]: "\n".join(deploy), names["rotate"]: "\n".join(rotate)}
+
+
+def lock_path(environment: Environment) -> str:
+    """Where the environment's deploy lock lives in KV (ops/rollout/lock.py uses the same)."""
+    return environment.vault_path("locks", "deploy")
 
 
 def duration_seconds(text: str) -> int:

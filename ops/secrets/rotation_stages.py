@@ -16,6 +16,7 @@ from __future__ import annotations
 import sys
 import time
 
+import gevent
 from pyinfra import host, logger
 from pyinfra.api import deploy
 from pyinfra.context import ctx_state
@@ -25,10 +26,10 @@ from ops.host.remote import PyinfraRemote
 from ops.host.state import STATE_SCRIPT, parse_host_state
 from ops.preview.stage import dry_run_mode
 from ops.rollout.ledger import Release, append_to_ledgers, now_iso
-from ops.rollout.lock import refuse_if_locked
+from ops.rollout.lock import EnvironmentLock
 from ops.rollout.plan import plan_host, plan_lines
 from ops.rollout.run import DeployRefused, Run
-from ops.rollout.stages import rollout_callback, validate_changed
+from ops.rollout.stages import rollout_callback, take_lock, validate_changed
 from ops.rollout.steps import RolloutError
 from ops.scope import current_scope
 from ops.secrets.rotation import (
@@ -117,7 +118,23 @@ def say(message: str) -> None:
 
 
 def rotate_callback(state, run: Run, plan: RotationPlan) -> bool:
-    """Write the new versions (CAS), roll them out, then each next internal-hmac phase."""
+    """Under the environment's lock, held across every phase: write the new versions (CAS),
+    roll them out, then each next internal-hmac phase."""
+    try:
+        lock = take_lock(state, run)
+    except RolloutError as e:
+        print(f"\nROTATION FAILED: {e}\nNo host was changed and Vault was not written.",
+              file=sys.stderr, flush=True)
+        return False
+    try:
+        return rotate_locked(state, run, plan, lock)
+    finally:
+        warning = lock.release()
+        if warning:
+            print(warning, file=sys.stderr, flush=True)
+
+
+def rotate_locked(state, run: Run, plan: RotationPlan, lock: EnvironmentLock) -> bool:
     settings = VaultSettings.from_environment(run.environment)
     remotes = active_remotes(state, run)
     started = now_iso()
@@ -134,11 +151,13 @@ def rotate_callback(state, run: Run, plan: RotationPlan) -> bool:
         entry = ledger_entry(plan, env=run.environment.name, user=run.release.user,
                              started=started, finished=now_iso(), result=result, steps=steps,
                              old_versions=old_versions, new_versions=new_versions)
-        append_to_ledgers(remotes, entry)
-        return result != "failed"
+        unrecorded = append_to_ledgers(remotes, entry)
+        if unrecorded:
+            print("ROTATION NOT RECORDED: " + "; ".join(unrecorded), file=sys.stderr, flush=True)
+        return result != "failed" and not unrecorded
 
     try:
-        refuse_if_locked(remotes[0], run.environment.name)
+        lock.check()
         if plan.writes:
             with open_session(settings) as session:
                 new_versions.update(write_planned(session, plan))
@@ -148,7 +167,7 @@ def rotate_callback(state, run: Run, plan: RotationPlan) -> bool:
     except (RotationError, VaultError, DeployRefused, RolloutError) as e:
         return finish("failed", f"{e}\nNo host was changed.")
     run.release.secret_versions = {**run.release.secret_versions, **new_versions}
-    ok = roll_step(state, run, steps, plan.hmac)
+    ok = roll_step(state, run, lock, steps, plan.hmac)
     record, version = plan.hmac, plan.hmac_version
     while ok and record is not None:
         if record.phase == plan.stop_after_phase:
@@ -171,7 +190,7 @@ def rotate_callback(state, run: Run, plan: RotationPlan) -> bool:
         except (RotationError, VaultError, DeployRefused) as e:
             return finish("failed", f"{e}\nEvery signature in use is still accepted; re-run "
                                     "to resume the rotation.")
-        ok = roll_step(state, run, steps, record)
+        ok = roll_step(state, run, lock, steps, record)
     if not ok:
         print("ROTATION STOPPED: the hosts before the failing one run the new values; re-run "
               "to resume (the recorded phase is rolled again).", file=sys.stderr, flush=True)
@@ -183,11 +202,12 @@ def active_remotes(state, run: Run) -> list[PyinfraRemote]:
     return [PyinfraRemote(active[name]) for name in run.ordered(active)]
 
 
-def roll_step(state, run: Run, steps: list[dict], record: HmacRotation | None) -> bool:
+def roll_step(state, run: Run, lock: EnvironmentLock, steps: list[dict],
+              record: HmacRotation | None) -> bool:
     """One host-by-host rollout of the plans in `run.plans` (the deploy's own callback)."""
     if record is not None:
         say(f"internal-hmac phase {record.phase}: host by host")
-    ok = rollout_callback(state, run)
+    ok = rollout_callback(state, run, lock)
     steps.append({"release": run.release.id, "phase": record.phase if record else None,
                   "secret_versions": dict(run.release.secret_versions),
                   "result": "success" if ok else "failed",
@@ -202,7 +222,7 @@ def wait_replay_window(run: Run) -> None:
         "window + margin) until no call signed with the old one can still be accepted")
     deadline = time.monotonic() + seconds
     while (left := deadline - time.monotonic()) > 0:
-        time.sleep(min(30.0, left))
+        gevent.sleep(min(30.0, left))  # the lock's heartbeat runs meanwhile
         if left > 30:
             say(f"internal-hmac: {int(deadline - time.monotonic())} s left")
 

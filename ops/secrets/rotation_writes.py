@@ -7,8 +7,6 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-import hvac.exceptions
-
 from ops.catalog.model import HMAC_ROTATION_KEY
 from ops.secrets.rotation import (
     HmacRotation,
@@ -16,24 +14,17 @@ from ops.secrets.rotation import (
     RotationPlan,
     advance_hmac_data,
 )
-from ops.secrets.vault import VaultError, VaultSession, read_kv, translated
+from ops.secrets.vault import CasMismatch, VaultError, VaultSession, read_kv, write_kv_cas
 
 
 def write_cas(session: VaultSession, path: str, data: Mapping[str, Any], cas: int) -> int:
     """Write `data` as a new version of `path` only if its latest is still `cas`; new version."""
-    settings = session.settings
-    with translated(settings, f"write {settings.mount}/{path}"):
-        try:
-            answer = session.client.secrets.kv.v2.create_or_update_secret(
-                path=path, secret=dict(data), cas=cas, mount_point=settings.mount)
-        except hvac.exceptions.InvalidRequest as exc:
-            if "check-and-set" in " ".join(exc.errors or []):
-                raise RotationConflict(
-                    f"{settings.mount}/{path} changed since this run read version {cas} "
-                    "(another rotation or an operator wrote it); re-run") from None
-            raise VaultError(f"Vault at {settings.addr} refused the write to "
-                             f"{settings.mount}/{path} (HTTP 400)") from None
-    return int((answer.get("data") or {}).get("version"))
+    try:
+        return write_kv_cas(session, path, data, cas)
+    except CasMismatch:
+        raise RotationConflict(
+            f"{session.settings.mount}/{path} changed since this run read version {cas} "
+            "(another rotation or an operator wrote it); re-run") from None
 
 
 def write_planned(session: VaultSession, plan: RotationPlan) -> dict[str, int]:

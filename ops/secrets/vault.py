@@ -373,6 +373,27 @@ def read_kv(session: VaultSession, path: str, version: int | None = None) -> KvR
     return KvRead(data, metadata.get("version"), deleted)
 
 
+class CasMismatch(VaultError):
+    """A check-and-set write lost: the path moved past the version the writer read."""
+
+
+def write_kv_cas(session: VaultSession, path: str, data: Mapping[str, Any], cas: int) -> int:
+    """Write `data` as a new version of `path` only if its latest is still `cas` (0: the path
+    must not exist yet); the new version. `CasMismatch` when someone wrote in between."""
+    settings = session.settings
+    with translated(settings, f"write {settings.mount}/{path}"):
+        try:
+            answer = session.client.secrets.kv.v2.create_or_update_secret(
+                path=path, secret=dict(data), cas=cas, mount_point=settings.mount)
+        except hvac.exceptions.InvalidRequest as exc:
+            if "check-and-set" in " ".join(exc.errors or []):
+                raise CasMismatch(f"{settings.mount}/{path} changed since version {cas} was "
+                                  "read") from None
+            raise VaultError(f"Vault at {settings.addr} refused the write to "
+                             f"{settings.mount}/{path} (HTTP 400)") from None
+    return int((answer.get("data") or {}).get("version"))
+
+
 def missing_secrets_error(settings: VaultSettings, problems: list[str]) -> VaultError:
     lines = "\n".join(f"  - {p}" for p in problems)
     return VaultError(

@@ -79,6 +79,10 @@ KNOWN_METHODS = ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS")
 # Session-level advisory lock that serializes concurrent `migrate` runs on one database.
 MIGRATE_LOCK_KEY = 0x5374616E64696E  # "Standin"
 
+# Where a caller reaches payments' internal API when told nothing else: PAYMENTS_INTERNAL_URL
+# (the deploy renders http://payments.internal:8081, the host's Traefik) plus this path.
+PAYMENTS_CHARGE_PATH = "/internal/charge"
+
 # Route templates used as the `path` metric label (bounded cardinality).
 EXACT_ROUTES = (
     "/",
@@ -276,6 +280,7 @@ class Config:
     schema_version: int
     call_target_url: str
     call_rate: float
+    payments_internal_url: str
 
     @classmethod
     def from_env(cls, service: str) -> Config:
@@ -308,9 +313,18 @@ class Config:
             graceful_timeout=env_float("GRACEFUL_TIMEOUT", 25.0),
             drain_delay=env_float("STANDIN_DRAIN_DELAY", 0.0),
             schema_version=schema_version_cap(),
-            call_target_url=env_str("CALL_TARGET_URL").strip(),
+            call_target_url=(
+                env_str("CALL_TARGET_URL").strip() or payments_url(PAYMENTS_CHARGE_PATH)
+            ),
             call_rate=env_float("CALL_RATE", 0.0),
+            payments_internal_url=payments_url(""),
         )
+
+
+def payments_url(path: str) -> str:
+    """PAYMENTS_INTERNAL_URL + path, or "" when the deploy did not set it (not a caller)."""
+    base = env_str("PAYMENTS_INTERNAL_URL").strip().rstrip("/")
+    return base + path if base else ""
 
 
 def schema_version_cap() -> int:
@@ -827,9 +841,18 @@ class App:
             data = json.loads(req.body or b"{}")
         except ValueError:
             return json_response(400, {"error": "body must be JSON"})
-        url = data.get("url") if isinstance(data, dict) else None
+        if not isinstance(data, dict):
+            return json_response(400, {"error": "body must be a JSON object"})
+        url = data.get("url")
+        if url is None and self.cfg.payments_internal_url:
+            # default: payments' internal API through this host's Traefik
+            path = data.get("path", PAYMENTS_CHARGE_PATH)
+            if not isinstance(path, str) or not path.startswith("/"):
+                return json_response(400, {"error": "path must start with /"})
+            url = self.cfg.payments_internal_url + path
         if not isinstance(url, str) or not url.startswith(("http://", "https://")):
-            return json_response(400, {"error": "url (http or https) is required"})
+            hint = "" if self.cfg.payments_internal_url else " (or PAYMENTS_INTERNAL_URL)"
+            return json_response(400, {"error": f"url (http or https) is required{hint}"})
         if not self.cfg.hmac_secret:
             return json_response(500, {"error": "INTERNAL_HMAC_SECRET is not set"})
         body = json.dumps(data.get("body", {}), separators=(",", ":")).encode()
@@ -1086,7 +1109,8 @@ class StandinServer(ThreadingHTTPServer):
 
 
 class BackgroundCaller(threading.Thread):
-    """CALL_TARGET_URL + CALL_RATE: signed calls at a fixed rate, counted in metrics."""
+    """CALL_TARGET_URL (default: PAYMENTS_INTERNAL_URL + /internal/charge) + CALL_RATE: signed
+    calls at a fixed rate, counted in metrics."""
 
     MAX_IN_FLIGHT = 64
 

@@ -5,6 +5,7 @@ group_data. Each run carries a real change (a new image for one service) that mu
 
 from __future__ import annotations
 
+import json
 import secrets
 
 import hvac
@@ -14,7 +15,7 @@ from ops.catalog import load_environment
 
 from .conftest import Testbed
 from .release import output, pyinfra, release_copy
-from .test_rollout import deploy_tree_hash, other_version
+from .test_rollout import deploy_tree_hash, lock_record, other_version
 from .test_vault import free_port, throwaway_bao  # noqa: F401 - the fixture
 
 pytestmark = pytest.mark.integration
@@ -28,11 +29,10 @@ def _fleet_is_deployed(deployed):
 
 
 def fleet(testbed: Testbed) -> list[str]:
-    """Every host's deploy directories, containers and ledger, hashed."""
+    """Every host's deploy directories, containers and ledger, hashed, and the deploy lock."""
     return [deploy_tree_hash(testbed, h)
-            + testbed.ssh(h, "sha256sum /var/lib/superapp/releases.jsonl 2>/dev/null; "
-                             "ls /var/lib/superapp/deploy.lock 2>/dev/null; true").stdout
-            for h in testbed.hosts]
+            + testbed.ssh(h, "sha256sum /var/lib/superapp/releases.jsonl 2>/dev/null; true").stdout
+            for h in testbed.hosts] + [json.dumps(lock_record(testbed), sort_keys=True)]
 
 
 def vault_settings(**changes: object) -> str:

@@ -13,6 +13,7 @@ import shlex
 import subprocess
 import threading
 import time
+from datetime import UTC, datetime
 from pathlib import Path
 
 import hvac
@@ -215,37 +216,66 @@ def test_broken_release_stops_on_the_first_host_and_keeps_serving(v2, testbed, t
     assert set(versions(testbed, "food").values()) == {"v2"}
     assert not load.report.failed, load.report.failures_by_kind()
     assert [deploy_tree_hash(testbed, h) for h in testbed.hosts[1:]] == untouched
-    assert testbed.ssh(testbed.hosts[0], "test -e /var/lib/superapp/deploy.lock",
-                       check=False).returncode == 1
+    assert lock_is_free(testbed)
 
 
-def put_lock(testbed: Testbed, owner: str, expires: str) -> None:
-    record = json.dumps({"env": "local", "owner": owner, "token": "someone-elses",
-                         "started": "2026-01-01T00:00:00+00:00", "expires": expires})
-    testbed.ssh(testbed.hosts[0],
-                f"printf '%s\\n' {shlex.quote(record)} > /var/lib/superapp/deploy.lock")
+LOCK_PATH = ENV.vault_path("locks", "deploy")
 
 
-def test_a_held_lock_refuses_the_deploy_and_an_expired_one_can_be_broken(v2, testbed,
-                                                                          tmp_path):
+def lock_record(testbed: Testbed) -> dict:
+    client = hvac.Client(url=testbed.vault_addr, token=testbed.vault_token)
+    try:
+        answer = client.secrets.kv.v2.read_secret_version(
+            path=LOCK_PATH, mount_point="secret", raise_on_deleted_version=False)
+    except hvac.exceptions.InvalidPath:
+        return {}
+    return (answer.get("data") or {}).get("data") or {}
+
+
+def lock_is_free(testbed: Testbed) -> bool:
+    return not lock_record(testbed).get("token")
+
+
+def put_lock(testbed: Testbed, user: str, heartbeat: str, token: str) -> None:
+    """Another run's lock in Vault, last renewed at `heartbeat`."""
+    client = hvac.Client(url=testbed.vault_addr, token=testbed.vault_token)
+    client.secrets.kv.v2.create_or_update_secret(path=LOCK_PATH, mount_point="secret", secret={
+        "token": token, "user": user, "pid": "4242", "kind": "deploy", "release": "r-other",
+        "started": heartbeat, "heartbeat": heartbeat, "lease_seconds": "120"})
+
+
+def test_a_held_lock_refuses_the_deploy_a_dead_one_frees_itself_and_breaking_is_recorded(
+        v2, testbed, tmp_path):
     tree = release_copy(tmp_path, {"default_image_tag": '"v2"', "image_tags": '{"chat": "v3"}'})
-    put_lock(testbed, "alice@laptop", "2999-01-01T00:00:00+00:00")
+    now = datetime.now(UTC).isoformat(timespec="seconds")
+    token = "a1b2c3d4e5f6" + "0" * 20
+    put_lock(testbed, "alice@laptop", now, token)
     try:
         res = deploy(tree)
         assert res.returncode != 0
-        assert "another deploy holds the local lock: alice@laptop" in output(res)
+        text = output(res)
+        assert "the local deploy lock is held by alice@laptop (pid 4242)" in text
+        assert "pyinfra -y inventories/local.py deploy.py --data break_lock=a1b2c3d4e5f6" in text
         assert set(versions(testbed, "chat").values()) == {"v2"}
-        put_lock(testbed, "bob@laptop", "2020-01-01T00:00:00+00:00")
-        res = deploy(tree)
-        assert res.returncode != 0 and "break_lock=true" in output(res)
-        res = deploy(tree, "--data", "break_lock=true")
+        res = deploy(tree, "--data", "break_lock=true")  # not a prefix of the holder's token
+        assert res.returncode != 0 and "does not match the holder's token" in output(res)
+        res = deploy(tree, "--data", "break_lock=a1b2c3d4e5f6")
         assert res.returncode == 0, output(res)[-3000:]
         assert set(versions(testbed, "chat").values()) == {"v3"}
-        kinds = [e.get("kind") for e in ledger(testbed, testbed.hosts[0])]
-        assert "lock-broken" in kinds
+        broken = [e for e in ledger(testbed, testbed.hosts[0]) if e.get("kind") == "lock-broken"]
+        assert broken[-1]["holder"] == "alice@laptop"
+        assert broken[-1]["holder_token"] == "a1b2c3d4e5f6"
+        # a lock whose holder stopped renewing long ago: the next run takes it by itself
+        put_lock(testbed, "bob@laptop", "2020-01-01T00:00:00+00:00", "f" * 32)
+        back = release_copy(tmp_path / "back", {"default_image_tag": '"v2"'})
+        res = deploy(back)
+        assert res.returncode == 0, output(res)[-3000:]
+        assert set(versions(testbed, "chat").values()) == {"v2"}
     finally:
-        testbed.ssh(testbed.hosts[0], "grep -q someone-elses /var/lib/superapp/deploy.lock "
-                    "2>/dev/null && rm -f /var/lib/superapp/deploy.lock; true")
+        if lock_record(testbed).get("user") in ("alice@laptop", "bob@laptop"):
+            hvac.Client(url=testbed.vault_addr, token=testbed.vault_token).secrets.kv.v2\
+                .create_or_update_secret(path=LOCK_PATH, mount_point="secret",
+                                         secret={"released_by": "test"})
 
 
 def test_ctrl_c_releases_the_lock(v2, testbed, tmp_path):
@@ -258,8 +288,7 @@ def test_ctrl_c_releases_the_lock(v2, testbed, tmp_path):
     out = interrupt(proc)
     assert proc.returncode != 0
     assert "interrupted (Ctrl-C) while rolling host1: its changes were undone" in out
-    assert testbed.ssh(testbed.hosts[0], "test -e /var/lib/superapp/deploy.lock",
-                       check=False).returncode == 1
+    assert lock_is_free(testbed)
     assert versions(testbed, "chat") == before
     res = deploy(tree)  # and the fleet converges on the next run
     assert res.returncode == 0, output(res)[-3000:]
@@ -300,8 +329,7 @@ def test_host_lost_mid_rollout_stops_with_a_clear_message(v2, testbed, tmp_path)
     assert proc.returncode != 0
     assert "Rollout stopped at host2" in out and "Already on the new release: host1" in out
     assert "Not touched: host3" in out
-    assert testbed.ssh(testbed.hosts[0], "test -e /var/lib/superapp/deploy.lock",
-                       check=False).returncode == 1
+    assert lock_is_free(testbed)
     res = deploy(tree)  # host2 back: the next run finishes the release
     assert res.returncode == 0, output(res)[-3000:]
     assert set(versions(testbed, "bus").values()) == {target}

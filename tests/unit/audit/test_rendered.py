@@ -8,8 +8,8 @@ import time
 
 import pytest
 
-from ops.audit import run_audit
-from ops.audit.rendered import audit_rendered, image_problem
+from ops.audit import known_rules, run_audit
+from ops.audit.rendered import audit_rendered, image_problem, parse_rule, rule_matches
 from ops.catalog import ConfigError, load_environment
 from ops.render import PlaceholderSecrets, render_environment
 
@@ -328,6 +328,106 @@ def test_traefik_dashboard_and_trusted_ips(prod, rendered):
     assert [f.where for f in api] == [f"app-1 {path}:{line_of(rendered, 'app-1', path, 'api:')}"]
     assert [f.where for f in ips] == [
         f"app-1 {path}:{line_of(rendered, 'app-1', path, 'forwardedHeaders:')}"]
+
+
+PAYMENTS_DYNAMIC = "/opt/superapp/traefik/dynamic/payments.yml"
+DENY = 'priority: 100000\n      middlewares: ["payments-not-found"]\n      service: "noop@internal"'
+
+
+def test_internal_api_denied_on_web_for_every_service_and_prefix(prod, rendered):
+    """Silent on the real rendering: every route prefix of every service, on every app host,
+    has its /internal/ and /admin/ taken by a deny router."""
+    assert findings(prod, rendered, "rendered.internal-api-public") == []
+    assert "rendered.internal-api-public" in known_rules()
+
+
+def test_internal_api_public_when_the_deny_router_is_missing(prod, rendered):
+    edit(rendered, "app-1", PAYMENTS_DYNAMIC,
+         'payments-private-denied:\n      entryPoints: ["web"]',
+         'payments-private-denied:\n      entryPoints: ["internal"]')
+    found = findings(prod, rendered, "rendered.internal-api-public")
+    public_line = line_of(rendered, "app-1", PAYMENTS_DYNAMIC, "    payments:")
+    assert [(f.severity, f.where, f.key) for f in found] == [
+        ("high", f"app-1 {PAYMENTS_DYNAMIC}:{public_line}", "app-1:payments:/payments/internal/"),
+        ("high", f"app-1 {PAYMENTS_DYNAMIC}:{public_line}", "app-1:payments:/payments/admin/")]
+    assert "router payments on entrypoint web" in found[0].message
+    assert "noop@internal" in found[0].fix
+
+
+def test_internal_api_public_when_the_deny_router_loses_on_priority(prod, rendered):
+    edit(rendered, "app-2", PAYMENTS_DYNAMIC, DENY, DENY.replace("100000", "10"))
+    found = findings(prod, rendered, "rendered.internal-api-public")
+    assert [f.key for f in found] == ["app-2:payments:/payments/internal/",
+                                      "app-2:payments:/payments/admin/"]
+
+
+def test_internal_api_public_when_one_subpath_is_not_denied(prod, rendered):
+    edit(rendered, "app-3", PAYMENTS_DYNAMIC,
+         " || Path(`/payments/admin`) || PathPrefix(`/payments/admin/`)", "")
+    [found] = findings(prod, rendered, "rendered.internal-api-public")
+    assert found.key == "app-3:payments:/payments/admin/"
+
+
+def test_internal_api_public_when_the_deny_router_forwards_to_the_service(prod, rendered):
+    edit(rendered, "app-1", PAYMENTS_DYNAMIC, DENY, DENY.replace('"noop@internal"', '"payments"'))
+    found = findings(prod, rendered, "rendered.internal-api-public")
+    deny_line = line_of(rendered, "app-1", PAYMENTS_DYNAMIC, "payments-private-denied:")
+    assert {f.where for f in found} == {f"app-1 {PAYMENTS_DYNAMIC}:{deny_line}"}
+    assert len(found) == 2
+
+
+def test_internal_api_public_when_the_deny_router_names_a_missing_middleware(prod, rendered):
+    """Traefik drops such a router: the public one takes the request."""
+    edit(rendered, "app-1", PAYMENTS_DYNAMIC, DENY,
+         DENY.replace('["payments-not-found"]', '["payments-not-fuond"]'))
+    assert len(findings(prod, rendered, "rendered.internal-api-public")) == 2
+
+
+def test_internal_api_public_through_a_router_of_another_file(prod, rendered):
+    """Traefik merges every dynamic file: a stronger router elsewhere wins, whatever its Host."""
+    edit(rendered, "app-2", "/opt/superapp/traefik/dynamic/bus.yml", "  middlewares:\n",
+         "    bus-greedy:\n      entryPoints: [\"web\"]\n"
+         "      rule: \"PathPrefix(`/payments/internal/`)\"\n      priority: 200000\n"
+         "      service: \"bus\"\n  middlewares:\n")
+    [found] = findings(prod, rendered, "rendered.internal-api-public")
+    assert found.key == "app-2:payments:/payments/internal/"
+    assert found.where.startswith("app-2 /opt/superapp/traefik/dynamic/bus.yml:")
+    assert "router bus-greedy" in found.message
+
+
+def test_internal_api_deny_to_a_service_without_servers_is_accepted(prod, rendered):
+    edit(rendered, "app-1", PAYMENTS_DYNAMIC, DENY,
+         DENY.replace('"noop@internal"', '"payments-nowhere"'))
+    edit(rendered, "app-1", PAYMENTS_DYNAMIC, "  services:\n",
+         "  services:\n    payments-nowhere:\n      loadBalancer:\n        servers: []\n")
+    assert findings(prod, rendered, "rendered.internal-api-public") == []
+
+
+def test_internal_api_public_through_an_encoded_slash(prod, rendered):
+    path = "/opt/superapp/traefik/traefik.yml"
+    edit(rendered, "app-4", path, "allowEncodedSlash: false", "allowEncodedSlash: true")
+    [found] = findings(prod, rendered, "rendered.internal-api-public")
+    assert found.where == f"app-4 {path}:{line_of(rendered, 'app-4', path, '  web:')}"
+    assert "(allowEncodedSlash not false)" in found.message
+
+
+@pytest.mark.parametrize(("rule", "host", "path", "unknown", "expected"), [
+    ("(Host(`a.b`)) && (Path(`/p`) || PathPrefix(`/p/`))", "A.B", "/p/x", False, True),
+    ("(Host(`a.b`)) && (Path(`/p`) || PathPrefix(`/p/`))", "c.d", "/p/x", True, False),
+    ('PathPrefix("/p/") && !Header(`X-A`, `1`)', "h", "/p/x", True, True),
+    ('PathPrefix("/p/") && !Header(`X-A`, `1`)', "h", "/p/x", False, False),
+    ("HostRegexp(`^.+\\.b$`) && PathRegexp(`^/p/(internal|admin)/`)", "a.b", "/p/admin/x",
+     False, True),
+    ("Method(`POST`) && PathPrefix(`/p/`)", "h", "/p/x", True, False),
+])
+def test_router_rules_are_matched_like_traefik(rule, host, path, unknown, expected):
+    assert rule_matches(parse_rule(rule), host, path, unknown) is expected
+
+
+@pytest.mark.parametrize("rule", ["Host(`a`", "Host(`a`) &&", "(Path(`/a`)", "Path(/a)"])
+def test_unreadable_router_rules_are_refused(rule):
+    with pytest.raises((ValueError, IndexError)):
+        parse_rule(rule)
 
 
 def test_wide_upstream_proxies_are_refused_by_the_loader(repo_copy):

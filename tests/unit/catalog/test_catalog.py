@@ -325,3 +325,16 @@ def test_all_errors_are_reported_at_once(repo_copy):
     message = error_of(repo_copy)
     assert message.startswith("2 configuration errors:")
     assert "alowed_origins" in message and "hmac_replay_window_seconds" in message
+
+
+def test_payments_must_run_where_its_callers_run(repo_copy):
+    repo_copy.append(PROD, 'placement = {"payments": ["app-1", "app-2", "app-3"]}')
+    assert ("group_data/prod.py: placement.payments: host 'app-4' runs taxi, commerce, food, "
+            "doctors, stays, bus, flights, utilities, carrental, which call payments, but not "
+            "payments" in error_of(repo_copy))
+    repo_copy.append(PROD, 'placement = {"payments": ["app-1", "app-2", "app-3"], '
+                           '"taxi": ["app-1"], "commerce": ["app-2"], "food": ["app-3"], '
+                           '"doctors": ["app-1"], "stays": ["app-1"], "bus": ["app-1"], '
+                           '"flights": ["app-1"], "utilities": ["app-1"], '
+                           '"carrental": ["app-1"]}')
+    repo_copy.load("prod")  # no caller on app-4: payments need not run there

@@ -5,6 +5,8 @@ from __future__ import annotations
 import subprocess
 import time
 
+import pytest
+
 from ops.host import commands as cmd
 
 
@@ -39,20 +41,6 @@ def test_make_dirs_creates_missing_and_leaves_existing_alone(tmp_path) -> None:
     assert (new.stat().st_mode & 0o777) == 0o700
 
 
-def test_lock_is_exclusive_and_released_only_by_its_owner(tmp_path) -> None:
-    lock = str(tmp_path / "sub" / "deploy.lock")
-    first = subprocess.run(["sh", "-c", cmd.acquire_lock(lock, {"owner": "a@x", "token": "t1"})],
-                           capture_output=True, text=True)
-    assert first.stdout.strip() == "acquired"
-    second = subprocess.run(["sh", "-c", cmd.acquire_lock(lock, {"owner": "b@y", "token": "t2"})],
-                            capture_output=True, text=True)
-    assert second.stdout.startswith("held") and '"owner":"a@x"' in second.stdout
-    subprocess.run(["sh", "-c", cmd.release_lock(lock, "t2")], check=True)
-    assert (tmp_path / "sub" / "deploy.lock").exists()
-    subprocess.run(["sh", "-c", cmd.release_lock(lock, "t1")], check=True)
-    assert not (tmp_path / "sub" / "deploy.lock").exists()
-
-
 def test_json_records_write_and_append(tmp_path) -> None:
     path = str(tmp_path / "ledger.jsonl")
     for n in (1, 2):
@@ -75,21 +63,48 @@ def test_wait_healthy_reports_each_container(tmp_path) -> None:
     assert "ok good" in res.stdout.splitlines() and "fail bad" in res.stdout.splitlines()
 
 
-def test_wait_traefik_reload_waits_for_one_more_reload(tmp_path) -> None:
+def fake_traefik(tmp_path, metrics: str) -> dict[str, str]:
+    """A `docker` on PATH whose `docker exec traefik busybox wget ...` prints `metrics`."""
+    (tmp_path / "metrics.txt").write_text(metrics)
     fake = tmp_path / "docker"
-    fake.write_text("#!/bin/sh\necho 'traefik_config_reloads_total 12'\n"
-                    "echo 'traefik_config_last_reload_success 1.795688761e+09'\n")
+    fake.write_text(f"#!/bin/sh\ncat {tmp_path / 'metrics.txt'}\n")
     fake.chmod(0o755)
-    env = {"PATH": f"{tmp_path}:/usr/bin:/bin"}
+    return {"PATH": f"{tmp_path}:/usr/bin:/bin"}
+
+
+METRICS = "\n".join([
+    "# HELP traefik_service_server_up service server is up, described by gauge value of 0 or 1.",
+    "# TYPE traefik_service_server_up gauge",
+    'traefik_service_server_up{service="chat@file",url="http://chat-b:8000"} 1',
+    'traefik_service_server_up{service="food@file",url="http://food-b:8000"} 0',
+    'traefik_service_server_up{service="taxi@file",url="http://taxi-a:8000"} 1',
+    "traefik_config_reloads_total 12",
+]) + "\n"
+
+
+def test_wait_traefik_serving_needs_every_new_server_up(tmp_path) -> None:
+    env = fake_traefik(tmp_path, METRICS)
     url = "http://127.0.0.1:8082/metrics"
-    count = subprocess.run(["sh", "-c", cmd.traefik_reloads("traefik", url)], env=env,
-                           capture_output=True, text=True).stdout
-    assert count == "12"
-    done = cmd.wait_traefik_reload("traefik", url, after_count=11, timeout=2)
-    assert subprocess.run(["sh", "-c", done], env=env).returncode == 0
-    stale = cmd.wait_traefik_reload("traefik", url, after_count=12, timeout=1)
-    res = subprocess.run(["sh", "-c", stale], env=env, capture_output=True, text=True)
-    assert res.returncode == 1 and "did not reload" in res.stdout
+    up = cmd.wait_traefik_serving("traefik", url, {"chat": "http://chat-b:8000",
+                                                    "taxi": "http://taxi-a:8000"}, timeout=2)
+    assert subprocess.run(["sh", "-c", up], env=env).returncode == 0
+    # food's new server is down, chat's old one (a) is not the one named: not served yet
+    waiting = cmd.wait_traefik_serving("traefik", url, {"food": "http://food-b:8000",
+                                                         "chat": "http://chat-a:8000",
+                                                         "taxi": "http://taxi-a:8000"}, timeout=1)
+    res = subprocess.run(["sh", "-c", waiting], env=env, capture_output=True, text=True)
+    assert (res.returncode, res.stdout.strip()) == (
+        1, "Traefik does not serve the new server of: chat food")
+
+
+@pytest.mark.parametrize("unreadable", ["", "<html>502 Bad Gateway</html>\n"])
+def test_an_empty_or_unparsable_metrics_read_is_never_success(tmp_path, unreadable) -> None:
+    env = fake_traefik(tmp_path, unreadable)
+    script = cmd.wait_traefik_serving("traefik", "http://127.0.0.1:8082/metrics",
+                                      {"chat": "http://chat-b:8000"}, timeout=1)
+    res = subprocess.run(["sh", "-c", script], env=env, capture_output=True, text=True)
+    assert res.returncode == 1
+    assert "could not read Traefik metrics at http://127.0.0.1:8082/metrics" in res.stdout
 
 
 def run_sh(script: str) -> subprocess.CompletedProcess:

@@ -11,8 +11,8 @@ from pathlib import Path
 
 from ops.host.state import (
     CRON_GLOB,
+    INTENT_SUFFIX,
     LEDGER_PATH,
-    LOCK_PATH,
     SERVICE_STATE_DIR,
     parse_host_state,
     state_script,
@@ -34,18 +34,20 @@ def test_parses_a_recorded_snapshot() -> None:
     assert "10.231.0.1:5000/superapp/traefik:3.7.15" in state.images
     assert state.digests["10.231.0.1:5000/superapp/traefik:3.7.15"].startswith("sha256:")
     assert state.services["payments"]["slot"] == payments.labels["superapp.slot"]
-    assert state.lock is None
+    assert state.intents == {} and state.routes == {}  # recorded before routes were read
     assert state.ledger and state.ledger[-1]["env"] == "local"
 
 
 def test_empty_host_and_garbage_are_not_fatal() -> None:
-    fresh = parse_host_state(["@@files", "@@containers", "@@images", "@@services", "@@lock",
-                              "@@ledger"])
+    fresh = parse_host_state(["@@files", "@@containers", "@@images", "@@services",
+                              "@@intents", "@@routes", "@@ledger"])
     assert fresh.files == {} and fresh.containers == {} and fresh.ledger == []
     noisy = parse_host_state(["@@files", "not a checksum line", "@@ledger", "{broken json",
-                              "[1, 2]", '{"release": "r1"}', "@@lock", '{"owner": "a@b"}'])
+                              "[1, 2]", '{"release": "r1"}', "@@lock", '{"owner": "a@b"}',
+                              "@@routes", "/x/food.yml:# superapp-live-slot: ",
+                              "no colon here"])
     assert noisy.files == {} and noisy.ledger == [{"release": "r1"}]
-    assert noisy.lock == {"owner": "a@b"}
+    assert noisy.routes == {}  # an old recording's lock section is skipped, not misread
 
 
 CANARY = "CANARY-state-secret-7f3a"
@@ -67,11 +69,13 @@ def test_the_script_run_on_a_host_tree_returns_hashes_records_lock_and_ledger(tm
         CRON_GLOB.replace("*", "backup-payments"): "0 2 * * * root true\n",
         "/etc/cron.d/someone-else": "not ours\n",
     }
+    files["/opt/superapp/traefik/dynamic/food.yml"] = (
+        "# food: routes to the live slot.\n# superapp-live-slot: a\nhttp: {}\n")
     record = {"service": "payments", "slot": "b", "image": "reg/x:v2"}
-    lock = {"owner": "ops@box", "token": "t1"}
+    intent = {"service": "food", "slot": "b", "image": "reg/x:v3"}
     ledger = [{"release": f"r{i}", "result": "success"} for i in range(3)]
     files[f"{SERVICE_STATE_DIR}/payments.json"] = json.dumps(record)
-    files[LOCK_PATH] = json.dumps(lock) + "\n"
+    files[f"{SERVICE_STATE_DIR}/food.json{INTENT_SUFFIX}"] = json.dumps(intent)
     files[LEDGER_PATH] = "".join(json.dumps(e) + "\n" for e in ledger)
     for path, content in files.items():
         (tmp_path / path.lstrip("/")).parent.mkdir(parents=True, exist_ok=True)
@@ -84,11 +88,14 @@ def test_the_script_run_on_a_host_tree_returns_hashes_records_lock_and_ledger(tm
                if p.startswith(("/etc/superapp/", "/opt/superapp/", CRON_GLOB.rstrip("*")))}
     assert state.files == managed  # every managed file (and ours only), by sha256
     assert CANARY not in "\n".join(lines)  # a secret file's content never leaves the host
-    assert state.services == {"payments": record}
-    assert state.lock == lock and state.ledger == ledger
+    assert state.services == {"payments": record}  # the intent is not a record
+    assert state.intents == {"food": intent}
+    assert state.routes == {"food": "a"}  # the one line read from a route file
+    assert state.ledger == ledger
     assert state.containers == {} and state.images == set()
 
 
 def test_the_script_on_a_fresh_host_returns_an_empty_state(tmp_path):
     state = parse_host_state(run_script(tmp_path))
-    assert (state.files, state.services, state.lock, state.ledger) == ({}, {}, None, [])
+    assert (state.files, state.services, state.intents, state.routes, state.ledger) == (
+        {}, {}, {}, {}, [])

@@ -173,16 +173,59 @@ def test_traefik_routes_public_internal_and_never_the_api(prod_files):
         "(Host(`api.superapp.sy`)) && (Path(`/payments`) || PathPrefix(`/payments/`))")
     assert routers["payments-internal"]["entryPoints"] == ["internal"]
     assert "/_svc/payments/metrics" in routers["payments-internal"]["rule"]
+    # service-to-service calls: every path, unchanged (no strip: the HMAC covers the path)
+    assert routers["payments-internal-host"] == {
+        "entryPoints": ["internal"], "rule": "Host(`payments.internal`)", "service": "payments"}
     assert all("internal" not in r["entryPoints"] or "_svc" in r["rule"]
-               for r in routers.values())
+               or r["rule"] == "Host(`payments.internal`)" for r in routers.values())
 
 
-def test_edge_publishes_web_publicly_and_the_rest_privately(prod_files):
+def test_internal_and_admin_apis_answer_404_on_the_public_entrypoint(prod, prod_files):
+    for host in prod.hosts_with_role("app"):
+        files = by_path(prod_files[host.name])
+        for service in prod.services.values():
+            http = yaml.safe_load(files[f"/opt/superapp/traefik/dynamic/{service.name}.yml"]
+                                  .content)["http"]
+            denied = http["routers"][f"{service.name}-private-denied"]
+            assert denied["entryPoints"] == ["web"]
+            assert denied["priority"] == 100000  # above the public router's rule length
+            assert denied["service"] == "noop@internal"  # never reaches the service
+            for p in service.routes:
+                for sub in ("internal", "admin"):
+                    assert f"Path(`{p}/{sub}`) || PathPrefix(`{p}/{sub}/`)" in denied["rule"]
+            assert "Host(`api.superapp.sy`)" in denied["rule"]
+            # noop@internal answers 418: rewritten to a plain 404
+            [middleware] = denied["middlewares"]
+            assert http["middlewares"][middleware] == {"errors": {
+                "status": ["418"], "statusRewrites": {"418": 404},
+                "service": "noop@internal", "query": "/"}}
+            host_router = http["routers"][f"{service.name}-internal-host"]
+            assert host_router["rule"] == f"Host(`{service.dns_name}.internal`)"
+            assert "middlewares" not in host_router
+
+
+def test_callers_are_told_the_internal_url_of_the_verifier(prod, prod_files):
+    for service in prod.services.values():
+        env = compose_services(prod_files["app-1"], service.name)["services"][service.name][
+            "environment"]
+        if service.hmac_role == "caller":
+            assert env["PAYMENTS_INTERNAL_URL"] == "http://payments.internal:8081"
+        else:
+            assert "PAYMENTS_INTERNAL_URL" not in env
+    reaper = compose_services(prod_files["app-1"], "taxi")["services"]["reaper"]
+    assert "PAYMENTS_INTERNAL_URL" not in reaper["environment"]  # own env, not taxi's
+
+
+def test_edge_publishes_web_publicly_and_the_rest_privately(prod, prod_files):
     edge = yaml.safe_load(by_path(prod_files["app-2"])["/opt/superapp/compose/edge.yml"].content)
     traefik = edge["services"]["traefik"]
     assert traefik["ports"] == ["10.10.0.12:80:80", "10.10.0.12:8081:8081",
                                 "10.10.0.12:8082:8082"]
-    assert traefik["networks"] == {"superapp": {"ipv4_address": "172.30.0.2"}}
+    # `<service>.internal` (port 8081) is this Traefik for every service the host runs
+    assert traefik["networks"] == {"superapp": {
+        "ipv4_address": "172.30.0.2",
+        "aliases": [f"{s.dns_name}.internal" for s in prod.services.values()]}}
+    assert "ai-gateway.internal" in traefik["networks"]["superapp"]["aliases"]
     # containers get addresses only from the upper half: Traefik's fixed .2 can't be taken
     assert edge["networks"]["superapp"]["ipam"]["config"] == [
         {"subnet": "172.30.0.0/24", "ip_range": "172.30.0.128/25"}]
@@ -293,3 +336,14 @@ def test_golden_files_for_the_local_environment(environments, host, path):
         golden.parent.mkdir(parents=True, exist_ok=True)
         golden.write_text(content)
     assert content == golden.read_text()
+
+
+def test_internal_aliases_follow_placement(repo_copy):
+    repo_copy.append("group_data/prod.py", 'placement = {"chat": ["app-1"]}')
+    files = render_environment(repo_copy.load("prod"), PlaceholderSecrets())
+
+    def aliases(host):
+        edge = yaml.safe_load(by_path(files[host])["/opt/superapp/compose/edge.yml"].content)
+        return edge["services"]["traefik"]["networks"]["superapp"]["aliases"]
+    assert "chat.internal" in aliases("app-1")
+    assert "chat.internal" not in aliases("app-2") and "payments.internal" in aliases("app-2")

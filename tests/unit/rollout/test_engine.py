@@ -1,4 +1,5 @@
-"""ops.rollout against a scripted `Remote`: order, stop at the first failure, undo, lock."""
+"""ops.rollout.engine and .swap against a scripted `Remote`: order, stop at the first failure,
+undo in the safe order, the lock checked at every step, interrupted swaps finished."""
 
 from __future__ import annotations
 
@@ -8,10 +9,11 @@ import shlex
 import pytest
 
 from ops.catalog import load_environment
-from ops.host.state import HostState
-from ops.rollout.engine import rollout
+from ops.host.state import Container, HostState
+from ops.rollout.engine import Checkpoints, parse_fault, rollout
 from ops.rollout.ledger import Release, previous_release
-from ops.rollout.plan import plan_host
+from ops.rollout.lock import LockLost
+from ops.rollout.plan import Reason, plan_host, sha256
 from ops.rollout.steps import RolloutError
 from tests.unit.rollout.test_plan import SECRETS, deployed_state
 
@@ -25,15 +27,13 @@ class FakeRemote:
         self.name, self.unhealthy = name, unhealthy
         self.commands: list[str] = []
         self.files: dict[str, bytes] = {}
-        self.reloads = 0
+        self.never_serves: set[str] = set()  # server URLs Traefik never reports up
 
     def run(self, command: str, timeout: int | None = None) -> tuple[bool, str, str]:
         self.commands.append(command)
-        if "set -C" in command:  # the lock
-            return True, "acquired\n", ""
-        if "traefik_config_reloads_total" in command and "while" not in command:
-            self.reloads += 1
-            return True, str(self.reloads), ""
+        if "traefik_service_server_up" in command:
+            stuck = [u for u in self.never_serves if f'url="{u}"' in command]
+            return (not stuck), ("Traefik does not serve the new server of: x" if stuck else ""), ""
         if command.startswith("end=") and "wget" in command and "/health" in command:
             bad = [n for n in self.unhealthy if n in command]
             return (not bad), "".join(f"fail {n}\n" for n in bad), ""
@@ -82,18 +82,40 @@ def test_an_unhealthy_service_stops_the_rollout_and_is_undone() -> None:
     assert any("compose -p sa-food-b down" in c for c in host2)  # new slot removed
     assert any(".prev" in c and "mv -f" in c for c in host2)  # previous files restored
     assert not any("sa-food-a down" in c for c in host2)  # the old slot kept serving
-    # the lock (on the primary, host1) is released even though the rollout failed
-    assert any("deploy.lock" in c and "rm -f" in c for c in remotes[0].commands[-3:])
+    assert not any("mv -f /var/lib/superapp/services/food.json.next "
+                   "/var/lib/superapp/services/food.json" in c for c in host2)  # never live
 
 
-def test_a_held_lock_refuses_before_anything_runs() -> None:
+def index_of(commands: list[str], *needles: str) -> int:
+    return next(i for i, c in enumerate(commands) if all(n in c for n in needles))
+
+
+def test_traffic_not_moving_is_undone_route_first_then_containers() -> None:
     plans, remotes = changed_fleet()
-    holder = {"owner": "alice@laptop", "started": "2026-01-01T00:00:00+00:00",
-              "expires": "2999-01-01T00:00:00+00:00", "token": "t"}
-    remotes[0].run = lambda command, timeout=None: (True, "held\n" + json.dumps(holder), "")
-    with pytest.raises(RolloutError, match="another deploy holds the local lock: alice@laptop"):
+    remotes[0].never_serves = {"http://chat-b:8000"}
+    with pytest.raises(RolloutError, match="waiting for Traefik to serve the new containers"):
         rollout(ENV, plans, remotes, Release(env="local", commit="abc"))
+    host1 = remotes[0].commands
+    restored = index_of(host1, "/opt/superapp/traefik/dynamic/chat.yml.prev", "mv -f")
+    back = index_of(host1, "traefik_service_server_up", 'url="http://chat-a:8000"')
+    removed = index_of(host1, "compose -p sa-chat-b down")
+    assert restored < back < removed  # route back, Traefik serves the old slot, then remove
     assert remotes[1].commands == [] and remotes[2].commands == []
+
+
+class LostLock:
+    """A lock another run broke: every checkpoint must stop the rollout."""
+
+    def check(self) -> None:
+        raise LockLost("stopped: the lock was broken")
+
+
+def test_a_lost_lock_stops_the_rollout_before_the_next_step() -> None:
+    plans, remotes = changed_fleet()
+    with pytest.raises(RolloutError, match="the lock was broken"):
+        rollout(ENV, plans, remotes, Release(env="local", commit="abc"),
+                checkpoints=Checkpoints(LostLock(), environ={}))
+    assert all(not any("docker compose" in c for c in r.commands) for r in remotes)
 
 
 def test_unchanged_hosts_are_left_alone() -> None:
@@ -116,3 +138,65 @@ def test_previous_release_skips_failures_and_identical_releases() -> None:
     assert previous_release(ledger, "r2")["release"] == "r2"
     with pytest.raises(LookupError):
         previous_release(ledger[:1])
+
+
+def interrupted_state(route: str, intent_slot: str | None) -> HostState:
+    """host2 on v0 in slot a, with a swap of chat to slot b that an interrupted run left: its
+    intent (the new release's chat) written, b's containers up, the route on `route`."""
+    state = deployed_state("host2")  # the new release everywhere, except chat: still on v0
+    state.services["chat"]["image"] = "reg/superapp/standin:v0"
+    for c in state.containers.values():  # compose labels its containers with their project
+        c.labels["com.docker.compose.project"] = (
+            f"sa-{c.labels['superapp.service']}-{c.labels['superapp.slot']}")
+    fresh = plan_host(ENV, "host2", SECRETS, state)
+    chat = next(c for c in fresh.services if c.service == "chat")
+    if intent_slot:
+        state.intents["chat"] = {"service": "chat", "slot": intent_slot, "image": chat.image,
+                                 "hash": chat.config_hash}
+    state.containers["chat-b"] = Container("chat-b", chat.image, "running", "Up (healthy)", {
+        "superapp.service": "chat", "superapp.slot": "b",
+        "com.docker.compose.project": "sa-chat-b"})
+    state.routes = dict.fromkeys(state.services, "a") | {"chat": route}
+    for f in chat.files + [chat.route]:
+        state.files[f.path] = sha256(f.content)
+    return state
+
+
+def test_a_swap_interrupted_after_the_route_moved_is_finished_not_redone() -> None:
+    state = interrupted_state(route="b", intent_slot="b")
+    plan = plan_host(ENV, "host2", SECRETS, state)
+    assert [c.service for c in plan.services] == []  # chat runs what the intent says
+    assert plan.promote == {"chat": "http://chat-b:8000"}
+    assert plan.leftover_projects == ["sa-chat-a"] and plan.stale_intents == []
+    remote = FakeRemote("host2")
+    rollout(ENV, [plan], [remote], Release(env="local", commit="abc"))
+    serving = index_of(remote.commands, "traefik_service_server_up", 'url="http://chat-b:8000"')
+    promoted = index_of(remote.commands, "mv -f", "chat.json.next")
+    stopped = index_of(remote.commands, "compose -p sa-chat-a down")
+    assert serving < promoted < stopped  # the live slot is never the one removed
+
+
+def test_a_swap_interrupted_before_the_route_moved_is_cleaned_and_redone() -> None:
+    state = interrupted_state(route="a", intent_slot="b")
+    plan = plan_host(ENV, "host2", SECRETS, state)
+    assert plan.promote == {} and plan.stale_intents == ["chat"]
+    assert plan.leftover_projects == ["sa-chat-b"]
+    chat = next(c for c in plan.services if c.service == "chat")
+    assert (chat.old_slot, chat.new_slot) == ("a", "b")
+
+
+def test_a_route_without_a_record_is_still_the_live_slot() -> None:
+    state = interrupted_state(route="b", intent_slot=None)
+    plan = plan_host(ENV, "host2", SECRETS, state)
+    chat = next(c for c in plan.services if c.service == "chat")
+    assert chat.reasons == [Reason.UNRECORDED]
+    assert (chat.old_slot, chat.new_slot) == ("b", "a")  # a, not the live b, is replaced
+    assert plan.leftover_projects == ["sa-chat-a"]  # b serves: it is not a leftover
+
+
+@pytest.mark.parametrize(("text", "fault"), [
+    ("after:switched", ("switched", None)), ("after:healthy@host2", ("healthy", "host2")),
+    ("", None), ("before:x", None), ("after:", None),
+])
+def test_the_fault_hook_names_a_step_and_optionally_a_host(text, fault) -> None:
+    assert parse_fault(text) == fault

@@ -1,27 +1,72 @@
-"""ops.plan: what a host must do, from rendered desired state and a host snapshot (pure)."""
+"""ops.rollout.plan: what a host must do, from rendered desired state and a host snapshot (pure)."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from ops.catalog import load_environment
-from ops.host.state import Container, HostState
+from ops.catalog.model import SecretRef
+from ops.host.state import Container, HostState, parse_host_state
 from ops.render import MappingSecrets, render_host, service_content_hash
-from ops.rollout.plan import Reason, describe_reasons, plan_host, sha256
+from ops.rollout.plan import (
+    HostPlan,
+    Reason,
+    describe_reasons,
+    live_slots,
+    other_slot,
+    plan_host,
+    plan_lines,
+    sha256,
+)
+from ops.secrets.bootstrap import fake_value
+from ops.secrets.vault import VaultError
 
 ENV = load_environment("local")
-SECRETS = MappingSecrets({str(r): f"value-{r.key.lower()}-0123456789"
-                          for r in ENV.all_secret_refs() if not r.optional})
+
+# host2 of the testbed right after a real deploy with SECRETS in Vault (the output of
+# ops.host.state.STATE_SCRIPT). Re-record with the script beside it whenever group_data/local.py,
+# the catalog or the templates change what host2 renders:
+#     .venv/bin/python tests/fixtures/hoststate/record_known_secrets.py
+RECORDING = Path(__file__).parents[2] / "fixtures" / "hoststate" / "host2-known-secrets.txt"
+RECORD_COMMAND = ".venv/bin/python tests/fixtures/hoststate/record_known_secrets.py"
+
+
+def known_value(ref: SecretRef) -> str:
+    """A deterministic test value for `ref`. Settings issued elsewhere (URL, e-mail, SMTP
+    host:port, plain strings) get the bootstrap's well-formed fakes, since Alertmanager refuses a
+    smarthost without a port; every generated kind (jwt, password, hmac...) a marked string."""
+    try:
+        return fake_value(ref, ENV.name)
+    except VaultError:  # no fake for a kind the bootstrap generates at random
+        return f"value-{ref.key.lower()}-0123456789"
+
+
+# The one set of secret values of these tests (and of test_engine.py), also the values the
+# recording was deployed with (record_known_secrets.py writes exactly these to Vault).
+KNOWN_VALUES = {str(r): known_value(r) for r in ENV.all_secret_refs() if not r.optional}
+SECRETS = MappingSecrets(KNOWN_VALUES)
+
+
+def recorded_host2() -> HostState:
+    return parse_host_state(RECORDING.read_text().splitlines())
 
 
 def deployed_state(host: str, slot: str = "a", image: str | None = None) -> HostState:
-    """A host exactly as a successful deploy of ENV leaves it."""
+    """A synthetic approximation of a host after a successful deploy of ENV, built with the
+    same render functions the plan uses: good for what the rollout does with a plan
+    (test_engine.py), blind to any disagreement between a real deploy and the plan. The no-op
+    contract is checked against a real host's recording instead (RECORDING)."""
     slots = {s.name: slot for s in ENV.services_on(host)}
     state = HostState()
     for f in render_host(ENV, host, SECRETS, slots):
         state.files[f.path] = sha256(f.content)
     for s in ENV.services_on(host):
-        name = s.container_name(slot)
-        state.containers[name] = Container(name, ENV.image(s), "running", "Up (healthy)",
-                                           {"superapp.service": s.name, "superapp.slot": slot})
+        for sidecar in (None, *(sc.name for sc in ENV.sidecars_on(s, host))):
+            name = s.container_name(slot, sidecar)
+            state.containers[name] = Container(
+                name, ENV.image(s), "running", "Up (healthy)",
+                {"superapp.service": s.name, "superapp.slot": slot,
+                 "com.docker.compose.project": f"sa-{s.dns_name}-{slot}"})
         state.services[s.name] = {"service": s.name, "slot": slot,
                                   "image": image or ENV.image(s),
                                   "hash": service_content_hash(ENV, s.name, host, SECRETS)}
@@ -42,9 +87,54 @@ def test_a_fresh_host_deploys_everything_in_slot_a() -> None:
     assert "edge" in plan.infra_units and plan.missing_images
 
 
-def test_nothing_to_change_when_the_host_matches() -> None:
-    plan = plan_host(ENV, "host2", SECRETS, deployed_state("host2"))
-    assert not plan.changed, (plan.services, plan.infra_files, plan.missing_images)
+def differences(plan: HostPlan, state: HostState) -> str:
+    """Why a plan against the recording is not a no-op, as a reader needs it."""
+    host = plan.host
+    files = [f"  {f.path} ({f.unit}): recorded {state.files.get(f.path, 'absent')[:12]}, "
+             f"rendered {sha256(f.content)[:12]}"
+             for f in render_host(ENV, host, SECRETS, live_slots(ENV, host, state))
+             if state.files.get(f.path) != sha256(f.content)]
+    records = []
+    for s in ENV.services_on(host):
+        record = state.services.get(s.name) or {}
+        expected = {"image": ENV.image(s),
+                    "hash": service_content_hash(ENV, s.name, host, SECRETS)}
+        records += [f"  {s.name} {key}: recorded {record.get(key)}, expected {want}"
+                    for key, want in expected.items() if record.get(key) != want]
+    return "\n".join([
+        f"{host} as a real deploy left it (recorded) differs from what the plan expects:",
+        *[f"  plan: {line}" for line in plan_lines(plan)],
+        "files rendered for the live slots that differ from the recording:",
+        *(files or ["  none"]),
+        "service records that differ:",
+        *(records or ["  none"]),
+        "If group_data/local.py, the catalog or the templates changed on purpose, re-record "
+        f"(testbed up, no integration run): {RECORD_COMMAND}",
+    ])
+
+
+def test_nothing_to_change_on_a_host_a_real_deploy_left() -> None:
+    state = recorded_host2()
+    assert set(state.services) == {s.name for s in ENV.services_on("host2")}
+    plan = plan_host(ENV, "host2", SECRETS, state)
+    assert not plan.changed, differences(plan, state)
+    assert plan.unchanged == [s.name for s in ENV.services_on("host2")]
+
+
+def test_a_new_image_on_the_recorded_host_swaps_exactly_that_service() -> None:
+    state = recorded_host2()
+    payments = ENV.services["payments"]
+    bumped = ENV.image(payments).rpartition(":")[0] + ":v99"
+    plan = plan_host(ENV.with_images({"payments": bumped}), "host2", SECRETS, state)
+    assert [c.service for c in plan.services] == ["payments"]
+    change = plan.services[0]
+    live = state.services["payments"]["slot"]
+    assert change.reasons == [Reason.IMAGE]
+    assert (change.old_slot, change.new_slot) == (live, other_slot(live))
+    assert change.old_image == ENV.image(payments) and change.image == bumped
+    assert change.migrate
+    assert plan.missing_images == {bumped}
+    assert not plan.infra_files and not plan.leftover_containers and not plan.leftover_files
 
 
 def test_new_image_swaps_to_the_other_slot_and_migrates() -> None:
@@ -63,9 +153,7 @@ def test_new_image_swaps_to_the_other_slot_and_migrates() -> None:
 def test_a_changed_secret_swaps_only_the_services_that_use_it() -> None:
     state = deployed_state("host2")
     ref = next(r for r in ENV.secret_refs(ENV.services["food"]) if r.key == "JWT_SECRET")
-    changed = MappingSecrets({**{str(r): f"value-{r.key.lower()}-0123456789"
-                                 for r in ENV.all_secret_refs() if not r.optional},
-                              str(ref): "a-brand-new-jwt-secret-0123456789"})
+    changed = MappingSecrets({**KNOWN_VALUES, str(ref): "a-brand-new-jwt-secret-0123456789"})
     plan = plan_host(ENV, "host2", changed, state)
     assert [c.service for c in plan.services] == ["food"]
     assert plan.services[0].reasons == ["configuration or secrets changed"]

@@ -282,14 +282,17 @@ def test_policies_deploy_reads_only_rotate_writes_generated_paths(prod):
     docs = policy_documents(prod)
     assert set(docs) == {"superapp-prod-deploy", "superapp-prod-rotate"}
     paths = {r.path for r in prod.all_secret_refs()}
-    deploy_blocks = re.findall(r'path "([^"]+)" \{\n  capabilities = \[([^]]*)\]',
-                               docs["superapp-prod-deploy"])
-    assert {p for p, _ in deploy_blocks} == {f"secret/data/{p}" for p in paths}
-    assert {caps for _, caps in deploy_blocks} == {'"read"'}
+    deploy = dict(re.findall(r'path "([^"]+)" \{\n  capabilities = \[([^]]*)\]',
+                             docs["superapp-prod-deploy"]))
+    lock = "secret/data/superapp/prod/locks/deploy"  # the one thing a deploy writes
+    assert deploy.pop(lock) == '"create", "read", "update"'
+    assert deploy.pop("secret/metadata/superapp/prod/locks/deploy") == '"read"'
+    assert set(deploy) == {f"secret/data/{p}" for p in paths}
+    assert set(deploy.values()) == {'"read"'}
     rotate = dict(re.findall(r'path "([^"]+)" \{\n  capabilities = \[([^]]*)\]',
                              docs["superapp-prod-rotate"]))
     writable = {p for p, caps in rotate.items() if "update" in caps}
-    assert writable == {f"secret/data/{p}" for p in rotated_paths(prod)}
+    assert writable == {f"secret/data/{p}" for p in rotated_paths(prod)} | {lock}
     assert "secret/data/superapp/prod/alertmanager" not in writable
     assert "secret/data/superapp/prod/shared/internal-hmac" in writable
     assert rotate["secret/data/superapp/prod/alertmanager"] == '"read"'

@@ -792,6 +792,39 @@ def test_call_internal_endpoint_signs_from_inside_the_service(
     assert bad.status == 400
 
 
+def test_call_internal_defaults_to_payments_internal_url(serve: Callable[..., Service]) -> None:
+    payments = serve(**PAYMENTS_ENV)
+    caller = serve(SERVICE_NAME="orders", INTERNAL_HMAC_SECRET=HMAC_SECRET,
+                   PAYMENTS_INTERNAL_URL=f"{payments.url}/")
+    reply = request(caller.port, "POST", "/api/call-internal", body=b'{"body": {"amount": 3}}')
+    assert reply.status == 200
+    assert (reply.json()["upstream_status"], reply.json()["upstream"]["status"]) == (
+        200, "charged")
+    other = request(caller.port, "POST", "/api/call-internal", body=b'{"path": "/nope"}')
+    assert other.json()["upstream_status"] == 404  # the path is signed and sent as given
+    bad = request(caller.port, "POST", "/api/call-internal", body=b'{"path": "nope"}')
+    assert bad.status == 400
+
+    untold = serve(SERVICE_NAME="orders", INTERNAL_HMAC_SECRET=HMAC_SECRET)
+    reply = request(untold.port, "POST", "/api/call-internal", body=b"{}")
+    assert reply.status == 400 and "PAYMENTS_INTERNAL_URL" in reply.json()["error"]
+
+
+def test_background_caller_defaults_to_payments_internal_url(
+    serve: Callable[..., Service],
+) -> None:
+    payments = serve(**PAYMENTS_ENV)
+    caller = serve(SERVICE_NAME="orders", INTERNAL_HMAC_SECRET=HMAC_SECRET,
+                   PAYMENTS_INTERNAL_URL=payments.url, CALL_RATE="20")
+    deadline = time.monotonic() + 5
+    while time.monotonic() < deadline:
+        ok = metric_value(metrics_text(caller.port), "internal_calls_total", {"result": "ok"})
+        if ok >= 3:
+            break
+        time.sleep(0.1)
+    assert ok >= 3
+
+
 def test_background_caller_counts_results(serve: Callable[..., Service]) -> None:
     payments = serve(**PAYMENTS_ENV)
     target = f"{payments.url}/internal/charge"
