@@ -164,18 +164,23 @@ def check_traefik(static_file: Path, dynamic_dir: Path) -> CheckResult:
         try:
             loaded = wait_for_traefik(proc, log_file)
         finally:
-            proc.terminate()
-            try:
-                proc.wait(timeout=5)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
+            stop_process(proc)
         errors = traefik_errors(log_file.read_text(errors="replace"))
     if not loaded and not errors:
         errors = [f"traefik did not load the file provider within {TRAEFIK_LOAD_TIMEOUT:.0f}s "
                   f"(exit code {proc.returncode})"]
     return CheckResult("traefik (static + dynamic)", f"{static_file} + {dynamic_dir}/",
                        time.perf_counter() - start, "\n".join(errors) or None)
+
+
+def stop_process(proc: subprocess.Popen, grace: float = 5) -> None:
+    """SIGTERM, then SIGKILL after `grace` seconds; reaped either way."""
+    proc.terminate()
+    try:
+        proc.wait(timeout=grace)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
 
 
 def wait_for_traefik(proc: subprocess.Popen, log_file: Path) -> bool:

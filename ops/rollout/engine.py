@@ -61,10 +61,8 @@ class Checkpoints:
         how = environ.get(FAULT_SIGNAL_VARIABLE, "KILL").upper()
         self.signal = signal.SIGINT if how in ("INT", "SIGINT") else signal.SIGKILL
         self.exec = shlex.split(environ.get(FAULT_EXEC_VARIABLE, "")) if how == "EXEC" else []
-        self.reached: list[tuple[str, str]] = []
 
     def reach(self, step: str, host: str) -> None:
-        self.reached.append((host, step))
         if self.lock is not None:
             self.lock.check()
         if self.fault and self.fault[0] == step and self.fault[1] in (None, host):

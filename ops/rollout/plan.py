@@ -114,7 +114,7 @@ class HostPlan:
     def leftovers(self) -> list[str]:
         """What an interrupted run left, by name (containers, projects, files, intents)."""
         return [*self.leftover_projects, *self.leftover_containers, *self.leftover_files,
-                *self.stale_intents]
+                *(f"the swap intent of {name}" for name in self.stale_intents)]
 
     @property
     def changed_units(self) -> set[str]:

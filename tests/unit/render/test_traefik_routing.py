@@ -18,7 +18,7 @@ import pytest
 import yaml
 
 from ops.render import PlaceholderSecrets, render_host
-from ops.validate import find_tool, traefik_test_config
+from ops.validate import find_tool, stop_process, traefik_test_config
 
 DOMAIN = "api.superapp.sy"
 
@@ -126,12 +126,7 @@ def edge(environments, tmp_path_factory) -> Iterator[Edge]:
         edge.clear()
         yield edge
     finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=5)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+        stop_process(proc)
         for r in recorders.values():
             r.shutdown()
             r.server_close()
