@@ -210,9 +210,9 @@ def swap(remote: Remote, environment: Environment, changes: Sequence[ServiceChan
     try:
         checkpoint("recorded")
         stop_old_slots(remote, changes)
+        checkpoint("stopped")
     except (RolloutError, Interrupted) as e:
         why = str(e) if isinstance(e, RolloutError) else "interrupted (Ctrl-C)"
         raise RolloutError(f"{why}\n{remote.name}: traffic is on the new containers and "
-                           "recorded; the next run removes what is left of the old ones") \
+                           "recorded; the next run removes whatever is left of the old ones") \
             from None
-    checkpoint("stopped")
