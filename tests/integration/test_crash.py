@@ -252,12 +252,19 @@ def start(tree: Path, *extra: str, yes: bool = True) -> subprocess.Popen:
 
 
 def test_two_partial_deploys_at_once_one_is_refused_by_the_lock(testbed, cells):
+    """Both start together; each holds its lock for at least 20 s (a slow step), so whichever
+    takes it first still holds it when the other asks, on another host."""
     tag, tree = cells.next()
-    runs = [start(tree, "--limit", "host2"), start(tree, "--limit", "host3")]
+    runs = [subprocess.Popen([str(REPO / ".venv/bin/pyinfra"), "-y", "inventories/local.py",
+                              "deploy.py", "--limit", host], cwd=tree, text=True,
+                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                             env={**os.environ, **fault_env("healthy", "EXEC", "sleep 20")
+                                  | {"SUPERAPP_FAULT": f"after:healthy@{host}"}})
+            for host in ("host2", "host3")]
     outs = [p.communicate(timeout=600)[0] for p in runs]
-    codes = sorted(p.returncode for p in runs)
-    assert codes[0] == 0 and codes[1] != 0, outs
-    refused = outs[[p.returncode for p in runs].index(codes[1])]
+    codes = [p.returncode for p in runs]
+    assert sorted(codes)[0] == 0 and sorted(codes)[1] != 0, outs
+    refused = outs[codes.index(sorted(codes)[1])]
     assert "deploy lock is held by" in refused and "break_lock=" in refused
     assert not lock_live(testbed)
 
