@@ -10,7 +10,7 @@ OUT ?= out/$(ENV)
 HOSTS ?=
 
 .PHONY: help setup testbed-up testbed-down testbed-status demo test lint render bench \
-        prod-audit vault-bootstrap drift status clean
+        prod-audit vault-bootstrap drift status releases clean
 
 help:
 	@echo "make demo            set everything up, deploy to the local testbed, print where to look"
@@ -20,6 +20,7 @@ help:
 	@echo "make bench           benchmarks (table + JSON under bench/results/)"
 	@echo "make drift ENV=prod  hosts that differ from their last release (exit 1 if any)"
 	@echo "make status ENV=prod the fleet: versions, digests, health, last release"
+	@echo "make releases ENV=prod  the release history from every host's ledger [LAST=n]"
 	@echo "make testbed-up [HOSTS=n] | testbed-down | testbed-status"
 	@echo "make vault-bootstrap [ENV=prod]  policies, AppRoles, missing secrets (VAULT_TOKEN)"
 
@@ -61,6 +62,9 @@ drift: setup
 
 status: setup
 	@$(PYINFRA) inventories/$(ENV).py tasks/status.py
+
+releases: setup
+	@$(PYINFRA) inventories/$(ENV).py tasks/releases.py $(if $(LAST),--data last=$(LAST))
 
 prod-audit: setup
 	@$(PY) -m ops.audit --env prod

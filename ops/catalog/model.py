@@ -114,10 +114,18 @@ class Environment:
     setting_files: Mapping[str, str] = field(default_factory=dict)  # key -> file that set it
     # service -> full image reference, set only by a rollback to an earlier release
     image_overrides: Mapping[str, str] = field(default_factory=dict)
+    # False for a rollback: the newer release already migrated the schema, and an older
+    # image cannot run the newer migrations (ops/runbooks/rollback.md: expand/contract)
+    migrations: bool = True
 
     def with_images(self, images: Mapping[str, str]) -> Environment:
-        """The same environment with some services pinned to given images (rollback)."""
+        """The same environment with some services pinned to given images (drift's view of a
+        recorded release)."""
         return replace(self, image_overrides={**self.image_overrides, **images})
+
+    def rolled_back_to(self, images: Mapping[str, str]) -> Environment:
+        """The environment a rollback deploys: a recorded release's images, no migrations."""
+        return replace(self.with_images(images), migrations=False)
 
     @property
     def services(self) -> Mapping[str, Service]:

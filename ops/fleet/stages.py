@@ -16,11 +16,13 @@ from pyinfra.context import ctx_state
 
 from ops.catalog import ConfigError, load_environment
 from ops.catalog.model import Environment
+from ops.console import format_table
 from ops.fleet.drift import Drift, format_drift, host_drift
 from ops.fleet.status import format_status, host_rows, unreachable_rows
 from ops.host.facts import ContainerDetails, ContainerLogs, SuperappHostState
 from ops.host.state import HostState
 from ops.render import render_host, service_content_hash
+from ops.rollout.history import merged_releases, release_rows
 from ops.rollout.ledger import last_release
 from ops.rollout.plan import live_slots
 from ops.scope import current_scope
@@ -116,6 +118,29 @@ def detect_drift() -> None:
     print(format_drift(rows) if rows else "--> no drift: every host matches its last release",
           flush=True)
     _finish(1 if rows else 0)
+
+
+@deploy("Show the release history")
+def show_releases() -> None:
+    """Every release of the environment, merged from all hosts' ledgers, oldest first (one
+    read per host): id, when, who, commit, kind, result per host, services changed.
+    `--data last=<n>` shows only the newest n."""
+    environment = _environment()
+    state = host.get_fact(SuperappHostState)
+    hosts = _collect("releases", {"state": state})
+    if hosts is None:
+        return
+    releases = merged_releases(e for d in hosts.values() for e in d["state"].ledger)
+    last = int(host.data.get("last") or 0)
+    rows = release_rows(releases[-last:] if last else releases)
+    print(f"--> Releases of {environment.name}, from the ledgers of "
+          f"{', '.join(environment.in_rollout_order(hosts))}"
+          + (f" (unreachable, not read: {', '.join(_unreachable())})" if _unreachable() else ""),
+          flush=True)
+    print(format_table(("release", "finished", "by", "commit", "kind", "result", "hosts",
+                        "services changed"), rows) if rows else "no release recorded yet",
+          flush=True)
+    _finish(0)
 
 
 def drift_rows(environment: Environment, states: dict[str, HostState]) -> list[Drift]:

@@ -154,6 +154,28 @@ def wait_healthy(containers: dict[str, str], timeout: int, interval: float = 0.5
     )
 
 
+def wait_exec_ok(checks: dict[str, Sequence[str]], timeout: int, interval: float = 1) -> str:
+    """Run each container's check command inside it until all succeed or `timeout` passes.
+
+    For servers whose readiness is not an HTTP URL (PostgreSQL, Redis). Prints `ok NAME` or
+    `fail NAME` per container and exits 1 if any failed. One SSH command whatever the count.
+    """
+    names = " ".join(shlex.quote(n) for n in checks)
+    probe = "; ".join(
+        f"[ \"$c\" = {shlex.quote(n)} ] && ok=$(timeout 10 docker exec {shlex.quote(n)} "
+        f"{' '.join(shlex.quote(a) for a in argv)} >/dev/null 2>&1 && echo 1)"
+        for n, argv in checks.items())
+    return (
+        f"end=$(( $(date +%s) + {int(timeout)} )); pending={shlex.quote(names)}; rc=0; "
+        "while [ -n \"$pending\" ]; do next=''; "
+        "for c in $pending; do ok=''; " + probe + "; "
+        "if [ -n \"$ok\" ]; then echo \"ok $c\"; else next=\"$next $c\"; fi; done; "
+        "pending=$next; [ -z \"$pending\" ] && break; "
+        "if [ $(date +%s) -ge $end ]; then for c in $pending; do echo \"fail $c\"; done; "
+        f"rc=1; break; fi; sleep {interval}; done; exit $rc"
+    )
+
+
 def container_logs_tail(container: str, lines: int = 30) -> str:
     return f"{sh('docker', 'logs', '--tail', str(lines), container)} 2>&1"
 
@@ -197,10 +219,19 @@ def wait_traefik_serving(traefik: str, metrics_url: str, servers: dict[str, str]
     )
 
 
-def write_json_file(path: str, record: dict, append: bool = False) -> str:
-    """Write (or append as one JSON line) a non-secret record, atomically for a full write."""
+def append_json_line(path: str, record: dict) -> str:
+    """Append a non-secret record as one JSON line and flush it to disk before saying so.
+
+    One `write` of the whole line (`printf` with a single argument) in append mode, so two
+    writers never interleave within a line; `sync` on the file makes it survive a power loss.
+    Fails (non-zero) when the file cannot be written, so the caller can say which host.
+    """
     line = json.dumps(record, sort_keys=True, separators=(",", ":"))
-    if append:
-        return f"printf '%s\\n' {shlex.quote(line)} >> {shlex.quote(path)}"
+    return f"printf '%s\\n' {shlex.quote(line)} >> {shlex.quote(path)} && {sh('sync', '--', path)}"
+
+
+def write_json_file(path: str, record: dict) -> str:
+    """Write a non-secret record as a JSON file, atomically (a temp file renamed over it)."""
+    line = json.dumps(record, sort_keys=True, separators=(",", ":"))
     tmp = f"{path}.tmp"
     return f"printf '%s\\n' {shlex.quote(line)} > {shlex.quote(tmp)} && {sh('mv', '-f', tmp, path)}"

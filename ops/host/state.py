@@ -47,7 +47,7 @@ def state_script(root: str = "") -> str:
         "echo '@@routes'",
         f"grep -H '^{LIVE_SLOT_MARK}' {root}{ROUTES_DIR}/*.yml 2>/dev/null",
         "echo '@@ledger'",
-        f"tail -n 500 {root}{LEDGER_PATH} 2>/dev/null",
+        f"cat {root}{LEDGER_PATH} 2>/dev/null",  # all of it: history is never compacted
         "true",
     ])
 

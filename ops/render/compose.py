@@ -413,6 +413,16 @@ def render_edge(environment: Environment, host: Host) -> RenderedFile:
         containers, owns_network=True))
 
 
+# Readiness of the data servers, run inside their containers. PostgreSQL is asked over TCP:
+# during first start the image's init runs a temporary server on the Unix socket only, and a
+# socket probe would call it ready just before it stops for the real start.
+DATA_READY_CHECKS: dict[str, list[str]] = {
+    "postgres": ["pg_isready", "-q", "-h", "127.0.0.1", "-U", "postgres"],
+    # an unauthenticated PING answers NOAUTH: proof enough that the server is up
+    "redis": ["sh", "-c", "redis-cli -h 127.0.0.1 ping 2>&1 | grep -q -e PONG -e NOAUTH"],
+}
+
+
 def render_data(environment: Environment, host: Host, secrets: SecretValues) -> list[RenderedFile]:
     """PostgreSQL and Redis on the db host, their secret env/config files and the init script.
 
@@ -431,7 +441,7 @@ def render_data(environment: Environment, host: Host, secrets: SecretValues) -> 
         "volumes": [f"{DATA_DIR}/postgres:/var/lib/postgresql/data",
                     f"{POSTGRES_INIT_DIR}:/docker-entrypoint-initdb.d:ro"],
         "security_opt": ["no-new-privileges:true"],
-        "healthcheck": healthcheck(environment, ["CMD", "pg_isready", "-U", "postgres"]),
+        "healthcheck": healthcheck(environment, ["CMD", *DATA_READY_CHECKS["postgres"]]),
         "stop_grace_period": "60s",
         **common(environment),
     }
@@ -443,9 +453,7 @@ def render_data(environment: Environment, host: Host, secrets: SecretValues) -> 
         "ports": [f"{host.address}:{REDIS_PORT}:{REDIS_PORT}"],
         "volumes": [f"{REDIS_DIR}:/etc/redis:ro", f"{DATA_DIR}/redis:/data"],
         **hardened(f"{uids['redis']}:{uids['redis']}"),
-        # an unauthenticated PING answers NOAUTH: proof enough that the server is up
-        "healthcheck": healthcheck(environment, [
-            "CMD-SHELL", "redis-cli -h 127.0.0.1 ping 2>&1 | grep -q -e PONG -e NOAUTH"]),
+        "healthcheck": healthcheck(environment, ["CMD", *DATA_READY_CHECKS["redis"]]),
         "stop_grace_period": "30s",
         **common(environment),
     }

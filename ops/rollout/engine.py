@@ -34,7 +34,7 @@ from ops.host import commands as cmd
 from ops.host.remote import Remote
 from ops.host.state import SERVICE_STATE_DIR
 from ops.render.backup import databases as all_databases
-from ops.render.compose import SINGLETON_PROFILE, compose_path
+from ops.render.compose import DATA_READY_CHECKS, SINGLETON_PROFILE, compose_path
 from ops.rollout.interrupt import Interrupted, interruptible
 from ops.rollout.ledger import Release, record_ledger
 from ops.rollout.lock import EnvironmentLock
@@ -94,6 +94,7 @@ class HostResult:
     seconds: float = 0.0
     digests: dict[str, str] = field(default_factory=dict)
     images: dict[str, str] = field(default_factory=dict)  # service -> image it runs after
+    migrations: dict[str, str] = field(default_factory=dict)  # service -> head after migrating
 
 
 def apply_infra(remote: Remote, plan: HostPlan) -> None:
@@ -121,17 +122,25 @@ def apply_infra(remote: Remote, plan: HostPlan) -> None:
             continue  # just (re)created with the new files
         if command:
             must(remote, command, f"applying {unit}", timeout=300)
+        if unit == "data":
+            # migrations follow: they must find the servers accepting connections
+            must(remote, cmd.wait_exec_ok(DATA_READY_CHECKS, timeout=180),
+                 "waiting for PostgreSQL and Redis to accept connections", timeout=240)
 
 
-def run_migrations(remote: Remote, environment: Environment, change: ServiceChange) -> None:
+def run_migrations(remote: Remote, environment: Environment, change: ServiceChange) -> str:
+    """Run the service's migrate command once; its last output line (the schema head it
+    reports, recorded in the ledger so a rollback can say when the schema stays newer)."""
     service = environment.services[change.service]
     say(remote.name, f"{change.service}: running migrations once for {change.image}")
     command = cmd.compose_run(change.compose_file, service.name,
                               environment.migrate_command(service) or [],
                               env={"AUTO_CREATE_SCHEMA": "false"})
     out = must(remote, command, f"migration of {change.service}", timeout=900)
-    for line in out.strip().splitlines()[-10:]:
+    lines = [line for line in out.strip().splitlines() if line.strip()]
+    for line in lines[-10:]:
         say(remote.name, f"  migrate: {line}")
+    return lines[-1].strip()[:300] if lines else ""
 
 
 def pull(remote: Remote, plan: HostPlan) -> dict[str, str]:
@@ -177,10 +186,14 @@ def finish_interrupted(remote: Remote, environment: Environment, plan: HostPlan)
 
 def roll_host(remote: Remote, environment: Environment, plan: HostPlan, release: Release,
               migrated: set[tuple[str, str]], db_remote: Remote | None = None,
-              checkpoints: Checkpoints | None = None) -> HostResult:
+              checkpoints: Checkpoints | None = None,
+              heads: dict[str, str] | None = None) -> HostResult:
+    """`heads` collects service -> schema head of every migration run here, kept by the
+    caller even when this host fails later (the schema moved all the same)."""
     t0 = time.monotonic()
     checkpoints = checkpoints or Checkpoints(environ={})
-    result = HostResult(plan.host, images=dict(plan.images_after))
+    heads = {} if heads is None else heads
+    result = HostResult(plan.host, images=dict(plan.images_after), migrations=heads)
 
     def checkpoint(step: str) -> None:
         checkpoints.reach(step, plan.host)
@@ -199,7 +212,7 @@ def roll_host(remote: Remote, environment: Environment, plan: HostPlan, release:
         for c in changes:
             if c.migrate and (c.service, c.image) not in migrated:
                 check_backup_freshness(db_remote or remote, environment, c)
-                run_migrations(remote, environment, c)
+                heads[c.service] = run_migrations(remote, environment, c)
                 migrated.add((c.service, c.image))
 
     if changes:
@@ -238,13 +251,15 @@ def rollout(environment: Environment, plans: Sequence[HostPlan], remotes: Sequen
             "nothing to change" if not plan.changed else
             f"{len(plan.services)} service(s) to swap, {len(plan.infra_files)} file(s)"),
             flush=True)
+        heads: dict[str, str] = {}
         try:
             with interruptible():
                 checkpoints.reach("host", plan.host)
                 result = roll_host(remote, environment, plan, release, migrated,
-                                   by_name.get(environment.db_host.name, remote), checkpoints)
+                                   by_name.get(environment.db_host.name, remote), checkpoints,
+                                   heads)
         except Interrupted:
-            results.append(HostResult(plan.host, result="INTERRUPTED"))
+            results.append(HostResult(plan.host, result="INTERRUPTED", migrations=heads))
             unrecorded = record_ledger(remotes, results, release, "interrupted")
             raise RolloutError(
                 f"interrupted (Ctrl-C) while rolling {plan.host}: its changes were undone; "
@@ -253,7 +268,7 @@ def rollout(environment: Environment, plans: Sequence[HostPlan], remotes: Sequen
                 + ledger_warning(unrecorded)) from None
         except RolloutError as e:
             done = [r.host for r in results if r.result == "changed"]
-            failed = HostResult(plan.host, result="FAILED")
+            failed = HostResult(plan.host, result="FAILED", migrations=heads)
             results.append(failed)
             unrecorded = record_ledger(remotes, results, release, "failed")
             rest = [p.host for p in plans[len(results):]]
@@ -268,9 +283,13 @@ def rollout(environment: Environment, plans: Sequence[HostPlan], remotes: Sequen
     if any(r.result == "changed" for r in results):
         unrecorded = record_ledger(remotes, results, release, "success")
         if unrecorded:
+            kept = [r.name for r in remotes if not any(
+                u.startswith(f"{r.name}: ") for u in unrecorded)]
             raise RolloutError("the rollout finished, but the release could not be recorded: "
-                               + "; ".join(unrecorded) + ". A rollback needs that record: fix "
-                               "the host, then re-run the deploy (it changes nothing else)")
+                               + "; ".join(unrecorded) + ". A rollback reads every host's "
+                               "ledger: " + (f"{', '.join(kept)} hold(s) it; " if kept else
+                                             "no host holds it; ")
+                               + "fix the ledger on the named host(s) before the next rollback")
     return results
 
 

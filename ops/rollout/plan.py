@@ -252,7 +252,7 @@ def plan_host(environment: Environment, host: str, secrets: SecretValues,
             route=by_unit[f"route:{name}"][0],
             new_project=project_name(service, new),
             old_project=project_name(service, old) if old else None,
-            migrate=bool(environment.migrate_command(service))
+            migrate=environment.migrations and bool(environment.migrate_command(service))
             and record.get("image") != environment.image(service),
             route_changed=file_changed(by_unit[f"route:{name}"][0], state),
             has_singleton=any(sc.singleton for sc in environment.sidecars_on(service, host)),

@@ -38,7 +38,8 @@ class Run:
     release: Release
     states: dict[str, HostState] = field(default_factory=dict)
     secrets: SecretValues | None = None
-    pinned_versions: dict[str, int] | None = None  # rollback: exact KV versions to read
+    pinned_versions: dict[str, int] | None = None  # rollback as-recorded: KV versions to read
+    force_old_secrets: bool = False  # ... even those rotated since (--data force=true)
     plans: dict[str, HostPlan] = field(default_factory=dict)
 
     def ordered(self, names) -> list[str]:

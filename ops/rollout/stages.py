@@ -18,6 +18,7 @@ from pathlib import Path
 
 from pyinfra import host, logger
 from pyinfra.api import deploy
+from pyinfra.context import ctx_state
 from pyinfra.operations import python
 
 from ops.host.facts import SuperappHostState
@@ -27,7 +28,14 @@ from ops.preview.stage import dry_run_mode, preview_host
 from ops.render import PlaceholderSecrets, render_host
 from ops.render.files import write_tree
 from ops.rollout.engine import Checkpoints, rollout, summary_table
-from ops.rollout.ledger import append_to_ledgers, previous_release
+from ops.rollout.history import (
+    RollbackTarget,
+    head_lines,
+    merged_releases,
+    rollback_lines,
+    rollback_target,
+)
+from ops.rollout.ledger import append_to_ledgers
 from ops.rollout.lock import EnvironmentLock, VaultLockStore, lock_path
 from ops.rollout.plan import HostPlan, plan_host, plan_lines, plan_signature
 from ops.rollout.run import DeployRefused, Run, prepare_run
@@ -53,31 +61,53 @@ def check_invariants(kind: str = "deploy") -> Run:
 
 @deploy("Pick the release to go back to")
 def pick_previous_release(run: Run) -> None:
-    """Rollback: the last successful release before the current one, from the ledgers.
+    """Rollback: the newest release every host ran, or the one before it (ops.rollout.history),
+    from all hosts' ledgers merged; printed per host and service as `now -> target` before
+    anything changes. Secrets keep their current versions unless `--data secrets=as-recorded`."""
+    current_scope().once("rollback-target", lambda: pin_release(run, choose_target(run)))
 
-    Every release is recorded on every host it ran on, so each host's ledger names the same
-    target; a host whose ledger disagrees stops the rollback before anything changes.
-    """
-    wanted = host.data.get("release")  # --data release=<id> picks one explicitly
+
+def choose_target(run: Run) -> RollbackTarget:
+    """Read every host (the ledgers and what runs) and pick the release to restore."""
+    hosts = ctx_state.get().inventory.get_active_hosts()
+    for h in hosts:
+        if h.name not in run.states:
+            run.states[h.name] = h.get_fact(SuperappHostState)
     try:
-        target = previous_release(run.states[host.name].ledger, wanted)
+        return rollback_target(run.environment, run.states, host.data.get("release"))
     except LookupError as e:
-        raise DeployRefused(f"cannot roll back {run.environment.name} ({host.name}): {e}") \
-            from None
-    chosen = current_scope().once("rollback-target", lambda: pin_release(run, target))
-    if chosen != target["release"]:
-        raise DeployRefused(
-            f"cannot roll back: {host.name}'s ledger points at release "
-            f"{target['release']}, another host's at {chosen}")
+        raise DeployRefused(f"cannot roll back {run.environment.name}: {e}") from None
 
 
-def pin_release(run: Run, target: dict) -> str:
-    """Make `run` deploy `target`'s images with its secret versions; the release id."""
-    run.environment = run.environment.with_images(target["images"])
-    run.pinned_versions = dict(target.get("secret_versions", {}))
+SECRET_MODES = ("current", "as-recorded")
+
+
+def pin_release(run: Run, chosen: RollbackTarget) -> str:
+    """Make `run` deploy the target's images without migrations; the release id."""
+    target = chosen.release
+    mode = str(host.data.get("secrets") or "current")
+    if mode not in SECRET_MODES:
+        raise DeployRefused(f"--data secrets={mode}: expected one of {', '.join(SECRET_MODES)}")
+    lines = rollback_lines(run.environment, run.states, target)
+    heads = head_lines(merged_releases(e for s in run.states.values() for e in s.ledger),
+                       target["release"])
+    run.environment = run.environment.rolled_back_to(target["images"])
+    if mode == "as-recorded":
+        run.pinned_versions = dict(target.get("secret_versions", {}))
+        run.force_old_secrets = str(host.data.get("force") or "").lower() == "true"
     run.release.rolled_back_to = target["release"]
-    logger.info(f"--> rolling back to release {target['release']} of {target['started']} "
-                f"(commit {target.get('commit')}, by {target.get('user')})")
+    secrets = (f"as recorded by {target['release']}" if mode == "as-recorded"
+               else "current versions (rotations are kept)")
+    print(f"--> rolling back to release {target['release']} of {target.get('finished', '?')} "
+          f"(commit {target.get('commit')}, by {target.get('user')}): {chosen.reason}\n"
+          + "".join(f"    {line}\n" for line in lines or ["(every service already runs it)"])
+          + "".join(f"    {line}\n" for line in heads)
+          + f"    secrets: {secrets}; no migrations run"
+          + ("" if target.get("commit") == run.release.commit else
+             f"\n    config: templates and group_data are this checkout's (commit "
+             f"{run.release.commit}), not release {target['release']}'s (commit "
+             f"{target.get('commit')}); only images and secrets follow the release"),
+          flush=True)
     return target["release"]
 
 
@@ -90,12 +120,28 @@ def read_secrets(run: Run) -> None:
 
 def fetch_into(run: Run) -> bool:
     try:
+        if run.pinned_versions is not None and not run.force_old_secrets:
+            refuse_rotated(run, vault_fetch(run.environment).versions())
         fetched = vault_fetch(run.environment, versions=run.pinned_versions)
     except VaultError as e:
         raise DeployRefused(str(e)) from None
     run.secrets = fetched
     run.release.secret_versions = fetched.versions()
     return True
+
+
+def refuse_rotated(run: Run, current: dict[str, int]) -> None:
+    """`secrets=as-recorded` would bring back versions replaced since the target release
+    (perhaps because they leaked): refuse, naming the paths, unless `--data force=true`."""
+    rotated = sorted(p for p, v in (run.pinned_versions or {}).items() if current.get(p) != v)
+    if rotated:
+        raise DeployRefused(
+            f"--data secrets=as-recorded would restore older versions of {len(rotated)} secret "
+            f"path(s) rotated since release {run.release.rolled_back_to}: "
+            + ", ".join(f"{p} (v{run.pinned_versions[p]}, now v{current.get(p, '?')})"
+                        for p in rotated)
+            + ". A rotated secret may have leaked: keep the current versions (the default), or "
+            "add --data force=true to restore them anyway")
 
 
 @deploy("Read the host and plan the changes")

@@ -40,7 +40,7 @@ LOCK_PATH = ENV.vault_path("locks", "deploy")
 LEASE = ENV.settings["deploy_lock_lease_seconds"]
 KILL_STEPS = ("staged", "started", "healthy", "switched", "serving", "recorded", "stopped")
 INT_STEPS = KILL_STEPS
-SSH_STEPS = ("started", "switched", "serving")
+SSH_STEPS = KILL_STEPS
 TESTBED_PY = f"{REPO / '.venv/bin/python'} {REPO / 'testbed/testbed.py'}"
 
 

@@ -1,5 +1,6 @@
 """The rollout on the testbed: v1 -> v2 with zero failed requests, a broken release that stops
-on the first host, a failing migration, the deploy lock, Ctrl-C, an unreachable host, rollback.
+on the first host, a failing migration, the deploy lock, Ctrl-C, an unreachable host, a ledger
+that cannot be written, then a rollback from the half-rolled fleet and a second one.
 
 Tests run in file order and each leaves the fleet serving; the fleet starts on the release of
 test_deploy.py (every service on `v1`).
@@ -220,6 +221,7 @@ def test_broken_release_stops_on_the_first_host_and_keeps_serving(v2, testbed, t
 
 
 LOCK_PATH = ENV.vault_path("locks", "deploy")
+LEDGER = "/var/lib/superapp/releases.jsonl"
 
 
 def lock_record(testbed: Testbed) -> dict:
@@ -316,6 +318,8 @@ def test_unreachable_host_refuses_before_any_change(v2, testbed, tmp_path):
 
 
 def test_host_lost_mid_rollout_stops_with_a_clear_message(v2, testbed, tmp_path):
+    """Leaves the fleet half-rolled (host1 on the new bus, host2 and host3 on the old one):
+    the rollback tests below start from there."""
     target = other_version(testbed, "bus")
     tree = release_copy(tmp_path, {"default_image_tag": '"v2"',
                                    "image_tags": f'{{"bus": "{target}"}}'})
@@ -330,38 +334,91 @@ def test_host_lost_mid_rollout_stops_with_a_clear_message(v2, testbed, tmp_path)
     assert "Rollout stopped at host2" in out and "Already on the new release: host1" in out
     assert "Not touched: host3" in out
     assert lock_is_free(testbed)
-    res = deploy(tree)  # host2 back: the next run finishes the release
-    assert res.returncode == 0, output(res)[-3000:]
-    assert set(versions(testbed, "bus").values()) == {target}
+    assert versions(testbed, "bus")["host1"] == target != versions(testbed, "bus")["host2"]
+    last = ledger(testbed, testbed.hosts[2])[-1]  # recorded on host3 too, which it never reached
+    assert last["result"] == "failed" and last["hosts"]["host2"]["result"] == "FAILED"
 
 
-def test_rollback_returns_every_host_to_the_previous_release(v2, testbed):
-    successes = [e for e in ledger(testbed, testbed.hosts[0]) if e.get("result") == "success"]
-    current, previous = successes[-1], next(
-        e for e in reversed(successes[:-1]) if e["images"] != successes[-1]["images"])
-    res = subprocess.run([str(REPO / ".venv/bin/pyinfra"), "-y", "inventories/local.py",
-                          "tasks/rollback.py"], cwd=REPO, capture_output=True, text=True,
-                         timeout=900)
-    assert res.returncode == 0, output(res)[-4000:]
-    assert f"rolling back to release {previous['release']}" in output(res)
-    for service, image in previous["images"].items():
-        tag = image.rsplit(":", 1)[1]
-        assert set(versions(testbed, service).values()) == {tag}, service
-    last = ledger(testbed, testbed.hosts[0])[-1]
-    assert last["kind"] == "rollback" and last["rolled_back_to"] == previous["release"]
-    assert last["secret_versions"] == previous["secret_versions"]
-    assert current["release"] != previous["release"]
-
-
-def test_limit_rolls_only_the_named_host(v2, testbed, tmp_path):
+def test_limit_rolls_only_the_named_host_and_a_ledger_it_cannot_write_fails_the_run(
+        v2, testbed, tmp_path):
+    h2 = testbed.hosts[1]
     before = versions(testbed, "stays")
     target = "v3" if before["host2"] != "v3" else "v2"
     tree = release_copy(tmp_path, {"default_image_tag": '"v2"',
                                    "image_tags": f'{{"stays": "{target}"}}'})
     others = [deploy_tree_hash(testbed, h) for h in (testbed.hosts[0], testbed.hosts[2])]
-    res = deploy(tree, "--limit", "host2")
-    assert res.returncode == 0, output(res)[-3000:]
+    testbed.ssh(h2, f"mv {LEDGER} {LEDGER}.keep && mkdir {LEDGER}")  # appends now fail
+    try:
+        res = deploy(tree, "--limit", "host2")
+    finally:
+        testbed.ssh(h2, f"rmdir {LEDGER} && mv {LEDGER}.keep {LEDGER}")
+    assert res.returncode != 0, output(res)[-3000:]
+    assert f"the release could not be recorded: host2: appending to {LEDGER} failed" \
+        in output(res), output(res)[-3000:]
     after = versions(testbed, "stays")
     assert after["host2"] == target
     assert (after["host1"], after["host3"]) == (before["host1"], before["host3"])
     assert [deploy_tree_hash(testbed, h) for h in (testbed.hosts[0], testbed.hosts[2])] == others
+
+
+def rollback(*extra: str) -> subprocess.CompletedProcess:
+    return subprocess.run([str(REPO / ".venv/bin/pyinfra"), "-y", "inventories/local.py",
+                           "tasks/rollback.py", *extra], cwd=REPO, capture_output=True,
+                          text=True, timeout=900)
+
+
+def complete_releases(testbed: Testbed) -> list[dict]:
+    """Releases every host ran to the end (merged from all ledgers), oldest first."""
+    seen: dict[str, dict] = {}
+    for h in testbed.hosts:
+        for e in ledger(testbed, h):
+            hosts = e.get("hosts") or {}
+            if (e.get("kind") in ("deploy", "rollback") and e.get("result") == "success"
+                    and all((hosts.get(x.name) or {}).get("result") in ("changed", "unchanged")
+                            for x in testbed.hosts)):
+                seen.setdefault(e["release"], e)
+    return sorted(seen.values(), key=lambda e: (e["finished"], e["release"]))
+
+
+def assert_fleet_runs(testbed: Testbed, release: dict) -> None:
+    for service in ("bus", "stays", "payments"):
+        tag = release["images"][service].rsplit(":", 1)[1]
+        assert set(versions(testbed, service).values()) == {tag}, (service, release["release"])
+
+
+def test_rollback_from_a_half_rolled_fleet_returns_every_host_to_the_last_complete_release(
+        v2, testbed):
+    newest = complete_releases(testbed)[-1]  # the fleet is mixed: bus on host1, stays on host2
+    with Load(app_targets(testbed), rate=30, workers=3) as load:
+        res = rollback()
+    report = load.report  # requests to every service through every app host's Traefik
+    assert res.returncode == 0, output(res)[-4000:]
+    out = output(res)
+    assert f"rolling back to release {newest['release']}" in out
+    assert "host1 bus: " in out and "host2 stays: " in out  # now -> target, per host/service
+    assert "host3 bus" not in out
+    assert "running migrations" not in out and "secrets: current versions" in out
+    assert report.total > 100 and not report.failed, report.failures_by_kind()
+    assert_fleet_runs(testbed, newest)
+    client = hvac.Client(url=testbed.vault_addr, token=testbed.vault_token)
+    for h in testbed.hosts:  # recorded everywhere, with the secrets' current versions
+        last = ledger(testbed, h)[-1]
+        assert last["kind"] == "rollback" and last["rolled_back_to"] == newest["release"]
+        assert last["result"] == "success"
+        for path, version in last["secret_versions"].items():
+            meta = client.secrets.kv.v2.read_secret_metadata(path=path, mount_point="secret")
+            assert version == meta["data"]["current_version"], path
+
+
+def test_a_second_rollback_goes_one_release_further_back(v2, testbed):
+    complete = complete_releases(testbed)
+    undone = next(e for e in reversed(complete) if e["kind"] == "rollback")["rolled_back_to"]
+    before = next(e for e in reversed(complete[:[e["release"] for e in complete].index(undone)])
+                  if e["images"] != complete[-1]["images"])
+    res = rollback()
+    assert res.returncode == 0, output(res)[-4000:]
+    assert f"rolling back to release {before['release']}" in output(res)
+    assert ledger(testbed, testbed.hosts[0])[-1]["rolled_back_to"] == before["release"]
+    assert_fleet_runs(testbed, before)
+
+

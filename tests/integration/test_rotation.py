@@ -28,7 +28,7 @@ from ops.render.compose import TRAEFIK_PORTS, internal_host, internal_url
 
 from .conftest import REPO, Testbed
 from .release import deploy, output, pyinfra
-from .test_rollout import PsSampler, ledger
+from .test_rollout import PsSampler, complete_releases, ledger
 
 pytestmark = pytest.mark.integration
 
@@ -222,6 +222,33 @@ def test_rotating_one_jwt_secret_restarts_only_that_service(testbed, vault):
     assert_never_shown(testbed, [output(res)],
                        {"old food JWT": before[f"{PREFIX}/food"][1]["JWT_SECRET"],
                         "new food JWT": after[f"{PREFIX}/food"][1]["JWT_SECRET"]})
+
+
+def test_a_rollback_keeps_the_rotated_secret_and_refuses_to_bring_the_old_one_back(
+        testbed, vault):
+    """The rotation above may have been because the secret leaked: rolling back to the release
+    before it must not restore the old version, and asking for that is refused."""
+    rotation = [e for e in ledger(testbed, testbed.hosts[0]) if e.get("rotation")][-1]
+    assert rotation["keys"] == [f"{PREFIX}/food#JWT_SECRET"]
+    target = [e for e in complete_releases(testbed) if e["finished"] < rotation["started"]][-1]
+    before, ids = snapshot(vault), containers(testbed)
+    res = pyinfra(REPO, "-y", "inventories/local.py", "tasks/rollback.py",
+                  "--data", f"release={target['release']}")
+    assert res.returncode == 0, output(res)[-3000:]
+    assert f"rolling back to release {target['release']}" in output(res)
+    assert "secrets: current versions" in output(res)
+    assert snapshot(vault) == before  # food's JWT stays at its rotated version
+    after = containers(testbed)
+    assert {k: v for k, v in after.items() if "/food-" in k} == \
+        {k: v for k, v in ids.items() if "/food-" in k}  # food not redeployed with an old key
+    refused = pyinfra(REPO, "-y", "inventories/local.py", "tasks/rollback.py",
+                      "--data", f"release={target['release']}", "--data", "secrets=as-recorded")
+    assert refused.returncode != 0
+    assert f"{PREFIX}/food (v{rotation['old_versions'][f'{PREFIX}/food']}, now " \
+           f"v{rotation['new_versions'][f'{PREFIX}/food']})" in output(refused), \
+        output(refused)[-3000:]
+    assert "rotated since release" in output(refused)
+    assert containers(testbed) == after and snapshot(vault) == before  # refused before acting
 
 
 def test_internal_hmac_rotation_under_load_paused_after_phase_1_then_resumed(testbed, vault):

@@ -44,10 +44,21 @@ def test_make_dirs_creates_missing_and_leaves_existing_alone(tmp_path) -> None:
 def test_json_records_write_and_append(tmp_path) -> None:
     path = str(tmp_path / "ledger.jsonl")
     for n in (1, 2):
-        subprocess.run(["sh", "-c", cmd.write_json_file(path, {"n": n, "s": "it's $HOME"},
-                                                         append=True)], check=True)
+        subprocess.run(["sh", "-c", cmd.append_json_line(path, {"n": n, "s": "it's $HOME"})],
+                       check=True)
     lines = (tmp_path / "ledger.jsonl").read_text().splitlines()
     assert lines == ['{"n":1,"s":"it\'s $HOME"}', '{"n":2,"s":"it\'s $HOME"}']
+    record = str(tmp_path / "record.json")
+    subprocess.run(["sh", "-c", cmd.write_json_file(record, {"slot": "a"})], check=True)
+    assert (tmp_path / "record.json").read_text() == '{"slot":"a"}\n'
+    assert not (tmp_path / "record.json.tmp").exists()
+
+
+def test_an_append_that_cannot_be_written_fails(tmp_path) -> None:
+    (tmp_path / "ledger.jsonl").mkdir()  # what the integration test does to one host's ledger
+    res = subprocess.run(["sh", "-c", cmd.append_json_line(str(tmp_path / "ledger.jsonl"),
+                                                           {"n": 1})], capture_output=True)
+    assert res.returncode != 0
 
 
 def test_wait_healthy_reports_each_container(tmp_path) -> None:
@@ -61,6 +72,29 @@ def test_wait_healthy_reports_each_container(tmp_path) -> None:
                          env={"PATH": f"{tmp_path}:/usr/bin:/bin"})
     assert res.returncode == 1
     assert "ok good" in res.stdout.splitlines() and "fail bad" in res.stdout.splitlines()
+
+
+def test_wait_exec_ok_retries_until_the_check_passes_inside_the_container(tmp_path) -> None:
+    # a fake `docker`: "db" fails its first two checks, "cache" never passes; argv must arrive
+    # intact (the quoted `sh -c` script is one argument)
+    fake = tmp_path / "docker"
+    fake.write_text(
+        "#!/bin/sh\n"
+        f'echo "$*" >> {tmp_path}/calls\n'
+        '[ "$2" = db ] || exit 1\n'
+        f'n=$(grep -c . {tmp_path}/calls)\n'
+        '[ "$n" -ge 3 ]\n')
+    fake.chmod(0o755)
+    script = cmd.wait_exec_ok({"db": ["pg_isready", "-h", "127.0.0.1"],
+                               "cache": ["sh", "-c", "ping | grep -q PONG"]},
+                              timeout=2, interval=0.2)
+    res = subprocess.run(["sh", "-c", script], capture_output=True, text=True,
+                         env={"PATH": f"{tmp_path}:/usr/bin:/bin"})
+    assert res.returncode == 1
+    assert "ok db" in res.stdout.splitlines() and "fail cache" in res.stdout.splitlines()
+    calls = (tmp_path / "calls").read_text().splitlines()
+    assert "exec db pg_isready -h 127.0.0.1" in calls
+    assert "exec cache sh -c ping | grep -q PONG" in calls
 
 
 def fake_traefik(tmp_path, metrics: str) -> dict[str, str]:
