@@ -5,7 +5,7 @@ audit read that list, and prod/staging may not have one.
 """
 
 env = "local"
-relaxations = ["standin-image", "vault-token-auth", "vault-plain-http"]
+relaxations = ["standin-image", "vault-token-auth", "vault-plain-http", "registry-plain-http"]
 
 api_domains = ["api.superapp.test"]
 default_allowed_origins = ["http://app.superapp.test"]
@@ -18,6 +18,7 @@ hosts = [
 ]
 
 registry = "10.231.0.1:5000"
+registry_api = {"url": "http://10.231.0.1:5000", "ca_path": None}
 default_image_tag = "v1"
 # No Super-App image exists here: every service runs the stand-in, which takes its role as the
 # last argument (serve, migrate, worker, beat, reaper).

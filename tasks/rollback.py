@@ -1,10 +1,14 @@
-"""Go back to the previous successful release, exactly: its images and its secret versions.
+"""Go back to the last release every host ran, exactly: its images by recorded digest.
 
-    pyinfra -y inventories/prod.py tasks/rollback.py                       # the one before now
-    pyinfra -y inventories/prod.py tasks/rollback.py --data release=<id>   # a named release
+    pyinfra inventories/prod.py tasks/rollback.py --dry                     # what it would do
+    pyinfra -y inventories/prod.py tasks/rollback.py                        # do it
+    pyinfra -y inventories/prod.py tasks/rollback.py --data release=<id>    # a named release
+    ... --data secrets=as-recorded [--data force=true]   # the target's secret versions
 
-The release comes from the ledger on the hosts (/var/lib/superapp/releases.jsonl). The swap is
-the deploy's own: host by host, health-gated, zero downtime, recorded in the ledger.
+The target comes from every host's ledger merged (ops/rollout/history.py; what it picks from
+each state of the fleet: ops/runbooks/rollback.md). No migration runs; secrets stay at their
+current versions unless asked. The swap is the deploy's own: host by host, health-gated, zero
+downtime, recorded in the ledger with `rolled_back_to`.
 """
 
 from ops.rollout.stages import (
@@ -12,11 +16,13 @@ from ops.rollout.stages import (
     pick_previous_release,
     plan_changes,
     read_secrets,
+    resolve_images,
     roll_out,
 )
 
 run = check_invariants(kind="rollback")
 pick_previous_release(run)
+resolve_images(run)  # only images the target release recorded no digest for
 read_secrets(run)
 plan_changes(run)
 roll_out(run)

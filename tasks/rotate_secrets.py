@@ -14,21 +14,25 @@ result. `internal-hmac` goes in three phases and a re-run resumes an interrupted
 ops/secrets/rotation.py.
 """
 
-from ops.rollout.stages import check_invariants, plan_changes, read_secrets
+from ops.rollout.stages import check_invariants, plan_changes, read_secrets, resolve_images
 from ops.secrets.rotation_stages import prepare_rotation, report_rotation, roll_out_rotation
 
 # 1. Catalog and group_data valid, invariants hold, every host reachable and read.
 run = check_invariants(kind="rotate")
 
-# 2. Every secret from Vault, once.
+# 2. Image tags -> registry digests, as a deploy does (a rotation swaps nothing else: a moved
+#    tag is refused as an unrelated change).
+resolve_images(run)
+
+# 3. Every secret from Vault, once.
 read_secrets(run)
 
-# 3. Which keys, their new values (in memory only), or the internal HMAC phase to resume.
+# 4. Which keys, their new values (in memory only), or the internal HMAC phase to resume.
 rotation = prepare_rotation(run)
 
-# 4. Per host: render with the new values, compare, validate; say what the rotation swaps.
+# 5. Per host: render with the new values, compare, validate; say what the rotation swaps.
 plan_changes(run)
 report_rotation(run, rotation)
 
-# 5. Execution only: write the new versions (CAS), then host by host; next HMAC phases.
+# 6. Execution only: write the new versions (CAS), then host by host; next HMAC phases.
 roll_out_rotation(run, rotation)

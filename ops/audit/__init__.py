@@ -55,6 +55,7 @@ def relaxed_rules(environment: Environment) -> dict[str, Callable[[Finding], boo
         # Vault auth and transport are checked by the catalog loader; nothing rendered to relax.
         "vault-token-auth": lambda f: False,
         "vault-plain-http": lambda f: False,
+        "registry-plain-http": lambda f: False,  # checked by the catalog loader
     }
 
 

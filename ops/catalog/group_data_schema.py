@@ -14,6 +14,7 @@ RELAXATIONS = {
     "standin-image": "every service runs the stand-in image (`standin_image`)",
     "vault-token-auth": "Vault auth by a token from VAULT_TOKEN instead of AppRole",
     "vault-plain-http": "Vault over plain http on loopback, no CA",
+    "registry-plain-http": "the registry's HTTP API over plain http (the testbed registry)",
 }
 
 UID_OWNERS = ("redis", "prometheus", "alertmanager")
@@ -42,6 +43,13 @@ GROUP_DATA = Record({
     "placement": Field(MapOf(ListOf(NAME)), required=False, default={}),
     "singleton_hosts": Field(MapOf(NAME), required=False, default={}),
     "registry": Field(Str(pattern=r"[a-z0-9.-]+(:[0-9]+)?", hint="host[:port]")),
+    "registry_api": Field(Record({
+        "url": Field(Optional(Str(pattern=r"https?://[a-z0-9.-]+(:[0-9]+)?",
+                                  hint="a URL like https://registry.example:5000"))),
+        "ca_path": Field(Optional(Str(pattern=r"/\S+", hint="an absolute path"))),
+    }), required=False, default={"url": None, "ca_path": None},
+        doc="where the controller resolves tags to digests (HTTP API v2); url default "
+            "https://<registry>, ca_path default the system CAs"),
     "default_image_tag": Field(TAG),
     "image_tags": Field(MapOf(TAG), required=False, default={}),
     "standin_image": Field(Optional(Record({

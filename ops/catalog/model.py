@@ -114,18 +114,28 @@ class Environment:
     setting_files: Mapping[str, str] = field(default_factory=dict)  # key -> file that set it
     # service -> full image reference, set only by a rollback to an earlier release
     image_overrides: Mapping[str, str] = field(default_factory=dict)
+    # service -> "sha256:..." its image tag pointed to when this run resolved it (or when the
+    # recorded release did): rendered as `image:tag@digest`, so every host runs the same bits
+    digests: Mapping[str, str] = field(default_factory=dict)
     # False for a rollback: the newer release already migrated the schema, and an older
     # image cannot run the newer migrations (ops/runbooks/rollback.md: expand/contract)
     migrations: bool = True
 
-    def with_images(self, images: Mapping[str, str]) -> Environment:
-        """The same environment with some services pinned to given images (drift's view of a
-        recorded release)."""
-        return replace(self, image_overrides={**self.image_overrides, **images})
+    def with_images(self, images: Mapping[str, str],
+                    digests: Mapping[str, str] | None = None) -> Environment:
+        """The same environment with some services pinned to given images, and digests when
+        known (drift's and a rollback's view of a recorded release)."""
+        return replace(self, image_overrides={**self.image_overrides, **images},
+                       digests={**{k: v for k, v in self.digests.items() if k not in images},
+                                **(digests or {})})
 
-    def rolled_back_to(self, images: Mapping[str, str]) -> Environment:
+    def with_digests(self, digests: Mapping[str, str]) -> Environment:
+        return replace(self, digests={**self.digests, **digests})
+
+    def rolled_back_to(self, images: Mapping[str, str],
+                       digests: Mapping[str, str] | None = None) -> Environment:
         """The environment a rollback deploys: a recorded release's images, no migrations."""
-        return replace(self.with_images(images), migrations=False)
+        return replace(self.with_images(images, digests), migrations=False)
 
     @property
     def services(self) -> Mapping[str, Service]:
@@ -175,6 +185,12 @@ class Environment:
         repository = standin["repository"] if standin else service.image
         tag = self.settings["image_tags"].get(service.name, self.settings["default_image_tag"])
         return f"{self.settings['registry']}/{repository}:{tag}"
+
+    def pinned_image(self, service: Service) -> str:
+        """What compose files run: `image(service)@sha256:...` once the digest is known."""
+        image = self.image(service)
+        digest = self.digests.get(service.name)
+        return f"{image}@{digest}" if digest else image
 
     def infra_image(self, name: str) -> str:
         return f"{self.settings['registry']}/{self.settings['infra_images'][name]}"

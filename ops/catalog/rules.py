@@ -60,8 +60,8 @@ def check_environment(env: str, services: Mapping[str, Service], s: Mapping[str,
     errors: Errors = []
     for rule in (check_env_name, check_hosts, check_placement, check_internal_calls,
                  check_origins, check_images, check_singletons, check_proxies, check_network,
-                 check_vault, check_relaxations, check_payments_promo, check_jwks,
-                 check_schedules, check_settings_refs):
+                 check_vault, check_registry_api, check_relaxations, check_payments_promo,
+                 check_jwks, check_schedules, check_settings_refs):
         errors += rule(env, services, s)
     return errors
 
@@ -244,6 +244,22 @@ def check_vault(env: str, services: Mapping[str, Service], s: Mapping[str, Any])
         errors.append(("vault.addr", "plain http needs the 'vault-plain-http' relaxation"))
     if vault["addr"].startswith("https://") and not vault["ca_path"]:
         errors.append(("vault.ca_path", "required with an https Vault address"))
+    return errors
+
+
+def check_registry_api(env: str, services: Mapping[str, Service], s: Mapping[str, Any]) -> Errors:
+    """The controller must ask the registry the hosts pull from, over TLS unless relaxed."""
+    url = s["registry_api"]["url"]
+    if not url:
+        return []
+    errors: Errors = []
+    scheme, _, where = url.partition("://")
+    if where.rstrip("/") != s["registry"]:
+        errors.append(("registry_api.url", f"must name the registry the hosts pull from "
+                                           f"({s['registry']}), got {url!r}"))
+    if scheme == "http" and "registry-plain-http" not in s["relaxations"]:
+        errors.append(("registry_api.url", "plain http needs the 'registry-plain-http' "
+                                           "relaxation; use https"))
     return errors
 
 

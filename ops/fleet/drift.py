@@ -148,6 +148,22 @@ def host_drift(environment: Environment, host: str, state: HostState,
     return rows
 
 
+def moved_tags(release: dict, now: dict[str, str]) -> list[Drift]:
+    """A tag that points elsewhere in the registry than when the release deployed it: the
+    running containers keep the recorded bits (they run by digest); the next deploy of that
+    tag would run the new ones. `now`: tag ref -> digest the registry answers today."""
+    rows = []
+    recorded = release.get("image_digests") or {}
+    for service, ref in sorted((release.get("images") or {}).items()):
+        then, today = recorded.get(service), now.get(ref)
+        if then and today and then != today:
+            rows.append(Drift("registry", "tag", service,
+                              f"{ref} now points to {today.removeprefix('sha256:')[:12]}; the "
+                              f"release runs {then.removeprefix('sha256:')[:12]} (kept: the "
+                              "hosts run by digest; the next deploy of this tag would switch)"))
+    return rows
+
+
 def format_drift(rows: Sequence[Drift]) -> str:
     return format_table(("host", "kind", "what", "drift"),
                         [(r.host, r.kind, r.subject, r.detail) for r in rows])

@@ -17,10 +17,11 @@ from pyinfra.context import ctx_state
 from ops.catalog import ConfigError, load_environment
 from ops.catalog.model import Environment
 from ops.console import format_table
-from ops.fleet.drift import Drift, format_drift, host_drift
+from ops.fleet.drift import Drift, format_drift, host_drift, moved_tags
 from ops.fleet.status import format_status, host_rows, unreachable_rows
 from ops.host.facts import ContainerDetails, ContainerLogs, SuperappHostState
 from ops.host.state import HostState
+from ops.images.registry import Registry, RegistryError
 from ops.render import render_host, service_content_hash
 from ops.rollout.history import merged_releases, release_rows
 from ops.rollout.ledger import last_release
@@ -149,7 +150,8 @@ def drift_rows(environment: Environment, states: dict[str, HostState]) -> list[D
     if release is None:
         return [Drift(name, "release", "-", "no successful release in the ledger")
                 for name in order]
-    target = environment.with_images(release.get("images") or {})
+    target = environment.with_images(release.get("images") or {},
+                                     release.get("image_digests") or {})
     try:
         secrets = vault_fetch(target, versions=release.get("secret_versions") or {})
     except VaultError as e:
@@ -162,4 +164,16 @@ def drift_rows(environment: Environment, states: dict[str, HostState]) -> list[D
         hashes = {s.name: service_content_hash(target, s.name, name, secrets)
                   for s in target.services_on(name)}
         rows += host_drift(target, name, state, files, release, hashes)
-    return rows
+    return rows + tag_rows(environment, release)
+
+
+def tag_rows(environment: Environment, release: dict) -> list[Drift]:
+    """Tags of the release that the registry now resolves to other digests."""
+    refs = set((release.get("images") or {}).values())
+    if not refs or not release.get("image_digests"):
+        return []
+    try:
+        now = Registry.from_settings(environment.settings).digests(refs)
+    except RegistryError as e:
+        return [Drift("registry", "tag", "-", f"not compared: {e}")]
+    return moved_tags(release, now)

@@ -14,6 +14,7 @@ from ops.catalog.model import Environment
 from ops.console import format_table
 from ops.host.reads import ContainerDetail
 from ops.host.state import HostState
+from ops.images.refs import parse_ref
 from ops.rollout.ledger import last_release
 
 INFRA_PROJECTS = ("sa-edge", "sa-data", "sa-monitoring")
@@ -70,9 +71,9 @@ def host_rows(environment: Environment, host: str, state: HostState,
                               and d.labels.get("superapp.role") == "serve"),
                              service.container_name("a"))
         detail = details.get(container)
-        image = detail.image if detail else record.get("image", "")
-        digest = state.digests.get(image) or record.get("digest") or ""
-        rows.append(StatusRow(host, service.name, container, image.rpartition(":")[2] or "-",
+        ref = parse_ref(detail.image if detail else record.get("image", ""))
+        digest = ref.digest or state.digests.get(ref.tagged) or record.get("digest") or ""
+        rows.append(StatusRow(host, service.name, container, ref.tag or "-",
                               digest.removeprefix("sha256:")[:12] or "-", health_of(detail),
                               since_of(detail), release))
     if not only:

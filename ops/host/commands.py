@@ -192,14 +192,15 @@ def server_up_line(service: str, url: str) -> str:
 
 
 def wait_traefik_serving(traefik: str, metrics_url: str, servers: dict[str, str],
-                         timeout: int = 30) -> str:
+                         timeout: int = 30, settle: int = 0) -> str:
     """Wait until Traefik reports, for every service -> server URL, that it serves that server.
 
     Proof that traffic moved, where a reload counter only says some file was read: the file
     provider throttles reloads, and a server is up only once Traefik loaded the file naming it
     and its health check passed. A read that is empty or not Prometheus text never counts as
     "up": after `timeout` the command fails and says which services were not served, or that
-    the metrics could not be read.
+    the metrics could not be read. `settle` seconds pass first, unread: after a route file is
+    put back, Traefik may still serve the file it replaces and report a stale `up` line.
     """
     unreadable = shlex.quote(f"could not read Traefik metrics at {metrics_url} (empty or not "
                              "Prometheus text)")
@@ -207,7 +208,8 @@ def wait_traefik_serving(traefik: str, metrics_url: str, servers: dict[str, str]
         f"printf '%s\\n' \"$m\" | grep -qxF {shlex.quote(server_up_line(s, u))} || "
         f"pending=\"$pending {s}\";" for s, u in sorted(servers.items()))
     return (
-        f"end=$(( $(date +%s) + {int(timeout)} )); while :; do "
+        (f"sleep {int(settle)}; " if settle else "")
+        + f"end=$(( $(date +%s) + {int(timeout)} )); while :; do "
         f"m=$({traefik_metrics(traefik, metrics_url)} 2>/dev/null); pending=''; "
         "if printf '%s\\n' \"$m\" | grep -q '^traefik_'; then readable=1; " + checks + " "
         "else readable=0; fi; "

@@ -13,6 +13,8 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass, field
 
+from ops.images.refs import parse_ref
+
 MANAGED_DIRS = ("/opt/superapp", "/etc/superapp")
 CRON_GLOB = "/etc/cron.d/superapp-*"
 LEDGER_PATH = "/var/lib/superapp/releases.jsonl"
@@ -77,11 +79,19 @@ class HostState:
     containers: dict[str, Container] = field(default_factory=dict)
     images: set[str] = field(default_factory=set)  # "repo:tag" present on the host
     digests: dict[str, str] = field(default_factory=dict)  # "repo:tag" -> "sha256:..."
+    repo_digests: set[str] = field(default_factory=set)  # "repo@sha256:..." present
     services: dict[str, dict] = field(default_factory=dict)  # service -> live slot record
     # service -> record of the slot a swap in progress moves to (written before it starts)
     intents: dict[str, dict] = field(default_factory=dict)
     routes: dict[str, str] = field(default_factory=dict)  # service -> slot its route serves
     ledger: list[dict] = field(default_factory=list)
+
+
+def has_image(state: HostState, ref: str) -> bool:
+    """Whether the host holds `ref`: by its digest when pinned (`repo:tag@sha256:...`: Docker
+    pulls those by digest, untagged), by `repo:tag` otherwise."""
+    image = parse_ref(ref)
+    return image.by_digest in state.repo_digests if image.digest else ref in state.images
 
 
 def parse_host_state(lines: list[str]) -> HostState:
@@ -110,11 +120,14 @@ def parse_host_state(lines: list[str]) -> HostState:
                     row.get("Status", ""), labels)
         elif section == "images":
             row = _json(line)
+            digest = (row or {}).get("Digest", "<none>")
+            if row and digest not in (None, "<none>"):
+                state.repo_digests.add(f"{row['Repository']}@{digest}")
             if row and row.get("Tag") not in (None, "<none>"):
                 ref = f"{row['Repository']}:{row['Tag']}"
                 state.images.add(ref)
-                if row.get("Digest", "<none>") != "<none>":
-                    state.digests[ref] = row["Digest"]
+                if digest not in (None, "<none>"):
+                    state.digests[ref] = digest
         elif section == "services":
             row = _json(line)
             if row and "service" in row:

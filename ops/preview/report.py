@@ -15,7 +15,7 @@ import yaml
 
 from ops.preview.masking import SecretLayout, SecretStatus, masked_text
 from ops.render.files import RenderedFile
-from ops.rollout.plan import HostPlan, Reason, ServiceChange
+from ops.rollout.plan import HostPlan, Reason, ServiceChange, moved
 
 CONTEXT_LINES = 2
 
@@ -78,6 +78,8 @@ def service_reasons(change: ServiceChange, compose_diff: Sequence[str] | None,
             if env_file_differs and not secrets_changed:
                 detail.append("env file changed")
             out += detail or [str(reason)]
+        elif reason == Reason.DIGEST:
+            out.append(moved(change))
         else:
             out.append(str(reason))
     if Reason.IMAGE in change.reasons:

@@ -240,7 +240,7 @@ def service_containers(environment: Environment, service: Service, host: Host,
     base_env = service_environment(environment, service)
     main = {
         "key": service.name,
-        "image": environment.image(service),
+        "image": environment.pinned_image(service),
         "container_name": service.container_name(slot),
         "env_file": [relative_to_compose(env_file_path(service.name))],
         "environment": base_env,
@@ -268,7 +268,7 @@ def service_containers(environment: Environment, service: Service, host: Host,
             env[sidecar.url_env] = f"http://{service.container_name(slot)}:{service.port}"
         container = {
             "key": sidecar.name,
-            "image": environment.image(service),
+            "image": environment.pinned_image(service),
             "container_name": service.container_name(slot, sidecar.name),
             "command": environment.command(service, sidecar),
             "env_file": [relative_to_compose(env_file)],

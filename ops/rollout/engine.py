@@ -17,6 +17,7 @@ tests only, injects the fault `SUPERAPP_FAULT` names.
 from __future__ import annotations
 
 import os
+import re
 import shlex
 import signal
 import subprocess
@@ -94,6 +95,7 @@ class HostResult:
     seconds: float = 0.0
     digests: dict[str, str] = field(default_factory=dict)
     images: dict[str, str] = field(default_factory=dict)  # service -> image it runs after
+    image_digests: dict[str, str] = field(default_factory=dict)  # service -> its digest
     migrations: dict[str, str] = field(default_factory=dict)  # service -> head after migrating
 
 
@@ -140,7 +142,24 @@ def run_migrations(remote: Remote, environment: Environment, change: ServiceChan
     lines = [line for line in out.strip().splitlines() if line.strip()]
     for line in lines[-10:]:
         say(remote.name, f"  migrate: {line}")
-    return lines[-1].strip()[:300] if lines else ""
+    return migration_head(lines)
+
+
+# How a migrate command says which schema head it left: Alembic's `Running upgrade a -> b`
+# (b), the stand-in's `now at version N`.
+HEAD_PATTERNS = (re.compile(r"Running upgrade \S* -> ([0-9A-Za-z_]+)"),
+                 re.compile(r"now at version (\S+)"))
+
+
+def migration_head(lines: Sequence[str]) -> str:
+    """The schema head a migrate command's output names, or "" when it names none (nothing
+    applied, or a tool whose output is not recognised): the ledger then keeps the last head
+    recorded, and a rollback's plan never claims a difference it cannot see."""
+    for line in reversed(lines):
+        for pattern in HEAD_PATTERNS:
+            if m := pattern.search(line):
+                return m.group(1)[:100]
+    return ""
 
 
 def pull(remote: Remote, plan: HostPlan) -> dict[str, str]:
@@ -148,8 +167,10 @@ def pull(remote: Remote, plan: HostPlan) -> dict[str, str]:
     if plan.missing_images:
         say(remote.name, f"pulling {len(plan.missing_images)} image(s)")
         must(remote, cmd.pull_images(plan.missing_images), "pulling images", timeout=1800)
-    out = must(remote, cmd.image_digests(plan.images), "reading image digests")
-    digests = {}
+    # pinned refs (`repo:tag@sha256:...`) carry their digest; only tag refs are inspected
+    digests = {ref.partition("@")[0]: ref.partition("@")[2] for ref in plan.images if "@" in ref}
+    out = must(remote, cmd.image_digests(i for i in plan.images if "@" not in i),
+               "reading image digests")
     for line in out.splitlines():
         ref, _, digest = line.partition(" ")
         if "@" in digest:
@@ -193,7 +214,8 @@ def roll_host(remote: Remote, environment: Environment, plan: HostPlan, release:
     t0 = time.monotonic()
     checkpoints = checkpoints or Checkpoints(environ={})
     heads = {} if heads is None else heads
-    result = HostResult(plan.host, images=dict(plan.images_after), migrations=heads)
+    result = HostResult(plan.host, images=dict(plan.images_after),
+                        image_digests=dict(plan.digests_after), migrations=heads)
 
     def checkpoint(step: str) -> None:
         checkpoints.reach(step, plan.host)
@@ -210,10 +232,10 @@ def roll_host(remote: Remote, environment: Environment, plan: HostPlan, release:
 
     def migrate() -> None:
         for c in changes:
-            if c.migrate and (c.service, c.image) not in migrated:
+            if c.migrate and (c.service, c.bits) not in migrated:
                 check_backup_freshness(db_remote or remote, environment, c)
                 heads[c.service] = run_migrations(remote, environment, c)
-                migrated.add((c.service, c.image))
+                migrated.add((c.service, c.bits))
 
     if changes:
         swap(remote, environment, changes, result.digests, release.id, checkpoint, migrate)
@@ -236,10 +258,11 @@ def rollout(environment: Environment, plans: Sequence[HostPlan], remotes: Sequen
     """Roll `plans` (already in rollout order) host by host; raise at the first failure.
 
     The caller holds the environment's lock (and passes it in `checkpoints`).
-    `migrated`: (service, image) pairs whose migrations already ran in this environment (some
-    host already runs that image), so a release migrates once, not once per host or per run.
-    Every host touched gets the release in its ledger; a ledger that cannot be written fails
-    the rollout after it ran (a rollback depends on it), naming the host.
+    `migrated`: (service, image by digest) pairs whose migrations already ran in this
+    environment (some host already runs those bits), so a release migrates once, not once per
+    host or per run. Every host of the run gets the release in its ledger; a ledger that
+    cannot be written fails the rollout after it ran (a rollback depends on it), naming the
+    host.
     """
     results: list[HostResult] = []
     by_name = {r.name: r for r in remotes}

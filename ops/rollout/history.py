@@ -55,10 +55,25 @@ def release_stack(releases: Sequence[dict], hosts: Iterable[str]) -> list[dict]:
         if e.get("kind") == "rollback" and back_to in ids:
             del stack[ids.index(back_to) + 1:]
             continue
-        if stack and stack[-1]["images"] == e["images"]:
+        if stack and same_bits(stack[-1], e):
             continue  # nothing changed (a no-op or a re-run): the same release in force
         stack.append(e)
     return stack
+
+
+def same_bits(a: dict, b: dict) -> bool:
+    """Whether two releases deploy the same images (by digest where both recorded one)."""
+    da, db = a.get("image_digests") or {}, b.get("image_digests") or {}
+    return a["images"] == b["images"] and all(
+        da[s] == db[s] for s in da.keys() & db.keys())
+
+
+def runs(record: dict, entry: dict, service: str) -> bool:
+    """Whether a host's live record of `service` is what release `entry` deployed."""
+    if record.get("image") != entry["images"].get(service):
+        return False
+    want = (entry.get("image_digests") or {}).get(service)
+    return not want or not record.get("digest") or record["digest"] == want
 
 
 def fleet_images(environment: Environment, states: Mapping[str, HostState]) -> dict[
@@ -103,7 +118,8 @@ def rollback_target(environment: Environment, states: Mapping[str, HostState],
     top = stack[-1]
     running = fleet_images(environment, states)
     off = sorted({f"{h} runs {svc} {img.rpartition(':')[2] or 'nothing'}"
-                  for (h, svc), img in running.items() if img != top["images"].get(svc)})
+                  for (h, svc), img in running.items()
+                  if not runs(states[h].services.get(svc) or {}, top, svc)})
     if off:
         return RollbackTarget(top, f"the fleet is not all on release {top['release']} ("
                               + "; ".join(off[:3]) + ("; ..." if len(off) > 3 else "")
@@ -122,9 +138,11 @@ def rollback_lines(environment: Environment, states: Mapping[str, HostState],
     running = fleet_images(environment, states)
     for (h, svc), now in running.items():  # hosts in rollout order, services in catalog order
         to = target["images"].get(svc, "")
-        if to and to != now:
-            now_digest = states[h].digests.get(now, "")
-            to_digest = ((target.get("hosts") or {}).get(h) or {}).get("digests", {}).get(to, "")
+        now_digest = (states[h].services.get(svc) or {}).get("digest") or \
+            states[h].digests.get(now, "")
+        to_digest = (target.get("image_digests") or {}).get(svc) or (
+            (target.get("hosts") or {}).get(h) or {}).get("digests", {}).get(to, "")
+        if to and (to != now or (to_digest and now_digest and to_digest != now_digest)):
             lines.append(f"{h} {svc}: {label(now, now_digest)} -> {label(to, to_digest)}")
     return lines
 

@@ -1,9 +1,10 @@
 """The ledger: every release appended to `/var/lib/superapp/releases.jsonl` on the hosts.
 
 A release line holds what a rollback needs to be exact: who, when, the git commit, each
-service's image and its registry digest, the KV version of every secret path read (never a
-value) and the result per host. Writing is `record_ledger`; reading is the host snapshot
-(`ops.host.state`); choosing the release a rollback restores is `ops.rollout.history`.
+service's image tag and the registry digest it was deployed by (`image_digests`), the KV
+version of every secret path read (never a value) and the result per host. Writing is
+`record_ledger`; reading is the host snapshot (`ops.host.state`); choosing the release a
+rollback restores is `ops.rollout.history`.
 """
 
 from __future__ import annotations
@@ -51,19 +52,24 @@ class Release:
 def release_entry(results: Sequence[HostResult], release: Release, outcome: str) -> dict:
     """The ledger line of a release (pure): images of every host that did not fail."""
     images: dict[str, str] = {}
+    digests: dict[str, str] = {}
     migrations: dict[str, str] = {}
     for r in results:
         if r.result != "FAILED":
             images.update(r.images)
-        migrations.update(r.migrations)  # applied even when the host failed later
+            digests.update(r.image_digests)
+        # applied even when the host failed later; "" (head not named) is not recorded
+        migrations.update({k: v for k, v in r.migrations.items() if v})
     entry = {
         "kind": release.kind, "release": release.id, "env": release.env,
         "commit": release.commit, "user": release.user, "started": release.started,
         "finished": now_iso(), "result": outcome,
-        "images": images, "secret_versions": release.secret_versions,
+        "images": images, "image_digests": digests,
+        "secret_versions": release.secret_versions,
         "migrations": migrations,
         "hosts": {r.host: {"result": r.result, "changed": r.changed, "digests": r.digests,
-                           "images": r.images, "seconds": round(r.seconds, 1)}
+                           "images": r.images, "image_digests": r.image_digests,
+                           "seconds": round(r.seconds, 1)}
                   for r in results},
     }
     if release.rolled_back_to:

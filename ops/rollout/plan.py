@@ -13,7 +13,8 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 
 from ops.catalog.model import Environment
-from ops.host.state import HostState
+from ops.host.state import HostState, has_image
+from ops.images.refs import pinned
 from ops.render import render_host, service_content_hash
 from ops.render.compose import SLOTS, project_name
 from ops.render.files import RenderedFile
@@ -42,10 +43,15 @@ class Reason(StrEnum):
 
     NOT_DEPLOYED = "not deployed yet"
     IMAGE = "image changed"
+    DIGEST = "image tag points to other bits (re-pushed)"
     CONFIG = "configuration or secrets changed"
     NOT_RUNNING = "container not running"
     DRIFTED = "files on the host differ from the release"
     UNRECORDED = "what runs in the live slot is not recorded (an interrupted run)"
+
+
+# Reasons that put other bits in the slot: their migrations run (once per environment).
+NEW_BITS = {Reason.IMAGE, Reason.DIGEST, Reason.NOT_DEPLOYED, Reason.UNRECORDED}
 
 
 @dataclass
@@ -64,8 +70,15 @@ class ServiceChange:
     new_project: str
     old_project: str | None
     migrate: bool = False
+    digest: str = ""  # "sha256:..." the new slot runs (resolved by this run), "" if unknown
+    old_digest: str = ""
     route_changed: bool = True  # False when the host's Traefik file already says this
     has_singleton: bool = False  # a singleton sidecar runs with it here (starts after the swap)
+
+    @property
+    def bits(self) -> str:
+        """The image this change runs, by digest when known (what "already migrated" means)."""
+        return pinned(self.image, self.digest)
 
     @property
     def compose_file(self) -> str:
@@ -77,8 +90,22 @@ class ServiceChange:
 
 def describe_reasons(change: ServiceChange) -> list[str]:
     """The reasons as an operator reads them (`image reg/x:v1 -> reg/x:v2`)."""
-    return [f"image {change.old_image} -> {change.image}" if r == Reason.IMAGE else str(r)
-            for r in change.reasons]
+    def text(r: Reason) -> str:
+        if r == Reason.IMAGE:
+            return f"image {change.old_image} -> {change.image}"
+        if r == Reason.DIGEST:
+            return moved(change)
+        return str(r)
+    return [text(r) for r in change.reasons]
+
+
+def moved(change: ServiceChange) -> str:
+    """A re-pushed tag, as an operator reads it."""
+    return f"image {change.image} moved: {short(change.old_digest)} -> {short(change.digest)}"
+
+
+def short(digest: str) -> str:
+    return digest.removeprefix("sha256:")[:12] or "?"
 
 
 @dataclass
@@ -94,6 +121,7 @@ class HostPlan:
     unchanged: list[str]
     slots: dict[str, str] = field(default_factory=dict)  # service -> slot after the rollout
     images_after: dict[str, str] = field(default_factory=dict)  # service -> image after it
+    digests_after: dict[str, str] = field(default_factory=dict)  # service -> its digest
     # left by an interrupted run: containers of a slot that is not live (by compose project
     # when they have one: stopped gracefully), `.prev`/`.tmp-` files, intents of swaps that
     # never switched traffic
@@ -208,8 +236,11 @@ def plan_host(environment: Environment, host: str, secrets: SecretValues,
         elif not record:
             why.append(Reason.UNRECORDED)
         else:
+            digest = environment.digests.get(name)
             if record.get("image") != environment.image(environment.services[name]):
                 why.append(Reason.IMAGE)
+            elif digest and record.get("digest") and record["digest"] != digest:
+                why.append(Reason.DIGEST)
             elif record.get("hash") != hashes[name]:
                 why.append(Reason.CONFIG)
             if not service_running(environment, name, live[name], state):
@@ -253,7 +284,8 @@ def plan_host(environment: Environment, host: str, secrets: SecretValues,
             new_project=project_name(service, new),
             old_project=project_name(service, old) if old else None,
             migrate=environment.migrations and bool(environment.migrate_command(service))
-            and record.get("image") != environment.image(service),
+            and bool(NEW_BITS & set(reasons[name])),
+            digest=environment.digests.get(name, ""), old_digest=record.get("digest") or "",
             route_changed=file_changed(by_unit[f"route:{name}"][0], state),
             has_singleton=any(sc.singleton for sc in environment.sidecars_on(service, host)),
         ))
@@ -275,10 +307,11 @@ def plan_host(environment: Environment, host: str, secrets: SecretValues,
     return HostPlan(
         host=host, address=environment.host(host).address,
         dirs=host_directories(environment, host), images=images,
-        missing_images={i for i in images if i not in state.images},
+        missing_images={i for i in images if not has_image(state, i)},
         infra_files=infra_files, infra_units=infra_units, services=changes,
         unchanged=[n for n in services if n not in reasons], slots=slots_after(reasons),
         images_after={n: environment.image(environment.services[n]) for n in services},
+        digests_after={n: environment.digests[n] for n in services if n in environment.digests},
         leftover_containers=leftover_containers, leftover_projects=leftover_projects,
         leftover_files=leftover_files, stale_intents=stale_intents, promote=promote,
         singletons=missing_singletons(environment, host, state, live, reasons),

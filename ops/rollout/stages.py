@@ -24,6 +24,8 @@ from pyinfra.operations import python
 from ops.host.facts import SuperappHostState
 from ops.host.remote import PyinfraRemote
 from ops.host.state import STATE_SCRIPT, parse_host_state
+from ops.images.refs import pinned
+from ops.images.registry import Registry, RegistryError
 from ops.preview.stage import dry_run_mode, preview_host
 from ops.render import PlaceholderSecrets, render_host
 from ops.render.files import write_tree
@@ -91,7 +93,8 @@ def pin_release(run: Run, chosen: RollbackTarget) -> str:
     lines = rollback_lines(run.environment, run.states, target)
     heads = head_lines(merged_releases(e for s in run.states.values() for e in s.ledger),
                        target["release"])
-    run.environment = run.environment.rolled_back_to(target["images"])
+    run.environment = run.environment.rolled_back_to(target["images"],
+                                                     target.get("image_digests") or {})
     if mode == "as-recorded":
         run.pinned_versions = dict(target.get("secret_versions", {}))
         run.force_old_secrets = str(host.data.get("force") or "").lower() == "true"
@@ -109,6 +112,33 @@ def pin_release(run: Run, chosen: RollbackTarget) -> str:
              f"{target.get('commit')}); only images and secrets follow the release"),
           flush=True)
     return target["release"]
+
+
+@deploy("Resolve image tags to registry digests")
+def resolve_images(run: Run) -> None:
+    """Every service's image tag -> the digest the registry holds for it now, read once from
+    the controller before any host changes; compose files then run `image:tag@sha256:...`, so
+    every host runs the same bits and the ledger records exactly which. Digests a rollback
+    took from the ledger are kept (only services without a recorded one are resolved)."""
+    current_scope().once("digests", lambda: resolve_into(run))
+
+
+def resolve_into(run: Run) -> bool:
+    environment = run.environment
+    wanted = {s.name: environment.image(s) for s in environment.services.values()
+              if s.name not in environment.digests}
+    try:
+        found = Registry.from_settings(environment.settings).digests(wanted.values())
+    except RegistryError as e:
+        users = {ref: sorted(n for n, r in wanted.items() if r == ref) for ref in wanted.values()}
+        where = environment.setting_files.get("image_tags") or \
+            environment.setting_files.get("default_image_tag") or "group_data"
+        named = "".join(f"\n  {ref} is the image of {', '.join(names)}"
+                        for ref, names in sorted(users.items()) if ref in str(e))
+        raise DeployRefused(f"{e}{named}\n(tags come from image_tags / default_image_tag in "
+                            f"{where}); no host was changed") from None
+    run.environment = environment.with_digests({n: found[ref] for n, ref in wanted.items()})
+    return True
 
 
 @deploy("Read every secret from Vault")
@@ -263,7 +293,8 @@ def rollout_callback(state, run: Run, lock: EnvironmentLock | None = None) -> bo
             if not any(p.changed for p in plans):
                 print("--> nothing to change on any host", flush=True)
                 return True
-            migrated = {(name, rec.get("image")) for st in run.states.values()
+            migrated = {(name, pinned(rec.get("image") or "", rec.get("digest")))
+                        for st in run.states.values()
                         for name, rec in st.services.items()}
             results = rollout(run.environment, plans, remotes, run.release, migrated=migrated,
                               checkpoints=Checkpoints(lock))

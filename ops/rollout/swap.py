@@ -31,6 +31,7 @@ from ops.host import commands as cmd
 from ops.host.remote import Remote
 from ops.host.state import INTENT_SUFFIX, SERVICE_STATE_DIR
 from ops.render.compose import SINGLETON_PROFILE
+from ops.render.traefik import HEALTH_INTERVAL_SECONDS
 from ops.rollout.interrupt import Interrupted
 from ops.rollout.plan import ServiceChange, server_url
 from ops.rollout.steps import RolloutError, must, say, upload
@@ -38,6 +39,14 @@ from ops.rollout.steps import RolloutError, must, say, upload
 TRAEFIK_CONTAINER = "traefik"
 TRAEFIK_METRICS_URL = "http://127.0.0.1:8082/metrics"
 SERVING_TIMEOUT = 60  # file-provider throttle + a health-check interval, with room to spare
+# Traefik's file provider applies a change at most this long after the file changed
+# (providersThrottleDuration, default 2s; not set in traefik.yml).
+FILE_PROVIDER_THROTTLE_SECONDS = 2
+# How long an undo waits after putting a route file back before it may trust the metrics: a
+# Traefik that already loaded the new route still sends requests to the new containers until
+# it reloads the old file (one throttle), and the old server's `server_up` line may be a stale
+# 1 from before the switch until a health check ran on the reloaded config (one interval).
+UNDO_SETTLE_SECONDS = FILE_PROVIDER_THROTTLE_SECONDS + HEALTH_INTERVAL_SECONDS + 1
 
 Checkpoint = Callable[[str], None]
 
@@ -57,16 +66,18 @@ def swapped_paths(changes: Sequence[ServiceChange]) -> list[str]:
 
 def record_of(c: ServiceChange, digests: dict[str, str], release_id: str) -> dict:
     return {"service": c.service, "slot": c.new_slot, "image": c.image,
-            "digest": digests.get(c.image, ""), "hash": c.config_hash, "release": release_id,
+            "digest": c.digest or digests.get(c.image, ""), "hash": c.config_hash,
+            "release": release_id,
             "at": datetime.now(UTC).isoformat(timespec="seconds")}
 
 
-def wait_serving(remote: Remote, servers: dict[str, str], what: str) -> None:
-    """Return once Traefik serves `servers` (service -> URL); RolloutError otherwise."""
+def wait_serving(remote: Remote, servers: dict[str, str], what: str, settle: int = 0) -> None:
+    """Return once Traefik serves `servers` (service -> URL); RolloutError otherwise.
+    `settle`: seconds to let Traefik reload before its metrics count (see UNDO_SETTLE_SECONDS)."""
     if servers:
         must(remote, cmd.wait_traefik_serving(TRAEFIK_CONTAINER, TRAEFIK_METRICS_URL, servers,
-                                              SERVING_TIMEOUT),
-             what, timeout=SERVING_TIMEOUT + 60)
+                                              SERVING_TIMEOUT, settle=settle),
+             what, timeout=SERVING_TIMEOUT + settle + 60)
 
 
 def stage(remote: Remote, changes: Sequence[ServiceChange], digests: dict[str, str],
@@ -159,7 +170,8 @@ def undo(remote: Remote, environment: Environment, changes: Sequence[ServiceChan
     if routes_moved and not problems:
         try:
             wait_serving(remote, old_servers(environment, changes),
-                         "waiting for Traefik to serve the previous containers again")
+                         "waiting for Traefik to serve the previous containers again",
+                         settle=UNDO_SETTLE_SECONDS)
         except RolloutError as e:
             problems.append(str(e))
     if problems:  # never remove containers Traefik may still send requests to

@@ -61,7 +61,8 @@ def test_local_environment_matches_the_testbed(environments):
     assert local.settings["health_check"]["interval_seconds"] == 30
     assert local.settings["vault"]["auth_method"] == "token"
     assert set(local.settings["relaxations"]) == {
-        "standin-image", "vault-token-auth", "vault-plain-http"}
+        "standin-image", "vault-token-auth", "vault-plain-http", "registry-plain-http"}
+    assert local.settings["registry_api"]["url"] == "http://10.231.0.1:5000"
 
 
 def test_inventory_groups_by_role_in_rollout_order(environments):
@@ -280,6 +281,18 @@ def test_unknown_relaxation(repo_copy):
                       'relaxations = ["no-tls", ')
     assert ("group_data/local.py: relaxations.0: must be one of standin-image"
             in error_of(repo_copy, "local"))
+
+
+def test_the_registry_api_is_https_to_the_registry_the_hosts_pull_from(repo_copy):
+    assert repo_copy.load().settings["registry_api"] == {"url": None, "ca_path": None}
+    repo_copy.append(PROD, 'registry_api = {"url": "http://registry.superapp.internal:5000", '
+                           '"ca_path": None}')
+    assert ("group_data/prod.py: registry_api.url: plain http needs the 'registry-plain-http' "
+            "relaxation" in error_of(repo_copy))
+    repo_copy.append(PROD, 'registry_api = {"url": "https://mirror.example:5000", '
+                           '"ca_path": None}')
+    assert ("group_data/prod.py: registry_api.url: must name the registry the hosts pull from "
+            "(registry.superapp.internal:5000)" in error_of(repo_copy))
 
 
 def test_vault_path_prefix_must_match_the_environment(repo_copy):

@@ -7,7 +7,7 @@ import json
 import pytest
 
 from ops.catalog import load_environment
-from ops.fleet.drift import expected_containers, format_drift, host_drift
+from ops.fleet.drift import expected_containers, format_drift, host_drift, moved_tags
 from ops.host.state import parse_host_state
 from ops.render import PlaceholderSecrets, render_host, service_content_hash
 from ops.rollout.plan import sha256
@@ -144,3 +144,16 @@ def test_table_has_one_row_per_drift(files):
     table = format_drift(rows).splitlines()
     assert table[0].split() == ["host", "kind", "what", "drift"]
     assert len(table) == len(rows) + 1
+
+
+def test_a_tag_the_registry_moved_since_the_release_is_reported_once_per_service():
+    old, new = "sha256:" + "1" * 64, "sha256:" + "2" * 64
+    release = {**RELEASE, "image_digests": dict.fromkeys(ENV.services, old)}
+    moved = {IMAGE: new}  # every stand-in service shares the same tag here
+    rows = moved_tags(release, moved)
+    users = sorted(s for s, ref in RELEASE["images"].items() if ref == IMAGE)
+    assert [r.subject for r in rows] == users
+    assert rows[0].host == "registry" and rows[0].kind == "tag"
+    assert f"{IMAGE} now points to 222222222222; the release runs 111111111111" in rows[0].detail
+    assert moved_tags(release, {IMAGE: old}) == []  # still where it was
+    assert moved_tags(RELEASE, moved) == []  # a release recorded before digests: nothing known

@@ -131,6 +131,17 @@ def test_wait_traefik_serving_needs_every_new_server_up(tmp_path) -> None:
         1, "Traefik does not serve the new server of: chat food")
 
 
+def test_after_an_undo_the_metrics_are_read_only_once_traefik_could_reload(tmp_path) -> None:
+    # the metrics say "up" from the start (a stale line): still, nothing is read before
+    # `settle` seconds, the time Traefik needs to load the route file that was put back
+    env = fake_traefik(tmp_path, METRICS)
+    script = cmd.wait_traefik_serving("traefik", "http://127.0.0.1:8082/metrics",
+                                      {"chat": "http://chat-b:8000"}, timeout=2, settle=1)
+    started = time.monotonic()
+    assert subprocess.run(["sh", "-c", script], env=env).returncode == 0
+    assert time.monotonic() - started >= 1
+
+
 @pytest.mark.parametrize("unreadable", ["", "<html>502 Bad Gateway</html>\n"])
 def test_an_empty_or_unparsable_metrics_read_is_never_success(tmp_path, unreadable) -> None:
     env = fake_traefik(tmp_path, unreadable)

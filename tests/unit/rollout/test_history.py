@@ -6,6 +6,7 @@ import pytest
 
 from ops.catalog import load_environment
 from ops.host.state import HostState
+from ops.rollout.engine import migration_head
 from ops.rollout.history import (
     head_lines,
     merged_releases,
@@ -124,3 +125,13 @@ def test_release_rows_merge_hosts_and_show_what_changed() -> None:
     assert [r[0] for r in rows] == ["r1", "r2"]
     assert rows[0][6] == "host1:changed, host2:unchanged" and rows[0][7] == "chat"
     assert rows[1][4] == "rollback -> r1"
+
+
+def test_the_schema_head_is_read_from_alembic_or_the_stand_in_never_guessed() -> None:
+    alembic = ["INFO  [alembic.runtime.migration] Context impl PostgresqlImpl.",
+               "INFO  [alembic.runtime.migration] Running upgrade 1a2b -> 3c4d, add refunds",
+               "INFO  [alembic.runtime.migration] Running upgrade 3c4d -> 5e6f, index refunds"]
+    assert migration_head(alembic) == "5e6f"
+    assert migration_head(["migrate: payments applied 0 migration(s), now at version 3"]) == "3"
+    assert migration_head(alembic[:1]) == ""  # nothing applied: the last recorded head stays
+    assert migration_head(["done"]) == ""

@@ -137,6 +137,35 @@ def test_a_new_image_on_the_recorded_host_swaps_exactly_that_service() -> None:
     assert not plan.infra_files and not plan.leftover_containers and not plan.leftover_files
 
 
+def test_a_re_pushed_tag_swaps_to_the_new_bits_pinned_by_digest_and_migrates() -> None:
+    state = recorded_host2()
+    moved = "sha256:" + "7" * 64
+    assert state.services["payments"]["digest"] not in ("", moved)
+    plan = plan_host(ENV.with_digests({"payments": moved}), "host2", SECRETS, state)
+    assert [c.service for c in plan.services] == ["payments"]
+    change = plan.services[0]
+    assert change.reasons == [Reason.DIGEST] and change.migrate
+    pinned_ref = f"{ENV.image(ENV.services['payments'])}@{moved}"
+    assert change.bits == pinned_ref and plan.missing_images == {pinned_ref}
+    compose = next(f.content for f in change.files if f.path.endswith(".yml"))
+    images = [line.split(":", 1)[1].strip().strip('"') for line in compose.splitlines()
+              if line.strip().startswith("image:")]
+    assert images and set(images) == {pinned_ref}  # the service and each of its sidecars
+    assert describe_reasons(change) == [
+        f"image {change.image} moved: {state.services['payments']['digest'][7:19]} -> "
+        "777777777777"]
+    assert plan.digests_after["payments"] == moved
+
+
+def test_the_same_digest_as_recorded_changes_nothing_but_the_pin() -> None:
+    state = recorded_host2()
+    recorded = state.services["payments"]["digest"]
+    plan = plan_host(ENV.with_digests({"payments": recorded}), "host2", SECRETS, state)
+    # the compose file now names the digest: a config change (one swap), never a migration
+    assert [(c.service, c.reasons, c.migrate) for c in plan.services] == [
+        ("payments", [Reason.CONFIG], False)]
+
+
 def test_new_image_swaps_to_the_other_slot_and_migrates() -> None:
     plan = plan_host(ENV, "host2", SECRETS,
                      deployed_state("host2", slot="a", image="reg/superapp/standin:v0"))
