@@ -11,9 +11,9 @@ current versions unless asked. The swap is the deploy's own: host by host, healt
 downtime, recorded in the ledger with `rolled_back_to`.
 """
 
+from ops.rollout.rollback import pick_previous_release
 from ops.rollout.stages import (
     check_invariants,
-    pick_previous_release,
     plan_changes,
     read_secrets,
     resolve_images,

@@ -23,8 +23,9 @@ INTENT_SUFFIX = ".next"  # `<service>.json.next`: the slot a swap in progress mo
 ROUTES_DIR = "/opt/superapp/traefik/dynamic"
 LIVE_SLOT_MARK = "# superapp-live-slot: "  # the route file's line naming the slot it serves
 
-SECTIONS = ("files", "containers", "images", "services", "intents", "routes", "ledger",
-            "lock")  # "lock": recordings made when the lock lived on a host (ignored)
+# "lock": recordings made when the lock lived on a host (ignored)
+SECTIONS = ("files", "containers", "container_images", "images", "services", "intents",
+            "routes", "ledger", "lock")
 
 
 def state_script(root: str = "") -> str:
@@ -38,6 +39,11 @@ def state_script(root: str = "") -> str:
         f"for f in {root}{CRON_GLOB}; do [ -f \"$f\" ] && sha256sum \"$f\"; done",
         "echo '@@containers'",
         "docker ps -a --format '{{json .}}' 2>/dev/null",
+        # the reference each container was created from (`docker ps` shows a local tag of the
+        # image instead, which hides a `tag@sha256:` pin)
+        "echo '@@container_images'",
+        "docker ps -aq 2>/dev/null | xargs -r docker inspect --format "
+        "'{{.Name}} {{.Config.Image}}' 2>/dev/null",
         "echo '@@images'",
         "docker image ls --digests --format '{{json .}}' 2>/dev/null",
         "echo '@@services'",
@@ -98,6 +104,7 @@ def parse_host_state(lines: list[str]) -> HostState:
     """Parses STATE_SCRIPT's output. Unknown or broken lines are ignored, never fatal."""
     state = HostState()
     section = None
+    created_from: dict[str, str] = {}  # container -> the reference it was created from
     for raw in lines:
         line = raw.rstrip("\n")
         if line.startswith("@@") and line[2:] in SECTIONS:
@@ -141,10 +148,16 @@ def parse_host_state(lines: list[str]) -> HostState:
             name = path.rsplit("/", 1)[-1].removesuffix(".yml")
             if path.endswith(".yml") and slot.strip():
                 state.routes[name] = slot.strip()
+        elif section == "container_images":
+            name, _, image = line.strip().partition(" ")
+            created_from[name.lstrip("/")] = image
         elif section == "ledger":
             row = _json(line)
             if row:
                 state.ledger.append(row)
+    for name, image in created_from.items():
+        if name in state.containers and image:
+            state.containers[name].image = image
     return state
 
 

@@ -59,9 +59,9 @@ def chat_images(testbed: Testbed) -> dict[str, str]:
     out = {}
     for h in testbed.hosts:
         if "app" in h.roles:
-            out[h.name] = testbed.ssh(h, "docker ps --format '{{.Image}}' --filter "
-                                         "label=superapp.service=chat --filter "
-                                         "label=superapp.role=serve").stdout.strip()
+            out[h.name] = testbed.ssh(h, "docker ps -q --filter label=superapp.service=chat "
+                                         "--filter label=superapp.role=serve | xargs docker "
+                                         "inspect --format '{{.Config.Image}}'").stdout.strip()
     return out
 
 

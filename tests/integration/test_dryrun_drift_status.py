@@ -100,7 +100,9 @@ def test_dry_run_of_one_image_tag_shows_exactly_that_service(baseline, testbed, 
     food_hosts = {h.name for h in ENV.hosts_running("food")}
     assert swapped(text) == {(h, "food") for h in food_hosts}, text[-4000:]
     assert "image 10.231.0.1:5000/superapp/standin v1 -> v2" in text
-    assert '+    image: "10.231.0.1:5000/superapp/standin:v2"' in text  # the compose diff
+    # the compose diff: the tag and the digest the registry holds for it now
+    assert re.search(r'\+    image: "10\.231\.0\.1:5000/superapp/standin:v2@sha256:[0-9a-f]{64}"',
+                     text), text[-4000:]
     order = [text.index(f"--> {h.name} (") for h in ENV.hosts]
     assert order == sorted(order)
     assert "--> Dry-run summary (local): " in text

@@ -50,6 +50,26 @@ def test_empty_host_and_garbage_are_not_fatal() -> None:
     assert noisy.routes == {}  # an old recording's lock section is skipped, not misread
 
 
+def test_a_container_s_image_is_the_reference_it_was_created_from() -> None:
+    pinned = "reg:5000/superapp/standin:v2@sha256:" + "ab" * 32
+    state = parse_host_state([
+        "@@containers",
+        json.dumps({"Names": "chat-a", "Image": "reg:5000/superapp/standin:v1",
+                    "State": "running", "Status": "Up", "Labels": ""}),
+        json.dumps({"Names": "old", "Image": "busybox", "State": "exited", "Status": "",
+                    "Labels": ""}),
+        "@@container_images", f"/chat-a {pinned}", "/gone reg/x:v1",
+        "@@images",
+        json.dumps({"Repository": "reg:5000/superapp/standin", "Tag": "<none>",
+                    "Digest": "sha256:" + "ab" * 32}),
+    ])
+    # `docker ps` names a local tag of the image (v1 here); the pin is what was asked for
+    assert state.containers["chat-a"].image == pinned
+    assert state.containers["old"].image == "busybox" and "gone" not in state.containers
+    assert state.repo_digests == {"reg:5000/superapp/standin@sha256:" + "ab" * 32}
+    assert state.images == set()  # untagged: present by digest only
+
+
 CANARY = "CANARY-state-secret-7f3a"
 
 
