@@ -55,6 +55,7 @@ render: setup
 	@$(PY) -m ops.render --env $(ENV) --out $(OUT)
 
 bench: testbed-up
+	@$(PY) -m ops.secrets.bootstrap local
 	@$(PY) -m bench.run
 
 drift: setup
