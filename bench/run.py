@@ -90,7 +90,9 @@ def baseline_in_place(status: dict, environment, tag: str) -> None:
         script = (
             "for f in /opt/superapp/compose/*.yml; do case $f in */edge.yml|*/data.yml|"
             "*/monitoring.yml) continue;; esac; "
-            f"sed -i 's#superapp/standin:[A-Za-z0-9._-]*\"#superapp/standin:{tag}\"#' \"$f\"; "
+            # the deploy pins `standin:<tag>@sha256:...`: the baseline runs the plain tag
+            f"sed -i 's#superapp/standin:[A-Za-z0-9._-]*\\(@sha256:[0-9a-f]*\\)\\?\"#"
+            f"superapp/standin:{tag}\"#' \"$f\"; "
             "docker compose -f \"$f\" up -d >/dev/null 2>&1; done")
         ssh(status, host, script)
 
