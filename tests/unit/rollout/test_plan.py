@@ -51,6 +51,13 @@ def recorded_host2() -> HostState:
     return parse_host_state(RECORDING.read_text().splitlines())
 
 
+def recorded_env(state: HostState):
+    """ENV as the recorded deploy ran it: each service pinned to the digest its record holds
+    (a deploy resolves tags through the registry; unit tests cannot)."""
+    return ENV.with_digests({name: record["digest"] for name, record in state.services.items()
+                             if record.get("digest")})
+
+
 def deployed_state(host: str, slot: str = "a", image: str | None = None) -> HostState:
     """A synthetic approximation of a host after a successful deploy of ENV, built with the
     same render functions the plan uses: good for what the rollout does with a plan
@@ -89,16 +96,16 @@ def test_a_fresh_host_deploys_everything_in_slot_a() -> None:
 
 def differences(plan: HostPlan, state: HostState) -> str:
     """Why a plan against the recording is not a no-op, as a reader needs it."""
-    host = plan.host
+    host, env = plan.host, recorded_env(state)
     files = [f"  {f.path} ({f.unit}): recorded {state.files.get(f.path, 'absent')[:12]}, "
              f"rendered {sha256(f.content)[:12]}"
-             for f in render_host(ENV, host, SECRETS, live_slots(ENV, host, state))
+             for f in render_host(env, host, SECRETS, live_slots(env, host, state))
              if state.files.get(f.path) != sha256(f.content)]
     records = []
-    for s in ENV.services_on(host):
+    for s in env.services_on(host):
         record = state.services.get(s.name) or {}
-        expected = {"image": ENV.image(s),
-                    "hash": service_content_hash(ENV, s.name, host, SECRETS)}
+        expected = {"image": env.image(s),
+                    "hash": service_content_hash(env, s.name, host, SECRETS)}
         records += [f"  {s.name} {key}: recorded {record.get(key)}, expected {want}"
                     for key, want in expected.items() if record.get(key) != want]
     return "\n".join([
@@ -116,7 +123,7 @@ def differences(plan: HostPlan, state: HostState) -> str:
 def test_nothing_to_change_on_a_host_a_real_deploy_left() -> None:
     state = recorded_host2()
     assert set(state.services) == {s.name for s in ENV.services_on("host2")}
-    plan = plan_host(ENV, "host2", SECRETS, state)
+    plan = plan_host(recorded_env(state), "host2", SECRETS, state)
     assert not plan.changed, differences(plan, state)
     assert plan.unchanged == [s.name for s in ENV.services_on("host2")]
 
@@ -125,7 +132,8 @@ def test_a_new_image_on_the_recorded_host_swaps_exactly_that_service() -> None:
     state = recorded_host2()
     payments = ENV.services["payments"]
     bumped = ENV.image(payments).rpartition(":")[0] + ":v99"
-    plan = plan_host(ENV.with_images({"payments": bumped}), "host2", SECRETS, state)
+    plan = plan_host(recorded_env(state).with_images({"payments": bumped}), "host2", SECRETS,
+                     state)
     assert [c.service for c in plan.services] == ["payments"]
     change = plan.services[0]
     live = state.services["payments"]["slot"]
@@ -141,7 +149,8 @@ def test_a_re_pushed_tag_swaps_to_the_new_bits_pinned_by_digest_and_migrates() -
     state = recorded_host2()
     moved = "sha256:" + "7" * 64
     assert state.services["payments"]["digest"] not in ("", moved)
-    plan = plan_host(ENV.with_digests({"payments": moved}), "host2", SECRETS, state)
+    plan = plan_host(recorded_env(state).with_digests({"payments": moved}), "host2", SECRETS,
+                     state)
     assert [c.service for c in plan.services] == ["payments"]
     change = plan.services[0]
     assert change.reasons == [Reason.DIGEST] and change.migrate
@@ -157,13 +166,11 @@ def test_a_re_pushed_tag_swaps_to_the_new_bits_pinned_by_digest_and_migrates() -
     assert plan.digests_after["payments"] == moved
 
 
-def test_the_same_digest_as_recorded_changes_nothing_but_the_pin() -> None:
-    state = recorded_host2()
-    recorded = state.services["payments"]["digest"]
-    plan = plan_host(ENV.with_digests({"payments": recorded}), "host2", SECRETS, state)
-    # the compose file now names the digest: a config change (one swap), never a migration
+def test_the_same_bits_with_or_without_the_pin_are_a_config_swap_never_a_migration() -> None:
+    state = recorded_host2()  # every service pinned by the deploy that was recorded
+    plan = plan_host(ENV, "host2", SECRETS, state)  # tags only: what a tool before pins renders
     assert [(c.service, c.reasons, c.migrate) for c in plan.services] == [
-        ("payments", [Reason.CONFIG], False)]
+        (s.name, [Reason.CONFIG], False) for s in ENV.services_on("host2")]
 
 
 def test_new_image_swaps_to_the_other_slot_and_migrates() -> None:
