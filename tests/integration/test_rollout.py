@@ -317,12 +317,16 @@ def test_unreachable_host_refuses_before_any_change(v2, testbed, tmp_path):
     assert [deploy_tree_hash(testbed, h) for h in (testbed.hosts[0], testbed.hosts[2])] == before
 
 
+STOPPED: dict = {}  # the release the lost host stopped, re-run by the last test
+
+
 def test_host_lost_mid_rollout_stops_with_a_clear_message(v2, testbed, tmp_path):
     """Leaves the fleet half-rolled (host1 on the new bus, host2 and host3 on the old one):
     the rollback tests below start from there."""
     target = other_version(testbed, "bus")
     tree = release_copy(tmp_path, {"default_image_tag": '"v2"',
                                    "image_tags": f'{{"bus": "{target}"}}'})
+    STOPPED["tree"], STOPPED["bus"] = tree, target
     proc = start_deploy(tree)
     wait_for_line(proc, r"--> host1:")
     set_sshd("host2", "stop")
@@ -381,8 +385,9 @@ def complete_releases(testbed: Testbed) -> list[dict]:
 
 
 def assert_fleet_runs(testbed: Testbed, release: dict) -> None:
-    for service in ("bus", "stays", "payments"):
-        tag = release["images"][service].rsplit(":", 1)[1]
+    """Every service answers with the release's tag through every app host's Traefik."""
+    for service in ENV.services:
+        tag = release["images"][service].split("@", 1)[0].rsplit(":", 1)[1]
         assert set(versions(testbed, service).values()) == {tag}, (service, release["release"])
 
 
@@ -422,3 +427,17 @@ def test_a_second_rollback_goes_one_release_further_back(v2, testbed):
     assert_fleet_runs(testbed, before)
 
 
+
+
+def test_the_release_a_lost_host_stopped_finishes_when_run_again(v2, testbed):
+    """The operator's plain re-run once the host is back (here after the rollbacks): every
+    host reaches the stopped release, under load, and the ledgers record it complete."""
+    assert STOPPED, "runs after test_host_lost_mid_rollout_stops_with_a_clear_message"
+    with Load(app_targets(testbed), rate=30, workers=3) as load:
+        res = deploy(STOPPED["tree"])
+    assert res.returncode == 0, output(res)[-4000:]
+    assert load.report.total > 100 and not load.report.failed, load.report.failures_by_kind()
+    assert set(versions(testbed, "bus").values()) == {STOPPED["bus"]}
+    newest = complete_releases(testbed)[-1]
+    assert newest["kind"] == "deploy"
+    assert_fleet_runs(testbed, newest)
