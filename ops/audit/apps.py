@@ -7,6 +7,8 @@
 - `apps.schema-unprovisioned`: a service of our catalog that prod runs with
   `AUTO_CREATE_SCHEMA=false` but that has no migrate command in the catalog and no Alembic in
   the monorepo: nothing creates its schema, it must be provisioned another way (out-of-band).
+  A service that declares `schema_bootstrap_command` is not reported here: the loader
+  requires it in prod and staging, and `rendered.schema-bootstrap` lists those services.
 - `apps.deploy-template-hmac`: `ops/deploy/compose-traefik/docker-compose.yml` must set
   `INTERNAL_REQUIRE_HMAC=true` in the payments service's environment.
 
@@ -81,7 +83,8 @@ def audit_apps(apps_root: Path, environment: Environment | None) -> list[Finding
                                    f"catalog service {name} has no apps/{name} in the monorepo",
                                    "check the service name in ops/catalog/services.yml",
                                    key=f"apps/{name}"))
-            elif not svc.migrate_command and not alembic[name]:
+            elif (not svc.migrate_command and not alembic[name]
+                  and not svc.schema_bootstrap_command):
                 out.append(Finding(
                     "apps.schema-unprovisioned", "high",
                     f"ops/catalog/services.yml services.{name}",

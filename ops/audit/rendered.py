@@ -363,6 +363,22 @@ def check_schema(environment: Environment, hosts: list[HostView]) -> list[Findin
     return out
 
 
+def check_schema_bootstrap(environment: Environment, hosts: list[HostView]) -> list[Finding]:
+    """Services whose schema no migration creates: the one-off bootstrap job must have run for
+    each (low: the audit cannot read the ledger; the deploy names those still waiting)."""
+    return [Finding(
+        "rendered.schema-bootstrap", "low", f"ops/catalog/services.yml services.{name}",
+        f"{name}: no migrations; its schema is created once by the bootstrap job "
+        "(schema_bootstrap_command with AUTO_CREATE_SCHEMA=true on its empty database); every "
+        "deploy names the services whose job the ledger does not record",
+        f"pyinfra -y inventories/{environment.name}.py tasks/bootstrap_schema.py "
+        f"--data service={name} (once per environment); better, give it Alembic migrations",
+        key=f"services.{name}")
+        for name, s in environment.services.items()
+        if s.database and not environment.migrate_command(s)
+        and environment.schema_bootstrap_command(s)]
+
+
 def check_starting_credit(environment: Environment, hosts: list[HostView]) -> list[Finding]:
     """STARTING_CREDIT_CENTS=0 on payments unless group_data sets promo_enabled = True."""
     if environment.settings.get("promo_enabled"):
@@ -921,14 +937,16 @@ def check_secret_files(environment: Environment, hosts: list[HostView]) -> list[
 
 RULES: tuple[Callable[[Environment, list[HostView]], list[Finding]], ...] = (
     check_hmac, check_rate_limit, check_origins, check_proxy_headers, check_schema,
-    check_starting_credit, check_admin_tokens, check_containers, check_beat, check_traefik,
-    check_private_paths, check_metrics, check_backups, check_secret_files,
+    check_schema_bootstrap, check_starting_credit, check_admin_tokens, check_containers,
+    check_beat, check_traefik, check_private_paths, check_metrics, check_backups,
+    check_secret_files,
 )
 RULE_IDS = (
     "rendered.invalid-yaml", "rendered.env-file-missing", "rendered.hmac-required",
     "rendered.hmac-secret", "rendered.hmac-replay-window", "rendered.rate-limit-redis",
     "rendered.redis-url", "rendered.allowed-origins", "rendered.proxy-headers",
-    "rendered.auto-create-schema", "rendered.starting-credit", "rendered.admin-token-hashed",
+    "rendered.auto-create-schema", "rendered.schema-bootstrap", "rendered.starting-credit",
+    "rendered.admin-token-hashed",
     "rendered.image-pinned", "rendered.non-root", "rendered.bounded-logs",
     "rendered.celery-beat-singleton", "rendered.traefik-api", "rendered.traefik-trusted-ips",
     "rendered.internal-api-public", "rendered.metrics-scraped", "rendered.backup-coverage",

@@ -34,7 +34,10 @@ Example service entry::
         health_path: /health
         database: payments                   # null: no database
         has_alembic: true
-        migrate_command: [alembic, upgrade, head]   # argv; null = schema provisioned out-of-band
+        migrate_command: [alembic, upgrade, head]   # argv; null = no migrations
+        schema_bootstrap_command: null       # without migrations, required in prod/staging:
+                                             #   argv creating an empty database's schema once
+                                             #   (tasks/bootstrap_schema.py, AUTO_CREATE_SCHEMA)
         hmac_role: verifier                  # verifier | caller | none (internal API signing)
         jwt_mode: secret                     # secret (JWT_SECRET) | jwks (JWT_JWKS_URL)
         admin_token: none                    # sha256: ADMIN_TOKEN in Vault, hash in the env

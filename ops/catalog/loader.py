@@ -109,6 +109,8 @@ def build_service(name: str, data: dict[str, Any]) -> Service:
         database=data["database"],
         has_alembic=data["has_alembic"],
         migrate_command=tuple(data["migrate_command"]) if data["migrate_command"] else None,
+        schema_bootstrap_command=(tuple(data["schema_bootstrap_command"])
+                                  if data["schema_bootstrap_command"] else None),
         hmac_role=data["hmac_role"],
         jwt_mode=data["jwt_mode"],
         admin_token=data["admin_token"],
@@ -167,6 +169,7 @@ def load_environment(env: str, root: Path = REPO_ROOT) -> Environment:
 
     for path, message in rules.check_environment(env, catalog.services, settings):
         problems.add(origin.get(path.split(".", 1)[0], env_label), path, message)
+    problems.extend(CATALOG_FILE, rules.check_schema_provisioning(env, catalog.services))
     problems.raise_if_any()
 
     hosts = tuple(

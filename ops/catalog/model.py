@@ -62,6 +62,7 @@ class Service:
     database: str | None
     has_alembic: bool
     migrate_command: tuple[str, ...] | None
+    schema_bootstrap_command: tuple[str, ...] | None
     hmac_role: str
     jwt_mode: str
     admin_token: str
@@ -208,6 +209,16 @@ class Environment:
         if standin:
             return [*standin["command"], "migrate"]
         return list(service.migrate_command) if service.migrate_command else None
+
+    def schema_bootstrap_command(self, service: Service) -> list[str] | None:
+        """argv that creates an empty database's schema once (tasks/bootstrap_schema.py), or
+        None when the catalog declares none (the stand-in's `create-schema` stands in)."""
+        if not service.schema_bootstrap_command:
+            return None
+        standin = self.settings["standin_image"]
+        if standin:
+            return [*standin["command"], "create-schema"]
+        return list(service.schema_bootstrap_command)
 
     def allowed_origins(self, service: str) -> list[str]:
         origins = self.settings["allowed_origins"]

@@ -55,6 +55,21 @@ def check_catalog(services: Mapping[str, Service]) -> Errors:
     return errors
 
 
+def check_schema_provisioning(env: str, services: Mapping[str, Service]) -> Errors:
+    """Prod and staging run AUTO_CREATE_SCHEMA=false: a service with a database must say what
+    creates its schema (migrations, or the one-off bootstrap job), or it would go live on an
+    empty database with a green /health."""
+    if env not in STRICT_ENVS:
+        return []
+    return [(f"services.{name}.schema_bootstrap_command",
+             f"{name} has a database but neither migrate_command nor schema_bootstrap_command: "
+             f"nothing creates its schema in {env} (AUTO_CREATE_SCHEMA=false). Add Alembic and "
+             "migrate_command, or schema_bootstrap_command and run tasks/bootstrap_schema.py "
+             f"--data service={name} once")
+            for name, svc in services.items()
+            if svc.database and not svc.migrate_command and not svc.schema_bootstrap_command]
+
+
 def check_environment(env: str, services: Mapping[str, Service], s: Mapping[str, Any]) -> Errors:
     """All environment rules; `s` is the schema-checked merged group_data."""
     errors: Errors = []

@@ -46,6 +46,9 @@ SERVICE_FIELDS = {
     "database": Field(Optional(Str(pattern=IDENT, hint="a lowercase identifier"))),
     "has_alembic": Field(Bool()),
     "migrate_command": Field(Optional(ARGV)),
+    "schema_bootstrap_command": Field(Optional(ARGV), doc=(
+        "argv that creates the schema of an empty database once, run with "
+        "AUTO_CREATE_SCHEMA=true by tasks/bootstrap_schema.py (services without migrations)")),
     "hmac_role": Field(Str(choices=("verifier", "caller", "none"))),
     "jwt_mode": Field(Str(choices=("secret", "jwks"))),
     "admin_token": Field(Str(choices=("sha256", "none"))),

@@ -26,6 +26,7 @@ from ops.render import render_host, service_content_hash
 from ops.rollout.history import merged_releases, release_rows
 from ops.rollout.ledger import last_release
 from ops.rollout.plan import live_slots
+from ops.schema.plan import pending_bootstrap
 from ops.scope import current_scope
 from ops.secrets.vault import VaultError
 from ops.secrets.vault import fetch_secrets as vault_fetch
@@ -94,6 +95,10 @@ def show_status() -> None:
         elif h.name in _unreachable():
             rows += unreachable_rows(h.name)
     print(format_status(rows), flush=True)
+    pending = pending_bootstrap(environment, [e for d in hosts.values() for e in d["state"].ledger])
+    if pending:
+        print(f"--> waiting for their schema bootstrap (tasks/bootstrap_schema.py --data "
+              f"service=<name>): {', '.join(pending)}", flush=True)
     for h in environment.hosts:
         for container, lines in (hosts.get(h.name, {}).get("logs") or {}).items():
             print(f"\n--> {h.name} {container}: last {len(lines)} log line(s)", flush=True)

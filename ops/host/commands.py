@@ -176,6 +176,23 @@ def wait_exec_ok(checks: dict[str, Sequence[str]], timeout: int, interval: float
     )
 
 
+def run_sql_file(container: str, path: str) -> str:
+    """psql as the superuser inside `container` (local socket, trust), reading the script at
+    `path` on the host from stdin: no statement or value on any command line."""
+    return (sh("docker", "exec", "-i", container, "psql", "-X", "-q", "-v", "ON_ERROR_STOP=1",
+               "-h", "/var/run/postgresql", "-U", "postgres", "-d", "postgres", "-f", "-")
+            + f" < {shlex.quote(path)} 2>&1")
+
+
+def count_tables(container: str, database: str) -> str:
+    """The number of user tables in `database` (psql as the superuser inside `container`)."""
+    query = ("SELECT count(*) FROM pg_tables "
+             "WHERE schemaname NOT IN ('pg_catalog', 'information_schema')")
+    return sh("docker", "exec", container, "psql", "-X", "-Atq", "-v", "ON_ERROR_STOP=1",
+              "-h", "/var/run/postgresql", "-U", "postgres", "-d", database,
+              "-c", query) + " 2>&1"
+
+
 def container_logs_tail(container: str, lines: int = 30) -> str:
     return f"{sh('docker', 'logs', '--tail', str(lines), container)} 2>&1"
 

@@ -33,7 +33,12 @@ TIMEOUT = 15
 
 
 class RegistryError(Exception):
-    """One message naming the image and what the registry said."""
+    """One message naming the image and what the registry said; `refs`: the refs that failed
+    (so a caller can say which services use them without parsing the message)."""
+
+    def __init__(self, message: str, refs: Iterable[str] = ()):
+        super().__init__(message)
+        self.refs = tuple(refs)
 
 
 @dataclass(frozen=True)
@@ -116,17 +121,17 @@ class Registry:
         """ref -> digest for every distinct ref; RegistryError listing every ref that failed."""
         refs = sorted(set(refs))
         results: dict[str, str] = {}
-        errors: list[str] = []
+        errors: dict[str, str] = {}
 
         def one(ref: str) -> None:
             try:
                 results[ref] = self.digest(ref)
             except RegistryError as e:
-                errors.append(str(e))
+                errors[ref] = str(e)
 
         with ThreadPoolExecutor(max_workers=min(8, max(1, len(refs)))) as pool:
             list(pool.map(one, refs))
         if errors:
             raise RegistryError("cannot resolve image tag(s) to digests:\n  "
-                                + "\n  ".join(sorted(errors)))
+                                + "\n  ".join(sorted(errors.values())), refs=sorted(errors))
         return results

@@ -27,7 +27,6 @@ from ops.render.files import (
     COMPOSE_DIR,
     DATA_DIR,
     ENV_DIR,
-    POSTGRES_INIT_DIR,
     PROMETHEUS_DIR,
     REDIS_DIR,
     TEXTFILE_DIR,
@@ -424,10 +423,11 @@ DATA_READY_CHECKS: dict[str, list[str]] = {
 
 
 def render_data(environment: Environment, host: Host, secrets: SecretValues) -> list[RenderedFile]:
-    """PostgreSQL and Redis on the db host, their secret env/config files and the init script.
+    """PostgreSQL and Redis on the db host and their secret env/config files.
 
-    Database passwords reach PostgreSQL through its env file only (the init script reads them
-    with psql's \\getenv), so no file needs to be readable by the image's postgres uid.
+    The container's env holds only the superuser's password (used by its first start):
+    services' roles and databases are provisioned by the deploy (ops/render/databases.py), so a
+    changed service password never recreates the database server.
     """
     uids = environment.settings["data_uids"]
     postgres = {
@@ -438,8 +438,7 @@ def render_data(environment: Environment, host: Host, secrets: SecretValues) -> 
         "environment": {"POSTGRES_USER": "postgres", "POSTGRES_DB": "postgres",
                         "PGDATA": "/var/lib/postgresql/data/pgdata"},
         "ports": [f"{host.address}:{POSTGRES_PORT}:{POSTGRES_PORT}"],
-        "volumes": [f"{DATA_DIR}/postgres:/var/lib/postgresql/data",
-                    f"{POSTGRES_INIT_DIR}:/docker-entrypoint-initdb.d:ro"],
+        "volumes": [f"{DATA_DIR}/postgres:/var/lib/postgresql/data"],
         "security_opt": ["no-new-privileges:true"],
         "healthcheck": healthcheck(environment, ["CMD", *DATA_READY_CHECKS["postgres"]]),
         "stop_grace_period": "60s",
@@ -457,13 +456,7 @@ def render_data(environment: Environment, host: Host, secrets: SecretValues) -> 
         "stop_grace_period": "30s",
         **common(environment),
     }
-    databases = [
-        {"name": s.database, "env": f"SUPERAPP_DB_PASSWORD_{s.database.upper()}",
-         "ref": next(r for r in environment.secret_refs(s) if r.key == "DB_PASSWORD")}
-        for s in environment.services.values() if s.database
-    ]
     postgres_env = {"POSTGRES_PASSWORD": secrets.get(environment.postgres_password_ref()) or ""}
-    postgres_env.update((db["env"], secrets.get(db["ref"]) or "") for db in databases)
     return [
         RenderedFile(compose_path("data"), render_project(
             environment, host, "sa-data", "data: PostgreSQL and Redis", [postgres, redis])),
@@ -473,8 +466,6 @@ def render_data(environment: Environment, host: Host, secrets: SecretValues) -> 
                      render_template("redis/redis.conf.j2", port=REDIS_PORT,
                                      password=secrets.get(environment.redis_password_ref()) or ""),
                      mode=0o600, secret=True, owner=uids["redis"]),
-        RenderedFile(f"{POSTGRES_INIT_DIR}/10-superapp-databases.sh",
-                     render_template("postgres/init-databases.sh.j2", databases=databases)),
     ]
 
 

@@ -22,7 +22,6 @@ TRAEFIK_DYNAMIC_DIR = f"{TRAEFIK_DIR}/dynamic"
 PROMETHEUS_DIR = f"{BASE}/prometheus"
 ALERTMANAGER_DIR = f"{BASE}/alertmanager"
 GRAFANA_DIR = f"{BASE}/grafana"
-POSTGRES_INIT_DIR = f"{BASE}/postgres/initdb"
 REDIS_DIR = f"{BASE}/redis"
 ENV_DIR = "/etc/superapp/env"
 DATA_DIR = "/var/lib/superapp"
@@ -45,8 +44,11 @@ class RenderedFile:
     owner: int = 0
     # What the deploy does when the file changes: `service:<name>` (swap the service's slot),
     # `route:<name>` (Traefik server list, switched by the rollout), or an in-place unit:
-    # edge, data, monitoring, prometheus, alertmanager, grafana.
+    # edge, data, databases, monitoring, prometheus, alertmanager, grafana, backup.
     unit: str = ""
+    # Written only once its unit was applied: a record that the apply finished (a run that
+    # died before then leaves it stale, so the next run applies the unit again).
+    after_apply: bool = False
 
     def __repr__(self) -> str:  # keep secret content out of tracebacks and test output
         body = "<secret>" if self.secret else f"{len(self.content)} chars"

@@ -9,7 +9,7 @@ from collections.abc import Mapping
 from dataclasses import replace
 
 from ops.catalog.model import Environment
-from ops.render import alertmanager, backup, compose, grafana, prometheus, traefik
+from ops.render import alertmanager, backup, compose, databases, grafana, prometheus, traefik
 from ops.render.files import DATA_DIR, ENV_DIR, TEXTFILE_DIR, RenderedFile
 from ops.render.secrets import SecretValues
 
@@ -36,6 +36,8 @@ def render_host(environment: Environment, host_name: str, secrets: SecretValues,
                              [traefik.render_dynamic(environment, service, host, slot)])
     if host.has_role("db"):
         files += in_unit("data", compose.render_data(environment, host, secrets))
+        files += in_unit("databases",
+                         databases.render_provisioning(environment, host, secrets))
         files += in_unit("backup", backup.render_files(environment, host, secrets))
     if host.has_role("monitoring"):
         files += in_unit("monitoring", [compose.render_monitoring(environment, host)])
@@ -73,6 +75,7 @@ def host_directories(environment: Environment, host_name: str) -> list[tuple[str
     dirs = [(ENV_DIR, 0o700, 0), (TEXTFILE_DIR, 0o755, 0)]
     if host.has_role("db"):
         dirs += [(f"{DATA_DIR}/postgres", 0o700, 0),  # the entrypoint chowns it
+                 (databases.PROVISION_DIR, 0o700, 0),
                  (f"{DATA_DIR}/redis", 0o700, uids["redis"])]
     if host.has_role("monitoring"):
         dirs += [(f"{DATA_DIR}/prometheus", 0o700, uids["prometheus"]),

@@ -36,6 +36,7 @@ from ops.host.remote import Remote
 from ops.host.state import SERVICE_STATE_DIR
 from ops.render.backup import databases as all_databases
 from ops.render.compose import DATA_READY_CHECKS, SINGLETON_PROFILE, compose_path
+from ops.render.databases import PROVISION_SQL
 from ops.rollout.interrupt import Interrupted, interruptible
 from ops.rollout.ledger import Release, record_ledger
 from ops.rollout.lock import EnvironmentLock
@@ -104,10 +105,11 @@ def apply_infra(remote: Remote, plan: HostPlan) -> None:
         return
     say(remote.name, f"updating {len(plan.infra_files)} config file(s): "
                      + ", ".join(plan.infra_units))
-    upload(remote, plan.infra_files)
+    upload(remote, [f for f in plan.infra_files if not f.after_apply])
     actions = {
         "edge": cmd.compose_up("/opt/superapp/compose/edge.yml"),
         "data": cmd.compose_up("/opt/superapp/compose/data.yml"),
+        "databases": cmd.run_sql_file("postgres", PROVISION_SQL),
         "monitoring": cmd.compose_up("/opt/superapp/compose/monitoring.yml"),
         "prometheus": cmd.signal_container("prometheus", "HUP"),
         "alertmanager": cmd.signal_container("alertmanager", "HUP"),
@@ -128,6 +130,9 @@ def apply_infra(remote: Remote, plan: HostPlan) -> None:
             # migrations follow: they must find the servers accepting connections
             must(remote, cmd.wait_exec_ok(DATA_READY_CHECKS, timeout=180),
                  "waiting for PostgreSQL and Redis to accept connections", timeout=240)
+    records = [f for f in plan.infra_files if f.after_apply]
+    if records:
+        upload(remote, records)
 
 
 def run_migrations(remote: Remote, environment: Environment, change: ServiceChange) -> str:

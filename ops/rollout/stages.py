@@ -35,6 +35,7 @@ from ops.rollout.lock import EnvironmentLock, VaultLockStore, lock_path
 from ops.rollout.plan import HostPlan, plan_host, plan_lines, plan_signature
 from ops.rollout.run import DeployRefused, Run, prepare_run
 from ops.rollout.steps import RolloutError
+from ops.schema.plan import pending_bootstrap
 from ops.scope import current_scope
 from ops.secrets.vault import VaultError, VaultSettings
 from ops.secrets.vault import fetch_secrets as vault_fetch
@@ -73,8 +74,8 @@ def resolve_into(run: Run) -> bool:
         users = {ref: sorted(n for n, r in wanted.items() if r == ref) for ref in wanted.values()}
         where = environment.setting_files.get("image_tags") or \
             environment.setting_files.get("default_image_tag") or "group_data"
-        named = "".join(f"\n  {ref} is the image of {', '.join(names)}"
-                        for ref, names in sorted(users.items()) if ref in str(e))
+        named = "".join(f"\n  {ref} is the image of {', '.join(users[ref])}" for ref in e.refs
+                        if ref in users)
         raise DeployRefused(f"{e}{named}\n(tags come from image_tags / default_image_tag in "
                             f"{where}); no host was changed") from None
     run.environment = environment.with_digests({n: found[ref] for n, ref in wanted.items()})
@@ -119,6 +120,7 @@ def plan_changes(run: Run) -> None:
     """Compare each host with what it should run; validate what will be uploaded."""
     plan = plan_host(run.environment, host.name, run.secrets, run.states[host.name])
     run.plans[host.name] = plan
+    current_scope().once("schema-pending", lambda: warn_schema_pending(run, host.name))
     validate_changed(run, plan)
     dry, diff = dry_run_mode()
     if dry or diff:
@@ -126,6 +128,18 @@ def plan_changes(run: Run) -> None:
     else:
         for line in plan_lines(plan):
             logger.info(f"{host.print_prefix}{line}")
+
+
+def warn_schema_pending(run: Run, host_name: str) -> None:
+    """Name the services whose schema bootstrap no ledger records (every host of a run keeps
+    the whole ledger, so the first host's is enough): they serve an empty database."""
+    pending = pending_bootstrap(run.environment, run.states[host_name].ledger)
+    if pending:
+        logger.warning(
+            f"--> {len(pending)} service(s) have no schema yet (no migrations, and their "
+            f"bootstrap job is not in the ledger): {', '.join(pending)}; run once each: pyinfra "
+            f"-y inventories/{run.environment.name}.py tasks/bootstrap_schema.py "
+            "--data service=<name>")
 
 
 def validate_changed(run: Run, plan: HostPlan) -> None:
@@ -188,6 +202,13 @@ def take_lock(state, run: Run) -> EnvironmentLock:
     return lock
 
 
+def release_lock(lock: EnvironmentLock) -> None:
+    """Release the lock; a release that failed is said (the lease frees it anyway)."""
+    warning = lock.release()
+    if warning:
+        print(warning, file=sys.stderr, flush=True)
+
+
 def replan_under_lock(run: Run, remotes: list[PyinfraRemote]) -> None:
     """Read every host again now that the lock is held and refuse if the plan moved: another
     run may have changed the fleet while this one was planning (its "new" slot could be the
@@ -240,9 +261,7 @@ def rollout_callback(state, run: Run, lock: EnvironmentLock | None = None) -> bo
                               checkpoints=Checkpoints(lock))
         finally:
             if own_lock and lock is not None:
-                warning = lock.release()
-                if warning:
-                    print(warning, file=sys.stderr, flush=True)
+                release_lock(lock)
     except RolloutError as e:
         print(f"\nDEPLOY FAILED: {e}", file=sys.stderr, flush=True)
         return False

@@ -14,6 +14,8 @@ Commands::
 
     standin.py serve                 HTTP service (default CMD of the image)
     standin.py migrate               apply the versioned schema to DATABASE_URL
+    standin.py create-schema         create the schema in an EMPTY database, once
+                                     (AUTO_CREATE_SCHEMA=true; what create_all does at start)
     standin.py worker                Celery-worker stand-in (finishes task on SIGTERM)
     standin.py beat                  Celery-beat stand-in (lock file in BEAT_LOCK_DIR)
     standin.py reaper                taxi sidecar: pings $TAXI_URL/admin/ping
@@ -1296,28 +1298,70 @@ def _redact(text: str, secret: str | None) -> str:
     return text.strip().splitlines()[0] if text.strip() else "unknown error"
 
 
-def cmd_migrate(_args: argparse.Namespace) -> int:
-    service = require_service_name()
-    cap = schema_version_cap()
+def connect_database(command: str, service: str) -> tuple[Any, str | None]:
+    """psycopg2 connection to DATABASE_URL and its password (for redaction); dies with
+    EXIT_CONFIG naming the server when it cannot."""
     url = env_str("DATABASE_URL").strip()
     if not url:
-        die(f"migrate: {service} DATABASE_URL is not set", EXIT_CONFIG)
+        die(f"{command}: {service} DATABASE_URL is not set", EXIT_CONFIG)
     try:
         params = parse_database_url(url)
     except ValueError as exc:
-        die(f"migrate: {service} bad DATABASE_URL: {exc}", EXIT_CONFIG)
+        die(f"{command}: {service} bad DATABASE_URL: {exc}", EXIT_CONFIG)
     password = params.get("password")
     host, port = params.get("host", "localhost"), params.get("port", 5432)
     where = f"{host}:{port}/{params.get('dbname', '')}"
     if psycopg2 is None:
-        die("migrate: psycopg2 is not installed (python3-psycopg2)", EXIT_CONFIG)
+        die(f"{command}: psycopg2 is not installed (python3-psycopg2)", EXIT_CONFIG)
     try:
-        conn = psycopg2.connect(**params)
+        return psycopg2.connect(**params), password
     except psycopg2.Error as exc:
         die(
-            f"migrate: {service} cannot connect to {where}: {_redact(str(exc), password)}",
+            f"{command}: {service} cannot connect to {where}: {_redact(str(exc), password)}",
             EXIT_CONFIG,
         )
+
+
+def user_tables(conn: Any) -> int:
+    with conn.cursor() as cur:
+        cur.execute(
+            "SELECT count(*) FROM pg_tables "
+            "WHERE schemaname NOT IN ('pg_catalog', 'information_schema')"
+        )
+        return int(cur.fetchone()[0])
+
+
+def cmd_create_schema(_args: argparse.Namespace) -> int:
+    """What a FastAPI service's create_all does at start with AUTO_CREATE_SCHEMA=true, once
+    and then exit: the schema of this image, created in an EMPTY database (refused when it
+    has any table). Run by the deploy's tasks/bootstrap_schema.py."""
+    service = require_service_name()
+    if env_str("AUTO_CREATE_SCHEMA").strip().lower() != "true":
+        die(f"create-schema: {service} runs only with AUTO_CREATE_SCHEMA=true", EXIT_CONFIG)
+    conn, password = connect_database("create-schema", service)
+    conn.autocommit = True  # run_migrations manages its own transactions
+    try:
+        existing = user_tables(conn)
+        if existing:
+            log(f"create-schema: {service} refused: the database already has {existing} "
+                "table(s); nothing was changed")
+            return EXIT_FAILURE
+        _applied, version = run_migrations(conn, service, schema_version_cap())
+        conn.autocommit = True
+        tables = user_tables(conn)
+    except (MigrationFailed, psycopg2.Error) as exc:
+        log(f"create-schema: {service} FAILED: {_redact(str(exc), password)}")
+        return EXIT_FAILURE
+    finally:
+        conn.close()
+    emit(f"create-schema: {service} created {tables} table(s), now at version {version}")
+    return EXIT_OK
+
+
+def cmd_migrate(_args: argparse.Namespace) -> int:
+    service = require_service_name()
+    cap = schema_version_cap()
+    conn, password = connect_database("migrate", service)
     try:
         applied, version = run_migrations(conn, service, cap)
     except MigrationFailed as exc:
@@ -1506,6 +1550,7 @@ def build_parser() -> argparse.ArgumentParser:
     commands: dict[str, Callable[[argparse.Namespace], int]] = {
         "serve": cmd_serve,
         "migrate": cmd_migrate,
+        "create-schema": cmd_create_schema,
         "worker": cmd_worker,
         "beat": cmd_beat,
         "reaper": cmd_reaper,

@@ -351,3 +351,15 @@ def test_payments_must_run_where_its_callers_run(repo_copy):
                            '"flights": ["app-1"], "utilities": ["app-1"], '
                            '"carrental": ["app-1"]}')
     repo_copy.load("prod")  # no caller on app-4: payments need not run there
+
+
+def test_a_database_nothing_creates_the_schema_of_is_refused_in_prod_and_staging(repo_copy):
+    repo_copy.replace("ops/catalog/services.yml",
+                      r"    database: chat\n    schema_bootstrap_command: .*\n",
+                      "    database: chat\n")
+    for env in ("prod", "staging"):
+        message = error_of(repo_copy, env)
+        assert ("ops/catalog/services.yml: services.chat.schema_bootstrap_command: chat has a "
+                "database but neither migrate_command nor schema_bootstrap_command" in message)
+        assert "tasks/bootstrap_schema.py --data service=chat" in message
+    repo_copy.load("local")  # the testbed holds no production invariant: accepted there

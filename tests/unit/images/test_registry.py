@@ -90,6 +90,7 @@ def test_an_unknown_tag_is_one_clear_error_naming_every_missing_image(registry) 
     text = str(info.value)
     assert "r:1/superapp/b:nope: the registry" in text and "has no such tag" in text
     assert "r:1/superapp/c:gone" in text and "superapp/a:v1" not in text
+    assert info.value.refs == ("r:1/superapp/b:nope", "r:1/superapp/c:gone")
 
 
 def test_a_bearer_challenge_gets_an_anonymous_token_then_the_digest(registry) -> None:

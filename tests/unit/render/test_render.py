@@ -292,6 +292,7 @@ def test_an_eighteenth_service_is_one_catalog_entry(repo_copy):
   pharmacy:
     image: superapp/pharmacy
     database: pharmacy
+    schema_bootstrap_command: [python, -m, app.create_schema]
     hmac_role: caller
     routes: [/pharmacy]
 """)
@@ -307,9 +308,9 @@ def test_an_eighteenth_service_is_one_catalog_entry(repo_copy):
     assert "/opt/superapp/grafana/dashboards/pharmacy.json" in mon
     assert "pharmacy" in mon["/opt/superapp/grafana/dashboards/superapp_overview.json"].content
     db = by_path(files["db-1"])
-    assert "SUPERAPP_DB_PASSWORD_PHARMACY" in db["/etc/superapp/env/postgres.env"].content
-    assert 'CREATE DATABASE "pharmacy"' in db[
-        "/opt/superapp/postgres/initdb/10-superapp-databases.sh"].content
+    provision = db["/etc/superapp/postgres/provision.sql"]
+    assert "CREATE DATABASE %I OWNER %I', 'pharmacy', 'pharmacy'" in provision.content
+    assert 'ALTER ROLE "pharmacy" WITH LOGIN PASSWORD' in provision.content
     assert any(r.path == "superapp/prod/pharmacy" for r in environment.all_secret_refs())
 
 
@@ -318,7 +319,6 @@ def test_an_eighteenth_service_is_one_catalog_entry(repo_copy):
     ("host1", "/opt/superapp/compose/taxi.yml"),
     ("host1", "/opt/superapp/compose/edge.yml"),
     ("host1", "/opt/superapp/compose/data.yml"),
-    ("host1", "/opt/superapp/postgres/initdb/10-superapp-databases.sh"),
     ("host2", "/opt/superapp/traefik/traefik.yml"),
     ("host2", "/opt/superapp/traefik/dynamic/taxi.yml"),
     ("host2", "/etc/superapp/env/taxi.env"),

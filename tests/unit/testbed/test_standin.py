@@ -1165,6 +1165,18 @@ def test_migrate_applies_all_and_is_idempotent(postgres: Postgres, database: str
     assert second.stdout.strip() == "migrate: billing applied 0 migration(s), now at version 3"
 
 
+def test_create_schema_fills_an_empty_database_once(postgres: Postgres, database: str) -> None:
+    env = {"DATABASE_URL": postgres.url(database), "SERVICE_NAME": "billing"}
+    refused = run_once(["create-schema"], **env)  # only with AUTO_CREATE_SCHEMA=true
+    assert refused.returncode == 2 and "AUTO_CREATE_SCHEMA=true" in refused.stderr
+    created = run_once(["create-schema"], AUTO_CREATE_SCHEMA="true", **env)
+    assert created.returncode == 0, created.stderr
+    assert created.stdout.strip() == "create-schema: billing created 2 table(s), now at version 3"
+    again = run_once(["create-schema"], AUTO_CREATE_SCHEMA="true", **env)
+    assert again.returncode == 1 and "already has 2 table(s); nothing was changed" in again.stderr
+    assert PG_PASSWORD not in again.stdout + again.stderr
+
+
 def test_migrate_schema_version_cap_and_db_ahead(postgres: Postgres, database: str) -> None:
     v1 = migrate(postgres, database, STANDIN_SCHEMA_VERSION="1")
     assert v1.stdout.strip() == "migrate: billing applied 1 migration(s), now at version 1"

@@ -1,0 +1,1 @@
+"""Database schemas that no migration creates: the one-off bootstrap job and who still needs it."""
