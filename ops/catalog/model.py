@@ -236,12 +236,16 @@ class Environment:
         if service.admin_token == "sha256":  # noqa: S105 - a mode, not a value
             refs.append(SecretRef(own, "ADMIN_TOKEN", "admin-token"))
         if service.database:
-            refs.append(SecretRef(own, "DB_PASSWORD", "password"))
+            refs.append(self.db_password_ref(service))
         refs += [SecretRef(own, key, kind) for key, kind in service.secrets.items()]
         if service.hmac_role != "none":
             refs += self.internal_hmac_refs().values()
         refs.append(self.redis_password_ref())
         return refs
+
+    def db_password_ref(self, service: Service) -> SecretRef:
+        """The password of the service's own database role (for services with a database)."""
+        return SecretRef(self.vault_path(service.name), "DB_PASSWORD", "password")
 
     def internal_hmac_refs(self) -> dict[str, SecretRef]:
         """The shared internal HMAC secret: `current`, `previous` (only during a rotation) and

@@ -80,12 +80,8 @@ def provision_sql(roles: dict[str, str]) -> str:
 
 def database_passwords(environment: Environment, secrets: SecretValues) -> dict[str, str]:
     """Database name -> its role's password, for every service of the catalog with one."""
-    out = {}
-    for service in environment.services.values():
-        if service.database:
-            ref = next(r for r in environment.secret_refs(service) if r.key == "DB_PASSWORD")
-            out[service.database] = secrets.get(ref) or ""
-    return out
+    return {s.database: secrets.get(environment.db_password_ref(s)) or ""
+            for s in environment.services.values() if s.database}
 
 
 def render_provisioning(environment: Environment, host: Host,  # noqa: ARG001 - like the others

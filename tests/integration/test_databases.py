@@ -19,7 +19,7 @@ from bench.load import Load
 from ops.host import commands as cmd
 
 from .conftest import REPO, Testbed
-from .release import output, pyinfra
+from .release import deploy, output, pyinfra
 from .test_crash import lock_live
 from .test_rollout import app_targets, ledger, set_secret
 
@@ -27,10 +27,6 @@ pytestmark = pytest.mark.integration
 
 MARKER = "/etc/superapp/postgres/provisioned"
 NEW_PASSWORD = "CANARY-dbpw-" + hashlib.sha256(str(time.time()).encode()).hexdigest()[:20]
-
-
-def deploy(*extra: str) -> subprocess.CompletedProcess:
-    return pyinfra(REPO, "-y", "inventories/local.py", "deploy.py", *extra, timeout=900)
 
 
 def login_works(testbed: Testbed, role: str, password: str) -> bool:
@@ -71,7 +67,7 @@ def test_a_database_password_changed_in_vault_reaches_server_and_service(testbed
     started = postgres_started(testbed)
     set_secret(client, "superapp/local/chat", "DB_PASSWORD", NEW_PASSWORD)
     with Load(app_targets(testbed), rate=15, workers=2) as load:
-        res = deploy()
+        res = deploy(REPO)
     out = output(res)
     assert res.returncode == 0, out[-4000:]
     assert re.search(r"\[host1\] updating \d+ config file\(s\): .*databases", out), out[-4000:]
@@ -91,7 +87,7 @@ def test_a_database_never_created_or_a_provisioning_that_died_is_done_by_the_nex
     testbed.ssh(h1, "docker exec postgres psql -X -q -U postgres -d postgres "
                     "-c 'DROP DATABASE realestate' -c 'DROP ROLE realestate'")
     testbed.ssh(h1, f"rm -f {MARKER}")  # as if the run died after the upload
-    res = deploy("--limit", "host1")
+    res = deploy(REPO, "--limit", "host1")
     out = output(res)
     assert res.returncode == 0, out[-4000:]
     assert re.search(r"\[host1\] updating 1 config file\(s\): databases", out), out[-4000:]
@@ -100,7 +96,7 @@ def test_a_database_never_created_or_a_provisioning_that_died_is_done_by_the_nex
                             "WHERE datname = 'realestate'\"").stdout.strip()
     assert owner == "realestate"
     assert service_connects(testbed, "host1", "realestate") == "connected"
-    again = deploy("--limit", "host1")
+    again = deploy(REPO, "--limit", "host1")
     assert again.returncode == 0 and "nothing to change on any host" in output(again)
 
 

@@ -3,6 +3,7 @@ rule, each at the right location, and a clean checkout with no finding."""
 
 from __future__ import annotations
 
+import re
 import subprocess
 from pathlib import Path
 
@@ -129,3 +130,21 @@ def test_run_audit_with_apps_blocks_on_the_food_env_file(tmp_path):
     report = run_audit("prod", apps=root, repo=False)
     assert [f.where for f in report.blocking if f.rule.startswith("apps.")] == ["apps/food/.env"]
     assert report.timings["apps"] < 1.0
+
+
+def test_a_service_declaring_no_way_to_its_schema_is_unprovisioned(tmp_path, repo_copy):
+    """Without schema_bootstrap_command (accepted outside prod and staging), a service with no
+    migrations and no Alembic is a high finding, as before the bootstrap job existed."""
+    catalog = repo_copy.path("ops/catalog/services.yml")
+    text, count = re.subn(r"\n    schema_bootstrap_command: .*", "", catalog.read_text())
+    assert count == 15
+    catalog.write_text(text)
+    environment = repo_copy.load("local")
+    names = list(environment.services)
+    root = monorepo(tmp_path / "superapp", names, alembic={"payments", "taxi"})
+    found = [f for f in audit_apps(root, environment) if f.rule == "apps.schema-unprovisioned"]
+    assert sorted(f.key for f in found) == sorted(
+        f"services.{n}" for n in names if n not in ("payments", "taxi"))
+    food = next(f for f in found if f.key == "services.food")
+    assert food.severity == "high" and food.where == "ops/catalog/services.yml services.food"
+    assert "must be provisioned another way" in food.message

@@ -308,6 +308,7 @@ def test_an_eighteenth_service_is_one_catalog_entry(repo_copy):
     assert "/opt/superapp/grafana/dashboards/pharmacy.json" in mon
     assert "pharmacy" in mon["/opt/superapp/grafana/dashboards/superapp_overview.json"].content
     db = by_path(files["db-1"])
+    assert "SUPERAPP_DB_PASSWORD" not in db["/etc/superapp/env/postgres.env"].content
     provision = db["/etc/superapp/postgres/provision.sql"]
     assert "CREATE DATABASE %I OWNER %I', 'pharmacy', 'pharmacy'" in provision.content
     assert 'ALTER ROLE "pharmacy" WITH LOGIN PASSWORD' in provision.content
