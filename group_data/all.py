@@ -28,6 +28,7 @@ infra_images = {
     "node_exporter": "superapp/node-exporter:1.5.0",
     "postgres": "superapp/postgres:15.18.0",
     "redis": "superapp/redis:7.0.15",
+    "seaweedfs": "superapp/seaweedfs:4.48.0",
 }
 
 # The docker network every container of a host joins; Traefik has a fixed address on it, which
@@ -41,6 +42,15 @@ docker_network = {"name": "superapp", "subnet": "172.30.0.0/24", "traefik_addres
 backups = {
     "schedule": "15 2 * * *", "keep_daily": 7, "keep_weekly": 4, "stale_after_hours": 26,
     "freshness_limit_hours": 24, "encrypt_to_public_key": None,
+}
+# Continuous WAL archiving and point-in-time recovery (pgBackRest; the repository is an S3
+# bucket over TLS on the `backup` role host, encrypted with a passphrase from Vault).
+pitr = {
+    "stanza": "superapp", "bucket": "superapp-pitr", "port": 8333,
+    "full_schedule": "30 1 * * 0", "diff_schedule": "30 1 * * 1-6", "retention_full": 4,
+    "archive_timeout_seconds": 60, "archive_max_age_seconds": 300,
+    "full_max_age_hours": 192, "diff_max_age_hours": 26, "volume_full_ratio": 0.8,
+    "drill_stale_days": 8,
 }
 health_check = {
     "interval_seconds": 10, "timeout_seconds": 3, "retries": 3, "start_period_seconds": 20,
@@ -62,6 +72,7 @@ alerting = {
     "webhook_retries_per_15m": 20,
 }
 # uid each infra process runs as in its image: it owns its 0600 config files (secrets inside).
-# (postgres needs none: its entrypoint starts as root and chowns its data directory itself)
-data_uids = {"redis": 999, "prometheus": 65534, "alertmanager": 65534}
+# (postgres: its entrypoint chowns its data directory itself; the uid owns pgBackRest's config)
+data_uids = {"redis": 999, "prometheus": 65534, "alertmanager": 65534, "postgres": 101,
+             "seaweedfs": 65534}
 relaxations = []

@@ -14,7 +14,7 @@ allowed_origins = {}
 hosts = [
     {"name": "host1", "address": "10.231.0.11", "roles": ["app", "db"]},
     {"name": "host2", "address": "10.231.0.12", "roles": ["app"]},
-    {"name": "host3", "address": "10.231.0.13", "roles": ["app", "monitoring"]},
+    {"name": "host3", "address": "10.231.0.13", "roles": ["app", "monitoring", "backup"]},
 ]
 
 registry = "10.231.0.1:5000"

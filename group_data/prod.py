@@ -11,6 +11,7 @@ hosts = [
     {"name": "app-4", "address": "10.10.0.14", "roles": ["app"]},
     {"name": "db-1", "address": "10.10.1.11", "roles": ["db"]},
     {"name": "mon-1", "address": "10.10.2.11", "roles": ["monitoring"]},
+    {"name": "backup-1", "address": "10.10.3.11", "roles": ["backup"]},
 ]
 
 registry = "registry.superapp.internal:5000"

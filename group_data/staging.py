@@ -9,6 +9,7 @@ hosts = [
     {"name": "stg-app-1", "address": "10.20.0.11", "roles": ["app"]},
     {"name": "stg-app-2", "address": "10.20.0.12", "roles": ["app"]},
     {"name": "stg-data-1", "address": "10.20.1.11", "roles": ["db", "monitoring"]},
+    {"name": "stg-backup-1", "address": "10.20.3.11", "roles": ["backup"]},
 ]
 
 registry = "registry.superapp.internal:5000"

@@ -6,3 +6,4 @@ _groups = inventory_for("staging")
 app = _groups["app"]
 db = _groups["db"]
 monitoring = _groups["monitoring"]
+backup = _groups["backup"]

@@ -50,7 +50,7 @@ DEFAULT_ROLES = {1: ["app", "db"], 2: ["app"], 3: ["app", "monitoring"]}
 
 BASE_PACKAGES = [
     "python3", "python3-psycopg2", "postgresql-15", "postgresql-client-15", "redis-server",
-    "busybox", "ca-certificates",
+    "busybox", "ca-certificates", "pgbackrest",
 ]
 
 # Images every bundle references, built here (no public registry is reachable) and pushed to the
@@ -405,6 +405,7 @@ def build_images() -> list[str]:
             "prometheus": (Path("/usr/bin/prometheus"), "2.42.0"),
             "alertmanager": (Path("/usr/bin/prometheus-alertmanager"), "0.25.0"),
             "node-exporter": (Path("/usr/bin/prometheus-node-exporter"), "1.5.0"),
+            "seaweedfs": (REPO / ".venv" / "bin" / "weed", "4.48.0"),
         }
         for name, (binary, version) in bins.items():
             ctx = Path(tmp) / name
@@ -414,7 +415,7 @@ def build_images() -> list[str]:
                 for tmpl in ("default.tmpl", "email.tmpl"):
                     shutil.copy(f"/usr/share/prometheus/alertmanager/{tmpl}", ctx)
             build(ctx, name, version)
-        build(images_dir / "postgres", "postgres", "15.18.0")  # Debian bookworm postgresql-15
+        build(images_dir / "postgres", "postgres", "15.18.0")  # Debian postgresql-15, pgbackrest
         build(images_dir / "redis", "redis", "7.0.15")  # Debian bookworm redis-server
         for version, args in STANDIN_VERSIONS.items():
             log(f"building stand-in service image {version}")

@@ -119,5 +119,7 @@ def first_backups_command(databases: Sequence[str]) -> str:
 
 
 def read_backup_metrics_command() -> str:
-    """The backup metrics of every database on the db host (the freshness gate's one read)."""
-    return f"cat {shlex.quote(TEXTFILE_DIR)}/superapp_backup_*.prom 2>/dev/null; true"
+    """The dump metrics of every database and the WAL archive's state (superapp_pitr.prom) on
+    the db host: the freshness gate's one read."""
+    return (f"cat {shlex.quote(TEXTFILE_DIR)}/superapp_backup_*.prom "
+            f"{shlex.quote(TEXTFILE_DIR)}/superapp_pitr.prom 2>/dev/null; true")

@@ -98,6 +98,34 @@ def backup_freshness_problems(environment: Environment, databases: Iterable[str]
     return problems
 
 
+ARCHIVE_LINE = re.compile(
+    r"^superapp_pitr_archive_last_success_timestamp_seconds\s+(?P<value>\S+)\s*$", re.M)
+
+
+def archive_freshness_problems(environment: Environment, metrics: str,
+                               now: dt.datetime) -> list[str]:
+    """Why no migration may run while the WAL archive is stale ([] when it may, or outside
+    GATED_ENVS, or without `pitr`): a migration is exactly when a point-in-time restore may
+    be needed, and with the repository host down the newest changes exist only on the db
+    host. `metrics` is the output of `read_backup_metrics_command()`."""
+    pitr = environment.settings.get("pitr")
+    if environment.name not in GATED_ENVS or not pitr or environment.backup_host is None:
+        return []
+    limit = pitr["archive_max_age_seconds"]
+    repo = environment.backup_host.name
+    match = ARCHIVE_LINE.search(metrics)
+    if match is None:
+        return [f"no WAL segment has reached the backup repository on {repo} yet (no "
+                f"superapp_pitr_archive_last_success_timestamp_seconds on "
+                f"{environment.db_host.name}); refusing to migrate without a point to restore to"]
+    age = now.timestamp() - float(match["value"])
+    if age <= limit:
+        return []
+    return [f"the last WAL segment reached the backup repository on {repo} {human_age(age)} "
+            f"ago, more than the {limit}s limit: {repo} may be down or archiving failing "
+            "(PitrArchiveLagging); restore archiving before migrating"]
+
+
 def check_backup_freshness(db_remote: Remote, environment: Environment,
                            change: ServiceChange) -> None:
     """Refuse (RolloutError) to migrate `change`'s database when its last backup is too old."""
@@ -105,9 +133,10 @@ def check_backup_freshness(db_remote: Remote, environment: Environment,
     if environment.name not in GATED_ENVS or not database:
         return
     metrics = must(db_remote, read_backup_metrics_command(), "reading backup metrics")
-    problems = backup_freshness_problems(environment, [database], metrics,
-                                         dt.datetime.now(dt.UTC),
+    now = dt.datetime.now(dt.UTC)
+    problems = backup_freshness_problems(environment, [database], metrics, now,
                                          load_freshness_waivers(WAIVERS_FILE))
+    problems += archive_freshness_problems(environment, metrics, now)
     if problems:
         raise RolloutError(f"{db_remote.name}: refusing to migrate {change.service}: "
                            + "; ".join(problems))

@@ -84,7 +84,8 @@ Example group_data::
                     "prometheus": "superapp/prometheus:2.42.0",
                     "alertmanager": "superapp/alertmanager:0.25.0",
                     "node_exporter": "superapp/node-exporter:1.5.0",
-                    "postgres": "superapp/postgres:15.18.0", "redis": "superapp/redis:7.0.15"}
+                    "postgres": "superapp/postgres:15.18.0", "redis": "superapp/redis:7.0.15",
+                    "seaweedfs": "superapp/seaweedfs:4.48.0"}
     upstream_proxies = ["10.10.9.10"]              # load balancers: Traefik's trustedIPs
     docker_network = {"name": "superapp", "subnet": "172.30.0.0/24",
                       "traefik_address": "172.30.0.2"}  # services' --forwarded-allow-ips
@@ -107,7 +108,8 @@ Example group_data::
     prometheus = {"scrape_interval": "15s", "evaluation_interval": "15s", "retention": "15d"}
     alerting = {"runbook_base_url": "https://runbooks.superapp.sy/alerts",
                 "error_rate_ratio": 0.05, "webhook_retries_per_15m": 20}
-    data_uids = {"redis": 999, "prometheus": 65534, "alertmanager": 65534}
+    data_uids = {"redis": 999, "prometheus": 65534, "alertmanager": 65534, "postgres": 101,
+                 "seaweedfs": 65534}
     relaxations = []                               # local only: standin-image,
                                                    # vault-token-auth, vault-plain-http
 '''

@@ -17,7 +17,7 @@ RELAXATIONS = {
     "registry-plain-http": "the registry's HTTP API over plain http (the testbed registry)",
 }
 
-UID_OWNERS = ("redis", "prometheus", "alertmanager")
+UID_OWNERS = ("redis", "prometheus", "alertmanager", "postgres", "seaweedfs")
 NAME = Str(pattern=r"[a-z][a-z0-9_-]*", hint="a lowercase name")
 HOSTNAME = Str(pattern=r"[a-z0-9]([a-z0-9.-]*[a-z0-9])?", hint="a DNS name")
 ORIGIN = Str(pattern=r"https?://[^\s/,*]+|\*", hint="an origin like https://app.example")
@@ -58,7 +58,8 @@ GROUP_DATA = Record({
     })), required=False),
     "infra_images": Field(Record({
         name: Field(IMAGE_REF)
-        for name in ("traefik", "prometheus", "alertmanager", "node_exporter", "postgres", "redis")
+        for name in ("traefik", "prometheus", "alertmanager", "node_exporter", "postgres", "redis",
+                     "seaweedfs")
     })),
     "upstream_proxies": Field(ListOf(Str(hint="an IP address or CIDR"), min_len=1)),
     "docker_network": Field(Record({
@@ -90,6 +91,22 @@ GROUP_DATA = Record({
             required=False, default=None,
             doc="encrypt dumps to this certificate (openssl cms); the host cannot decrypt"),
     })),
+    "pitr": Field(Record({
+        "stanza": Field(Str(pattern=r"[a-z][a-z0-9-]{0,30}", hint="a pgBackRest stanza name")),
+        "bucket": Field(Str(pattern=r"[a-z0-9][a-z0-9-]{2,62}", hint="an S3 bucket name")),
+        "port": Field(Int(min=1, max=65535), doc="S3 (HTTPS) port on the backup host"),
+        "full_schedule": Field(Str(hint="a cron expression"), doc="full backups (weekly)"),
+        "diff_schedule": Field(Str(hint="a cron expression"), doc="differential backups"),
+        "retention_full": Field(Int(min=1, max=52), doc="full backups kept (with their WAL)"),
+        "archive_timeout_seconds": Field(Int(min=10, max=3600),
+                                         doc="a WAL segment is archived at least this often"),
+        "archive_max_age_seconds": Field(Int(min=60), doc="alert and migration gate threshold"),
+        "full_max_age_hours": Field(Int(min=1), doc="PitrFullBackupTooOld threshold"),
+        "diff_max_age_hours": Field(Int(min=1), doc="PitrBackupTooOld threshold (any type)"),
+        "volume_full_ratio": Field(Number(min=0.1), doc="BackupVolumeFilling threshold"),
+        "drill_stale_days": Field(Int(min=1), doc="RestoreDrillStale threshold"),
+    }), required=False, default=None,
+        doc="continuous archiving to the backup host (pgBackRest, S3 over TLS, encrypted)"),
     "health_check": Field(Record({
         "interval_seconds": Field(Int(min=1, max=600)),
         "timeout_seconds": Field(Int(min=1, max=60)),

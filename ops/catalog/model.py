@@ -11,9 +11,10 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-ROLES = ("app", "db", "monitoring")
+ROLES = ("app", "db", "monitoring", "backup")
 SECRET_KINDS = (
     "jwt", "admin-token", "hmac", "api-key", "password", "url", "email", "hostport", "string",
+    "tls-bundle",
 )
 # Vault key, beside the internal HMAC secret, of the record of a rotation in progress.
 HMAC_ROTATION_KEY = "INTERNAL_HMAC_ROTATION"
@@ -161,6 +162,12 @@ class Environment:
         return self.hosts_with_role("db")[0]
 
     @property
+    def backup_host(self) -> Host | None:
+        """The pgBackRest repository's host (role `backup`), never the db host in prod/staging."""
+        hosts = self.hosts_with_role("backup")
+        return hosts[0] if hosts else None
+
+    @property
     def monitoring_host(self) -> Host:
         return self.hosts_with_role("monitoring")[0]
 
@@ -265,6 +272,19 @@ class Environment:
     def postgres_password_ref(self) -> SecretRef:
         return SecretRef(self.vault_path("shared", "postgres"), "POSTGRES_PASSWORD", "password")
 
+    def pitr_refs(self) -> dict[str, SecretRef]:
+        """pgBackRest's repository secrets ({} without `pitr`): the cipher passphrase (never
+        rotated: the repository is encrypted with it), the S3 keys, and the S3 endpoint's TLS
+        private key and self-signed certificate in one PEM bundle (pinned by the db host, so
+        the two can never disagree)."""
+        if not self.settings.get("pitr"):
+            return {}
+        path = self.vault_path("shared", "pgbackrest")
+        return {"cipher": SecretRef(path, "REPO_CIPHER_PASS", "password"),
+                "access_key": SecretRef(path, "S3_ACCESS_KEY", "password"),
+                "secret_key": SecretRef(path, "S3_SECRET_KEY", "password"),
+                "tls": SecretRef(path, "S3_TLS_PEM", "tls-bundle")}
+
     def alertmanager_refs(self) -> dict[str, SecretRef]:
         path = self.vault_path("alertmanager")
         kinds = {
@@ -281,4 +301,5 @@ class Environment:
             refs.update((str(r), r) for r in self.secret_refs(service))
         refs.update((str(r), r) for r in self.alertmanager_refs().values())
         refs[str(self.postgres_password_ref())] = self.postgres_password_ref()
+        refs.update((str(r), r) for r in self.pitr_refs().values())
         return list(refs.values())

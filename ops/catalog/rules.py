@@ -118,7 +118,23 @@ def check_hosts(env: str, services: Mapping[str, Service], s: Mapping[str, Any])
         if count == 0 or (wanted is not None and count != wanted):
             need = "at least one host" if wanted is None else "exactly one host"
             errors.append(("hosts", f"needs {need} with role {role!r}, found {count}"))
-    return errors
+    return errors + check_backup_host(env, s)
+
+
+def check_backup_host(env: str, s: Mapping[str, Any]) -> Errors:
+    """With `pitr`, exactly one `backup` host, and in prod/staging not the db host: losing that
+    host would lose the data and its backups together."""
+    backup = [(i, h) for i, h in enumerate(s["hosts"]) if "backup" in h["roles"]]
+    if not s.get("pitr"):
+        return [("hosts", "role 'backup' is set but `pitr` is not")] if backup else []
+    if len(backup) != 1:
+        return [("hosts", f"`pitr` needs exactly one host with role 'backup', found "
+                          f"{len(backup)}")]
+    i, host = backup[0]
+    if env in ("prod", "staging") and "db" in host["roles"]:
+        return [(f"hosts.{i}.roles", "the backup host must not also be the db host: losing it "
+                                     "would lose the data and its backups together")]
+    return []
 
 
 def app_hosts(s: Mapping[str, Any]) -> list[str]:

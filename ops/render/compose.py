@@ -22,6 +22,7 @@ from typing import Any
 from urllib.parse import quote as urlquote
 
 from ops.catalog.model import Environment, Host, Service, Sidecar
+from ops.render import pitr
 from ops.render.files import (
     ALERTMANAGER_DIR,
     COMPOSE_DIR,
@@ -437,8 +438,13 @@ def render_data(environment: Environment, host: Host, secrets: SecretValues) -> 
         "env_file": [relative_to_compose(env_file_path("postgres"))],
         "environment": {"POSTGRES_USER": "postgres", "POSTGRES_DB": "postgres",
                         "PGDATA": "/var/lib/postgresql/data/pgdata"},
+        # WAL archived by pgBackRest (ops/render/pitr.py); its config mounted read-only
+        **({"command": ["postgres", *pitr.archive_args(environment)]}
+           if pitr.enabled(environment) else {}),
         "ports": [f"{host.address}:{POSTGRES_PORT}:{POSTGRES_PORT}"],
-        "volumes": [f"{DATA_DIR}/postgres:/var/lib/postgresql/data"],
+        "volumes": [f"{DATA_DIR}/postgres:/var/lib/postgresql/data",
+                    *([f"{pitr.PGBR_DIR}:{pitr.IN_CONTAINER_DIR}:ro"]
+                      if pitr.enabled(environment) else [])],
         "security_opt": ["no-new-privileges:true"],
         "healthcheck": healthcheck(environment, ["CMD", *DATA_READY_CHECKS["postgres"]]),
         "stop_grace_period": "60s",

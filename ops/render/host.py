@@ -9,7 +9,16 @@ from collections.abc import Mapping
 from dataclasses import replace
 
 from ops.catalog.model import Environment
-from ops.render import alertmanager, backup, compose, databases, grafana, prometheus, traefik
+from ops.render import (
+    alertmanager,
+    backup,
+    compose,
+    databases,
+    grafana,
+    pitr,
+    prometheus,
+    traefik,
+)
 from ops.render.files import DATA_DIR, ENV_DIR, TEXTFILE_DIR, RenderedFile
 from ops.render.secrets import SecretValues
 
@@ -39,6 +48,10 @@ def render_host(environment: Environment, host_name: str, secrets: SecretValues,
         files += in_unit("databases",
                          databases.render_provisioning(environment, host, secrets))
         files += in_unit("backup", backup.render_files(environment, host, secrets))
+        if pitr.enabled(environment):
+            files += in_unit("pitr", pitr.render_db_files(environment, secrets))
+    if host.has_role("backup") and pitr.enabled(environment):
+        files += in_unit("backup-repo", pitr.render_backup_host_files(environment, host, secrets))
     if host.has_role("monitoring"):
         files += in_unit("monitoring", [compose.render_monitoring(environment, host)])
         files += in_unit("prometheus", [prometheus.render_config(environment, host.name),
@@ -76,7 +89,10 @@ def host_directories(environment: Environment, host_name: str) -> list[tuple[str
     if host.has_role("db"):
         dirs += [(f"{DATA_DIR}/postgres", 0o700, 0),  # the entrypoint chowns it
                  (databases.PROVISION_DIR, 0o700, 0),
+                 (pitr.PGBR_DIR, 0o755, 0),
                  (f"{DATA_DIR}/redis", 0o700, uids["redis"])]
+    if host.has_role("backup") and pitr.enabled(environment):
+        dirs += [(pitr.S3_DATA, 0o700, uids["seaweedfs"])]
     if host.has_role("monitoring"):
         dirs += [(f"{DATA_DIR}/prometheus", 0o700, uids["prometheus"]),
                  (f"{DATA_DIR}/alertmanager", 0o700, uids["alertmanager"])]

@@ -6,7 +6,9 @@ Every service is scraped on every host that runs it, through Traefik's internal 
 
 from __future__ import annotations
 
-from ops.catalog.model import Environment
+import re
+
+from ops.catalog.model import Environment, Host
 from ops.render.backup import databases as backup_databases
 from ops.render.compose import (
     ALERTMANAGER_PORT,
@@ -31,6 +33,20 @@ LATENCY_LEVELS = (
 )
 ALERT_NAMES = ("ServiceDown", "HighErrorRate", "HighLatencyP99", "HighLatencyP99Critical",
                "PaymentsWebhookRetries", "BackupStale")
+# Rendered only when the environment sets `pitr`; runbook: ops/runbooks/<runbook_slug(name)>.md
+PITR_ALERT_NAMES = ("PitrArchiveFailing", "PitrArchiveLagging", "PitrRepositoryDown",
+                    "PitrMetricsStale", "PitrFullBackupTooOld", "PitrBackupTooOld",
+                    "BackupVolumeFilling", "RestoreDrillStale")
+
+
+def alert_names(environment: Environment) -> tuple[str, ...]:
+    """Every alert `render_rules(environment)` defines."""
+    return ALERT_NAMES + (PITR_ALERT_NAMES if environment.settings["pitr"] else ())
+
+
+def runbook_slug(alert: str) -> str:
+    """`PitrArchiveFailing` -> `pitr-archive-failing`: the page under `runbook_base_url`."""
+    return re.sub(r"(?<!^)(?=[A-Z])", "-", alert).lower()
 
 
 def job_name(service: str) -> str:
@@ -70,7 +86,19 @@ def render_rules(environment: Environment) -> RenderedFile:
         runbook=s["alerting"]["runbook_base_url"].rstrip("/"), latency_levels=LATENCY_LEVELS,
         stale_after_seconds=s["backups"]["stale_after_hours"] * 3600,
         stale_after_hours=s["backups"]["stale_after_hours"],
-        backup_databases=backup_databases(environment)))
+        backup_databases=backup_databases(environment), **pitr_context(environment)))
+
+
+def pitr_context(environment: Environment) -> dict:
+    """Template values of the `superapp-pitr` group (`pitr` None: the group is not rendered)."""
+    pitr = environment.settings["pitr"]
+    if not pitr:
+        return {"pitr": None}
+    return {"pitr": pitr, "db_host": environment.db_host.name,
+            "backup_host": environment.backup_host.name,
+            "full_max_age_seconds": pitr["full_max_age_hours"] * 3600,
+            "diff_max_age_seconds": pitr["diff_max_age_hours"] * 3600,
+            "drill_stale_seconds": pitr["drill_stale_days"] * 86400}
 
 
 def render_rule_tests(environment: Environment) -> str:
@@ -96,10 +124,63 @@ def render_rule_tests(environment: Environment) -> str:
         fresh_databases=backup_databases(environment)[1:-1],
         missing_database=backup_databases(environment)[-1],
         stale_age=humanize_hours(stale_hours + 1),
-        runbook=s["alerting"]["runbook_base_url"].rstrip("/"))
+        runbook=s["alerting"]["runbook_base_url"].rstrip("/"), **pitr_test_context(environment))
+
+
+def pitr_test_context(environment: Environment) -> dict:
+    """Series and expectations of the `superapp-pitr` rule tests, from the same thresholds.
+
+    Timestamps are seconds since the test's start (promtool starts at unix time 0).
+    """
+    pitr = environment.settings["pitr"]
+    if not pitr:
+        return {"pitr": None}
+    full_h, diff_h = pitr["full_max_age_hours"], pitr["diff_max_age_hours"]
+    drill_h = pitr["drill_stale_days"] * 24
+    # archiving stops at minute 10: quiet while the age is <= the limit, firing 2m (`for`) later
+    lag_quiet = (600 + pitr["archive_max_age_seconds"]) // 60
+    # the repository's volume: 500 GiB, used halfway between the limit and full, or half the limit
+    size, limit = 500 * 2**30, pitr["volume_full_ratio"]
+    avail_full, avail_quiet = round(size * (1 - limit) / 2), round(size * (1 - limit / 2))
+    return {
+        "pitr": pitr, "db_host": environment.db_host.name,
+        "backup_host": environment.backup_host.name,
+        "db": node_labels(environment.db_host), "bk": node_labels(environment.backup_host),
+        "lag_quiet": lag_quiet, "lag_fire": lag_quiet + 4,
+        "lag_age": humanize_duration((lag_quiet + 4) * 60 - 600),
+        # backups and drills that reach their limit at 30m: evaluated at 45m
+        "full_h": full_h, "diff_h": diff_h, "drill_h": drill_h,
+        "full_age": humanize_duration(full_h * 3600 + 900),
+        "diff_age": humanize_duration(diff_h * 3600 + 900),
+        "drill_age": humanize_duration(drill_h * 3600 + 900),
+        "volume_size": size, "avail_full": avail_full, "avail_quiet": avail_quiet,
+        # humanizePercentage: %.4g of the percentage
+        "volume_used": f"{(1 - avail_full / size) * 100:.4g}%",
+        "volume_limit": round(limit * 100),
+    }
+
+
+def node_labels(host: Host) -> dict:
+    """The labels node-exporter's metrics (textfile collector) carry, as series and as expected
+    alert labels."""
+    labels = {"job": "node", "instance": f"{host.address}:{NODE_EXPORTER_PORT}",
+              "tier": "infra", "host": host.name}
+    return {"series": ",".join(f'{k}="{v}"' for k, v in labels.items()),
+            "exp": ", ".join(f'{k}: "{v}"' for k, v in labels.items()), "name": host.name}
+
+
+def humanize_duration(seconds: int) -> str:
+    """Prometheus' `humanizeDuration` of a whole number of seconds >= 1."""
+    minutes, secs = divmod(seconds, 60)
+    hours, minutes = divmod(minutes, 60)
+    days, hours = divmod(hours, 24)
+    if days:
+        return f"{days}d {hours}h {minutes}m {secs}s"
+    if hours:
+        return f"{hours}h {minutes}m {secs}s"
+    return f"{minutes}m {secs}s" if minutes else f"{secs}s"
 
 
 def humanize_hours(hours: int) -> str:
     """Prometheus' `humanizeDuration` of a whole number of hours (`1d 3h 0m 0s`, `5h 0m 0s`)."""
-    days, hours = divmod(hours, 24)
-    return f"{days}d {hours}h 0m 0s" if days else f"{hours}h 0m 0s"
+    return humanize_duration(hours * 3600)

@@ -34,6 +34,7 @@ from ops.console import format_table
 from ops.host import commands as cmd
 from ops.host.remote import Remote
 from ops.host.state import SERVICE_STATE_DIR
+from ops.render import pitr
 from ops.render.backup import databases as all_databases
 from ops.render.compose import DATA_READY_CHECKS, SINGLETON_PROFILE, compose_path
 from ops.render.databases import PROVISION_SQL
@@ -111,6 +112,9 @@ def apply_infra(remote: Remote, plan: HostPlan) -> None:
         "data": cmd.compose_up("/opt/superapp/compose/data.yml"),
         "databases": cmd.run_sql_file("postgres", PROVISION_SQL),
         "monitoring": cmd.compose_up("/opt/superapp/compose/monitoring.yml"),
+        # SeaweedFS reads its identities and TLS key only at start: any change recreates it
+        # (pgBackRest's archive-push retries meanwhile)
+        "backup-repo": cmd.compose_up(compose_path("backup"), force_recreate=True),
         "prometheus": cmd.signal_container("prometheus", "HUP"),
         "alertmanager": cmd.signal_container("alertmanager", "HUP"),
     }
@@ -130,7 +134,12 @@ def apply_infra(remote: Remote, plan: HostPlan) -> None:
             # migrations follow: they must find the servers accepting connections
             must(remote, cmd.wait_exec_ok(DATA_READY_CHECKS, timeout=180),
                  "waiting for PostgreSQL and Redis to accept connections", timeout=240)
-    records = [f for f in plan.infra_files if f.after_apply]
+        if unit == "backup-repo":
+            must(remote, cmd.wait_exec_ok({pitr.S3_CONTAINER: pitr.S3_READY_CHECK}, timeout=120),
+                 "waiting for the backup repository (S3) to accept connections", timeout=180)
+    # pitr's record waits for `pitr.sh setup`, after every host (the repository's host may
+    # come later in the rollout order): see setup_pitr
+    records = [f for f in plan.infra_files if f.after_apply and f.unit != "pitr"]
     if records:
         upload(remote, records)
 
@@ -318,7 +327,38 @@ def rollout(environment: Environment, plans: Sequence[HostPlan], remotes: Sequen
                                "ledger: " + (f"{', '.join(kept)} hold(s) it; " if kept else
                                              "no host holds it; ")
                                + "fix the ledger on the named host(s) before the next rollback")
+    setup_pitr(environment, plans, by_name)
     return results
+
+
+def setup_pitr(environment: Environment, plans: Sequence[HostPlan],
+               by_name: Mapping[str, Remote]) -> None:
+    """After every host (the repository's host may come after the db host): stanza, `check`
+    (a WAL segment really reaches the repository), a first full backup when there is none,
+    then the `pitr-ready` record. Until it is written, every run tries again; a failure stops
+    the run after the release is recorded, naming the step."""
+    if not pitr.enabled(environment):
+        return
+    db = environment.db_host.name
+    db_plan = next((p for p in plans if p.host == db), None)
+    if db_plan is None or db not in by_name \
+            or not {"pitr", "backup-repo"} & {u for p in plans for u in p.infra_units}:
+        return
+    remote = by_name[db]
+    say(db, "point-in-time recovery: stanza, archive check, first full backup if none")
+    try:
+        out = must(remote, cmd.sh(pitr.PITR_SCRIPT, "setup"),
+                   f"WAL archiving to {environment.backup_host.name} (pitr.sh setup)",
+                   timeout=3600)
+    except RolloutError as e:
+        raise RolloutError(f"the release is rolled out and recorded, but {e}; PostgreSQL keeps "
+                           "its WAL until archiving works: fix the repository and run the "
+                           "deploy again (it retries this step)") from None
+    for line in out.strip().splitlines()[-5:]:
+        say(db, f"  pitr: {line}")
+    records = [f for f in db_plan.infra_files if f.after_apply and f.unit == "pitr"]
+    if records:
+        upload(remote, records)
 
 
 def ledger_warning(unrecorded: list[str]) -> str:

@@ -31,6 +31,7 @@ import hvac.exceptions
 from ops.catalog import ConfigError, load_environment
 from ops.catalog.model import Environment, SecretRef
 from ops.catalog.rules import STRICT_ENVS
+from ops.secrets.tls import self_signed_bundle
 from ops.secrets.vault import (
     APPROLE_MOUNT,
     VaultError,
@@ -95,6 +96,14 @@ def operator_set(environment: Environment, ref: SecretRef) -> bool:
 def new_value(environment: Environment, ref: SecretRef) -> str:
     if ref.kind in GENERATORS:
         return GENERATORS[ref.kind]()
+    if ref.kind == "tls-bundle":  # the only one: the backup host's S3 endpoint (pinned)
+        backup = environment.backup_host
+        if backup is None:
+            raise VaultError(f"{ref}: a TLS bundle for the backup host, but no host has role "
+                             "'backup'")
+        # the address as a DNS name too: pgBackRest matches only DNS names of the SAN
+        return self_signed_bundle(f"superapp-{environment.name}-pitr-repo",
+                                  [backup.address], [backup.address, backup.name])
     return fake_value(ref, environment.name)
 
 

@@ -112,7 +112,7 @@ def run_as_cron(testbed: Testbed, host) -> str:
 
 def drill(*data: str) -> subprocess.CompletedProcess:
     argv = [str(REPO / ".venv/bin/pyinfra"), "-y", "inventories/local.py",
-            "tasks/restore_drill.py", "--data", f"databases={DB}"]
+            "tasks/restore_drill.py", "--data", f"databases={DB}", "--data", "only=dumps"]
     for item in data:
         argv += ["--data", item]
     return subprocess.run(argv, cwd=REPO, capture_output=True, text=True, timeout=600)

@@ -135,7 +135,7 @@ def test_bootstrap_twice_creates_once_and_keeps_values(scratch, root, as_root, c
     second = bootstrap(scratch, environ=as_root, echo=print)
     assert (second.created, second.access, second.present) == ([], [], len(required(scratch)))
     assert digest(read_all(root, scratch)) == digest(before)
-    assert second.lines()[-1].endswith("created 0 secret(s), 46 already set, "
+    assert second.lines()[-1].endswith("created 0 secret(s), 50 already set, "
                                        "0 policy/role change(s)")
 
     out = capsys.readouterr()

@@ -20,6 +20,7 @@ from ops.backup.commands import (
 from ops.backup.drill import run_drill
 from ops.backup.freshness import (
     FreshnessWaiver,
+    archive_freshness_problems,
     backup_freshness_problems,
     load_freshness_waivers,
     parse_backup_metrics,
@@ -159,7 +160,8 @@ def test_first_backups_command():
 
 def test_read_backup_metrics_command_and_parse():
     assert read_backup_metrics_command() == (
-        "cat /var/lib/node_exporter/textfile/superapp_backup_*.prom 2>/dev/null; true")
+        "cat /var/lib/node_exporter/textfile/superapp_backup_*.prom "
+        "/var/lib/node_exporter/textfile/superapp_pitr.prom 2>/dev/null; true")
     assert parse_backup_metrics(METRICS) == {
         "payments": {"superapp_backup_last_success_timestamp_seconds": 1795659303.0,
                      "superapp_backup_last_duration_seconds": 4.0,
@@ -200,6 +202,21 @@ def test_limit_comes_from_group_data(repo_copy):
 def test_only_prod_is_gated(environments):
     for env in ("staging", "local"):
         assert backup_freshness_problems(environments[env], ["chat"], "", AT) == []
+
+
+def test_a_stale_wal_archive_blocks_a_migration_in_prod_naming_the_repository_host(
+        environments):
+    fresh = f"superapp_pitr_archive_last_success_timestamp_seconds {AT.timestamp() - 120:.0f}\n"
+    stale = f"superapp_pitr_archive_last_success_timestamp_seconds {AT.timestamp() - 900:.0f}\n"
+    prod = environments["prod"]
+    assert archive_freshness_problems(prod, METRICS + fresh, AT) == []
+    [problem] = archive_freshness_problems(prod, METRICS + stale, AT)
+    assert problem.startswith("the last WAL segment reached the backup repository on backup-1 "
+                              "0h15m ago, more than the 300s limit: backup-1 may be down")
+    [never] = archive_freshness_problems(prod, METRICS, AT)
+    assert "no WAL segment has reached the backup repository on backup-1 yet" in never
+    for env in ("staging", "local"):
+        assert archive_freshness_problems(environments[env], "", AT) == []
 
 
 def test_a_waiver_lets_a_stale_migration_through_until_it_expires(environments):

@@ -54,7 +54,7 @@ def test_local_environment_matches_the_testbed(environments):
     assert [(h.name, h.address, h.roles) for h in local.hosts] == [
         ("host1", "10.231.0.11", ("app", "db")),
         ("host2", "10.231.0.12", ("app",)),
-        ("host3", "10.231.0.13", ("app", "monitoring")),
+        ("host3", "10.231.0.13", ("app", "monitoring", "backup")),
     ]
     assert local.image(local.services["payments"]) == "10.231.0.1:5000/superapp/standin:v1"
     assert local.infra_image("traefik") == "10.231.0.1:5000/superapp/traefik:3.7.15"

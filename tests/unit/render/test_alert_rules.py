@@ -1,5 +1,6 @@
 """Alert rules: `promtool check rules` and `promtool test rules` on the rendered rules of each
-environment, and a check that the rule tests cover every alert both ways."""
+environment, a check that the rule tests cover every alert both ways, and that every alert's
+runbook_url has its page in ops/runbooks."""
 
 from __future__ import annotations
 
@@ -10,10 +11,15 @@ from pathlib import Path
 import pytest
 import yaml
 
+from ops.catalog import REPO_ROOT
 from ops.render import PlaceholderSecrets, render_host, render_rule_tests
-from ops.render.prometheus import ALERT_NAMES
+from ops.render.prometheus import ALERT_NAMES, PITR_ALERT_NAMES, alert_names, runbook_slug
 
 PROMTOOL = shutil.which("promtool") or "/usr/bin/promtool"
+RUNBOOKS = REPO_ROOT / "ops" / "runbooks"
+# runbook_url slugs of alerts older than ops/runbooks/<slug>.md pages; new alerts get a page
+NO_PAGE_YET = {"service-down", "high-error-rate", "high-latency", "payments-webhook-retries",
+               "backup-stale"}
 
 
 def rules_of(environment) -> str:
@@ -22,9 +28,7 @@ def rules_of(environment) -> str:
     return files["/opt/superapp/prometheus/rules/alerts.yml"].content
 
 
-@pytest.mark.parametrize("env", ["prod", "staging", "local"])
-def test_promtool_unit_tests_pass(environments, env, tmp_path: Path):
-    environment = environments[env]
+def promtool_rules_and_tests(environment, tmp_path: Path) -> None:
     (tmp_path / "alerts.yml").write_text(rules_of(environment))
     (tmp_path / "alerts_test.yml").write_text(render_rule_tests(environment))
     check = subprocess.run([PROMTOOL, "check", "rules", "alerts.yml"], cwd=tmp_path,
@@ -35,10 +39,26 @@ def test_promtool_unit_tests_pass(environments, env, tmp_path: Path):
     assert test.returncode == 0, test.stdout + test.stderr
 
 
+@pytest.mark.parametrize("env", ["prod", "staging", "local"])
+def test_promtool_unit_tests_pass(environments, env, tmp_path: Path):
+    promtool_rules_and_tests(environments[env], tmp_path)
+
+
+def test_without_pitr_no_pitr_rules_and_the_tests_still_pass(repo_copy, tmp_path: Path):
+    repo_copy.replace("group_data/prod.py", r"^.*\"backup-1\".*\n", "")
+    repo_copy.replace("group_data/all.py", r"^pitr = \{[^}]*\}\n", "")
+    environment = repo_copy.load("prod")
+    groups = yaml.safe_load(rules_of(environment))["groups"]
+    assert [g["name"] for g in groups] == ["superapp-services", "superapp-backups"]
+    assert alert_names(environment) == ALERT_NAMES
+    assert "superapp_pitr" not in render_rule_tests(environment)
+    promtool_rules_and_tests(environment, tmp_path)
+
+
 def test_rules_define_exactly_the_spec_alerts_with_severity_and_runbook(environments):
     groups = yaml.safe_load(rules_of(environments["prod"]))["groups"]
     rules = [r for g in groups for r in g["rules"]]
-    assert sorted({r["alert"] for r in rules}) == sorted(ALERT_NAMES)
+    assert sorted({r["alert"] for r in rules}) == sorted(alert_names(environments["prod"]))
     for rule in rules:
         assert rule["labels"]["severity"] in ("critical", "warning", "info")
         assert rule["annotations"]["runbook_url"].startswith("https://runbooks.superapp.sy/")
@@ -49,15 +69,53 @@ def test_rules_define_exactly_the_spec_alerts_with_severity_and_runbook(environm
     assert "> 93600" in by_name["BackupStale"]["expr"]  # 26 h in prod
 
 
+def test_pitr_rules_use_the_pitr_thresholds(environments):
+    groups = yaml.safe_load(rules_of(environments["prod"]))["groups"]
+    pitr = next(g for g in groups if g["name"] == "superapp-pitr")
+    base = environments["prod"].settings["alerting"]["runbook_base_url"].rstrip("/")
+    exprs: dict[str, list[str]] = {}
+    for rule in pitr["rules"]:
+        exprs.setdefault(rule["alert"], []).append(" ".join(rule["expr"].split()))
+        notes = rule["annotations"]
+        assert notes["summary"] and notes["description"]
+        assert notes["runbook_url"] == f"{base}/{runbook_slug(rule['alert'])}"
+    assert set(exprs) == set(PITR_ALERT_NAMES)
+    assert exprs["PitrArchiveLagging"][0] == (
+        "time() - superapp_pitr_archive_last_success_timestamp_seconds > 300")
+    assert exprs["PitrRepositoryDown"] == ["superapp_pitr_repo_up == 0"]
+    assert exprs["PitrMetricsStale"][0].endswith("> 600")
+    assert exprs["PitrFullBackupTooOld"][0].endswith("> 691200")  # 192 h
+    assert exprs["PitrBackupTooOld"][0].endswith("> 93600")  # 26 h
+    assert exprs["BackupVolumeFilling"][0].endswith("> 0.8")
+    assert exprs["RestoreDrillStale"][0].endswith("> 691200")  # 8 days
+    # a metric that is missing is an alert too, not silence
+    assert any("absent(" in e or " unless " in e for e in exprs["PitrArchiveLagging"])
+    assert any("absent(" in e or " unless " in e for e in exprs["PitrFullBackupTooOld"])
+    assert any("absent(" in e for e in exprs["RestoreDrillStale"])
+
+
+def test_every_runbook_url_has_its_page(environments):
+    base = environments["prod"].settings["alerting"]["runbook_base_url"].rstrip("/")
+    groups = yaml.safe_load(rules_of(environments["prod"]))["groups"]
+    slugs = {r["annotations"]["runbook_url"] for g in groups for r in g["rules"]}
+    assert all(url.startswith(base + "/") for url in slugs)
+    slugs = {url.removeprefix(base + "/") for url in slugs}
+    missing = sorted(s for s in slugs - NO_PAGE_YET if not (RUNBOOKS / f"{s}.md").is_file())
+    assert not missing, f"no page ops/runbooks/<slug>.md for: {missing}"
+    for name in PITR_ALERT_NAMES:
+        assert runbook_slug(name) in slugs
+
+
 def test_every_alert_is_tested_firing_and_silent(environments):
+    names = set(alert_names(environments["prod"]))
     tests = yaml.safe_load(render_rule_tests(environments["prod"]))["tests"]
     cases = [case for t in tests for case in t["alert_rule_test"]]
     fires = {c["alertname"] for c in cases if c["exp_alerts"]}
     silent = {c["alertname"] for c in cases if not c["exp_alerts"]}
-    assert fires == set(ALERT_NAMES)
+    assert fires == names
     # the critical latency alert's silence is tested by the 1.2 s series: HighLatencyP99
     # fires for it, HighLatencyP99Critical lists only taxi (2.5 s)
-    assert silent | {"HighLatencyP99Critical"} == set(ALERT_NAMES)
+    assert silent | {"HighLatencyP99Critical"} == names
     critical = next(c for c in cases if c["alertname"] == "HighLatencyP99Critical")
     assert [a["exp_labels"]["service"] for a in critical["exp_alerts"]] == ["taxi"]
     warning = next(c for c in cases if c["alertname"] == "HighLatencyP99" and c["exp_alerts"])

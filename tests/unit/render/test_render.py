@@ -243,7 +243,7 @@ def test_prometheus_scrapes_every_service_on_every_host(prod, prod_files):
         targets = [(sc["targets"][0], sc["labels"]["host"]) for sc in job["static_configs"]]
         assert targets == [("10.10.0.11:8081", "app-1"), ("10.10.0.12:8081", "app-2"),
                            ("10.10.0.13:8081", "app-3"), ("10.10.0.14:8081", "app-4")]
-    assert len(jobs["node"]["static_configs"]) == 6
+    assert len(jobs["node"]["static_configs"]) == 7  # 4 app, db, monitoring, backup
     assert len(jobs["traefik"]["static_configs"]) == 4
 
 

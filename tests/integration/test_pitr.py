@@ -1,0 +1,153 @@
+"""Point-in-time recovery on the testbed: PostgreSQL on host1 archives every WAL segment through
+pgBackRest into the encrypted S3 repository on host3 (SeaweedFS), and the real drill CLI
+(`tasks/restore_drill.py --data only=pitr`) restores the cluster on host3, off the db host.
+
+Markers are rows of `superapp_pitr.marker` (the heartbeat table); lost data would show as a
+marker committed before the target that the restore does not have.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import secrets
+import subprocess
+import time
+
+import pytest
+
+from ops.catalog import load_environment
+from ops.render import pitr
+from tests.integration.conftest import REPO, Testbed
+
+pytestmark = pytest.mark.integration
+PROD_SQL = "docker exec -i postgres psql -X -qAt -v ON_ERROR_STOP=1 -U postgres -d postgres"
+
+
+@pytest.fixture(scope="module")
+def hosts(testbed: Testbed, deployed):
+    local = load_environment("local")
+    return testbed.host(local.db_host.name), testbed.host(local.backup_host.name)
+
+
+def sql(testbed: Testbed, host, text: str) -> str:
+    res = subprocess.run(testbed.ssh_argv(host, PROD_SQL), input=text, text=True,
+                         capture_output=True, timeout=120)
+    assert res.returncode == 0, res.stderr
+    return res.stdout.strip()
+
+
+def archived_now(testbed: Testbed, db) -> None:
+    """Close the current WAL segment and wait until the repository has it."""
+    segment = sql(testbed, db, "SELECT pg_walfile_name(pg_switch_wal())")
+    for _ in range(90):
+        done = sql(testbed, db, "SELECT coalesce(last_archived_wal, '') FROM pg_stat_archiver")
+        if done and done[8:] >= segment[8:]:
+            return
+        time.sleep(1)
+    raise AssertionError(f"WAL segment {segment} not archived within 90 s")
+
+
+def drill(*data: str) -> subprocess.CompletedProcess:
+    argv = [str(REPO / ".venv/bin/pyinfra"), "-y", "inventories/local.py",
+            "tasks/restore_drill.py", "--data", "only=pitr"]
+    for item in data:
+        argv += ["--data", item]
+    return subprocess.run(argv, cwd=REPO, capture_output=True, text=True, timeout=900)
+
+
+def marker(testbed: Testbed, db, note: str) -> str:
+    return sql(testbed, db, "INSERT INTO superapp_pitr.marker (note) VALUES "  # noqa: S608
+                            f"('{note}') RETURNING id").splitlines()[0]
+
+
+def test_wal_reaches_the_encrypted_repository_on_the_backup_host(testbed, hosts):
+    db, backup = hosts
+    testbed.ssh(db, f"test -s {pitr.READY_MARKER}")  # the deploy's setup finished
+    canary = f"CANARY-pitr-{secrets.token_hex(16)}"
+    sql(testbed, db, "CREATE TABLE IF NOT EXISTS it_pitr_canary (v text); "  # noqa: S608
+                     f"INSERT INTO it_pitr_canary VALUES ('{canary}')")
+    try:
+        archived_now(testbed, db)
+        # the canary is in the WAL in plain text, and nowhere in the repository's storage
+        assert testbed.ssh(db, f"grep -rl {canary} /var/lib/superapp/postgres/pgdata/pg_wal",
+                           check=False).stdout.strip()
+        found = testbed.ssh(backup, f"grep -rl {canary} {pitr.S3_DATA}", check=False)
+        assert found.returncode == 1 and not found.stdout, found.stdout
+        testbed.ssh(db, f"{pitr.PITR_SCRIPT} metrics")
+        metrics = testbed.ssh(db, "cat /var/lib/node_exporter/textfile/superapp_pitr.prom").stdout
+        assert "superapp_pitr_repo_up 1" in metrics
+        assert 'superapp_pitr_last_backup_timestamp_seconds{type="full"}' in metrics
+        last = float(metrics.split("superapp_pitr_archive_last_success_timestamp_seconds ")[1]
+                     .split()[0])
+        assert time.time() - last < 120
+        volume = testbed.ssh(backup, f"{pitr.VOLUME_SCRIPT} && cat /var/lib/node_exporter/"
+                                     "textfile/superapp_backup_volume.prom").stdout
+        assert "superapp_backup_volume_avail_bytes " in volume
+    finally:
+        sql(testbed, db, "DROP TABLE IF EXISTS it_pitr_canary")
+
+
+def test_the_cluster_restores_to_a_point_between_two_markers(testbed, hosts):
+    db, backup = hosts
+    before = marker(testbed, db, "it-before")
+    time.sleep(2)
+    target = dt.datetime.now(dt.UTC).replace(microsecond=0)
+    time.sleep(2)
+    after = marker(testbed, db, "it-after")
+    archived_now(testbed, db)
+    result = drill(f"target_time={target.isoformat()}")
+    out = result.stdout + result.stderr
+    assert result.returncode == 0, out[-4000:]
+    assert "pitr drill ok: restored to" in out
+    lines = out.splitlines()
+    [present] = [ln for ln in lines if ln.startswith("marker before")]
+    [absent] = [ln for ln in lines if ln.startswith("marker after")]
+    assert present.split()[-1] == "ok" and absent.split()[-1] == "ok", out[-3000:]
+    assert f"id {after} not restored" in absent
+    assert int(present.split("id ")[1].split()[0]) >= int(before)
+    compared = [ln for ln in lines if ln.startswith("rows ") and ln.split()[-1] == "ok"]
+    assert compared, "no database was compared with its dump"
+    metrics = testbed.ssh(backup, "cat /var/lib/node_exporter/textfile/"
+                                  "superapp_restore_drill_pitr*.prom").stdout
+    assert 'superapp_restore_drill_success{kind="pitr"} 1' in metrics
+    assert 'superapp_restore_drill_last_success_timestamp_seconds{kind="pitr"}' in metrics
+    assert testbed.ssh(backup, "ls -A /var/lib/superapp/drill").stdout.strip() == ""
+
+
+def test_the_latest_point_holds_a_marker_written_just_before(testbed, hosts):
+    result = drill()
+    out = result.stdout + result.stderr
+    assert result.returncode == 0, out[-4000:]
+    assert "restored to latest" in out
+    [present] = [ln for ln in out.splitlines() if ln.startswith("marker before")]
+    assert present.split()[-1] == "ok"
+
+
+def test_a_target_before_the_oldest_backup_is_refused_with_the_oldest_restorable_time(hosts):
+    result = drill("target_time=2020-01-01T00:00:00Z")
+    out = result.stdout + result.stderr
+    assert result.returncode != 0
+    assert "target 2020-01-01 00:00:00+00 is before the oldest restorable time 20" in out
+    result = drill("target_time=2026-12-03T02:40:00")
+    assert result.returncode != 0 and "has no time zone" in result.stdout + result.stderr
+
+
+def test_a_wrong_passphrase_fails_naming_the_repository_and_changes_nothing(testbed, hosts):
+    db, backup = hosts
+    conf = pitr.PGBR_CONF
+    wrong = f"repo1-cipher-pass=wrong-{secrets.token_hex(8)}"
+    testbed.ssh(backup, f"cp -p {conf} {conf}.it && "
+                        f"sed -i 's/^repo1-cipher-pass=.*/{wrong}/' {conf}")
+    try:
+        result = drill()
+    finally:
+        testbed.ssh(backup, f"mv -f {conf}.it {conf}")
+    out = result.stdout + result.stderr
+    assert result.returncode != 0
+    assert "PITR DRILL FAILED: repository s3://superapp-pitr/local on host3" in out, out[-3000:]
+    # production still archives into the same repository, and the drill left nothing behind
+    archived_now(testbed, db)
+    testbed.ssh(db, "docker exec -u postgres postgres pgbackrest --stanza=superapp check",
+                timeout=180)
+    assert testbed.ssh(backup, "ls -A /var/lib/superapp/drill 2>/dev/null; "
+                               "docker ps -aq --filter name=sa-pitr-drill").stdout.strip() == ""
