@@ -5,7 +5,9 @@ Measures, in one run, with a steady load through Traefik on every app host:
   - the same for a plain in-place `docker compose up -d` (what most tools do), as a baseline;
   - a no-op redeploy's wall time over a bare pyinfra connect + one fact (the no-op ratio);
   - wall times of the full rollout and of a rollback;
-  - rendering the whole prod bundle, apart from its validators.
+  - rendering the whole prod bundle, apart from its validators;
+  - point-in-time recovery: archive RPO under writes, full/diff backup time and size, the
+    time to restore the cluster (bench/pitr.py).
 Prints a table and writes JSON under bench/results/. A benchmark, not a test: nothing asserts.
 """
 
@@ -20,6 +22,7 @@ import time
 from datetime import UTC, datetime
 from pathlib import Path
 
+from bench import pitr
 from bench.load import Load, LoadReport, Target
 from bench.release import release_copy
 from ops.catalog import load_environment
@@ -89,7 +92,7 @@ def baseline_in_place(status: dict, environment, tag: str) -> None:
             continue
         script = (
             "for f in /opt/superapp/compose/*.yml; do case $f in */edge.yml|*/data.yml|"
-            "*/monitoring.yml) continue;; esac; "
+            "*/monitoring.yml|*/backup.yml) continue;; esac; "
             # the deploy pins `standin:<tag>@sha256:...`: the baseline runs the plain tag
             f"sed -i 's#superapp/standin:[A-Za-z0-9._-]*\\(@sha256:[0-9a-f]*\\)\\?\"#"
             f"superapp/standin:{tag}\"#' \"$f\"; "
@@ -167,6 +170,8 @@ def main() -> int:
         _, res = timed(deploy, v1)
         must(res, "redeploy after the baseline")
 
+    results.update(pitr.measure(status))
+
     progress("rendering the prod bundle")
     results.update(render_timing())
     results["rollout_timeline"] = rollout_timeline
@@ -189,6 +194,7 @@ def main() -> int:
         ("render prod bundle (goal < 3 s)", f"{results['render_prod_seconds']}s "
          f"({results['render_prod_files']} files)"),
         ("validate prod bundle (real tools)", f"{results['validate_prod_seconds']}s"),
+        *pitr.rows(results),
     ]
     width = max(len(r[0]) for r in rows)
     print()

@@ -18,17 +18,23 @@ Files (all on the db host; the deploy uploads them, cron picks the cron files up
   certificate dumps are encrypted to; the private key never reaches the host.
 * `/etc/cron.d/superapp-backup-<database>` (0644), one per database, staggered by
   `STAGGER_MINUTES` from `backups.schedule`.
+* `/opt/superapp/backup/offsite.py` (0644), with `pitr`: after each dump, pg_backup.sh runs it
+  in a one-off postgres container to copy every complete backup, encrypted with the
+  repository's passphrase, into the pgBackRest bucket on the backup host (and to delete the
+  copies retention removed here), so the dumps survive the db host too.
 """
 
 from __future__ import annotations
 
 from ops.catalog.model import Environment, Host
-from ops.render.files import BASE, TEXTFILE_DIR, RenderedFile, render_template
+from ops.render import pitr
+from ops.render.files import BASE, TEMPLATES_DIR, TEXTFILE_DIR, RenderedFile, render_template
 from ops.render.secrets import SecretValues
 
 BACKUP_BIN_DIR = f"{BASE}/backup"
 BACKUP_SCRIPT = f"{BACKUP_BIN_DIR}/pg_backup.sh"
 TOOLS_SCRIPT = f"{BACKUP_BIN_DIR}/pg_tools.sh"
+OFFSITE_SCRIPT = f"{BACKUP_BIN_DIR}/offsite.py"
 CONFIG_DIR = "/etc/superapp/backup"
 PGPASS_FILE = f"{CONFIG_DIR}/pgpass"
 RECIPIENT_FILE = f"{CONFIG_DIR}/recipient.pem"
@@ -85,7 +91,8 @@ def render_files(environment: Environment, host: Host, secrets: SecretValues) ->
         "tools": TOOLS_SCRIPT, "textfile_dir": TEXTFILE_DIR, "inside": IN_CONTAINER,
         "keep_daily": settings["keep_daily"], "keep_weekly": settings["keep_weekly"],
         "encrypt": bool(certificate), "recipient": RECIPIENT_FILE.rsplit("/", 1)[1],
-        "databases": names,
+        "databases": names, "offsite": pitr.enabled(environment), "offsite_script": OFFSITE_SCRIPT,
+        "pgbr_dir": pitr.PGBR_DIR,
     }
     password = secrets.get(environment.postgres_password_ref()) or ""
     files = [
@@ -98,6 +105,9 @@ def render_files(environment: Environment, host: Host, secrets: SecretValues) ->
     ]
     if certificate:
         files.append(RenderedFile(RECIPIENT_FILE, certificate.strip() + "\n"))
+    if context["offsite"]:
+        files.append(RenderedFile(OFFSITE_SCRIPT, (TEMPLATES_DIR / "backup" / "offsite.py")
+                                  .read_text()))  # as is: Python, not Jinja
     for index, name in enumerate(names):
         files.append(RenderedFile(f"{CRON_PREFIX}{name}", render_template(
             "backup/cron.j2", env=environment.name, database=name,

@@ -36,7 +36,7 @@ ALERT_NAMES = ("ServiceDown", "HighErrorRate", "HighLatencyP99", "HighLatencyP99
 # Rendered only when the environment sets `pitr`; runbook: ops/runbooks/<runbook_slug(name)>.md
 PITR_ALERT_NAMES = ("PitrArchiveFailing", "PitrArchiveLagging", "PitrRepositoryDown",
                     "PitrMetricsStale", "PitrFullBackupTooOld", "PitrBackupTooOld",
-                    "BackupVolumeFilling", "RestoreDrillStale")
+                    "BackupVolumeFilling", "RestoreDrillStale", "BackupOffsiteStale")
 
 
 def alert_names(environment: Environment) -> tuple[str, ...]:

@@ -17,6 +17,7 @@ import datetime as dt
 import secrets
 import shlex
 import subprocess
+import time
 from collections.abc import Iterator
 
 import pytest
@@ -141,6 +142,46 @@ def test_backup_run_as_cron_then_drill_rows_match(testbed, db_host, backups_rest
         [row] = [ln for ln in result.stdout.splitlines() if ln.startswith(f"{DB} ")]
         assert manifest.file in row and row.split()[-1] == "ok"
         assert str(sum(manifest.tables.values())) in row.split()
+
+
+def offsite(testbed: Testbed, host, *args: str) -> str:
+    """offsite.py as pg_backup.sh runs it (one-off postgres container, the pgBackRest config)."""
+    image = load_environment("local").infra_image("postgres")
+    return testbed.ssh(host, shlex.join([
+        "docker", "run", "--rm", "--network", "host", "--entrypoint", "python3",
+        "-v", "/opt/superapp/backup/offsite.py:/backup/offsite.py:ro",
+        "-v", "/etc/superapp/pgbackrest:/etc/pgbackrest:ro", "-v", "/tmp:/tmp",
+        image, "/backup/offsite.py", *args]), timeout=300).stdout
+
+
+def test_dump_copies_reach_the_backup_host_encrypted_and_follow_retention(
+        testbed, db_host, backups_restored):
+    with seeded_table(testbed, db_host, 300):
+        first = run_as_cron(testbed, db_host)
+        assert "result=ok" in first and "offsite=ok" in first, first
+        manifest = latest_manifest(testbed, db_host)
+        copies = offsite(testbed, db_host, "list", DB).split()
+        assert {f"{manifest.file}.enc", f"{manifest.name}.enc",
+                f"{manifest.name[:-len('.manifest')]}.sha256.enc"} <= set(copies)
+        out = f"/tmp/it-offsite-{secrets.token_hex(4)}"
+        try:
+            offsite(testbed, db_host, "get", DB, manifest.file, f"{out}.dump")
+            offsite(testbed, db_host, "get", DB, manifest.file, f"{out}.enc", "--encrypted")
+            sums = testbed.ssh(db_host, f"sha256sum {out}.dump {out}.enc").stdout.split()
+            assert sums[0] == manifest.sha256  # the copy decrypts to the very file
+            assert sums[2] != manifest.sha256  # and is stored encrypted
+            assert testbed.ssh(db_host, f"head -c 8 {out}.enc").stdout == "Salted__"
+        finally:
+            testbed.ssh(db_host, f"rm -f {out}.dump {out}.enc")
+        # a second backup the same day: retention removes the first here, and there
+        time.sleep(1.1)
+        second = run_as_cron(testbed, db_host)
+        assert "offsite=ok" in second and "removed=1" in second, second
+        now = latest_manifest(testbed, db_host)
+        assert now.name != manifest.name
+        assert offsite(testbed, db_host, "list", DB).split() == sorted(
+            [f"{now.file}.enc", f"{now.name}.enc",
+             f"{now.name[:-len('.manifest')]}.sha256.enc"])
 
 
 def test_corrupt_or_missing_backup_fails_the_drill_clearly(testbed, db_host, backups_restored):

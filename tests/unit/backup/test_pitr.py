@@ -126,3 +126,13 @@ def test_the_repository_is_never_on_the_db_host_in_prod_or_staging():
     assert "exactly one host" in check_backup_host("prod", hosts(["app"], ["db"]))[0][1]
     no_pitr = {"pitr": None, "hosts": [{"name": "h", "roles": ["backup"]}]}
     assert "`pitr` is not" in check_backup_host("prod", no_pitr)[0][1]
+
+
+def test_the_bench_measures_each_sample_until_its_segment_is_archived():
+    from bench.pitr import archive_delays
+
+    seg = "00000001000000000000000"
+    lines = [f"10.0|{seg}5|{seg}4", f"11.0|{seg}5|{seg}4", f"12.5|{seg}6|{seg}5",
+             f"14.0|{seg}6|{seg}6", f"15.0|{seg}7|{seg}6", "garbage"]
+    # the last sample's segment is never seen archived: left out, not counted as 0
+    assert archive_delays(lines) == [2.5, 1.5, 1.5, 0.0]

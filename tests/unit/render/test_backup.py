@@ -46,7 +46,9 @@ def test_db_host_gets_scripts_credentials_and_one_cron_file_per_database(environ
     assert len(dbs) == 17
     expected = {"/opt/superapp/backup/pg_backup.sh": (0o755, False),
                 "/opt/superapp/backup/pg_tools.sh": (0o755, False),
-                "/etc/superapp/backup/pgpass": (0o600, True)}
+                "/etc/superapp/backup/pgpass": (0o600, True),
+                # the dumps' encrypted copies to the backup host (every env here has `pitr`)
+                "/opt/superapp/backup/offsite.py": (0o644, False)}
     expected |= {f"/etc/cron.d/superapp-backup-{db}": (0o644, False) for db in dbs}
     assert {p: (f.mode, f.secret) for p, f in files.items()} == expected
     for other in environment.hosts:
