@@ -194,3 +194,48 @@ def test_a_route_without_a_record_is_still_the_live_slot() -> None:
 ])
 def test_the_fault_hook_names_a_step_and_optionally_a_host(text, fault) -> None:
     assert parse_fault(text) == fault
+
+
+def test_pitr_is_set_up_after_every_host_and_recorded_only_once_it_worked() -> None:
+    from ops.render.pitr import PITR_SCRIPT, READY_MARKER
+
+    def without_pitr():  # the fleet as it was before PITR: its files are new on host1, host3
+        hosts = [h.name for h in ENV.hosts]
+        states = [deployed_state(h, image="reg/superapp/standin:v0") for h in hosts]
+        for state in states:
+            for path in [p for p in state.files if "pgbackrest" in p or "pitr" in p
+                         or "/s3" in p or "compose/backup.yml" in p]:
+                del state.files[path]
+        plans = [plan_host(ENV, h, SECRETS, st) for h, st in zip(hosts, states, strict=True)]
+        return plans, [FakeRemote(h) for h in hosts]
+
+    plans, remotes = without_pitr()
+    assert "pitr" in plans[0].infra_units and "backup-repo" in plans[2].infra_units
+    rollout(ENV, plans, remotes, Release(env="local", commit="abc"))
+    db = remotes[0].commands
+    [setup] = [i for i, c in enumerate(db) if f"{PITR_SCRIPT} setup" in c]
+    ledger = max(i for i, c in enumerate(db) if "releases.jsonl" in c)
+    marker = [i for i, c in enumerate(db) if READY_MARKER in c and "mv" in c]
+    assert ledger < setup < min(marker)  # after the hosts (and the record), marker last
+    assert not any(f"{PITR_SCRIPT} setup" in c for r in remotes[1:] for c in r.commands)
+    # a release that changes only services leaves archiving alone
+    plans, remotes = changed_fleet()
+    rollout(ENV, plans, remotes, Release(env="local", commit="abc"))
+    assert not any(f"{PITR_SCRIPT} setup" in c for r in remotes for c in r.commands)
+
+    class NoRepository(FakeRemote):
+        def run(self, command: str, timeout: int | None = None) -> tuple[bool, str, str]:
+            if f"{PITR_SCRIPT} setup" in command:
+                self.commands.append(command)
+                return False, "", "ERROR: [039]: HTTP request failed with 503"
+            return super().run(command, timeout)
+
+    plans, remotes = without_pitr()
+    remotes[0] = NoRepository("host1")
+    with pytest.raises(RolloutError) as info:
+        rollout(ENV, plans, remotes, Release(env="local", commit="abc"))
+    assert str(info.value).startswith(
+        "the release is rolled out and recorded, but host1: WAL archiving to host3 "
+        "(pitr.sh setup) failed")
+    assert "run the deploy again (it retries this step)" in str(info.value)
+    assert not any(READY_MARKER in c for c in remotes[0].commands)
