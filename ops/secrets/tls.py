@@ -10,9 +10,10 @@ from __future__ import annotations
 
 import datetime as dt
 import ipaddress
+import re
 
-PEM_KEY_MARK = "-----BEGIN PRIVATE KEY-----"
-PEM_CERT_MARK = "-----BEGIN CERTIFICATE-----"
+# One PEM block: its label (CERTIFICATE, PRIVATE KEY, ...) and its whole text.
+PEM_BLOCK = re.compile(r"-----BEGIN ([A-Z0-9 ]+)-----\n.*?\n-----END \1-----\n?", re.S)
 VALID_DAYS = 3650
 NO_CERTIFICATE = "# the certificate of a TLS bundle from Vault (not in this render)\n"
 
@@ -45,11 +46,9 @@ def split_bundle(bundle: str) -> tuple[str, str]:
     """(private key PEM, certificate PEM) of a bundle. A value that is not a bundle (a dry
     run's placeholder) comes back whole as the key (a secret file, masked) and as a comment
     for the certificate, which is public and must not carry a secret's placeholder."""
-    if PEM_KEY_MARK not in bundle or PEM_CERT_MARK not in bundle:
+    blocks = {m[1]: m[0].strip() + "\n" for m in PEM_BLOCK.finditer(bundle)}
+    key = next((v for label, v in blocks.items() if label.endswith("KEY")), None)
+    cert = blocks.get("CERTIFICATE")
+    if key is None or cert is None:
         return bundle, NO_CERTIFICATE
-    key_start, cert_start = bundle.index(PEM_KEY_MARK), bundle.index(PEM_CERT_MARK)
-    if key_start < cert_start:
-        key, cert = bundle[key_start:cert_start], bundle[cert_start:]
-    else:
-        cert, key = bundle[cert_start:key_start], bundle[key_start:]
-    return key.strip() + "\n", cert.strip() + "\n"
+    return key, cert
