@@ -52,6 +52,22 @@ pitr = {
     "full_max_age_hours": 192, "diff_max_age_hours": 26, "volume_full_ratio": 0.8,
     "drill_stale_days": 8,
 }
+# Redis: one ACL user per service, named after it, limited to keys and channels under
+# "<service>:" (the apps prefix every key: REDIS_KEY_PREFIX) and to these commands: what rate
+# limiting (limits/slowapi: counters, Lua scripts) and Celery (kombu's Redis transport and
+# result backend) send. Everything else (KEYS, FLUSHALL, CONFIG, ...) is refused.
+redis_acl = {
+    "commands": [
+        "ping", "echo", "hello", "client|setname", "client|getname", "client|id",
+        "get", "set", "setnx", "setex", "mget", "del", "exists", "incr", "incrby", "decr",
+        "decrby", "expire", "pexpire", "ttl", "pttl", "eval", "evalsha", "script|load",
+        "script|exists", "lpush", "rpush", "lpop", "rpop", "brpop", "llen", "lrange", "lrem",
+        "ltrim", "sadd", "srem", "smembers", "sismember", "scard", "zadd", "zrem", "zcard",
+        "zscore", "zrangebyscore", "zrevrangebyscore", "hset", "hget", "hmget", "hdel",
+        "hgetall", "hexists", "publish", "subscribe", "psubscribe", "unsubscribe",
+        "punsubscribe", "multi", "exec", "discard", "watch", "unwatch",
+    ],
+}
 health_check = {
     "interval_seconds": 10, "timeout_seconds": 3, "retries": 3, "start_period_seconds": 20,
 }

@@ -270,13 +270,16 @@ def check_rate_limit(environment: Environment, hosts: list[HostView]) -> list[Fi
                                "every service must rate-limit through Redis: "
                                "RATE_LIMIT_BACKEND=redis"))
         url = c.env.get("REDIS_URL")
-        if url is None or not url.secret_file or not re.match(r"rediss?://", url.value):
+        own_user = f"rediss?://{re.escape(c.service)}:"
+        if url is None or not url.secret_file or not re.match(own_user, url.value):
             problem = ("is missing from its env file" if url is None or not url.secret_file
-                       else "is not a redis:// URL")
+                       else "is not a redis:// URL" if not re.match(r"rediss?://", url.value)
+                       else f"does not authenticate as the service's own ACL user "
+                            f"({c.service})")
             out.append(finding("rendered.redis-url", c, "REDIS_URL",
                                f"REDIS_URL {problem} ({c.service})",
-                               "render REDIS_URL (with the Redis password from Vault) into "
-                               "the service's 0600 env file"))
+                               "render REDIS_URL (the service's own Redis user, its password "
+                               "from Vault) into the service's 0600 env file"))
     return out
 
 

@@ -97,6 +97,8 @@ Example group_data::
                "stale_after_hours": 26,            # BackupStale alert
                "freshness_limit_hours": 24,        # prod: no migration after an older backup
                "encrypt_to_public_key": None}      # or a PEM certificate (openssl cms)
+    redis_acl = {"commands": ["ping", "get", "set", "incrby", "expire", "evalsha"]}  # per
+                                                   # service, keys under "<service>:"
     health_check = {"interval_seconds": 10, "timeout_seconds": 3, "retries": 3,
                     "start_period_seconds": 20}
     hmac_replay_window_seconds = 120               # 60-300

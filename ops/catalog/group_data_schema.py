@@ -107,6 +107,11 @@ GROUP_DATA = Record({
         "drill_stale_days": Field(Int(min=1), doc="RestoreDrillStale threshold"),
     }), required=False, default=None,
         doc="continuous archiving to the backup host (pgBackRest, S3 over TLS, encrypted)"),
+    "redis_acl": Field(Record({
+        "commands": Field(ListOf(Str(pattern=r"[a-z]+(\|[a-z-]+)?",
+                                     hint="a Redis command or command|subcommand"), min_len=1),
+                          doc="the only commands a service's Redis user may run"),
+    }), doc="one Redis ACL user per service, keys and channels under `<service>:` only"),
     "health_check": Field(Record({
         "interval_seconds": Field(Int(min=1, max=600)),
         "timeout_seconds": Field(Int(min=1, max=60)),

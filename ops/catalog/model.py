@@ -14,10 +14,12 @@ from typing import Any
 ROLES = ("app", "db", "monitoring", "backup")
 SECRET_KINDS = (
     "jwt", "admin-token", "hmac", "api-key", "password", "url", "email", "hostport", "string",
-    "tls-bundle",
+    "tls-bundle", "redis-password",
 )
 # Vault key, beside the internal HMAC secret, of the record of a rotation in progress.
 HMAC_ROTATION_KEY = "INTERNAL_HMAC_ROTATION"
+# Vault key, beside a service's REDIS_PASSWORD, of the one it replaces during a rotation.
+REDIS_PREVIOUS_KEY = "REDIS_PASSWORD_PREVIOUS"
 
 
 @dataclass(frozen=True)
@@ -150,9 +152,15 @@ class Environment:
         raise KeyError(name)
 
     def in_rollout_order(self, names: Iterable[str]) -> list[str]:
-        """The named hosts in rollout order; names this environment does not have are left out."""
+        """The named hosts in rollout order; names this environment does not have are left out.
+
+        The db host comes first, then the others in group_data's order: servers before their
+        clients, so a new database, role or Redis user, and a Redis user's new password
+        (accepted with the old one during a rotation), exist before any service using them
+        is swapped on another host."""
         wanted = set(names)
-        return [h.name for h in self.hosts if h.name in wanted]
+        hosts = sorted(self.hosts, key=lambda h: not h.has_role("db"))
+        return [h.name for h in hosts if h.name in wanted]
 
     def hosts_with_role(self, role: str) -> list[Host]:
         return [h for h in self.hosts if h.has_role(role)]
@@ -247,7 +255,7 @@ class Environment:
         refs += [SecretRef(own, key, kind) for key, kind in service.secrets.items()]
         if service.hmac_role != "none":
             refs += self.internal_hmac_refs().values()
-        refs.append(self.redis_password_ref())
+        refs += self.service_redis_refs(service).values()
         return refs
 
     def db_password_ref(self, service: Service) -> SecretRef:
@@ -266,7 +274,18 @@ class Environment:
             "rotation": SecretRef(shared, HMAC_ROTATION_KEY, "string", optional=True),
         }
 
-    def redis_password_ref(self) -> SecretRef:
+    def service_redis_refs(self, service: Service) -> dict[str, SecretRef]:
+        """The password of the service's own Redis ACL user (`current`) and, only while a
+        rotation is rolling it out, the one it replaces (`previous`): Redis accepts both until
+        every container of the service uses the new one (ops/secrets/rotation.py)."""
+        own = self.vault_path(service.name)
+        return {"current": SecretRef(own, "REDIS_PASSWORD", "redis-password"),
+                "previous": SecretRef(own, REDIS_PREVIOUS_KEY, "redis-password",
+                                      optional=True)}
+
+    def redis_admin_password_ref(self) -> SecretRef:
+        """The password of Redis's admin ACL user: only the deploy uses it (to load the
+        services' users); no service holds it."""
         return SecretRef(self.vault_path("shared", "redis"), "REDIS_PASSWORD", "password")
 
     def postgres_password_ref(self) -> SecretRef:
@@ -301,5 +320,6 @@ class Environment:
             refs.update((str(r), r) for r in self.secret_refs(service))
         refs.update((str(r), r) for r in self.alertmanager_refs().values())
         refs[str(self.postgres_password_ref())] = self.postgres_password_ref()
+        refs[str(self.redis_admin_password_ref())] = self.redis_admin_password_ref()
         refs.update((str(r), r) for r in self.pitr_refs().values())
         return list(refs.values())

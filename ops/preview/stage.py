@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING
 from pyinfra import config, host
 from pyinfra.context import ctx_state
 
-from ops.catalog.model import Environment, SecretRef
+from ops.catalog.model import Environment
 from ops.host.facts import FileContents
 from ops.host.state import HostState
 from ops.preview.masking import (
@@ -104,19 +104,13 @@ def preview_host(run: Run, plan: HostPlan, diff: bool) -> None:
     print("\n".join(lines), flush=True)
 
 
-def secret_refs_of(environment: Environment) -> list[SecretRef]:
-    refs = {str(r): r for r in environment.all_secret_refs()}
-    refs.setdefault(str(environment.redis_password_ref()), environment.redis_password_ref())
-    return list(refs.values())
-
-
 def read_previous(environment: Environment, old_versions: dict[str, int],
                   new_versions: dict[str, int]) -> SecretValues | None:
     """The last release's values of every path whose KV version moved (None if unreadable)."""
     moved = {p for p, v in new_versions.items() if old_versions.get(p) not in (None, v)}
     if not moved:
         return None
-    refs = [r for r in secret_refs_of(environment) if r.path in moved]
+    refs = [r for r in environment.all_secret_refs() if r.path in moved]
     try:
         with open_session(VaultSettings.from_environment(environment)) as session:
             return read_refs(session, refs, {p: old_versions[p] for p in moved})
@@ -132,7 +126,7 @@ def build_report(run: Run, planned: dict[str, _Planned], diff: bool) -> list[str
     old_versions = dict((release or {}).get("secret_versions") or {})
     new_versions = run.secrets.versions()
     previous = read_previous(environment, old_versions, new_versions)
-    statuses = secret_statuses(secret_refs_of(environment), old_versions, new_versions,
+    statuses = secret_statuses(environment.all_secret_refs(), old_versions, new_versions,
                                lambda ref: value_changed(previous, run.secrets, ref))
     migrated = {(name, rec.get("image")) for p in planned.values()
                 for name, rec in p.state.services.items()}

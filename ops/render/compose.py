@@ -22,7 +22,7 @@ from typing import Any
 from urllib.parse import quote as urlquote
 
 from ops.catalog.model import Environment, Host, Service, Sidecar
-from ops.render import pitr
+from ops.render import pitr, redis_acl
 from ops.render.files import (
     ALERTMANAGER_DIR,
     COMPOSE_DIR,
@@ -143,6 +143,7 @@ def service_environment(environment: Environment, service: Service) -> dict[str,
         "PORT": str(service.port),
         "ALLOWED_ORIGINS": ",".join(environment.allowed_origins(service.name)),
         "RATE_LIMIT_BACKEND": "redis",
+        "REDIS_KEY_PREFIX": redis_acl.key_prefix(service.name),  # all its ACL user may touch
         "AUTO_CREATE_SCHEMA": "false",
         "UVICORN_EXTRA_ARGS": "--proxy-headers --forwarded-allow-ips="
                               + ",".join(traefik_addresses(environment)),
@@ -211,8 +212,11 @@ def service_secret_values(environment: Environment, service: Service,
                 f"postgresql://{service.database}:{urlquote(value, safe='')}@"
                 f"{environment.db_host.address}:{POSTGRES_PORT}/{service.database}")
         elif ref.key == "REDIS_PASSWORD":
-            values["REDIS_URL"] = (f"redis://:{urlquote(value, safe='')}@"
+            # its own ACL user (ops/render/redis_acl.py); the previous password stays in Vault
+            values["REDIS_URL"] = (f"redis://{service.name}:{urlquote(value, safe='')}@"
                                    f"{environment.db_host.address}:{REDIS_PORT}/0")
+        elif ref.key == "REDIS_PASSWORD_PREVIOUS":
+            continue
         else:
             values[ref.key] = value
     return values
@@ -450,17 +454,21 @@ def render_data(environment: Environment, host: Host, secrets: SecretValues) -> 
         "stop_grace_period": "60s",
         **common(environment),
     }
+    redis_conf = render_template("redis/redis.conf.j2", port=REDIS_PORT,
+                                 acl_file=redis_acl.ACL_FILE_NAME)
     redis = {
         "key": "redis",
         "image": environment.infra_image("redis"),
         "container_name": "redis",
-        "command": ["redis-server", "/etc/redis/redis.conf"],  # password in the file, not argv
+        "command": ["redis-server", "/etc/redis/redis.conf"],
         "ports": [f"{host.address}:{REDIS_PORT}:{REDIS_PORT}"],
         "volumes": [f"{REDIS_DIR}:/etc/redis:ro", f"{DATA_DIR}/redis:/data"],
         **hardened(f"{uids['redis']}:{uids['redis']}"),
         "healthcheck": healthcheck(environment, ["CMD", *DATA_READY_CHECKS["redis"]]),
         "stop_grace_period": "30s",
         **common(environment),
+        # redis.conf is read only at start: a changed one recreates the container
+        "labels": {"superapp.redis-conf-sha256": hashlib.sha256(redis_conf.encode()).hexdigest()},
     }
     postgres_env = {"POSTGRES_PASSWORD": secrets.get(environment.postgres_password_ref()) or ""}
     return [
@@ -468,10 +476,7 @@ def render_data(environment: Environment, host: Host, secrets: SecretValues) -> 
             environment, host, "sa-data", "data: PostgreSQL and Redis", [postgres, redis])),
         RenderedFile(env_file_path("postgres"), env_file_content("postgres", postgres_env),
                      mode=0o600, secret=True),
-        RenderedFile(f"{REDIS_DIR}/redis.conf",
-                     render_template("redis/redis.conf.j2", port=REDIS_PORT,
-                                     password=secrets.get(environment.redis_password_ref()) or ""),
-                     mode=0o600, secret=True, owner=uids["redis"]),
+        RenderedFile(f"{REDIS_DIR}/redis.conf", redis_conf, mode=0o600, owner=uids["redis"]),
     ]
 
 

@@ -17,6 +17,7 @@ from ops.render import (
     grafana,
     pitr,
     prometheus,
+    redis_acl,
     traefik,
 )
 from ops.render.files import DATA_DIR, ENV_DIR, TEXTFILE_DIR, RenderedFile
@@ -45,6 +46,7 @@ def render_host(environment: Environment, host_name: str, secrets: SecretValues,
                              [traefik.render_dynamic(environment, service, host, slot)])
     if host.has_role("db"):
         files += in_unit("data", compose.render_data(environment, host, secrets))
+        files += in_unit("redis-acl", redis_acl.render_files(environment, secrets))
         files += in_unit("databases",
                          databases.render_provisioning(environment, host, secrets))
         files += in_unit("backup", backup.render_files(environment, host, secrets))
@@ -89,6 +91,7 @@ def host_directories(environment: Environment, host_name: str) -> list[tuple[str
     if host.has_role("db"):
         dirs += [(f"{DATA_DIR}/postgres", 0o700, 0),  # the entrypoint chowns it
                  (databases.PROVISION_DIR, 0o700, 0),
+                 (redis_acl.LOAD_DIR, 0o700, 0),
                  (pitr.PGBR_DIR, 0o755, 0),
                  (f"{DATA_DIR}/redis", 0o700, uids["redis"])]
     if host.has_role("backup") and pitr.enabled(environment):

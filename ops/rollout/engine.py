@@ -34,7 +34,7 @@ from ops.console import format_table
 from ops.host import commands as cmd
 from ops.host.remote import Remote
 from ops.host.state import SERVICE_STATE_DIR
-from ops.render import pitr
+from ops.render import pitr, redis_acl
 from ops.render.backup import databases as all_databases
 from ops.render.compose import DATA_READY_CHECKS, SINGLETON_PROFILE, compose_path
 from ops.render.databases import PROVISION_SQL
@@ -110,6 +110,7 @@ def apply_infra(remote: Remote, plan: HostPlan) -> None:
     actions = {
         "edge": cmd.compose_up("/opt/superapp/compose/edge.yml"),
         "data": cmd.compose_up("/opt/superapp/compose/data.yml"),
+        "redis-acl": cmd.redis_acl_load("redis", redis_acl.LOAD_SCRIPT),
         "databases": cmd.run_sql_file("postgres", PROVISION_SQL),
         "monitoring": cmd.compose_up("/opt/superapp/compose/monitoring.yml"),
         # SeaweedFS reads its identities and TLS key only at start: any change recreates it
@@ -129,9 +130,12 @@ def apply_infra(remote: Remote, plan: HostPlan) -> None:
         if unit in ("prometheus", "alertmanager") and "monitoring" in plan.infra_units:
             continue  # just (re)created with the new files
         if command:
-            must(remote, command, f"applying {unit}", timeout=300)
-        if unit == "data":
-            # migrations follow: they must find the servers accepting connections
+            out = must(remote, command, f"applying {unit}", timeout=300)
+            if unit == "redis-acl" and out.strip():
+                say(remote.name, f"  {out.strip().splitlines()[-1]}")
+        if unit in ("data", "redis-acl"):
+            # migrations follow: they must find the servers accepting connections (and a
+            # changed admin password restarts Redis: see cmd.redis_acl_load)
             must(remote, cmd.wait_exec_ok(DATA_READY_CHECKS, timeout=180),
                  "waiting for PostgreSQL and Redis to accept connections", timeout=240)
         if unit == "backup-repo":

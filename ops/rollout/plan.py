@@ -24,7 +24,7 @@ from ops.render.secrets import SecretValues
 # Files an interrupted run leaves: `.prev` copies, upload temp files (staged or beside).
 LEFTOVER = re.compile(r"\.(prev|tmp-[0-9a-f]+)$|/\.staging/")
 # Units whose files are applied in place (not slot-swapped), in the order they are applied.
-INFRA_UNITS = ("edge", "data", "databases", "backup-repo", "monitoring", "prometheus",
+INFRA_UNITS = ("edge", "data", "redis-acl", "databases", "backup-repo", "monitoring", "prometheus",
                "alertmanager", "grafana", "backup", "pitr")
 
 

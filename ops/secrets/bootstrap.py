@@ -64,6 +64,7 @@ GENERATORS: dict[str, Callable[[], str]] = {
     "hmac": lambda: secrets.token_hex(32),             # 64 hex chars
     "api-key": lambda: random_alnum(40),
     "password": lambda: random_alnum(32),              # alnum: safe in URLs, conf files, shells
+    "redis-password": lambda: random_alnum(32),
 }
 
 

@@ -3,9 +3,10 @@
     pyinfra -y inventories/<env>.py tasks/rotate_secrets.py --data rotate=<selector>[,...]
 
 Selectors: `<service>/<KEY>` (a Vault key of that service: `food/JWT_SECRET`,
-`taxi/ADMIN_TOKEN`), `jwt` and `admin-tokens` (every secret of that kind), `internal-hmac` (the
-shared signing secret of payments' internal API, rotated in phases) and `all` (all of those).
-Database and Redis passwords (the server must change too) and third-party keys (`api-key`:
+`taxi/ADMIN_TOKEN`, `cart/REDIS_PASSWORD`), `jwt`, `admin-tokens` and `redis` (every secret of
+that kind), `internal-hmac` (the shared signing secret of payments' internal API, rotated in
+phases) and `all` (all of those). Database passwords (PostgreSQL keeps one password per role:
+no switch without a failed connection yet), the Redis admin's and third-party keys (`api-key`:
 issued by the vendor) are refused with the reason; an operator sets those with `bao kv patch`
 and `deploy.py` rolls them.
 
@@ -56,6 +57,16 @@ between phases renders the same (the phase is in Vault). A rotation refuses `--l
 secret must reach every host. `--data hmac_stop_after=1` (or 2) pauses after that phase (to
 watch the dashboards); a re-run resumes.
 
+Redis passwords: two steps
+---------------------------
+A service's Redis ACL user may hold two passwords (ops/render/redis_acl.py). The first write
+puts the new one in `REDIS_PASSWORD` and the old one in `REDIS_PASSWORD_PREVIOUS`; its rollout
+gives the db host's Redis both (the db host rolls first) and then swaps the service to the new
+one. Only after that rollout succeeded on every host is `REDIS_PASSWORD_PREVIOUS` removed (CAS)
+and rolled out: the db host alone changes, and the old password stops working. A rotation that
+stopped between the two leaves `REDIS_PASSWORD_PREVIOUS` in Vault (deploy.py keeps rendering
+both); the next rotation of that key resumes it instead of making a third password.
+
 Never prints, logs or raises a secret value: reports name paths, keys, kinds and versions.
 """
 
@@ -67,7 +78,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-from ops.catalog.model import HMAC_ROTATION_KEY, Environment, SecretRef
+from ops.catalog.model import HMAC_ROTATION_KEY, REDIS_PREVIOUS_KEY, Environment, SecretRef
 from ops.render.compose import hmac_rotation_phase
 from ops.rollout.plan import HostPlan, Reason, describe_reasons
 from ops.secrets.bootstrap import GENERATORS
@@ -75,14 +86,15 @@ from ops.secrets.vault import KvRead, refs_by_path
 
 ROTATE_ALL = "all"
 INTERNAL_HMAC = "internal-hmac"
-KIND_SELECTORS = {"jwt": "jwt", "admin-tokens": "admin-token"}
+KIND_SELECTORS = {"jwt": "jwt", "admin-tokens": "admin-token", "redis": "redis-password"}
 # Kinds rotated by writing a new generated value and swapping the services that use it.
-ROTATED_KINDS = ("jwt", "admin-token")
+ROTATED_KINDS = ("jwt", "admin-token", "redis-password")
+REDIS_KIND = "redis-password"
 CURRENT_KEY = "INTERNAL_HMAC_SECRET"
 PREVIOUS_KEY = "INTERNAL_HMAC_SECRET_PREVIOUS"
 # Added to the replay window before phase 3: clock skew between hosts and the controller.
 PHASE3_MARGIN_SECONDS = 10
-USAGE = ("--data rotate=<service>/<KEY>[,...] | jwt | admin-tokens | internal-hmac | all "
+USAGE = ("--data rotate=<service>/<KEY>[,...] | jwt | admin-tokens | redis | internal-hmac | all "
          "(comma-separated)")
 
 PHASES = {
@@ -119,9 +131,11 @@ def not_rotatable_reason(environment: Environment, ref: SecretRef) -> str | None
         return None
     if ref.key in (PREVIOUS_KEY, HMAC_ROTATION_KEY):
         return "managed by the internal HMAC rotation: use rotate=internal-hmac"
+    if ref.kind == REDIS_KIND and ref.optional:
+        return "managed by the Redis password rotation: rotate REDIS_PASSWORD"
     if ref.kind == "password":
-        return ("a password the server must change too (PostgreSQL/Redis): not rotated by this "
-                "task; change it on the server and in Vault together")
+        return ("a password the server must change too (PostgreSQL, the Redis admin): not "
+                "rotated by this task; change it on the server and in Vault together")
     alertmanager = {str(r) for r in environment.alertmanager_refs().values()}
     if ref.kind not in ROTATED_KINDS or str(ref) in alertmanager:
         return (f"of kind {ref.kind}, issued by a third party or an operator: set the new "
@@ -296,6 +310,10 @@ class RotationPlan:
     hmac_version: int | None = None  # Vault version of that phase (after the write, if any)
     hmac_resumed: bool = False
     stop_after_phase: int | None = None  # `--data hmac_stop_after=N`: pause after phase N
+    # Redis passwords: path -> the KV version whose REDIS_PASSWORD_PREVIOUS the last step
+    # removes (CAS); services of an unfinished rotation resumed (no new password made)
+    redis_paths: dict[str, int] = field(default_factory=dict)
+    redis_resumed: list[str] = field(default_factory=list)
 
     @property
     def keys(self) -> list[str]:
@@ -319,13 +337,26 @@ def plan_rotation(environment: Environment, selection: Selection, versions: Mapp
     """
     writes: list[PathWrite] = []
     overrides: dict[str, str | None] = {}
+    redis_paths: dict[str, int] = {}
+    resumed: list[str] = []
     for path, refs in refs_by_path(list(selection.refs)).items():
         kv = read_existing(read, path, versions.get(path))
         data = dict(kv.data or {})
+        rotated = []
         for ref in refs:
+            if ref.kind == REDIS_KIND:
+                redis_paths[path] = kv.version or 0
+                if data.get(REDIS_PREVIOUS_KEY):  # an unfinished rotation: finish it
+                    resumed.append(str(ref))
+                    continue
+                previous = replace(ref, key=REDIS_PREVIOUS_KEY, optional=True)
+                data[previous.key] = overrides[str(previous)] = data[ref.key]
             data[ref.key] = overrides[str(ref)] = generate(ref.kind)
-        writes.append(PathWrite(path, tuple(r.key for r in refs), kv.version or 0, data))
-    plan = RotationPlan(rotation_id, selection, writes, overrides)
+            rotated.append(ref.key)
+        if rotated:
+            writes.append(PathWrite(path, tuple(rotated), kv.version or 0, data))
+    plan = RotationPlan(rotation_id, selection, writes, overrides, redis_paths=redis_paths,
+                        redis_resumed=resumed)
     if selection.internal_hmac:
         refs = environment.internal_hmac_refs()
         path = plan.hmac_path = refs["current"].path
@@ -342,6 +373,17 @@ def plan_rotation(environment: Environment, selection: Selection, versions: Mapp
             plan.hmac_resumed, plan.hmac_version = True, kv.version
         plan.hmac = record
     return plan
+
+
+def drop_previous_password(data: Mapping[str, Any]) -> dict[str, Any]:
+    """The KV data of a Redis rotation's last step: only the new password is left."""
+    return {k: v for k, v in data.items() if k != REDIS_PREVIOUS_KEY}
+
+
+def redis_resumed_services(environment: Environment, plan: RotationPlan) -> set[str]:
+    """Services whose resumed Redis rotation may still swap them (expected, not unrelated)."""
+    return {s for ref in plan.selection.refs if str(ref) in plan.redis_resumed
+            for s in services_using(environment, ref)}
 
 
 def read_existing(read: Callable[[str, int | None], KvRead], path: str,
@@ -364,7 +406,16 @@ def plan_lines(environment: Environment, plan: RotationPlan, dry: bool) -> list[
         for key in w.keys:
             ref = next(r for r in plan.selection.refs if r.path == w.path and r.key == key)
             out.append(f"  rotate {ref} ({ref.kind}): new version of {w.path} (now "
-                       f"v{w.old_version}); swaps {', '.join(services_using(environment, ref))}")
+                       f"v{w.old_version}); swaps {', '.join(services_using(environment, ref))}"
+                       + ("; Redis accepts the old password and the new until then" if
+                          ref.kind == REDIS_KIND else ""))
+    for name in plan.redis_resumed:
+        out.append(f"  resume {name}: an earlier rotation left {REDIS_PREVIOUS_KEY}; no new "
+                   "password, its rollout is finished")
+    if plan.redis_paths:
+        out.append(f"  then: {REDIS_PREVIOUS_KEY} removed from "
+                   + ", ".join(sorted(plan.redis_paths)) + "; the db host's Redis stops "
+                   "accepting the old password(s) (no service swapped)")
     if plan.hmac:
         path, first = plan.hmac_path, plan.hmac.phase
         if plan.hmac_resumed:
@@ -449,7 +500,8 @@ def ledger_entry(plan: RotationPlan, *, env: str, user: str, started: str, finis
 
 __all__ = [
     "HmacRotation", "PathWrite", "RotatedSecrets", "RotationConflict", "RotationError",
-    "RotationPlan", "Selection", "advance_hmac_data", "ledger_entry",
+    "RotationPlan", "Selection", "advance_hmac_data", "drop_previous_password", "ledger_entry",
     "parse_selection", "phase3_wait_seconds", "plan_lines", "plan_rotation", "rotatable_refs",
+    "redis_resumed_services",
     "services_swapped_in_phase", "services_using", "start_hmac_data", "unrelated_changes",
 ]

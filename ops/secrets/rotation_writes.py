@@ -13,6 +13,7 @@ from ops.secrets.rotation import (
     RotationConflict,
     RotationPlan,
     advance_hmac_data,
+    drop_previous_password,
 )
 from ops.secrets.vault import CasMismatch, VaultError, VaultSession, read_kv, write_kv_cas
 
@@ -57,3 +58,13 @@ def advance_hmac(session: VaultSession, path: str, record: HmacRotation,
         raise RotationConflict(f"{path}: the rotation record changed under this run; re-run")
     data, nxt = advance_hmac_data(kv.data, record)
     return nxt, write_cas(session, path, data, version)
+
+
+def drop_previous(session: VaultSession, path: str, version: int) -> int:
+    """The Redis rotation's last write: REDIS_PASSWORD_PREVIOUS removed, CAS on `version` (the
+    version this run rolled out); the new version."""
+    kv = read_kv(session, path)
+    if kv.version != version or kv.data is None:
+        raise RotationConflict(f"{session.settings.mount}/{path} is at version {kv.version}, "
+                               f"this run rolled out {version}: someone else changed it; re-run")
+    return write_cas(session, path, drop_previous_password(kv.data), version)

@@ -269,6 +269,8 @@ class Config:
     broken: bool
     allowed_origins: tuple[str, ...]
     rate_limit_backend: str
+    redis_url: str
+    redis_key_prefix: str
     proxy: ProxyConfig
     require_hmac: bool
     hmac_secret: str = field(repr=False)
@@ -301,6 +303,8 @@ class Config:
             broken=env_str("STANDIN_BROKEN").strip() == "1",
             allowed_origins=origins,
             rate_limit_backend=env_str("RATE_LIMIT_BACKEND", "memory").strip() or "memory",
+            redis_url=env_str("REDIS_URL").strip(),
+            redis_key_prefix=env_str("REDIS_KEY_PREFIX"),
             proxy=build_proxy_config(
                 env_str("UVICORN_EXTRA_ARGS"),
                 env_str("FORWARDED_ALLOW_IPS", "127.0.0.1"),
@@ -628,6 +632,53 @@ class CallResult:
         return self.status is not None and 200 <= self.status < 300
 
 
+class RedisError(Exception):
+    """A Redis error reply or a connection failure; the message is the reply's code word."""
+
+
+def resp_command(args: Iterable[str]) -> bytes:
+    parts = [a.encode() for a in args]
+    return b"*%d\r\n" % len(parts) + b"".join(b"$%d\r\n%s\r\n" % (len(p), p) for p in parts)
+
+
+def resp_reply(stream: Any) -> Any:
+    line = stream.readline()
+    if not line.endswith(b"\r\n"):
+        raise RedisError("connection closed")
+    kind, rest = line[:1], line[1:-2]
+    if kind == b"-":
+        raise RedisError(rest.decode(errors="replace").split(" ", 1)[0])
+    if kind == b"+":
+        return rest.decode()
+    if kind == b":":
+        return int(rest)
+    if kind == b"$":
+        size = int(rest)
+        return None if size < 0 else stream.read(size + 2)[:-2].decode(errors="replace")
+    raise RedisError("unexpected reply")
+
+
+def redis_call(url: str, commands: list[list[str]], timeout: float = 2.0) -> list[Any]:
+    """Run `commands` on a NEW connection to the redis:// URL, authenticating as its user
+    (Redis ACL) first: what a rate-limited request of the real apps needs, without a pool that
+    would hide a password the server no longer accepts. Never puts a password in an error."""
+    parts = urllib.parse.urlsplit(url)
+    if parts.scheme != "redis" or not parts.hostname:
+        raise RedisError("REDIS_URL is not a redis:// URL")
+    auth = [urllib.parse.unquote(parts.username or "default"),
+            urllib.parse.unquote(parts.password or "")]
+    db = (parts.path or "/0").strip("/") or "0"
+    todo = [["AUTH", *auth]] + ([["SELECT", db]] if db != "0" else []) + commands
+    try:
+        with socket.create_connection((parts.hostname, parts.port or 6379), timeout) as sock:
+            sock.sendall(b"".join(resp_command(c) for c in todo))
+            stream = sock.makefile("rb")
+            replies = [resp_reply(stream) for _ in todo]
+    except OSError as e:
+        raise RedisError(type(e).__name__) from None
+    return replies[len(todo) - len(commands):]
+
+
 _no_proxy_opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
 
 
@@ -783,6 +834,8 @@ class App:
             return json_response(200, {**self.identity(), "client_ip": req.client_ip})
         if path == "/api/slow" and read:
             return self.slow(req)
+        if path == "/api/rate-limited" and read:
+            return self.rate_limited(req)
         if path == "/api/call-internal":
             if method != "POST":
                 return json_response(405, {"error": "method not allowed"})
@@ -828,6 +881,17 @@ class App:
             payload["status"] = "draining"
             return json_response(503, payload)
         return json_response(200, payload)
+
+    def rate_limited(self, req: Request) -> Response:
+        """Count the client's requests this minute in Redis, as a rate limiter does (keys under
+        REDIS_KEY_PREFIX, the only ones the service's ACL user may touch); 503 naming the Redis
+        error when Redis refuses (a wrong password, a key outside the prefix)."""
+        key = f"{self.cfg.redis_key_prefix}ratelimit:{req.client_ip}:{int(time.time() // 60)}"
+        try:
+            count, _ = redis_call(self.cfg.redis_url, [["INCR", key], ["EXPIRE", key, "120"]])
+        except RedisError as e:
+            return json_response(503, {"error": f"redis: {e}", **self.identity()})
+        return json_response(200, {"count": count, **self.identity()})
 
     def slow(self, req: Request) -> Response:
         raw = (req.query.get("ms") or ["1000"])[0]

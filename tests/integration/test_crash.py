@@ -211,7 +211,8 @@ def test_ssh_dropped_at_a_step_then_host_back_and_rerun(testbed, cells, load, st
     assert_settled(testbed, tag)
 
 
-SECRET_FILES = re.compile(r"^/etc/superapp/env/|/redis\.conf$|/alertmanager\.yml$|/pgpass$")
+SECRET_FILES = re.compile(r"^/etc/superapp/env/|/redis\.conf$|/users\.acl$|/load\.redis$|"
+                          r"/alertmanager\.yml$|/pgpass$")
 
 
 def test_a_run_killed_mid_upload_leaves_no_secret_readable_and_the_rerun_no_temp_file(

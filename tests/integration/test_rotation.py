@@ -1,8 +1,10 @@
 """Secret rotation on the testbed (tasks/rotate_secrets.py): a dry run writes nothing; one JWT
 secret restarts only its service; the internal HMAC secret rotates under a steady stream of
 signed internal calls with none rejected, paused after phase 1 (every call still works) and
-resumed; the old secret is then refused; Vault holds new versions of exactly the rotated keys;
-no old or new value appears in any output or process list.
+resumed; a service's Redis password rotates under rate-limited traffic with no request failed,
+and a rotation stopped between its two steps is finished by the next; the old secret is then
+refused; Vault holds new versions of exactly the rotated keys; no old or new value appears in
+any output or process list.
 
 Each test searches its own outputs for the values it saw (no test reads another's results).
 The first converges the fleet on this repo's release (a rotation refuses a fleet that is not
@@ -14,6 +16,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import json
+import os
 import threading
 import time
 import urllib.error
@@ -24,10 +27,12 @@ import hvac
 import pytest
 
 from ops.catalog import load_environment
+from ops.catalog.model import REDIS_PREVIOUS_KEY
 from ops.render.compose import TRAEFIK_PORTS, internal_host, internal_url
 
 from .conftest import REPO, Testbed
 from .release import deploy, output, pyinfra
+from .test_redis_acl import as_user, rate_limited
 from .test_rollout import PsSampler, complete_releases, ledger
 
 pytestmark = pytest.mark.integration
@@ -308,3 +313,95 @@ def test_internal_hmac_rotation_under_load_paused_after_phase_1_then_resumed(tes
     assert entries[1]["new_versions"] == {HMAC_PATH: before[HMAC_PATH][0] + 4}
     assert_never_shown(testbed, [output(first), output(second), *ps.samples],
                        {"old internal HMAC": old, "new internal HMAC": new})
+
+
+class RateLimitedLoad(threading.Thread):
+    """GETs of one service's `/api/rate-limited` on every app host through Traefik, at a steady
+    rate: each opens a new Redis connection as the service's ACL user (no pool that would hide
+    a password Redis no longer accepts) and counts the request under its key prefix."""
+
+    def __init__(self, testbed: Testbed, service: str, per_second: float = 20.0):
+        super().__init__(daemon=True)
+        self.hosts = [h.address for h in testbed.hosts if "app" in h.roles]
+        self.service, self.interval = service, 1.0 / per_second
+        self.results: Counter[int] = Counter()
+        self.failures: list[str] = []
+        self.stop = threading.Event()
+
+    def run(self) -> None:
+        i = 0
+        while not self.stop.is_set():
+            address = self.hosts[i % len(self.hosts)]
+            i += 1
+            status, body = rate_limited(address, self.service)
+            self.results[status] += 1
+            if status != 200:
+                self.failures.append(f"{address}: {status} {body.get('error')}")
+            self.stop.wait(self.interval)
+
+
+def test_redis_password_rotation_under_load_fails_no_request(testbed, vault):
+    """Redis accepts the old password and the new while food is swapped, then only the new:
+    not one rate-limited request fails, and the old password is refused afterwards."""
+    path = f"{PREFIX}/food"
+    before = snapshot(vault)
+    old = before[path][1]["REDIS_PASSWORD"]
+    assert as_user(testbed, "food", old, "PING") == "PONG"
+    load, ps = RateLimitedLoad(testbed, "food"), PsSampler(testbed)
+    load.start()
+    ps.start()
+    try:
+        time.sleep(2)
+        res = rotate("--data", "rotate=food/REDIS_PASSWORD")
+        time.sleep(2)
+    finally:
+        load.stop.set()
+        ps.stop.set()
+        load.join(15)
+        ps.join(15)
+    text = output(res)
+    assert res.returncode == 0, text[-3000:]
+    print(f"rate-limited requests during the rotation: {dict(load.results)}")
+    assert "Redis accepts the old password and the new until then" in text
+    assert "the old password removed" in text
+    assert load.failures == [] and load.results[200] > 100, (load.results, load.failures[:10])
+    after = snapshot(vault)
+    version, data = after[path]
+    assert version == before[path][0] + 2 and REDIS_PREVIOUS_KEY not in data
+    assert changed_keys(before, after) == {path: ["REDIS_PASSWORD"]}
+    new = data["REDIS_PASSWORD"]
+    assert as_user(testbed, "food", old, "PING") == "error WRONGPASS"
+    assert as_user(testbed, "food", new, "PING") == "PONG"
+    entry = [e for e in ledger(testbed, testbed.hosts[0]) if e.get("rotation")][-1]
+    assert entry["result"] == "success" and entry["keys"] == [f"{path}#REDIS_PASSWORD"]
+    # step 1 swapped food everywhere; step 2 changed only the db host's Redis users
+    assert [s["swapped"] for s in entry["steps"]] == [
+        {h.name: ["food"] for h in testbed.hosts if "app" in h.roles}, {}]
+    assert_never_shown(testbed, [text, *ps.samples],
+                       {"old food Redis password": old, "new food Redis password": new})
+
+
+def test_a_redis_rotation_stopped_after_its_first_step_is_finished_not_restarted(
+        testbed, vault):
+    """What a rotation that stopped between its two steps leaves (both passwords in Vault,
+    rolled out by deploy.py): the next rotation of that key makes no third password; it only
+    removes the old one."""
+    path = f"{PREFIX}/food"
+    version, data = latest(vault, path)
+    old, interim = data["REDIS_PASSWORD"], "Interim" + hashlib.sha256(os.urandom(16)).hexdigest()
+    vault.secrets.kv.v2.create_or_update_secret(
+        path=path, secret={**data, "REDIS_PASSWORD": interim, REDIS_PREVIOUS_KEY: old},
+        cas=version, mount_point=MOUNT)
+    rolled = deploy(REPO)
+    assert rolled.returncode == 0, output(rolled)[-3000:]
+    assert [as_user(testbed, "food", p, "PING") for p in (old, interim)] == ["PONG", "PONG"]
+    res = rotate("--data", "rotate=food/REDIS_PASSWORD")
+    text = output(res)
+    assert res.returncode == 0, text[-3000:]
+    assert f"resume {path}#REDIS_PASSWORD" in text
+    assert latest(vault, path) == (version + 2, {**data, "REDIS_PASSWORD": interim})
+    assert as_user(testbed, "food", old, "PING") == "error WRONGPASS"
+    assert as_user(testbed, "food", interim, "PING") == "PONG"
+    assert rate_limited(testbed.hosts[0].address, "food")[0] == 200
+    assert_never_shown(testbed, [output(rolled), text],
+                       {"old food Redis password": old, "interim food Redis password": interim})

@@ -472,3 +472,11 @@ def test_local_relaxation_downgrades_only_stand_in_images():
     assert relaxed and {f.rule for f in relaxed} == {"rendered.image-pinned"}
     assert all(f.severity == "low" and "standin" in f.message for f in relaxed)
     assert report.blocking == []
+
+
+def test_redis_url_of_another_user(prod, rendered):
+    env = "/etc/superapp/env/bus.env"
+    edit(rendered, "app-1", env, "REDIS_URL='redis://bus:", "REDIS_URL='redis://payments:")
+    [found] = findings(prod, rendered, "rendered.redis-url")
+    assert found.where == f"app-1 bus {env}:{line_of(rendered, 'app-1', env, 'REDIS_URL')} REDIS_URL"
+    assert "does not authenticate as the service's own ACL user (bus)" in found.message

@@ -363,3 +363,15 @@ def test_a_database_nothing_creates_the_schema_of_is_refused_in_prod_and_staging
                 "database but neither migrate_command nor schema_bootstrap_command" in message)
         assert "tasks/bootstrap_schema.py --data service=chat" in message
     repo_copy.load("local")  # the testbed holds no production invariant: accepted there
+
+
+def test_the_db_host_rolls_first_then_group_data_order(environments):
+    """Servers before their clients: a new database, role or Redis user (or a Redis user's
+    second password during a rotation) exists before a service on another host uses it."""
+    prod = environments["prod"]
+    assert [h.name for h in prod.hosts][:5] == ["app-1", "app-2", "app-3", "app-4", "db-1"]
+    assert prod.in_rollout_order(h.name for h in prod.hosts)[:5] == \
+        ["db-1", "app-1", "app-2", "app-3", "app-4"]
+    assert prod.in_rollout_order(["app-2", "app-1"]) == ["app-1", "app-2"]
+    assert environments["local"].in_rollout_order(["host3", "host1", "host2"]) == \
+        ["host1", "host2", "host3"]

@@ -189,3 +189,51 @@ def test_read_file_prints_a_file_or_nothing(tmp_path) -> None:
     assert run_sh(cmd.read_file(str(there))).stdout == '{"owner": "a@b"}\n'
     missing = run_sh(cmd.read_file(str(tmp_path / "absent")))
     assert (missing.returncode, missing.stdout, missing.stderr) == (0, "", "")
+
+
+def fake_redis_cli(tmp_path, replies: str) -> dict[str, str]:
+    """A `docker` on PATH: `docker exec -i redis redis-cli` copies its stdin to `stdin` and
+    prints `replies`; any other call is logged to `calls`."""
+    fake = tmp_path / "docker"
+    fake.write_text("#!/bin/sh\n"
+                    f'if [ "$1" = exec ]; then cat > {tmp_path}/stdin; printf "{replies}"; '
+                    f'else echo "$*" >> {tmp_path}/calls; fi\n')
+    fake.chmod(0o755)
+    return {"PATH": f"{tmp_path}:/usr/bin:/bin"}
+
+
+def test_redis_acl_load_feeds_the_file_on_stdin_and_needs_every_reply_ok(tmp_path) -> None:
+    script_file = tmp_path / "load.redis"
+    script_file.write_text('AUTH superapp-admin "s3cret"\nACL SETUSER food reset on\n')
+    env = fake_redis_cli(tmp_path, "OK\\nOK\\n")
+    res = subprocess.run(["sh", "-c", cmd.redis_acl_load("redis", str(script_file))],
+                         env=env, capture_output=True, text=True)
+    assert res.returncode == 0, res.stdout + res.stderr
+    assert res.stdout.strip() == "redis users loaded: 2 command(s), all OK"
+    assert (tmp_path / "stdin").read_text() == script_file.read_text()
+    assert "s3cret" not in cmd.redis_acl_load("redis", str(script_file))
+    assert not (tmp_path / "calls").exists()  # no restart
+
+
+@pytest.mark.parametrize("replies", [
+    "OK\\nERR Error in ACL SETUSER modifier '+nope': Unknown command\\n\\nOK\\n",
+    "OK\\nNOPERM this user has no permissions to run the 'acl' command\\n", ""])
+def test_redis_acl_load_fails_on_any_refusal_and_prints_it(tmp_path, replies) -> None:
+    script_file = tmp_path / "load.redis"
+    script_file.write_text("AUTH a b\n")
+    res = subprocess.run(["sh", "-c", cmd.redis_acl_load("redis", str(script_file))],
+                         env=fake_redis_cli(tmp_path, replies), capture_output=True, text=True)
+    assert res.returncode == 1
+    assert "OK" not in res.stdout.split()
+    assert not (tmp_path / "calls").exists()
+
+
+def test_redis_acl_load_restarts_redis_when_the_admin_password_changed(tmp_path) -> None:
+    script_file = tmp_path / "load.redis"
+    script_file.write_text("AUTH a b\n")
+    env = fake_redis_cli(tmp_path, "WRONGPASS invalid username-password pair\\n\\nNOAUTH x\\n")
+    res = subprocess.run(["sh", "-c", cmd.redis_acl_load("redis", str(script_file))],
+                         env=env, capture_output=True, text=True)
+    assert res.returncode == 0
+    assert "restarted to load its users" in res.stdout
+    assert (tmp_path / "calls").read_text().splitlines() == ["restart redis"]

@@ -39,7 +39,7 @@ CANARY = "CANARY-v4lue:/@ 'q' \"dq\" $X #h"
 
 
 def canary_secrets(tag: str = "") -> MappingSecrets:
-    refs = [*ENV.all_secret_refs(), ENV.redis_password_ref()]
+    refs = ENV.all_secret_refs()
     return MappingSecrets({str(r): f"{CANARY}{tag}{i}" for i, r in enumerate(refs)})
 
 
@@ -52,7 +52,7 @@ def layouts(host: str, source: MappingSecrets) -> dict:
 
 
 def all_statuses(old: int = 3, new: int = 3, changed=lambda ref: True) -> dict:
-    refs = [*ENV.all_secret_refs(), ENV.redis_password_ref()]
+    refs = ENV.all_secret_refs()
     paths = {r.path for r in refs}
     return secret_statuses(refs, dict.fromkeys(paths, old), dict.fromkeys(paths, new), changed)
 

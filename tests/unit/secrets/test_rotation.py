@@ -10,7 +10,7 @@ import pickle
 
 import pytest
 
-from ops.catalog.model import HMAC_ROTATION_KEY, SecretRef
+from ops.catalog.model import HMAC_ROTATION_KEY, REDIS_PREVIOUS_KEY, SecretRef
 from ops.render import MappingSecrets, render_host
 from ops.render.compose import service_secret_values
 from ops.render.files import RenderedFile
@@ -23,10 +23,12 @@ from ops.secrets.rotation import (
     RotationError,
     Selection,
     advance_hmac_data,
+    drop_previous_password,
     ledger_entry,
     parse_selection,
     plan_lines,
     plan_rotation,
+    redis_resumed_services,
     rotatable_refs,
     services_swapped_in_phase,
     services_using,
@@ -69,7 +71,7 @@ def test_by_kind(local):
 def test_all_is_every_generated_secret_plus_internal_hmac(local):
     selection = parse_selection(local, "all")
     assert selection.internal_hmac
-    assert {r.kind for r in selection.refs} == {"jwt", "admin-token"}
+    assert {r.kind for r in selection.refs} == {"jwt", "admin-token", "redis-password"}
     assert selection.refs == tuple(rotatable_refs(local))
 
 
@@ -89,6 +91,7 @@ def test_internal_hmac(local, text):
     ("taxi/TOMTOM_API_KEY", "issued by a third party"),
     ("food/DB_PASSWORD", "the server must change too"),
     ("payments/INTERNAL_HMAC_SECRET_PREVIOUS", "use rotate=internal-hmac"),
+    ("food/REDIS_PASSWORD_PREVIOUS", "rotate REDIS_PASSWORD"),
     (f"payments/{HMAC_ROTATION_KEY}", "use rotate=internal-hmac"),
 ])
 def test_bad_selectors_name_the_item(local, text, message):
@@ -248,6 +251,47 @@ def test_plan_resumes_the_recorded_phase_without_writing(local):
     assert plan.hmac_resumed and plan.hmac.phase == 2 and plan.hmac.rotation == "rot-1"
     assert plan.hmac_version == 9
     assert plan.keys == [f"{path}#{CURRENT_KEY}"]
+
+
+def test_redis_selector_is_every_service_redis_password(local):
+    assert keys(parse_selection(local, "redis")) == \
+        [f"superapp/local/{name}#REDIS_PASSWORD" for name in local.services]
+
+
+def test_plan_of_a_redis_password_keeps_the_old_one_beside_the_new(local):
+    path = "superapp/local/food"
+    vault = FakeVault({path: {"REDIS_PASSWORD": f"{CANARY}old", "JWT_SECRET": "j"}})
+    plan = plan_rotation(local, parse_selection(local, "food/REDIS_PASSWORD"), {path: 4},
+                         vault.read, rotation_id="rot-1", user="ops", now="t",
+                         generate=counter_values())
+    (write,) = plan.writes
+    assert (write.keys, write.old_version) == (("REDIS_PASSWORD",), 4)
+    new = f"{CANARY}redis-password-1"
+    assert write.data == {"REDIS_PASSWORD": new, REDIS_PREVIOUS_KEY: f"{CANARY}old",
+                          "JWT_SECRET": "j"}
+    assert plan.overrides == {f"{path}#REDIS_PASSWORD": new,
+                              f"{path}#{REDIS_PREVIOUS_KEY}": f"{CANARY}old"}
+    assert plan.redis_paths == {path: 4} and plan.redis_resumed == []
+    # the last step: only the new password is left
+    assert drop_previous_password(write.data) == {"REDIS_PASSWORD": new, "JWT_SECRET": "j"}
+    lines = "\n".join(plan_lines(local, plan, dry=True))
+    assert "Redis accepts the old password and the new until then" in lines
+    assert f"then: {REDIS_PREVIOUS_KEY} removed from {path}" in lines
+    assert CANARY not in lines
+
+
+def test_an_unfinished_redis_rotation_is_resumed_not_given_a_third_password(local):
+    path = "superapp/local/food"
+    data = {"REDIS_PASSWORD": f"{CANARY}b", REDIS_PREVIOUS_KEY: f"{CANARY}a", "JWT_SECRET": "j"}
+    plan = plan_rotation(local, parse_selection(local, "food/REDIS_PASSWORD,food/JWT_SECRET"),
+                         {path: 6}, FakeVault({path: data}).read, rotation_id="rot-2",
+                         user="ops", now="t", generate=counter_values())
+    (write,) = plan.writes  # the JWT secret only: the Redis passwords stay as they are
+    assert write.keys == ("JWT_SECRET",)
+    assert write.data == {**data, "JWT_SECRET": f"{CANARY}jwt-1"}
+    assert plan.redis_resumed == [f"{path}#REDIS_PASSWORD"] and plan.redis_paths == {path: 6}
+    assert redis_resumed_services(local, plan) == {"food"}
+    assert f"resume {path}#REDIS_PASSWORD" in "\n".join(plan_lines(local, plan, dry=False))
 
 
 def test_dry_run_lines_say_what_rotates_and_restarts_without_values(local):

@@ -1271,3 +1271,21 @@ def test_concurrent_migrates_are_serialized(
         applied.append(int(proc.wait_for(r"applied (\d+) migration", stream="stdout").group(1)))
     assert sorted(applied) == [0, 0, 3]
     assert postgres.psql(database, "SELECT count(*) FROM schema_migrations") == "3"
+
+
+def test_redis_protocol_encodes_commands_and_names_only_the_error_code() -> None:
+    """The stand-in's RESP client (`/api/rate-limited`): what goes out, what comes back; a
+    refusal becomes its code word (never the rest of the reply, never an argument)."""
+    import io
+
+    module = load_module()
+    assert module.resp_command(["AUTH", "food", "p w"]) == \
+        b"*3\r\n$4\r\nAUTH\r\n$4\r\nfood\r\n$3\r\np w\r\n"
+    replies = io.BytesIO(b"+OK\r\n:5\r\n$3\r\nfoo\r\n$-1\r\n-NOPERM this user has no\r\n")
+    assert [module.resp_reply(replies) for _ in range(4)] == ["OK", 5, "foo", None]
+    with pytest.raises(module.RedisError, match="^NOPERM$"):
+        module.resp_reply(replies)
+    with pytest.raises(module.RedisError, match="connection closed"):
+        module.resp_reply(io.BytesIO(b""))
+    with pytest.raises(module.RedisError, match="not a redis:// URL"):
+        module.redis_call("http://x", [["PING"]])
