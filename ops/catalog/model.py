@@ -14,12 +14,15 @@ from typing import Any
 ROLES = ("app", "db", "monitoring", "backup")
 SECRET_KINDS = (
     "jwt", "admin-token", "hmac", "api-key", "password", "url", "email", "hostport", "string",
-    "tls-bundle", "redis-password",
+    "tls-bundle", "redis-password", "db-password",
 )
 # Vault key, beside the internal HMAC secret, of the record of a rotation in progress.
 HMAC_ROTATION_KEY = "INTERNAL_HMAC_ROTATION"
-# Vault key, beside a service's REDIS_PASSWORD, of the one it replaces during a rotation.
+# Vault keys, beside a service's REDIS_PASSWORD and DB_PASSWORD, of the one each replaces
+# during a rotation; and of the PostgreSQL login role that holds the current DB_PASSWORD.
 REDIS_PREVIOUS_KEY = "REDIS_PASSWORD_PREVIOUS"
+DB_PREVIOUS_KEY = "DB_PASSWORD_PREVIOUS"
+DB_LOGIN_KEY = "DB_LOGIN"
 
 
 @dataclass(frozen=True)
@@ -251,7 +254,7 @@ class Environment:
         if service.admin_token == "sha256":  # noqa: S105 - a mode, not a value
             refs.append(SecretRef(own, "ADMIN_TOKEN", "admin-token"))
         if service.database:
-            refs.append(self.db_password_ref(service))
+            refs += self.db_refs(service).values()
         refs += [SecretRef(own, key, kind) for key, kind in service.secrets.items()]
         if service.hmac_role != "none":
             refs += self.internal_hmac_refs().values()
@@ -259,8 +262,18 @@ class Environment:
         return refs
 
     def db_password_ref(self, service: Service) -> SecretRef:
-        """The password of the service's own database role (for services with a database)."""
-        return SecretRef(self.vault_path(service.name), "DB_PASSWORD", "password")
+        """The password of the service's own database login (for services with a database)."""
+        return SecretRef(self.vault_path(service.name), "DB_PASSWORD", "db-password")
+
+    def db_refs(self, service: Service) -> dict[str, SecretRef]:
+        """The service's database login: its password (`current`); during a rotation the one
+        it replaces (`previous`), still accepted by the other login role; and which of the
+        database's two login roles holds the current password (`login`, absent: the owner
+        role itself). Written by ops/secrets/rotation.py; see ops/render/databases.py."""
+        own = self.vault_path(service.name)
+        return {"current": self.db_password_ref(service),
+                "previous": SecretRef(own, DB_PREVIOUS_KEY, "db-password", optional=True),
+                "login": SecretRef(own, DB_LOGIN_KEY, "string", optional=True)}
 
     def internal_hmac_refs(self) -> dict[str, SecretRef]:
         """The shared internal HMAC secret: `current`, `previous` (only during a rotation) and

@@ -21,8 +21,16 @@ import json
 from typing import Any
 from urllib.parse import quote as urlquote
 
-from ops.catalog.model import Environment, Host, Service, Sidecar
-from ops.render import pitr, redis_acl
+from ops.catalog.model import (
+    DB_LOGIN_KEY,
+    DB_PREVIOUS_KEY,
+    REDIS_PREVIOUS_KEY,
+    Environment,
+    Host,
+    Service,
+    Sidecar,
+)
+from ops.render import databases, pitr, redis_acl
 from ops.render.files import (
     ALERTMANAGER_DIR,
     COMPOSE_DIR,
@@ -208,15 +216,17 @@ def service_secret_values(environment: Environment, service: Service,
             # the service only ever sees the hash; the plain token goes to the callers
             values["ADMIN_TOKEN_SHA256"] = hashlib.sha256(value.encode()).hexdigest()
         elif ref.key == "DB_PASSWORD":
+            # as the login role holding the current password (ops/render/databases.py)
+            login = databases.database_login(environment, service, secrets).login
             values["DATABASE_URL"] = (
-                f"postgresql://{service.database}:{urlquote(value, safe='')}@"
+                f"postgresql://{login}:{urlquote(value, safe='')}@"
                 f"{environment.db_host.address}:{POSTGRES_PORT}/{service.database}")
         elif ref.key == "REDIS_PASSWORD":
             # its own ACL user (ops/render/redis_acl.py); the previous password stays in Vault
             values["REDIS_URL"] = (f"redis://{service.name}:{urlquote(value, safe='')}@"
                                    f"{environment.db_host.address}:{REDIS_PORT}/0")
-        elif ref.key == "REDIS_PASSWORD_PREVIOUS":
-            continue
+        elif ref.key in (REDIS_PREVIOUS_KEY, DB_PREVIOUS_KEY, DB_LOGIN_KEY):
+            continue  # the servers' side of a rotation, never a service's
         else:
             values[ref.key] = value
     return values

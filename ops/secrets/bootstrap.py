@@ -65,6 +65,7 @@ GENERATORS: dict[str, Callable[[], str]] = {
     "api-key": lambda: random_alnum(40),
     "password": lambda: random_alnum(32),              # alnum: safe in URLs, conf files, shells
     "redis-password": lambda: random_alnum(32),
+    "db-password": lambda: random_alnum(32),
 }
 
 

@@ -3,12 +3,12 @@
     pyinfra -y inventories/<env>.py tasks/rotate_secrets.py --data rotate=<selector>[,...]
 
 Selectors: `<service>/<KEY>` (a Vault key of that service: `food/JWT_SECRET`,
-`taxi/ADMIN_TOKEN`, `cart/REDIS_PASSWORD`), `jwt`, `admin-tokens` and `redis` (every secret of
-that kind), `internal-hmac` (the shared signing secret of payments' internal API, rotated in
-phases) and `all` (all of those). Database passwords (PostgreSQL keeps one password per role:
-no switch without a failed connection yet), the Redis admin's and third-party keys (`api-key`:
-issued by the vendor) are refused with the reason; an operator sets those with `bao kv patch`
-and `deploy.py` rolls them.
+`taxi/ADMIN_TOKEN`, `food/REDIS_PASSWORD`, `food/DB_PASSWORD`), `jwt`, `admin-tokens`, `redis`
+and `db` (every secret of that kind), `internal-hmac` (the shared signing secret of payments'
+internal API, rotated in phases) and `all` (all of those). The servers' own passwords (the
+PostgreSQL superuser, the Redis admin, the backup repository's keys) and third-party keys
+(`api-key`: issued by the vendor) are refused with the reason; an operator sets those with
+`bao kv patch` and `deploy.py` rolls them.
 
 When Vault is written, and why then
 -----------------------------------
@@ -57,15 +57,19 @@ between phases renders the same (the phase is in Vault). A rotation refuses `--l
 secret must reach every host. `--data hmac_stop_after=1` (or 2) pauses after that phase (to
 watch the dashboards); a re-run resumes.
 
-Redis passwords: two steps
----------------------------
-A service's Redis ACL user may hold two passwords (ops/render/redis_acl.py). The first write
-puts the new one in `REDIS_PASSWORD` and the old one in `REDIS_PASSWORD_PREVIOUS`; its rollout
-gives the db host's Redis both (the db host rolls first) and then swaps the service to the new
-one. Only after that rollout succeeded on every host is `REDIS_PASSWORD_PREVIOUS` removed (CAS)
-and rolled out: the db host alone changes, and the old password stops working. A rotation that
-stopped between the two leaves `REDIS_PASSWORD_PREVIOUS` in Vault (deploy.py keeps rendering
-both); the next rotation of that key resumes it instead of making a third password.
+Database and Redis passwords: two steps
+---------------------------------------
+The server checks these, so both the old password and the new must work while a service is
+swapped. A service's Redis ACL user may hold two passwords (ops/render/redis_acl.py); a
+database has two login roles acting as its owner (ops/render/databases.py), and the one not in
+use takes the new password. The first write puts the new password in `REDIS_PASSWORD` /
+`DB_PASSWORD` and the old one in `..._PREVIOUS` (and for a database, the other role's name in
+`DB_LOGIN`); its rollout gives the db host's servers both (the db host rolls first), then swaps
+the service to the new one. Only after that rollout succeeded on every host is `..._PREVIOUS`
+removed (CAS) and rolled out: the db host alone changes, and the old password stops working
+(the old role becomes NOLOGIN). A rotation that stopped between the two leaves `..._PREVIOUS`
+in Vault (deploy.py keeps rendering both); the next rotation of that key resumes it instead of
+making a third password.
 
 Never prints, logs or raises a secret value: reports name paths, keys, kinds and versions.
 """
@@ -78,23 +82,36 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-from ops.catalog.model import HMAC_ROTATION_KEY, REDIS_PREVIOUS_KEY, Environment, SecretRef
+from ops.catalog.model import (
+    DB_LOGIN_KEY,
+    DB_PREVIOUS_KEY,
+    HMAC_ROTATION_KEY,
+    REDIS_PREVIOUS_KEY,
+    Environment,
+    SecretRef,
+)
 from ops.render.compose import hmac_rotation_phase
+from ops.render.databases import current_login, other_login
 from ops.rollout.plan import HostPlan, Reason, describe_reasons
 from ops.secrets.bootstrap import GENERATORS
 from ops.secrets.vault import KvRead, refs_by_path
 
 ROTATE_ALL = "all"
 INTERNAL_HMAC = "internal-hmac"
-KIND_SELECTORS = {"jwt": "jwt", "admin-tokens": "admin-token", "redis": "redis-password"}
+KIND_SELECTORS = {"jwt": "jwt", "admin-tokens": "admin-token", "redis": "redis-password",
+                  "db": "db-password"}
 # Kinds rotated by writing a new generated value and swapping the services that use it.
-ROTATED_KINDS = ("jwt", "admin-token", "redis-password")
-REDIS_KIND = "redis-password"
+ROTATED_KINDS = ("jwt", "admin-token", "redis-password", "db-password")
+# Passwords a server checks, rotated in two steps: kind -> the key of the one being replaced.
+TWO_STEP = {"redis-password": REDIS_PREVIOUS_KEY, "db-password": DB_PREVIOUS_KEY}
+# the server that checks each of them (names, not values)
+SERVER = {"redis-password": "Redis", "db-password": "PostgreSQL"}  # pragma: allowlist secret
 CURRENT_KEY = "INTERNAL_HMAC_SECRET"
 PREVIOUS_KEY = "INTERNAL_HMAC_SECRET_PREVIOUS"
 # Added to the replay window before phase 3: clock skew between hosts and the controller.
 PHASE3_MARGIN_SECONDS = 10
-USAGE = ("--data rotate=<service>/<KEY>[,...] | jwt | admin-tokens | redis | internal-hmac | all "
+USAGE = ("--data rotate=<service>/<KEY>[,...] | jwt | admin-tokens | redis | db | internal-hmac | "
+         "all "
          "(comma-separated)")
 
 PHASES = {
@@ -131,8 +148,9 @@ def not_rotatable_reason(environment: Environment, ref: SecretRef) -> str | None
         return None
     if ref.key in (PREVIOUS_KEY, HMAC_ROTATION_KEY):
         return "managed by the internal HMAC rotation: use rotate=internal-hmac"
-    if ref.kind == REDIS_KIND and ref.optional:
-        return "managed by the Redis password rotation: rotate REDIS_PASSWORD"
+    if (ref.kind in TWO_STEP and ref.optional) or ref.key == DB_LOGIN_KEY:
+        current = "REDIS_PASSWORD" if ref.kind == "redis-password" else "DB_PASSWORD"
+        return f"managed by the password's rotation: rotate {current}"
     if ref.kind == "password":
         return ("a password the server must change too (PostgreSQL, the Redis admin): not "
                 "rotated by this task; change it on the server and in Vault together")
@@ -310,10 +328,10 @@ class RotationPlan:
     hmac_version: int | None = None  # Vault version of that phase (after the write, if any)
     hmac_resumed: bool = False
     stop_after_phase: int | None = None  # `--data hmac_stop_after=N`: pause after phase N
-    # Redis passwords: path -> the KV version whose REDIS_PASSWORD_PREVIOUS the last step
-    # removes (CAS); services of an unfinished rotation resumed (no new password made)
-    redis_paths: dict[str, int] = field(default_factory=dict)
-    redis_resumed: list[str] = field(default_factory=list)
+    # database and Redis passwords: path -> the KV version whose `..._PREVIOUS` the last step
+    # removes (CAS); keys of an unfinished rotation, resumed (no new password made)
+    two_step_paths: dict[str, int] = field(default_factory=dict)
+    two_step_resumed: list[str] = field(default_factory=list)
 
     @property
     def keys(self) -> list[str]:
@@ -337,26 +355,30 @@ def plan_rotation(environment: Environment, selection: Selection, versions: Mapp
     """
     writes: list[PathWrite] = []
     overrides: dict[str, str | None] = {}
-    redis_paths: dict[str, int] = {}
+    two_step: dict[str, int] = {}
     resumed: list[str] = []
     for path, refs in refs_by_path(list(selection.refs)).items():
         kv = read_existing(read, path, versions.get(path))
         data = dict(kv.data or {})
         rotated = []
         for ref in refs:
-            if ref.kind == REDIS_KIND:
-                redis_paths[path] = kv.version or 0
-                if data.get(REDIS_PREVIOUS_KEY):  # an unfinished rotation: finish it
+            if ref.kind in TWO_STEP:
+                two_step[path] = kv.version or 0
+                previous = replace(ref, key=TWO_STEP[ref.kind], optional=True)
+                if data.get(previous.key):  # an unfinished rotation: finish it
                     resumed.append(str(ref))
                     continue
-                previous = replace(ref, key=REDIS_PREVIOUS_KEY, optional=True)
                 data[previous.key] = overrides[str(previous)] = data[ref.key]
+                if ref.kind == "db-password":  # the role not in use takes the new password
+                    login = replace(ref, key=DB_LOGIN_KEY, kind="string", optional=True)
+                    data[login.key] = overrides[str(login)] = switched_login(
+                        environment, ref, data.get(DB_LOGIN_KEY))
             data[ref.key] = overrides[str(ref)] = generate(ref.kind)
             rotated.append(ref.key)
         if rotated:
             writes.append(PathWrite(path, tuple(rotated), kv.version or 0, data))
-    plan = RotationPlan(rotation_id, selection, writes, overrides, redis_paths=redis_paths,
-                        redis_resumed=resumed)
+    plan = RotationPlan(rotation_id, selection, writes, overrides, two_step_paths=two_step,
+                        two_step_resumed=resumed)
     if selection.internal_hmac:
         refs = environment.internal_hmac_refs()
         path = plan.hmac_path = refs["current"].path
@@ -377,12 +399,21 @@ def plan_rotation(environment: Environment, selection: Selection, versions: Mapp
 
 def drop_previous_password(data: Mapping[str, Any]) -> dict[str, Any]:
     """The KV data of a Redis rotation's last step: only the new password is left."""
-    return {k: v for k, v in data.items() if k != REDIS_PREVIOUS_KEY}
+    return {k: v for k, v in data.items() if k not in TWO_STEP.values()}
 
 
-def redis_resumed_services(environment: Environment, plan: RotationPlan) -> set[str]:
-    """Services whose resumed Redis rotation may still swap them (expected, not unrelated)."""
-    return {s for ref in plan.selection.refs if str(ref) in plan.redis_resumed
+def switched_login(environment: Environment, ref: SecretRef, recorded: object) -> str:
+    """The database login role that takes the new password: the one not in use."""
+    service = environment.services[services_using(environment, ref)[0]]
+    database = service.database or ""
+    return other_login(database, current_login(database, recorded
+                                               if isinstance(recorded, str) else None))
+
+
+def resumed_services(environment: Environment, plan: RotationPlan) -> set[str]:
+    """Services whose resumed two-step rotation may still swap them (expected, not
+    unrelated)."""
+    return {s for ref in plan.selection.refs if str(ref) in plan.two_step_resumed
             for s in services_using(environment, ref)}
 
 
@@ -407,15 +438,15 @@ def plan_lines(environment: Environment, plan: RotationPlan, dry: bool) -> list[
             ref = next(r for r in plan.selection.refs if r.path == w.path and r.key == key)
             out.append(f"  rotate {ref} ({ref.kind}): new version of {w.path} (now "
                        f"v{w.old_version}); swaps {', '.join(services_using(environment, ref))}"
-                       + ("; Redis accepts the old password and the new until then" if
-                          ref.kind == REDIS_KIND else ""))
-    for name in plan.redis_resumed:
-        out.append(f"  resume {name}: an earlier rotation left {REDIS_PREVIOUS_KEY}; no new "
-                   "password, its rollout is finished")
-    if plan.redis_paths:
-        out.append(f"  then: {REDIS_PREVIOUS_KEY} removed from "
-                   + ", ".join(sorted(plan.redis_paths)) + "; the db host's Redis stops "
-                   "accepting the old password(s) (no service swapped)")
+                       + (f"; {SERVER[ref.kind]} accepts the old password and the new until "
+                          "then" if ref.kind in TWO_STEP else ""))
+    for name in plan.two_step_resumed:
+        out.append(f"  resume {name}: an earlier rotation left the old password beside it; no "
+                   "new password, its rollout is finished")
+    if plan.two_step_paths:
+        out.append("  then: the old password removed from "
+                   + ", ".join(sorted(plan.two_step_paths)) + "; the db host stops accepting "
+                   "it (no service swapped)")
     if plan.hmac:
         path, first = plan.hmac_path, plan.hmac.phase
         if plan.hmac_resumed:
@@ -502,6 +533,6 @@ __all__ = [
     "HmacRotation", "PathWrite", "RotatedSecrets", "RotationConflict", "RotationError",
     "RotationPlan", "Selection", "advance_hmac_data", "drop_previous_password", "ledger_entry",
     "parse_selection", "phase3_wait_seconds", "plan_lines", "plan_rotation", "rotatable_refs",
-    "redis_resumed_services",
+    "resumed_services",
     "services_swapped_in_phase", "services_using", "start_hmac_data", "unrelated_changes",
 ]

@@ -41,7 +41,7 @@ from ops.secrets.rotation import (
     parse_selection,
     phase3_wait_seconds,
     plan_rotation,
-    redis_resumed_services,
+    resumed_services,
     services_swapped_in_phase,
     unrelated_changes,
 )
@@ -95,7 +95,7 @@ def report_rotation(run: Run, rotation: RotationPlan) -> None:
     base = plan_host(run.environment, host.name, run.secrets.base, run.states[host.name])
     expected = set(services_swapped_in_phase(run.environment, rotation.hmac.phase)) \
         if rotation.hmac and rotation.hmac_resumed else set()
-    expected |= redis_resumed_services(run.environment, rotation)
+    expected |= resumed_services(run.environment, rotation)
     unrelated = unrelated_changes(base, expected)
     if unrelated:
         raise DeployRefused(
@@ -193,31 +193,31 @@ def rotate_locked(state, run: Run, plan: RotationPlan, lock: EnvironmentLock) ->
             return finish("failed", f"{e}\nEvery signature in use is still accepted; re-run "
                                     "to resume the rotation.")
         ok = roll_step(state, run, lock, steps, record)
-    if ok and plan.redis_paths:
+    if ok and plan.two_step_paths:
         try:
-            ok = finish_redis(state, run, plan, lock, steps, remotes, new_versions, settings)
+            ok = finish_two_step(state, run, plan, lock, steps, remotes, new_versions, settings)
         except (RotationError, VaultError, DeployRefused) as e:
-            return finish("failed", f"{e}\nRedis still accepts the old password and the new; "
-                                    "re-run to finish the rotation.")
+            return finish("failed", f"{e}\nThe servers still accept the old password and the "
+                                    "new; re-run to finish the rotation.")
     if not ok:
         print("ROTATION STOPPED: the hosts before the failing one run the new values; re-run "
               "to resume (the recorded phase is rolled again).", file=sys.stderr, flush=True)
     return finish("success" if ok else "failed")
 
 
-def finish_redis(state, run: Run, plan: RotationPlan, lock: EnvironmentLock, steps: list[dict],
-                 remotes: list[PyinfraRemote], new_versions: dict[str, int],
-                 settings: VaultSettings) -> bool:
-    """Every service now uses its new Redis password: remove the old ones (CAS on the
-    versions rolled out) and roll that out (only the db host's Redis users change)."""
+def finish_two_step(state, run: Run, plan: RotationPlan, lock: EnvironmentLock,
+                    steps: list[dict], remotes: list[PyinfraRemote],
+                    new_versions: dict[str, int], settings: VaultSettings) -> bool:
+    """Every service now uses its new database/Redis password: remove the old ones (CAS on
+    the versions rolled out) and roll that out (only the db host's servers change)."""
     written: dict[str, int] = {}
     with open_session(settings) as session:
-        for path, version in plan.redis_paths.items():
+        for path, version in plan.two_step_paths.items():
             written[path] = drop_previous(session, path, new_versions.get(path, version))
             new_versions[path] = written[path]
-            say(f"redis: wrote {path} version {written[path]}: the old password removed")
+            say(f"wrote {path} version {written[path]}: the old password removed")
     replan(run, remotes, written)
-    say("redis: host by host, the old password(s) stop working")
+    say("host by host, the old password(s) stop working")
     return roll_step(state, run, lock, steps, None)
 
 

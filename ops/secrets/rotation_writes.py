@@ -61,8 +61,8 @@ def advance_hmac(session: VaultSession, path: str, record: HmacRotation,
 
 
 def drop_previous(session: VaultSession, path: str, version: int) -> int:
-    """The Redis rotation's last write: REDIS_PASSWORD_PREVIOUS removed, CAS on `version` (the
-    version this run rolled out); the new version."""
+    """A database/Redis password rotation's last write: the old password removed, CAS on
+    `version` (the version this run rolled out); the new version."""
     kv = read_kv(session, path)
     if kv.version != version or kv.data is None:
         raise RotationConflict(f"{session.settings.mount}/{path} is at version {kv.version}, "

@@ -836,6 +836,8 @@ class App:
             return self.slow(req)
         if path == "/api/rate-limited" and read:
             return self.rate_limited(req)
+        if path == "/api/db-session" and read:
+            return self.db_session()
         if path == "/api/call-internal":
             if method != "POST":
                 return json_response(405, {"error": "method not allowed"})
@@ -892,6 +894,31 @@ class App:
         except RedisError as e:
             return json_response(503, {"error": f"redis: {e}", **self.identity()})
         return json_response(200, {"count": count, **self.identity()})
+
+    def db_session(self) -> Response:
+        """Open a NEW connection to DATABASE_URL (no pool that would hide a password the server
+        no longer accepts) and report who it runs as: the login role (session_user) and the
+        role its objects belong to (current_user); 503 naming only the error's class and
+        SQLSTATE (a driver message may quote the connection string)."""
+        if psycopg2 is None:
+            return json_response(503, {"error": "postgres: psycopg2 missing", **self.identity()})
+        try:
+            params = {**parse_database_url(env_str("DATABASE_URL").strip()), "connect_timeout": 3}
+        except ValueError:
+            return json_response(503, {"error": "postgres: bad DATABASE_URL", **self.identity()})
+        try:
+            conn = psycopg2.connect(**params)
+            try:
+                with conn.cursor() as cur:
+                    cur.execute("SELECT session_user, current_user")
+                    session_user, current_user = cur.fetchone()
+            finally:
+                conn.close()
+        except psycopg2.Error as e:
+            return json_response(503, {"error": f"postgres: {type(e).__name__} {e.pgcode or ''}",
+                                       **self.identity()})
+        return json_response(200, {"session_user": session_user, "current_user": current_user,
+                                   **self.identity()})
 
     def slow(self, req: Request) -> Response:
         raw = (req.query.get("ms") or ["1000"])[0]

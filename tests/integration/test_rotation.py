@@ -17,6 +17,7 @@ import hashlib
 import hmac
 import json
 import os
+import subprocess
 import threading
 import time
 import urllib.error
@@ -32,7 +33,7 @@ from ops.render.compose import TRAEFIK_PORTS, internal_host, internal_url
 
 from .conftest import REPO, Testbed
 from .release import deploy, output, pyinfra
-from .test_redis_acl import as_user, rate_limited
+from .test_redis_acl import as_user
 from .test_rollout import PsSampler, complete_releases, ledger
 
 pytestmark = pytest.mark.integration
@@ -315,15 +316,27 @@ def test_internal_hmac_rotation_under_load_paused_after_phase_1_then_resumed(tes
                        {"old internal HMAC": old, "new internal HMAC": new})
 
 
-class RateLimitedLoad(threading.Thread):
-    """GETs of one service's `/api/rate-limited` on every app host through Traefik, at a steady
-    rate: each opens a new Redis connection as the service's ACL user (no pool that would hide
-    a password Redis no longer accepts) and counts the request under its key prefix."""
+def service_get(address: str, service: str, path: str) -> tuple[int, dict]:
+    route = ENV.services[service].routes[0]
+    req = urllib.request.Request(f"http://{address}{route}{path}", headers={"Host": DOMAIN})
+    try:
+        with urllib.request.urlopen(req, timeout=10) as resp:
+            return resp.status, json.loads(resp.read())
+    except urllib.error.HTTPError as e:
+        return e.code, json.loads(e.read() or b"{}")
 
-    def __init__(self, testbed: Testbed, service: str, per_second: float = 20.0):
+
+class BackendLoad(threading.Thread):
+    """GETs of one service's `path` on every app host through Traefik, at a steady rate:
+    `/api/rate-limited` opens a new Redis connection as the service's ACL user, `/api/db-session`
+    a new PostgreSQL connection as its login role (no pool that would hide a password the
+    server no longer accepts)."""
+
+    def __init__(self, testbed: Testbed, service: str, path: str, per_second: float = 20.0):
         super().__init__(daemon=True)
         self.hosts = [h.address for h in testbed.hosts if "app" in h.roles]
-        self.service, self.interval = service, 1.0 / per_second
+        self.service, self.path, self.interval = service, path, 1.0 / per_second
+        self.sessions: Counter[str] = Counter()
         self.results: Counter[int] = Counter()
         self.failures: list[str] = []
         self.stop = threading.Event()
@@ -333,8 +346,10 @@ class RateLimitedLoad(threading.Thread):
         while not self.stop.is_set():
             address = self.hosts[i % len(self.hosts)]
             i += 1
-            status, body = rate_limited(address, self.service)
+            status, body = service_get(address, self.service, self.path)
             self.results[status] += 1
+            if "session_user" in body:
+                self.sessions[f"{body['session_user']} as {body['current_user']}"] += 1
             if status != 200:
                 self.failures.append(f"{address}: {status} {body.get('error')}")
             self.stop.wait(self.interval)
@@ -347,7 +362,7 @@ def test_redis_password_rotation_under_load_fails_no_request(testbed, vault):
     before = snapshot(vault)
     old = before[path][1]["REDIS_PASSWORD"]
     assert as_user(testbed, "food", old, "PING") == "PONG"
-    load, ps = RateLimitedLoad(testbed, "food"), PsSampler(testbed)
+    load, ps = BackendLoad(testbed, "food", "/api/rate-limited"), PsSampler(testbed)
     load.start()
     ps.start()
     try:
@@ -402,6 +417,66 @@ def test_a_redis_rotation_stopped_after_its_first_step_is_finished_not_restarted
     assert latest(vault, path) == (version + 2, {**data, "REDIS_PASSWORD": interim})
     assert as_user(testbed, "food", old, "PING") == "error WRONGPASS"
     assert as_user(testbed, "food", interim, "PING") == "PONG"
-    assert rate_limited(testbed.hosts[0].address, "food")[0] == 200
+    assert service_get(testbed.hosts[0].address, "food", "/api/rate-limited")[0] == 200
     assert_never_shown(testbed, [output(rolled), text],
                        {"old food Redis password": old, "interim food Redis password": interim})
+
+
+def db_login(testbed: Testbed, role: str, password: str) -> str:
+    """A password login to food's database on the db host over TCP, the password read from
+    stdin into psql's environment (never on a command line): 'ok', or psql's error line."""
+    db = next(h for h in testbed.hosts if "db" in h.roles)
+    res = subprocess.run(
+        testbed.ssh_argv(db, "read -r PGPASSWORD; export PGPASSWORD; docker exec -e PGPASSWORD "
+                             f"postgres psql -X -h 127.0.0.1 -U {role} -d food -Atc 'SELECT 1'"),
+        input=password + "\n", capture_output=True, text=True, timeout=60)
+    return "ok" if res.stdout.strip() == "1" else (res.stderr.strip().splitlines() or ["?"])[-1]
+
+
+def test_database_password_rotation_under_load_fails_no_request(testbed, vault):
+    """The login moves to food's other role (acting as the owner) while the old role still
+    accepts the old password; then the old role is locked. Not one new connection fails."""
+    path = f"{PREFIX}/food"
+    before = snapshot(vault)
+    old_data = before[path][1]
+    old, old_role = old_data["DB_PASSWORD"], old_data.get("DB_LOGIN", "food")
+    new_role = "food_alt" if old_role == "food" else "food"
+    assert db_login(testbed, old_role, old) == "ok"
+    load, ps = BackendLoad(testbed, "food", "/api/db-session"), PsSampler(testbed)
+    load.start()
+    ps.start()
+    try:
+        time.sleep(2)
+        res = rotate("--data", "rotate=food/DB_PASSWORD")
+        time.sleep(2)
+    finally:
+        load.stop.set()
+        ps.stop.set()
+        load.join(15)
+        ps.join(15)
+    text = output(res)
+    assert res.returncode == 0, text[-3000:]
+    print(f"new database connections during the rotation: {dict(load.results)}, "
+          f"{dict(load.sessions)}")
+    assert "PostgreSQL accepts the old password and the new until then" in text
+    assert load.failures == [] and load.results[200] > 100, (load.results, load.failures[:10])
+    # both roles served, both acting as the owner of food's objects
+    assert set(load.sessions) == {f"{old_role} as food", f"{new_role} as food"}
+    after = snapshot(vault)
+    version, data = after[path]
+    assert version == before[path][0] + 2
+    assert {k: v for k, v in data.items() if k != "DB_PASSWORD"} == \
+        {**{k: v for k, v in old_data.items() if k != "DB_PASSWORD"}, "DB_LOGIN": new_role}
+    new = data["DB_PASSWORD"]
+    assert new != old
+    assert "password authentication failed" in db_login(testbed, old_role, old)
+    assert "password authentication failed" in db_login(testbed, old_role, new)
+    assert db_login(testbed, new_role, new) == "ok"
+    app_hosts = [h for h in testbed.hosts if "app" in h.roles]
+    assert [service_get(h.address, "food", "/api/db-session")[1].get("session_user")
+            for h in app_hosts] == [new_role] * len(app_hosts)
+    entry = [e for e in ledger(testbed, testbed.hosts[0]) if e.get("rotation")][-1]
+    assert entry["result"] == "success" and entry["keys"] == [f"{path}#DB_PASSWORD"]
+    assert [s["swapped"] for s in entry["steps"]] == [{h.name: ["food"] for h in app_hosts}, {}]
+    assert_never_shown(testbed, [text, *ps.samples],
+                       {"old food database password": old, "new food database password": new})

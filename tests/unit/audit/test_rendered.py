@@ -478,5 +478,6 @@ def test_redis_url_of_another_user(prod, rendered):
     env = "/etc/superapp/env/bus.env"
     edit(rendered, "app-1", env, "REDIS_URL='redis://bus:", "REDIS_URL='redis://payments:")
     [found] = findings(prod, rendered, "rendered.redis-url")
-    assert found.where == f"app-1 bus {env}:{line_of(rendered, 'app-1', env, 'REDIS_URL')} REDIS_URL"
+    line = line_of(rendered, "app-1", env, "REDIS_URL")
+    assert found.where == f"app-1 bus {env}:{line} REDIS_URL"
     assert "does not authenticate as the service's own ACL user (bus)" in found.message

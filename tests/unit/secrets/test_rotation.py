@@ -28,7 +28,7 @@ from ops.secrets.rotation import (
     parse_selection,
     plan_lines,
     plan_rotation,
-    redis_resumed_services,
+    resumed_services,
     rotatable_refs,
     services_swapped_in_phase,
     services_using,
@@ -71,7 +71,8 @@ def test_by_kind(local):
 def test_all_is_every_generated_secret_plus_internal_hmac(local):
     selection = parse_selection(local, "all")
     assert selection.internal_hmac
-    assert {r.kind for r in selection.refs} == {"jwt", "admin-token", "redis-password"}
+    assert {r.kind for r in selection.refs} == {"jwt", "admin-token", "redis-password",
+                                                   "db-password"}
     assert selection.refs == tuple(rotatable_refs(local))
 
 
@@ -89,7 +90,8 @@ def test_internal_hmac(local, text):
     ("taxi/ADMIN_TOKEN_SHA256", "rotate ADMIN_TOKEN"),
     ("taxi/JWT_SECRET", "taxi has no secret 'JWT_SECRET'"),
     ("taxi/TOMTOM_API_KEY", "issued by a third party"),
-    ("food/DB_PASSWORD", "the server must change too"),
+    ("food/DB_PASSWORD_PREVIOUS", "rotate DB_PASSWORD"),
+    ("food/DB_LOGIN", "rotate DB_PASSWORD"),
     ("payments/INTERNAL_HMAC_SECRET_PREVIOUS", "use rotate=internal-hmac"),
     ("food/REDIS_PASSWORD_PREVIOUS", "rotate REDIS_PASSWORD"),
     (f"payments/{HMAC_ROTATION_KEY}", "use rotate=internal-hmac"),
@@ -271,13 +273,36 @@ def test_plan_of_a_redis_password_keeps_the_old_one_beside_the_new(local):
                           "JWT_SECRET": "j"}
     assert plan.overrides == {f"{path}#REDIS_PASSWORD": new,
                               f"{path}#{REDIS_PREVIOUS_KEY}": f"{CANARY}old"}
-    assert plan.redis_paths == {path: 4} and plan.redis_resumed == []
+    assert plan.two_step_paths == {path: 4} and plan.two_step_resumed == []
     # the last step: only the new password is left
     assert drop_previous_password(write.data) == {"REDIS_PASSWORD": new, "JWT_SECRET": "j"}
     lines = "\n".join(plan_lines(local, plan, dry=True))
     assert "Redis accepts the old password and the new until then" in lines
-    assert f"then: {REDIS_PREVIOUS_KEY} removed from {path}" in lines
+    assert f"then: the old password removed from {path}" in lines
     assert CANARY not in lines
+
+
+@pytest.mark.parametrize(("login", "switched"), [(None, "food_alt"), ("food_alt", "food"),
+                                                 ("food", "food_alt")])
+def test_plan_of_a_database_password_moves_the_login_to_the_other_role(local, login, switched):
+    path = "superapp/local/food"
+    data = {"DB_PASSWORD": f"{CANARY}old", **({"DB_LOGIN": login} if login else {})}
+    plan = plan_rotation(local, parse_selection(local, "food/DB_PASSWORD"), {path: 2},
+                         FakeVault({path: data}).read, rotation_id="rot-1", user="ops",
+                         now="t", generate=counter_values())
+    (write,) = plan.writes
+    new = f"{CANARY}db-password-1"
+    assert write.data == {"DB_PASSWORD": new, "DB_PASSWORD_PREVIOUS": f"{CANARY}old",
+                          "DB_LOGIN": switched}
+    assert plan.overrides[f"{path}#DB_LOGIN"] == switched
+    assert plan.two_step_paths == {path: 2}
+    assert drop_previous_password(write.data) == {"DB_PASSWORD": new, "DB_LOGIN": switched}
+    assert "PostgreSQL accepts the old password and the new until then" in \
+        "\n".join(plan_lines(local, plan, dry=True))
+    food = local.services["food"]
+    vault = MappingSecrets({str(r): "v" for r in local.secret_refs(food) if not r.optional})
+    rendered = service_secret_values(local, food, RotatedSecrets(vault, plan.overrides))
+    assert rendered["DATABASE_URL"].startswith(f"postgresql://{switched}:")
 
 
 def test_an_unfinished_redis_rotation_is_resumed_not_given_a_third_password(local):
@@ -289,8 +314,8 @@ def test_an_unfinished_redis_rotation_is_resumed_not_given_a_third_password(loca
     (write,) = plan.writes  # the JWT secret only: the Redis passwords stay as they are
     assert write.keys == ("JWT_SECRET",)
     assert write.data == {**data, "JWT_SECRET": f"{CANARY}jwt-1"}
-    assert plan.redis_resumed == [f"{path}#REDIS_PASSWORD"] and plan.redis_paths == {path: 6}
-    assert redis_resumed_services(local, plan) == {"food"}
+    assert plan.two_step_resumed == [f"{path}#REDIS_PASSWORD"] and plan.two_step_paths == {path: 6}
+    assert resumed_services(local, plan) == {"food"}
     assert f"resume {path}#REDIS_PASSWORD" in "\n".join(plan_lines(local, plan, dry=False))
 
 
