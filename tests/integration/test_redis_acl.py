@@ -87,10 +87,10 @@ def passwords(testbed: Testbed, deployed) -> dict[str, str]:  # noqa: ARG001 - n
     return out
 
 
-def rate_limited(address: str, service: str) -> tuple[int, dict]:
+def service_get(address: str, service: str, path: str) -> tuple[int, dict]:
+    """GET one of the service's paths through the host's Traefik: (status, JSON reply)."""
     route = ENV.services[service].routes[0]
-    req = urllib.request.Request(f"http://{address}{route}/api/rate-limited",
-                                 headers={"Host": DOMAIN})
+    req = urllib.request.Request(f"http://{address}{route}{path}", headers={"Host": DOMAIN})
     try:
         with urllib.request.urlopen(req, timeout=10) as resp:
             return resp.status, json.loads(resp.read())
@@ -100,7 +100,8 @@ def rate_limited(address: str, service: str) -> tuple[int, dict]:
 
 def test_every_service_on_every_host_counts_in_redis_as_its_own_user(testbed):
     app_hosts = [h for h in testbed.hosts if "app" in h.roles]
-    replies = {(h.name, s): rate_limited(h.address, s) for h in app_hosts for s in ENV.services}
+    replies = {(h.name, s): service_get(h.address, s, "/api/rate-limited")
+               for h in app_hosts for s in ENV.services}
     failed = {k: v for k, v in replies.items() if v[0] != 200}
     assert not failed, failed
     assert all(body["service"] == s for (_, s), (_, body) in replies.items())

@@ -1,9 +1,9 @@
 """Secret rotation on the testbed (tasks/rotate_secrets.py): a dry run writes nothing; one JWT
 secret restarts only its service; the internal HMAC secret rotates under a steady stream of
 signed internal calls with none rejected, paused after phase 1 (every call still works) and
-resumed; a service's Redis password rotates under rate-limited traffic with no request failed,
-and a rotation stopped between its two steps is finished by the next; the old secret is then
-refused; Vault holds new versions of exactly the rotated keys; no old or new value appears in
+resumed; a service's database and Redis passwords rotate under traffic that opens a new
+connection per request, with none failed, and a rotation stopped between its two steps is
+finished by the next; the old secret is then refused; Vault holds new versions of exactly the rotated keys; no old or new value appears in
 any output or process list.
 
 Each test searches its own outputs for the values it saw (no test reads another's results).
@@ -33,7 +33,7 @@ from ops.render.compose import TRAEFIK_PORTS, internal_host, internal_url
 
 from .conftest import REPO, Testbed
 from .release import deploy, output, pyinfra
-from .test_redis_acl import as_user
+from .test_redis_acl import as_user, service_get
 from .test_rollout import PsSampler, complete_releases, ledger
 
 pytestmark = pytest.mark.integration
@@ -316,16 +316,6 @@ def test_internal_hmac_rotation_under_load_paused_after_phase_1_then_resumed(tes
                        {"old internal HMAC": old, "new internal HMAC": new})
 
 
-def service_get(address: str, service: str, path: str) -> tuple[int, dict]:
-    route = ENV.services[service].routes[0]
-    req = urllib.request.Request(f"http://{address}{route}{path}", headers={"Host": DOMAIN})
-    try:
-        with urllib.request.urlopen(req, timeout=10) as resp:
-            return resp.status, json.loads(resp.read())
-    except urllib.error.HTTPError as e:
-        return e.code, json.loads(e.read() or b"{}")
-
-
 class BackendLoad(threading.Thread):
     """GETs of one service's `path` on every app host through Traefik, at a steady rate:
     `/api/rate-limited` opens a new Redis connection as the service's ACL user, `/api/db-session`
@@ -355,45 +345,81 @@ class BackendLoad(threading.Thread):
             self.stop.wait(self.interval)
 
 
-def test_redis_password_rotation_under_load_fails_no_request(testbed, vault):
-    """Redis accepts the old password and the new while food is swapped, then only the new:
-    not one rate-limited request fails, and the old password is refused afterwards."""
+def db_login(testbed: Testbed, role: str, password: str) -> str:
+    """A password login to food's database on the db host over TCP, the password read from
+    stdin into psql's environment (never on a command line): 'ok', or psql's error line."""
+    db = next(h for h in testbed.hosts if "db" in h.roles)
+    res = subprocess.run(
+        testbed.ssh_argv(db, "read -r PGPASSWORD; export PGPASSWORD; docker exec -e PGPASSWORD "
+                             f"postgres psql -X -h 127.0.0.1 -U {role} -d food -Atc 'SELECT 1'"),
+        input=password + "\n", capture_output=True, text=True, timeout=60)
+    return "ok" if res.stdout.strip() == "1" else (res.stderr.strip().splitlines() or ["?"])[-1]
+
+
+def test_database_and_redis_passwords_rotate_under_load_with_no_request_failed(testbed, vault):
+    """One rotation of food's database and Redis passwords, under two streams of requests that
+    each open a new connection (PostgreSQL as food's login role, Redis as its ACL user). The
+    servers accept the old password and the new while food is swapped: the login moves to the
+    other of food's two roles (acting as the owner), Redis's user holds both; then the old ones
+    stop working. Not one request fails."""
     path = f"{PREFIX}/food"
     before = snapshot(vault)
-    old = before[path][1]["REDIS_PASSWORD"]
-    assert as_user(testbed, "food", old, "PING") == "PONG"
-    load, ps = BackendLoad(testbed, "food", "/api/rate-limited"), PsSampler(testbed)
-    load.start()
-    ps.start()
+    old_data = before[path][1]
+    old_db, old_redis = old_data["DB_PASSWORD"], old_data["REDIS_PASSWORD"]
+    old_role = old_data.get("DB_LOGIN", "food")
+    new_role = "food_alt" if old_role == "food" else "food"
+    assert db_login(testbed, old_role, old_db) == "ok"
+    assert as_user(testbed, "food", old_redis, "PING") == "PONG"
+    loads = [BackendLoad(testbed, "food", "/api/db-session"),
+             BackendLoad(testbed, "food", "/api/rate-limited")]
+    ps = PsSampler(testbed)
+    for thread in [*loads, ps]:
+        thread.start()
     try:
         time.sleep(2)
-        res = rotate("--data", "rotate=food/REDIS_PASSWORD")
+        res = rotate("--data", "rotate=food/DB_PASSWORD,food/REDIS_PASSWORD")
         time.sleep(2)
     finally:
-        load.stop.set()
-        ps.stop.set()
-        load.join(15)
-        ps.join(15)
+        for thread in [*loads, ps]:
+            thread.stop.set()
+        for thread in [*loads, ps]:
+            thread.join(15)
     text = output(res)
     assert res.returncode == 0, text[-3000:]
-    print(f"rate-limited requests during the rotation: {dict(load.results)}")
+    db_load, redis_load = loads
+    print(f"new connections during the rotation: PostgreSQL {dict(db_load.results)} "
+          f"{dict(db_load.sessions)}, Redis {dict(redis_load.results)}")
+    assert "PostgreSQL accepts the old password and the new until then" in text
     assert "Redis accepts the old password and the new until then" in text
     assert "the old password removed" in text
-    assert load.failures == [] and load.results[200] > 100, (load.results, load.failures[:10])
+    for load in loads:
+        assert load.failures == [] and load.results[200] > 100, (load.path, load.results,
+                                                                 load.failures[:10])
+    # both roles served, both acting as the owner of food's objects
+    assert set(db_load.sessions) == {f"{old_role} as food", f"{new_role} as food"}
+    # Vault: the new passwords and the new login, the old passwords gone (two versions)
     after = snapshot(vault)
     version, data = after[path]
-    assert version == before[path][0] + 2 and REDIS_PREVIOUS_KEY not in data
-    assert changed_keys(before, after) == {path: ["REDIS_PASSWORD"]}
-    new = data["REDIS_PASSWORD"]
-    assert as_user(testbed, "food", old, "PING") == "error WRONGPASS"
-    assert as_user(testbed, "food", new, "PING") == "PONG"
+    assert version == before[path][0] + 2
+    assert changed_keys(before, after) == {path: ["DB_LOGIN", "DB_PASSWORD", "REDIS_PASSWORD"]}
+    assert data["DB_LOGIN"] == new_role
+    new_db, new_redis = data["DB_PASSWORD"], data["REDIS_PASSWORD"]
+    assert "password authentication failed" in db_login(testbed, old_role, old_db)
+    assert "password authentication failed" in db_login(testbed, old_role, new_db)
+    assert db_login(testbed, new_role, new_db) == "ok"
+    assert as_user(testbed, "food", old_redis, "PING") == "error WRONGPASS"
+    assert as_user(testbed, "food", new_redis, "PING") == "PONG"
+    app_hosts = [h for h in testbed.hosts if "app" in h.roles]
+    assert [service_get(h.address, "food", "/api/db-session")[1].get("session_user")
+            for h in app_hosts] == [new_role] * len(app_hosts)
     entry = [e for e in ledger(testbed, testbed.hosts[0]) if e.get("rotation")][-1]
-    assert entry["result"] == "success" and entry["keys"] == [f"{path}#REDIS_PASSWORD"]
-    # step 1 swapped food everywhere; step 2 changed only the db host's Redis users
-    assert [s["swapped"] for s in entry["steps"]] == [
-        {h.name: ["food"] for h in testbed.hosts if "app" in h.roles}, {}]
+    assert entry["result"] == "success"
+    assert sorted(entry["keys"]) == [f"{path}#DB_PASSWORD", f"{path}#REDIS_PASSWORD"]
+    # step 1 swapped food everywhere; step 2 changed only the db host's servers
+    assert [s["swapped"] for s in entry["steps"]] == [{h.name: ["food"] for h in app_hosts}, {}]
     assert_never_shown(testbed, [text, *ps.samples],
-                       {"old food Redis password": old, "new food Redis password": new})
+                       {"old food database password": old_db, "new food database password": new_db,
+                        "old food Redis password": old_redis, "new food Redis password": new_redis})
 
 
 def test_a_redis_rotation_stopped_after_its_first_step_is_finished_not_restarted(
@@ -420,63 +446,3 @@ def test_a_redis_rotation_stopped_after_its_first_step_is_finished_not_restarted
     assert service_get(testbed.hosts[0].address, "food", "/api/rate-limited")[0] == 200
     assert_never_shown(testbed, [output(rolled), text],
                        {"old food Redis password": old, "interim food Redis password": interim})
-
-
-def db_login(testbed: Testbed, role: str, password: str) -> str:
-    """A password login to food's database on the db host over TCP, the password read from
-    stdin into psql's environment (never on a command line): 'ok', or psql's error line."""
-    db = next(h for h in testbed.hosts if "db" in h.roles)
-    res = subprocess.run(
-        testbed.ssh_argv(db, "read -r PGPASSWORD; export PGPASSWORD; docker exec -e PGPASSWORD "
-                             f"postgres psql -X -h 127.0.0.1 -U {role} -d food -Atc 'SELECT 1'"),
-        input=password + "\n", capture_output=True, text=True, timeout=60)
-    return "ok" if res.stdout.strip() == "1" else (res.stderr.strip().splitlines() or ["?"])[-1]
-
-
-def test_database_password_rotation_under_load_fails_no_request(testbed, vault):
-    """The login moves to food's other role (acting as the owner) while the old role still
-    accepts the old password; then the old role is locked. Not one new connection fails."""
-    path = f"{PREFIX}/food"
-    before = snapshot(vault)
-    old_data = before[path][1]
-    old, old_role = old_data["DB_PASSWORD"], old_data.get("DB_LOGIN", "food")
-    new_role = "food_alt" if old_role == "food" else "food"
-    assert db_login(testbed, old_role, old) == "ok"
-    load, ps = BackendLoad(testbed, "food", "/api/db-session"), PsSampler(testbed)
-    load.start()
-    ps.start()
-    try:
-        time.sleep(2)
-        res = rotate("--data", "rotate=food/DB_PASSWORD")
-        time.sleep(2)
-    finally:
-        load.stop.set()
-        ps.stop.set()
-        load.join(15)
-        ps.join(15)
-    text = output(res)
-    assert res.returncode == 0, text[-3000:]
-    print(f"new database connections during the rotation: {dict(load.results)}, "
-          f"{dict(load.sessions)}")
-    assert "PostgreSQL accepts the old password and the new until then" in text
-    assert load.failures == [] and load.results[200] > 100, (load.results, load.failures[:10])
-    # both roles served, both acting as the owner of food's objects
-    assert set(load.sessions) == {f"{old_role} as food", f"{new_role} as food"}
-    after = snapshot(vault)
-    version, data = after[path]
-    assert version == before[path][0] + 2
-    assert {k: v for k, v in data.items() if k != "DB_PASSWORD"} == \
-        {**{k: v for k, v in old_data.items() if k != "DB_PASSWORD"}, "DB_LOGIN": new_role}
-    new = data["DB_PASSWORD"]
-    assert new != old
-    assert "password authentication failed" in db_login(testbed, old_role, old)
-    assert "password authentication failed" in db_login(testbed, old_role, new)
-    assert db_login(testbed, new_role, new) == "ok"
-    app_hosts = [h for h in testbed.hosts if "app" in h.roles]
-    assert [service_get(h.address, "food", "/api/db-session")[1].get("session_user")
-            for h in app_hosts] == [new_role] * len(app_hosts)
-    entry = [e for e in ledger(testbed, testbed.hosts[0]) if e.get("rotation")][-1]
-    assert entry["result"] == "success" and entry["keys"] == [f"{path}#DB_PASSWORD"]
-    assert [s["swapped"] for s in entry["steps"]] == [{h.name: ["food"] for h in app_hosts}, {}]
-    assert_never_shown(testbed, [text, *ps.samples],
-                       {"old food database password": old, "new food database password": new})
