@@ -1,5 +1,6 @@
-"""The backup freshness gate: in the gated environments (prod), a migration does not run when
-its database's last successful backup is older than `backups.freshness_limit_hours`.
+"""The backup freshness gate: in the gated environments (prod, and any whose group_data sets
+`backups.gate_migrations`), a migration does not run when its database's last successful
+backup is older than `backups.freshness_limit_hours`, or the WAL archive is stale.
 
 The rule (`backup_freshness_problems`) is pure; `check_backup_freshness` reads the db host's
 backup metrics through a `Remote` and raises the rollout's error.
@@ -27,8 +28,14 @@ METRIC_LINE = re.compile(
     r'^(?P<name>superapp_backup_[a-z_]+)\{database="(?P<db>[^"]+)"\}\s+(?P<value>\S+)\s*$')
 LAST_SUCCESS = "superapp_backup_last_success_timestamp_seconds"
 FRESHNESS_RULE = "backup.freshness"  # waivers: rule id, key `backup.freshness:<env>:<db>`
-GATED_ENVS = ("prod",)  # where a stale backup refuses a migration
+GATED_ENVS = ("prod",)  # always gated; others opt in with backups.gate_migrations
 WAIVERS_FILE = REPO_ROOT / "audit-waivers.yml"
+
+
+def gated(environment: Environment) -> bool:
+    """Whether a stale backup or archive refuses a migration in this environment."""
+    return (environment.name in GATED_ENVS
+            or bool(environment.settings["backups"].get("gate_migrations")))
 
 
 def parse_backup_metrics(text: str) -> dict[str, dict[str, float]]:
@@ -67,12 +74,12 @@ def backup_freshness_problems(environment: Environment, databases: Iterable[str]
                               waivers: Sequence[FreshnessWaiver] = ()) -> list[str]:
     """Why a migration of `databases` must not run now; [] when it may.
 
-    Only in GATED_ENVS (prod). `metrics`: the output of `read_backup_metrics_command()` on the
+    Only where `gated`. `metrics`: the output of `read_backup_metrics_command()` on the
     db host, or its parsed form. A database is refused when its last successful backup is older
     than `backups.freshness_limit_hours` or was never recorded, unless an unexpired waiver
     matches `backup.freshness:<env>:<db>`.
     """
-    if environment.name not in GATED_ENVS:
+    if not gated(environment):
         return []
     parsed = parse_backup_metrics(metrics) if isinstance(metrics, str) else metrics
     limit_hours = environment.settings["backups"]["freshness_limit_hours"]
@@ -104,12 +111,12 @@ ARCHIVE_LINE = re.compile(
 
 def archive_freshness_problems(environment: Environment, metrics: str,
                                now: dt.datetime) -> list[str]:
-    """Why no migration may run while the WAL archive is stale ([] when it may, or outside
-    GATED_ENVS, or without `pitr`): a migration is exactly when a point-in-time restore may
+    """Why no migration may run while the WAL archive is stale ([] when it may, in an ungated
+    environment, or without `pitr`): a migration is exactly when a point-in-time restore may
     be needed, and with the repository host down the newest changes exist only on the db
     host. `metrics` is the output of `read_backup_metrics_command()`."""
     pitr = environment.settings.get("pitr")
-    if environment.name not in GATED_ENVS or not pitr or environment.backup_host is None:
+    if not gated(environment) or not pitr or environment.backup_host is None:
         return []
     limit = pitr["archive_max_age_seconds"]
     repo = environment.backup_host.name
@@ -130,7 +137,7 @@ def check_backup_freshness(db_remote: Remote, environment: Environment,
                            change: ServiceChange) -> None:
     """Refuse (RolloutError) to migrate `change`'s database when its last backup is too old."""
     database = environment.services[change.service].database
-    if environment.name not in GATED_ENVS or not database:
+    if not gated(environment) or not database:
         return
     metrics = must(db_remote, read_backup_metrics_command(), "reading backup metrics")
     now = dt.datetime.now(dt.UTC)

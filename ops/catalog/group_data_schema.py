@@ -84,6 +84,9 @@ GROUP_DATA = Record({
         "stale_after_hours": Field(Int(min=1), doc="BackupStale alert threshold"),
         "freshness_limit_hours": Field(Int(min=1), required=False, default=24,
                                        doc="prod refuses a migration after an older backup"),
+        "gate_migrations": Field(Bool(), required=False, default=False,
+                                 doc="refuse migrations on a stale backup or WAL archive here "
+                                     "too (prod always does)"),
         "encrypt_to_public_key": Field(
             Optional(Str(pattern=r"-----BEGIN CERTIFICATE-----[A-Za-z0-9+/=\s]+"
                              r"-----END CERTIFICATE-----\s*",

@@ -18,6 +18,8 @@ import pytest
 from ops.catalog import load_environment
 from ops.render import pitr
 from tests.integration.conftest import REPO, Testbed
+from tests.integration.release import deploy, output, release_copy
+from tests.integration.test_rollout import versions
 
 pytestmark = pytest.mark.integration
 PROD_SQL = "docker exec -i postgres psql -X -qAt -v ON_ERROR_STOP=1 -U postgres -d postgres"
@@ -151,3 +153,48 @@ def test_a_wrong_passphrase_fails_naming_the_repository_and_changes_nothing(test
                 timeout=180)
     assert testbed.ssh(backup, "ls -A /var/lib/superapp/drill 2>/dev/null; "
                                "docker ps -aq --filter name=sa-pitr-drill").stdout.strip() == ""
+
+
+def test_with_the_repository_host_down_a_migration_runs_while_the_archive_is_fresh_then_not(
+        testbed, hosts, tmp_path):
+    """The backup host's S3 stops (its host down, as far as the db host can tell). A release
+    whose migration comes right after the last archived segment proceeds; once the archive is
+    older than the limit, the next migration is refused naming the repository's host, and
+    nothing changes. With the repository back, the repo's release rolls again. Gated here as
+    in prod (`backups.gate_migrations`), with a 90 s limit so the test waits that long."""
+    db, backup = hosts
+    local = load_environment("local")
+    limit = 90
+    settings = {
+        "backups": repr({**local.settings["backups"], "gate_migrations": True}),
+        "pitr": repr({**local.settings["pitr"], "archive_max_age_seconds": limit}),
+    }
+    v2 = release_copy(tmp_path / "v2", {**settings, "image_tags": '{"food": "v2"}'})
+    v1 = release_copy(tmp_path / "v1", settings)
+    metrics = f"{pitr.PITR_SCRIPT} metrics"
+    archived_now(testbed, db)
+    t0 = time.time()
+    testbed.ssh(db, metrics, timeout=180)
+    archived_at = time.time()
+    print(f"archived, metrics written in {archived_at - t0:.0f} s")
+    testbed.ssh(backup, f"docker kill {pitr.S3_CONTAINER}")  # abruptly, as a host goes down
+    try:
+        fresh = deploy(v2)
+        assert fresh.returncode == 0, output(fresh)[-4000:]
+        assert "food: running migrations once" in output(fresh)
+        assert set(versions(testbed, "food").values()) == {"v2"}
+        print(f"fresh deploy done {time.time() - archived_at:.0f} s after the last archive")
+        # archiving now fails: the last success the db host reports stays where it was
+        time.sleep(max(0.0, archived_at + limit + 5 - time.time()))
+        stale = deploy(v1)
+        text = output(stale)
+        assert stale.returncode != 0
+        assert f"the last WAL segment reached the backup repository on {backup.name}" in text
+        assert f"more than the {limit}s limit: {backup.name} may be down" in text, text[-4000:]
+        assert "food: running migrations once" not in text
+        assert set(versions(testbed, "food").values()) == {"v2"}  # nothing moved
+    finally:
+        testbed.ssh(backup, f"docker start {pitr.S3_CONTAINER}")  # archiving catches up alone
+    back = deploy(REPO)
+    assert back.returncode == 0, output(back)[-4000:]
+    assert set(versions(testbed, "food").values()) == {"v1"}

@@ -3,8 +3,8 @@ secret restarts only its service; the internal HMAC secret rotates under a stead
 signed internal calls with none rejected, paused after phase 1 (every call still works) and
 resumed; a service's database and Redis passwords rotate under traffic that opens a new
 connection per request, with none failed, and a rotation stopped between its two steps is
-finished by the next; the old secret is then refused; Vault holds new versions of exactly the rotated keys; no old or new value appears in
-any output or process list.
+finished by the next; the old secret is then refused; Vault holds new versions of exactly
+the rotated keys; no old or new value appears in any output or process list.
 
 Each test searches its own outputs for the values it saw (no test reads another's results).
 The first converges the fleet on this repo's release (a rotation refuses a fleet that is not

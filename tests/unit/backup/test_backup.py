@@ -199,9 +199,17 @@ def test_limit_comes_from_group_data(repo_copy):
     assert backup_freshness_problems(repo_copy.load(), ["taxi"], METRICS, AT) == []
 
 
-def test_only_prod_is_gated(environments):
+def test_only_prod_is_gated_unless_group_data_asks(environments, repo_copy):
     for env in ("staging", "local"):
         assert backup_freshness_problems(environments[env], ["chat"], "", AT) == []
+        assert archive_freshness_problems(environments[env], "", AT) == []
+    repo_copy.replace("group_data/all.py", r'"freshness_limit_hours": 24',
+                      '"freshness_limit_hours": 24, "gate_migrations": True')
+    local = repo_copy.load("local")
+    [problem] = backup_freshness_problems(local, ["chat"], "", AT)
+    assert problem.startswith("database chat: no successful backup recorded on host1")
+    [stale] = archive_freshness_problems(local, "", AT)
+    assert "no WAL segment has reached the backup repository on host3 yet" in stale
 
 
 def test_a_stale_wal_archive_blocks_a_migration_in_prod_naming_the_repository_host(
