@@ -9,14 +9,11 @@ a new connection, as the service's ACL user).
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import socket
-import sys
 import urllib.error
 import urllib.parse
 import urllib.request
-from pathlib import Path
 from typing import Any
 
 import hvac
@@ -25,6 +22,7 @@ import pytest
 from ops.catalog import load_environment
 from ops.render.compose import REDIS_PORT
 from ops.render.redis_acl import ACL_FILE, ADMIN_USER, LOAD_SCRIPT
+from tests.unit.testbed.test_standin import load_module
 
 from .conftest import Testbed
 
@@ -33,19 +31,7 @@ pytestmark = pytest.mark.integration
 ENV = load_environment("local")
 DOMAIN = ENV.settings["api_domains"][0]
 MOUNT = ENV.settings["vault"]["mount"]
-STANDIN = Path(__file__).resolve().parents[2] / "testbed" / "standin" / "standin.py"
-
-
-def load_standin() -> Any:
-    spec = importlib.util.spec_from_file_location("standin_resp", STANDIN)
-    assert spec and spec.loader
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # dataclasses resolve annotations through sys.modules
-    spec.loader.exec_module(module)
-    return module
-
-
-RESP = load_standin()  # the stand-in's own RESP client: the same bytes the services send
+RESP = load_module()  # the stand-in's own RESP client: the same bytes the services send
 
 
 def redis_url(testbed: Testbed, user: str, password: str) -> str:

@@ -202,16 +202,23 @@ def fake_redis_cli(tmp_path, replies: str) -> dict[str, str]:
     return {"PATH": f"{tmp_path}:/usr/bin:/bin"}
 
 
-def test_redis_acl_load_feeds_the_file_on_stdin_and_needs_every_reply_ok(tmp_path) -> None:
+def run_acl_load(tmp_path, replies: str,
+                 script: str = "AUTH a b\n") -> tuple[subprocess.CompletedProcess, str]:
+    """cmd.redis_acl_load run by sh against fake_redis_cli; (result, the command's text)."""
     script_file = tmp_path / "load.redis"
-    script_file.write_text('AUTH superapp-admin "s3cret"\nACL SETUSER food reset on\n')
-    env = fake_redis_cli(tmp_path, "OK\\nOK\\n")
-    res = subprocess.run(["sh", "-c", cmd.redis_acl_load("redis", str(script_file))],
-                         env=env, capture_output=True, text=True)
+    script_file.write_text(script)
+    command = cmd.redis_acl_load("redis", str(script_file))
+    return subprocess.run(["sh", "-c", command], env=fake_redis_cli(tmp_path, replies),
+                          capture_output=True, text=True), command
+
+
+def test_redis_acl_load_feeds_the_file_on_stdin_and_needs_every_reply_ok(tmp_path) -> None:
+    script = 'AUTH superapp-admin "s3cret"\nACL SETUSER food reset on\n'
+    res, command = run_acl_load(tmp_path, "OK\\nOK\\n", script)
     assert res.returncode == 0, res.stdout + res.stderr
     assert res.stdout.strip() == "redis users loaded: 2 command(s), all OK"
-    assert (tmp_path / "stdin").read_text() == script_file.read_text()
-    assert "s3cret" not in cmd.redis_acl_load("redis", str(script_file))
+    assert (tmp_path / "stdin").read_text() == script
+    assert "s3cret" not in command
     assert not (tmp_path / "calls").exists()  # no restart
 
 
@@ -219,21 +226,14 @@ def test_redis_acl_load_feeds_the_file_on_stdin_and_needs_every_reply_ok(tmp_pat
     "OK\\nERR Error in ACL SETUSER modifier '+nope': Unknown command\\n\\nOK\\n",
     "OK\\nNOPERM this user has no permissions to run the 'acl' command\\n", ""])
 def test_redis_acl_load_fails_on_any_refusal_and_prints_it(tmp_path, replies) -> None:
-    script_file = tmp_path / "load.redis"
-    script_file.write_text("AUTH a b\n")
-    res = subprocess.run(["sh", "-c", cmd.redis_acl_load("redis", str(script_file))],
-                         env=fake_redis_cli(tmp_path, replies), capture_output=True, text=True)
+    res, _ = run_acl_load(tmp_path, replies)
     assert res.returncode == 1
     assert "OK" not in res.stdout.split()
     assert not (tmp_path / "calls").exists()
 
 
 def test_redis_acl_load_restarts_redis_when_the_admin_password_changed(tmp_path) -> None:
-    script_file = tmp_path / "load.redis"
-    script_file.write_text("AUTH a b\n")
-    env = fake_redis_cli(tmp_path, "WRONGPASS invalid username-password pair\\n\\nNOAUTH x\\n")
-    res = subprocess.run(["sh", "-c", cmd.redis_acl_load("redis", str(script_file))],
-                         env=env, capture_output=True, text=True)
+    res, _ = run_acl_load(tmp_path, "WRONGPASS invalid username-password pair\\n\\nNOAUTH x\\n")
     assert res.returncode == 0
     assert "restarted to load its users" in res.stdout
     assert (tmp_path / "calls").read_text().splitlines() == ["restart redis"]
