@@ -135,8 +135,8 @@ def test_bootstrap_twice_creates_once_and_keeps_values(scratch, root, as_root, c
     second = bootstrap(scratch, environ=as_root, echo=print)
     assert (second.created, second.access, second.present) == ([], [], len(required(scratch)))
     assert digest(read_all(root, scratch)) == digest(before)
-    assert second.lines()[-1].endswith("created 0 secret(s), 50 already set, "
-                                       "0 policy/role change(s)")
+    assert second.lines()[-1].endswith(f"created 0 secret(s), {len(required(scratch))} already "
+                                       "set, 0 policy/role change(s)")
 
     out = capsys.readouterr()
     values = [v for entry in before.values() for v in entry["data"].values()]
@@ -160,7 +160,7 @@ def test_bootstrap_fills_only_missing_keys_of_an_existing_path(scratch, root, as
     canary = f"canary-{secrets.token_hex(6)}-'\"$X #\n"
     put(root, path, {"JWT_SECRET": canary, "UNRELATED": "keep-me"})
     report = bootstrap(scratch, environ=as_root)
-    assert f"{path}#DB_PASSWORD (password)" in report.created
+    assert f"{path}#DB_PASSWORD (db-password)" in report.created
     assert f"{path}#JWT_SECRET (jwt)" not in report.created
     now = root.secrets.kv.v2.read_secret_version(path=path, mount_point="secret",
                                                  raise_on_deleted_version=True)["data"]
@@ -190,7 +190,7 @@ def test_fetch_reports_every_missing_key_at_once(scratch, root, as_root):
     bootstrap(scratch, environ=as_root)
     canary = f"canary-{secrets.token_hex(6)}"
     payments = scratch.vault_path("payments")
-    put(root, payments, {"JWT_SECRET": canary})  # DB_PASSWORD gone
+    put(root, payments, {"JWT_SECRET": canary})  # DB_PASSWORD and REDIS_PASSWORD gone
     root.secrets.kv.v2.delete_metadata_and_all_versions(path=scratch.vault_path("taxi"),
                                                         mount_point="secret")
     alertmanager = scratch.vault_path("alertmanager")
@@ -201,13 +201,15 @@ def test_fetch_reports_every_missing_key_at_once(scratch, root, as_root):
         fetch_secrets(scratch, environ=as_root)
     message = str(info.value)
     assert message.splitlines()[0] == (
-        f"Vault at {VAULT_ADDR}: 5 secret(s) missing or unreadable under "
+        f"Vault at {VAULT_ADDR}: 7 secret(s) missing or unreadable under "
         f"secret/{scratch.vault_path()} (nothing was changed on any host):")
-    assert message.splitlines()[1:6] == [
+    assert message.splitlines()[1:8] == [
         f"  - {payments}#DB_PASSWORD: missing",
+        f"  - {payments}#REDIS_PASSWORD: missing",
         f"  - {scratch.vault_path('taxi')}#ADMIN_TOKEN: missing (no secret at this path)",
         f"  - {scratch.vault_path('taxi')}#DB_PASSWORD: missing (no secret at this path)",
         f"  - {scratch.vault_path('taxi')}#TOMTOM_API_KEY: missing (no secret at this path)",
+        f"  - {scratch.vault_path('taxi')}#REDIS_PASSWORD: missing (no secret at this path)",
         f"  - {alertmanager}#SMTP_PASS: missing (empty)",
     ]
     assert canary not in message and info.value.__cause__ is None
