@@ -86,6 +86,8 @@ alerting = {
     "runbook_base_url": "https://runbooks.superapp.sy/alerts",
     "error_rate_ratio": 0.05,
     "webhook_retries_per_15m": 20,
+    # HostMemoryLow: MemAvailable / MemTotal below this for 10 minutes
+    "memory_available_ratio": 0.10,
 }
 # uid each infra process runs as in its image: it owns its 0600 config files (secrets inside).
 # (postgres: its entrypoint chowns its data directory itself; the uid owns pgBackRest's config)

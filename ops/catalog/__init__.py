@@ -109,7 +109,8 @@ Example group_data::
     container_logs = {"max_size": "10m", "max_file": 5}
     prometheus = {"scrape_interval": "15s", "evaluation_interval": "15s", "retention": "15d"}
     alerting = {"runbook_base_url": "https://runbooks.superapp.sy/alerts",
-                "error_rate_ratio": 0.05, "webhook_retries_per_15m": 20}
+                "error_rate_ratio": 0.05, "webhook_retries_per_15m": 20,
+                "memory_available_ratio": 0.10}
     data_uids = {"redis": 999, "prometheus": 65534, "alertmanager": 65534, "postgres": 101,
                  "seaweedfs": 65534}
     relaxations = []                               # local only: standin-image,

@@ -138,6 +138,8 @@ GROUP_DATA = Record({
         "runbook_base_url": Field(Str(pattern=r"https?://\S+", hint="a URL")),
         "error_rate_ratio": Field(Number(min=0.0001)),
         "webhook_retries_per_15m": Field(Int(min=1)),
+        "memory_available_ratio": Field(Number(min=0.01),
+                                        doc="HostMemoryLow below this MemAvailable/MemTotal"),
     })),
     "data_uids": Field(Record({name: Field(Int(min=1)) for name in UID_OWNERS}),
                        doc="uid each infra process runs as: owner of its 0600 files"),

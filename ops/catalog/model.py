@@ -323,6 +323,8 @@ class Environment:
             "OPS_ADMIN_WEBHOOK_URL": "url", "SLACK_WEBHOOK_URL": "url", "SLACK_CHANNEL": "string",
             "ALERT_EMAIL_TO": "email", "ALERT_EMAIL_FROM": "email", "SMTP_HOST": "hostport",
             "SMTP_USER": "string", "SMTP_PASS": "password",
+            # the dead-man's switch: pages when the always-firing Watchdog stops arriving
+            "DEADMANS_SWITCH_URL": "url",
         }
         return {key: SecretRef(path, key, kind) for key, kind in kinds.items()}
 

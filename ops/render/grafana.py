@@ -65,8 +65,10 @@ def service_panels(selector: str) -> list[tuple[str, dict[str, str], str]]:
     return [
         ("Requests per second", {"{{host}}": f"sum by (host) (rate({REQ}{{{selector}}}[5m]))"},
          "reqps"),
+        # `or vector(0)`: no 5xx series at all is 0 %, not "no data"
         ("Error rate (5xx)", {"5xx ratio": (
-            f'sum(rate({REQ}{{{selector},status=~"5.."}}[5m])) / sum(rate({REQ}{{{selector}}}[5m]))'
+            f'(sum(rate({REQ}{{{selector},status=~"5.."}}[5m])) or vector(0))'
+            f" / sum(rate({REQ}{{{selector}}}[5m]))"
         )}, "percentunit"),
         ("Latency p90 / p99", quantiles, "s"),
     ]
@@ -106,12 +108,15 @@ def overview_dashboard(environment: Environment) -> dict[str, Any]:
         ("Requests per second by service",
          {"{{service}}": f"sum by (service) (rate({REQ}{{{sel}}}[5m]))"}, "reqps"),
         ("Error rate by service", {"{{service}}": (
-            f'sum by (service) (rate({REQ}{{{sel},status=~"5.."}}[5m]))'
+            f'(sum by (service) (rate({REQ}{{{sel},status=~"5.."}}[5m]))'
+            f" or 0 * sum by (service) (rate({REQ}{{{sel}}}[5m])))"
             f" / sum by (service) (rate({REQ}{{{sel}}}[5m]))")}, "percentunit"),
         ("p99 latency by service", {"{{service}}": (
             f"histogram_quantile(0.99, sum by (service, le) (rate({DURATION}{{{sel}}}[5m])))")},
          "s"),
-        ("Targets down", {"{{service}} on {{host}}": 'up{tier="service"} == 0'}, "none"),
+        # a count per service (0 when all are up), not only the down ones: a panel with data
+        ("Targets down by service",
+         {"{{service}}": 'sum by (service) (up{tier="service"} == bool 0)'}, "none"),
     ], ["overview"])
 
 

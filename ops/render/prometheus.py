@@ -32,7 +32,11 @@ LATENCY_LEVELS = (
     {"alert": "HighLatencyP99Critical", "seconds": 2, "severity": "critical"},
 )
 ALERT_NAMES = ("ServiceDown", "HighErrorRate", "HighLatencyP99", "HighLatencyP99Critical",
-               "PaymentsWebhookRetries", "BackupStale")
+               "PaymentsWebhookRetries", "Watchdog", "TargetDown", "ServiceMetricsAbsent",
+               "DiskWillFillIn4h", "HostMemoryLow", "BackupStale")
+# node-exporter filesystems worth predicting: real disks, not the kernel's and Docker's layers
+NODE_FS = 'fstype!~"tmpfs|ramfs|overlay|squashfs|nsfs|autofs|fuse.lxcfs"'
+
 # Rendered only when the environment sets `pitr`; runbook: ops/runbooks/<runbook_slug(name)>.md
 PITR_ALERT_NAMES = ("PitrArchiveFailing", "PitrArchiveLagging", "PitrRepositoryDown",
                     "PitrMetricsStale", "PitrFullBackupTooOld", "PitrBackupTooOld",
@@ -86,7 +90,18 @@ def render_rules(environment: Environment) -> RenderedFile:
         runbook=s["alerting"]["runbook_base_url"].rstrip("/"), latency_levels=LATENCY_LEVELS,
         stale_after_seconds=s["backups"]["stale_after_hours"] * 3600,
         stale_after_hours=s["backups"]["stale_after_hours"],
-        backup_databases=backup_databases(environment), **pitr_context(environment)))
+        backup_databases=backup_databases(environment), absent_metrics=absent_metrics(environment),
+        node_fs=NODE_FS, **pitr_context(environment)))
+
+
+def absent_metrics(environment: Environment) -> list[dict[str, str]]:
+    """(service, metric) pairs whose absence is an alert: every service's request and latency
+    metrics, and payments' webhook retries (the image contract, README)."""
+    pairs = [{"service": s, "metric": m} for s in environment.services
+             for m in (METRICS["requests"], METRICS["duration_bucket"])]
+    if "payments" in environment.services:
+        pairs.append({"service": "payments", "metric": METRICS["webhook_retries"]})
+    return pairs
 
 
 def pitr_context(environment: Environment) -> dict:
@@ -124,7 +139,18 @@ def render_rule_tests(environment: Environment) -> str:
         fresh_databases=backup_databases(environment)[1:-1],
         missing_database=backup_databases(environment)[-1],
         stale_age=humanize_hours(stale_hours + 1),
+        env=environment.name, memory_ratio=s["alerting"]["memory_available_ratio"],
+        **absent_test_context(environment),
         runbook=s["alerting"]["runbook_base_url"].rstrip("/"), **pitr_test_context(environment))
+
+
+def absent_test_context(environment: Environment) -> dict:
+    """ServiceMetricsAbsent's test: every pair present but two, the second service's latency
+    histogram and the last pair (payments' webhook retries when payments is in the catalog)."""
+    pairs = absent_metrics(environment)
+    missing = [pairs[3], pairs[-1]]
+    return {"absent_missing": missing,
+            "absent_present": [p for p in pairs if p not in missing]}
 
 
 def pitr_test_context(environment: Environment) -> dict:

@@ -411,7 +411,7 @@ def _labels(names: Iterable[str], values: Iterable[str]) -> str:
     for name, value in zip(names, values, strict=True):
         escaped = value.replace("\\", "\\\\").replace("\n", "\\n").replace('"', '\\"')
         parts.append(f'{name}="{escaped}"')
-    return "{" + ",".join(parts) + "}"
+    return "{" + ",".join(parts) + "}" if parts else ""
 
 
 def _num(value: float) -> str:
@@ -486,6 +486,12 @@ class Histogram:
         return lines
 
 
+def resident_bytes() -> int:
+    """This process's resident set size, from /proc/self/statm (pages)."""
+    with open("/proc/self/statm") as f:
+        return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+
+
 class Metrics:
     def __init__(self, service: str, version: str) -> None:
         self.service = service
@@ -519,12 +525,21 @@ class Metrics:
             for key in ("current", "previous"):
                 self.hmac.inc((result, key), 0)
         self.charges.inc((service,), 0)
+        # the image contract's webhook metric (README): payments exports it from its start
+        self.webhook_retries = Counter(
+            "payments_webhook_retries_total", "Payment provider webhook deliveries retried.", ())
+        if service == "payments":
+            self.webhook_retries.inc((), 0)
 
     def render(self) -> str:
         lines = [
             "# HELP standin_build_info Build information of the stand-in service.",
             "# TYPE standin_build_info gauge",
             f"standin_build_info{_labels(('version', 'service'), (self.version, self.service))} 1",
+            # what prometheus_client's process collector exports in the real images
+            "# HELP process_resident_memory_bytes Resident memory size in bytes.",
+            "# TYPE process_resident_memory_bytes gauge",
+            f"process_resident_memory_bytes {resident_bytes()}",
         ]
         for metric in (
             self.requests,
@@ -532,6 +547,7 @@ class Metrics:
             self.hmac,
             self.calls,
             self.charges,
+            self.webhook_retries,
         ):
             lines.extend(metric.render())
         return "\n".join(lines) + "\n"
@@ -540,6 +556,8 @@ class Metrics:
 def route_template(path: str) -> str:
     if path in EXACT_ROUTES:
         return path
+    if path.startswith("/api/wallet/"):  # taxi's wallet area (its own dashboard)
+        return "/api/wallet/{path}"
     if path.startswith("/api/"):
         return "/api/{path}"
     if path.startswith("/internal/"):

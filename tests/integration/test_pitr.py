@@ -9,9 +9,12 @@ marker committed before the target that the restore does not have.
 from __future__ import annotations
 
 import datetime as dt
+import json
 import secrets
 import subprocess
 import time
+import urllib.parse
+import urllib.request
 
 import pytest
 
@@ -20,6 +23,7 @@ from ops.render import pitr
 from tests.integration.conftest import REPO, Testbed
 from tests.integration.release import deploy, output, release_copy
 from tests.integration.test_rollout import versions
+from tests.integration.test_rotation import BackendLoad
 
 pytestmark = pytest.mark.integration
 PROD_SQL = "docker exec -i postgres psql -X -qAt -v ON_ERROR_STOP=1 -U postgres -d postgres"
@@ -198,3 +202,107 @@ def test_with_the_repository_host_down_a_migration_runs_while_the_archive_is_fre
     back = deploy(REPO)
     assert back.returncode == 0, output(back)[-4000:]
     assert set(versions(testbed, "food").values()) == {"v1"}
+
+
+REAL = "/tmp/it-s3-real"  # the repository's own directory, reachable while a tmpfs hides it
+FILL = f"""set -e
+docker stop -t 10 {pitr.S3_CONTAINER} >/dev/null
+mkdir -p {REAL} && mount --bind {pitr.S3_DATA} {REAL}
+size=$(( $(du -sb {REAL} | cut -f1) + 32 * 1024 * 1024 ))
+mount -t tmpfs -o size=$size,mode=0700,uid={{uid}},gid={{uid}} it-s3-full {pitr.S3_DATA}
+cp -a {REAL}/. {pitr.S3_DATA}/
+docker start {pitr.S3_CONTAINER} >/dev/null
+sleep 5
+dd if=/dev/zero of={pitr.S3_DATA}/it-filler bs=64k 2>/dev/null || true
+df -B1 --output=avail {pitr.S3_DATA} | tail -n 1"""
+# back to the real directory with everything the server wrote meanwhile (nothing is lost)
+UNFILL = f"""set -e
+docker stop -t 10 {pitr.S3_CONTAINER} >/dev/null
+rm -f {pitr.S3_DATA}/it-filler
+find {REAL} -mindepth 1 -delete
+cp -a {pitr.S3_DATA}/. {REAL}/
+umount {pitr.S3_DATA} && umount {REAL} && rmdir {REAL}
+docker start {pitr.S3_CONTAINER} >/dev/null"""
+
+
+def rule_holds(monitoring, alert: str, timeout: float = 90) -> list[dict]:
+    """Wait until the live Prometheus evaluates `alert`'s expression (as loaded from the
+    rendered rules) to a non-empty result; return it. The `for` is promtool's business."""
+    base = f"http://{monitoring.address}:9090/api/v1"
+    with urllib.request.urlopen(f"{base}/rules?type=alert", timeout=10) as r:
+        groups = json.loads(r.read())["data"]["groups"]
+    [query] = {rule["query"] for g in groups for rule in g["rules"] if rule["name"] == alert}
+    deadline = time.time() + timeout
+    while True:
+        url = f"{base}/query?" + urllib.parse.urlencode({"query": query})
+        with urllib.request.urlopen(url, timeout=10) as r:
+            result = json.loads(r.read())["data"]["result"]
+        if result or time.time() > deadline:
+            assert result, f"{alert} ({query}) never held within {timeout:.0f} s"
+            return result
+        time.sleep(3)
+
+
+def test_with_the_repository_disk_full_archiving_fails_its_alerts_hold_and_migrations_wait(
+        testbed, hosts, tmp_path):
+    """The repository's filesystem fills up (a tmpfs holding a copy of the repository, then a
+    filler file, under the running S3 server). Under a stream of database requests: WAL
+    archiving fails while the db host keeps serving; the live Prometheus evaluates
+    BackupVolumeFilling and PitrArchiveFailing as true; once the archive is older than the
+    limit, a release with a migration is refused naming the repository's host. With space
+    back, every segment written meanwhile reaches the repository: no WAL is lost."""
+    db, backup = hosts
+    monitoring = next(h for h in testbed.hosts if "monitoring" in h.roles)
+    local = load_environment("local")
+    limit = 60  # the schema's minimum
+    v2 = release_copy(tmp_path / "v2", {
+        "backups": repr({**local.settings["backups"], "gate_migrations": True}),
+        "pitr": repr({**local.settings["pitr"], "archive_max_age_seconds": limit}),
+        "image_tags": '{"food": "v2"}'})
+    archived_now(testbed, db)
+    failed_before = int(sql(testbed, db, "SELECT failed_count FROM pg_stat_archiver"))
+    load = BackendLoad(testbed, "food", "/api/db-session")
+    load.start()
+    uid = local.settings["data_uids"]["seaweedfs"]
+    filled = False
+    try:
+        avail = testbed.ssh(backup, FILL.replace("{uid}", str(uid)), timeout=300).stdout
+        filled = True
+        assert int(avail.split()[-1]) < 1024 * 1024, avail
+        during = marker(testbed, db, "it-disk-full")
+        segment = sql(testbed, db, "SELECT pg_walfile_name(pg_switch_wal())")
+        for _ in range(60):
+            if int(sql(testbed, db, "SELECT failed_count FROM pg_stat_archiver")) > failed_before:
+                break
+            time.sleep(1)
+        else:
+            raise AssertionError("archiving did not fail with the repository's disk full")
+        testbed.ssh(backup, pitr.VOLUME_SCRIPT)
+        testbed.ssh(db, f"{pitr.PITR_SCRIPT} metrics", timeout=180)
+        rule_holds(monitoring, "BackupVolumeFilling")
+        rule_holds(monitoring, "PitrArchiveFailing")
+        last = float(sql(testbed, db, "SELECT extract(epoch FROM last_archived_time) "
+                                      "FROM pg_stat_archiver"))
+        time.sleep(max(0.0, last + limit + 2 - time.time()))
+        testbed.ssh(db, f"{pitr.PITR_SCRIPT} metrics", timeout=180)
+        refused = deploy(v2)
+        text = output(refused)
+        assert refused.returncode != 0
+        assert f"more than the {limit}s limit: {backup.name} may be down or archiving failing" \
+            in text, text[-4000:]
+        assert "food: running migrations once" not in text
+        assert set(versions(testbed, "food").values()) == {"v1"}
+    finally:
+        if filled:
+            testbed.ssh(backup, UNFILL, timeout=300)
+        load.stop.set()
+        load.join()
+    archived_now(testbed, db)  # catches up through the segments written while full
+    done = sql(testbed, db, "SELECT last_archived_wal FROM pg_stat_archiver")
+    assert done[8:] >= segment[8:], f"{segment} (marker {during}) never reached the repository"
+    assert not load.failures, load.failures[:5]
+    assert load.results[200] > 0
+    print(f"disk full: {sum(load.results.values())} requests, 0 failed; marker {during} "
+          f"archived in {segment}")
+    back = deploy(REPO)  # whatever the refused run wrote before its gate, the repo's again
+    assert back.returncode == 0, output(back)[-4000:]
