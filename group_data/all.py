@@ -29,6 +29,7 @@ infra_images = {
     "postgres": "superapp/postgres:15.18.0",
     "redis": "superapp/redis:7.0.15",
     "seaweedfs": "superapp/seaweedfs:4.48.0",
+    "blackbox_exporter": "superapp/blackbox-exporter:0.23.0",
 }
 
 # The docker network every container of a host joins; Traefik has a fixed address on it, which

@@ -32,12 +32,13 @@ import yaml
 from ops.catalog.model import Environment
 from ops.render.files import (
     ALERTMANAGER_DIR,
+    BLACKBOX_DIR,
     COMPOSE_DIR,
     PROMETHEUS_DIR,
     TRAEFIK_DIR,
     TRAEFIK_DYNAMIC_DIR,
 )
-from ops.render.prometheus import render_rule_tests
+from ops.render.prometheus import RULES_DIR, render_rule_tests, rule_test_file
 
 TRAEFIK_LOAD_TIMEOUT = 15.0  # seconds for Traefik to load its file provider on a busy machine
 
@@ -109,17 +110,24 @@ def check_prometheus_rules(file: Path) -> CheckResult:
 
 
 def check_rule_tests(rules: Path, tests_yaml: str) -> CheckResult:
-    """`promtool test rules` on the environment's rule tests, beside a copy of the rules."""
+    """`promtool test rules` on a rule file's tests, beside a copy of the rules."""
     with tempfile.TemporaryDirectory(prefix="superapp-ruletest-") as tmp:
-        shutil.copy(rules, Path(tmp) / "alerts.yml")
-        (Path(tmp) / "alerts_test.yml").write_text(tests_yaml)
+        shutil.copy(rules, Path(tmp) / rules.name)
+        tests = rule_test_file(rules.name)
+        (Path(tmp) / tests).write_text(tests_yaml)
         return run_tool("promtool test rules", rules,
-                        [find_tool("promtool"), "test", "rules", "alerts_test.yml"], cwd=Path(tmp))
+                        [find_tool("promtool"), "test", "rules", tests], cwd=Path(tmp))
 
 
 def check_alertmanager(file: Path) -> CheckResult:
     return run_tool("amtool check-config", file,
                     [find_tool("amtool"), "check-config", str(file)])
+
+
+def check_blackbox(file: Path) -> CheckResult:
+    return run_tool("blackbox_exporter --config.check", file,
+                    [find_tool("prometheus-blackbox-exporter"), f"--config.file={file}",
+                     "--config.check"])
 
 
 def check_grafana_dashboard(file: Path) -> CheckResult:
@@ -257,14 +265,17 @@ def planned_checks(root: Path, environment: Environment) -> list[Callable[[], Ch
                 checks.append(lambda s=static, d=dynamic: check_traefik(s, d))
         prom = under(host.name, f"{PROMETHEUS_DIR}/prometheus.yml")
         if prom.exists():
-            rules = under(host.name, f"{PROMETHEUS_DIR}/rules/alerts.yml")
-            tests = render_rule_tests(environment)
-            checks += [lambda p=prom: check_prometheus_config(p),
-                       lambda r=rules: check_prometheus_rules(r),
-                       lambda r=rules, t=tests: check_rule_tests(r, t)]
+            checks.append(lambda p=prom: check_prometheus_config(p))
+            for name, tests in render_rule_tests(environment).items():
+                rules = under(host.name, f"{RULES_DIR}/{name}")
+                checks += [lambda r=rules: check_prometheus_rules(r),
+                           lambda r=rules, t=tests: check_rule_tests(r, t)]
         am = under(host.name, f"{ALERTMANAGER_DIR}/alertmanager.yml")
         if am.exists():
             checks.append(lambda a=am: check_alertmanager(a))
+        blackbox = under(host.name, f"{BLACKBOX_DIR}/blackbox.yml")
+        if blackbox.exists():
+            checks.append(lambda b=blackbox: check_blackbox(b))
         for board in sorted(under(host.name, "/opt/superapp/grafana/dashboards").glob("*.json")):
             checks.append(lambda b=board: check_grafana_dashboard(b))
     return checks

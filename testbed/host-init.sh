@@ -9,7 +9,9 @@ name=$1 root=$2 registry=$3
 hostname "$name"
 # Private copies of every directory the deploy writes, plus the host's own /run (docker.sock,
 # sshd privsep dir, pid files), /tmp and Docker data root. Mounts stay inside this namespace.
+# (var/lib/node_exporter: each host's textfile metrics; shared, one host's file was every host's.)
 for dir in etc/superapp opt/superapp var/lib/superapp var/backups/superapp etc/cron.d etc/docker \
+           var/lib/node_exporter \
            var/lib/docker run tmp; do
   mkdir -p "$root/fs/$dir" "/$dir"
   mount --bind "$root/fs/$dir" "/$dir"

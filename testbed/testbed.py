@@ -405,6 +405,7 @@ def build_images() -> list[str]:
             "prometheus": (Path("/usr/bin/prometheus"), "2.42.0"),
             "alertmanager": (Path("/usr/bin/prometheus-alertmanager"), "0.25.0"),
             "node-exporter": (Path("/usr/bin/prometheus-node-exporter"), "1.5.0"),
+            "blackbox-exporter": (Path("/usr/bin/prometheus-blackbox-exporter"), "0.23.0"),
             "seaweedfs": (REPO / ".venv" / "bin" / "weed", "4.48.0"),
         }
         for name, (binary, version) in bins.items():

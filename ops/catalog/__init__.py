@@ -50,6 +50,7 @@ Example service entry::
         sidecars:
           worker:
             command: [celery, -A, app.worker, worker]
+            health_command: [celery, -A, app.worker, inspect, ping]  # exit 0 = healthy
           beat:
             command: [celery, -A, app.worker, beat]
             singleton: true                  # exactly one in the whole environment
@@ -85,7 +86,8 @@ Example group_data::
                     "alertmanager": "superapp/alertmanager:0.25.0",
                     "node_exporter": "superapp/node-exporter:1.5.0",
                     "postgres": "superapp/postgres:15.18.0", "redis": "superapp/redis:7.0.15",
-                    "seaweedfs": "superapp/seaweedfs:4.48.0"}
+                    "seaweedfs": "superapp/seaweedfs:4.48.0",
+                    "blackbox_exporter": "superapp/blackbox-exporter:0.23.0"}
     upstream_proxies = ["10.10.9.10"]              # load balancers: Traefik's trustedIPs
     docker_network = {"name": "superapp", "subnet": "172.30.0.0/24",
                       "traefik_address": "172.30.0.2"}  # services' --forwarded-allow-ips

@@ -59,7 +59,7 @@ GROUP_DATA = Record({
     "infra_images": Field(Record({
         name: Field(IMAGE_REF)
         for name in ("traefik", "prometheus", "alertmanager", "node_exporter", "postgres", "redis",
-                     "seaweedfs")
+                     "seaweedfs", "blackbox_exporter")
     })),
     "upstream_proxies": Field(ListOf(Str(hint="an IP address or CIDR"), min_len=1)),
     "docker_network": Field(Record({

@@ -98,6 +98,7 @@ def build_service(name: str, data: dict[str, Any]) -> Service:
             url_env=sc["url_env"],
             secret_env=dict(sc["secret_env"]),
             resources=Resources(**sc["resources"]) if sc["resources"] else None,
+            health_command=tuple(sc["health_command"]) if sc["health_command"] else None,
         )
         for sc_name, sc in data["sidecars"].items()
     }

@@ -57,6 +57,7 @@ class Sidecar:
     url_env: str | None
     secret_env: Mapping[str, str]
     resources: Resources | None
+    health_command: tuple[str, ...] | None = None
 
 
 @dataclass(frozen=True)
@@ -220,6 +221,16 @@ class Environment:
         if standin:
             return [*standin["command"], sidecar.name if sidecar else "serve"]
         return list(sidecar.command) if sidecar else None
+
+    def health_command(self, service: Service, sidecar: Sidecar) -> list[str] | None:
+        """argv that tells whether a sidecar is healthy (None: no check, running is healthy);
+        the stand-in checks the heartbeat its sidecar modes write."""
+        if not sidecar.health_command:
+            return None
+        standin = self.settings["standin_image"]
+        if standin:
+            return [*standin["command"], "health", sidecar.name]
+        return list(sidecar.health_command)
 
     def migrate_command(self, service: Service) -> list[str] | None:
         """argv that applies the schema (run once per release), or None if out-of-band."""

@@ -36,6 +36,10 @@ SIDECAR = Record({
     "secret_env": Field(MapOf(Str(), key=ENV_VAR), required=False, default={},
                         doc="env var -> secret key of the service it receives"),
     "resources": Field(Optional(RESOURCES), required=False),
+    "health_command": Field(Optional(ARGV), required=False,
+                            doc="argv run inside the sidecar, exit 0 = healthy: its Docker "
+                                "health check and the rollout's health gate (none: running "
+                                "is healthy)"),
 })
 
 SERVICE_FIELDS = {

@@ -76,6 +76,13 @@ def host_rows(environment: Environment, host: str, state: HostState,
         rows.append(StatusRow(host, service.name, container, ref.tag or "-",
                               digest.removeprefix("sha256:")[:12] or "-", health_of(detail),
                               since_of(detail), release))
+        # its sidecars in the same slot: a dead Celery worker shows as down or missing
+        for sidecar in environment.sidecars_on(service, host):
+            name = service.container_name(slot or "a", sidecar.name)
+            side = details.get(name)
+            rows.append(StatusRow(host, f"{service.name}/{sidecar.name}", name, ref.tag or "-",
+                                  digest.removeprefix("sha256:")[:12] or "-", health_of(side),
+                                  since_of(side), release))
     if not only:
         for name, detail in sorted(details.items()):
             if detail.labels.get("com.docker.compose.project") in INFRA_PROJECTS:

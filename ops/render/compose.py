@@ -33,6 +33,7 @@ from ops.catalog.model import (
 from ops.render import databases, pitr, redis_acl
 from ops.render.files import (
     ALERTMANAGER_DIR,
+    BLACKBOX_DIR,
     COMPOSE_DIR,
     DATA_DIR,
     ENV_DIR,
@@ -55,6 +56,8 @@ TRAEFIK_PORTS = {"web": 80, "internal": 8081, "traefik": 8082}
 # a container: a slot swap then moves internal traffic exactly like public traffic.
 INTERNAL_DOMAIN = "internal"  # reserved for private use (ICANN, 2024): never resolves publicly
 NODE_EXPORTER_PORT = 9100
+BLACKBOX_PORT = 9115
+BLACKBOX_CONTAINER = "blackbox"
 PROMETHEUS_PORT = 9090
 ALERTMANAGER_PORT = 9093
 POSTGRES_PORT = 5432
@@ -130,10 +133,17 @@ def hardened(user: str) -> dict[str, Any]:
     }
 
 
+def literal(argv: list[str]) -> list[str]:
+    """Compose interpolates `$VAR` in every value of the file with the deploying shell's
+    environment; `$$` is a literal `$`, left for the container's shell (a health command's
+    `$HOSTNAME` is the container's)."""
+    return [a.replace("$", "$$") for a in argv]
+
+
 def healthcheck(environment: Environment, test: list[str]) -> dict[str, Any]:
     hc = environment.settings["health_check"]
     return {
-        "test": test,
+        "test": literal(test),
         "interval": f"{hc['interval_seconds']}s",
         "timeout": f"{hc['timeout_seconds']}s",
         "retries": hc["retries"],
@@ -269,7 +279,7 @@ def service_containers(environment: Environment, service: Service, host: Host,
         **common(environment),
     }
     if command := environment.command(service):
-        main["command"] = command
+        main["command"] = literal(command)
     containers = [main]
     for sidecar in environment.sidecars_on(service, host.name):
         resources = sidecar.resources or service.resources
@@ -284,11 +294,14 @@ def service_containers(environment: Environment, service: Service, host: Host,
             "key": sidecar.name,
             "image": environment.pinned_image(service),
             "container_name": service.container_name(slot, sidecar.name),
-            "command": environment.command(service, sidecar),
+            "command": literal(environment.command(service, sidecar) or []) or None,
             "env_file": [relative_to_compose(env_file)],
             "environment": env,
             **hardened(SERVICE_UID),
-            "healthcheck": {"disable": True},  # no HTTP server; liveness via restart policy
+            # no HTTP server: the catalog's health command, or liveness via the restart policy
+            "healthcheck": (healthcheck(environment, ["CMD", *check])
+                            if (check := environment.health_command(service, sidecar))
+                            else {"disable": True}),
             "stop_grace_period": f"{service.stop_grace_seconds}s",
             "mem_limit": resources.memory,
             "cpus": resources.cpus,
@@ -528,6 +541,22 @@ def render_monitoring(environment: Environment, host: Host) -> RenderedFile:
             "cpus": 0.5,
             **common(environment),
         },
+        {
+            # probes the public routes (ops/render/probes.py); reached by Prometheus only, on
+            # the superapp network: no published port
+            "key": "blackbox",
+            "image": environment.infra_image("blackbox_exporter"),
+            "container_name": BLACKBOX_CONTAINER,
+            "command": ["--config.file=/etc/blackbox/blackbox.yml",
+                        f"--web.listen-address=:{BLACKBOX_PORT}"],
+            "volumes": [f"{BLACKBOX_DIR}:/etc/blackbox:ro"],
+            **hardened("65534:65534"),
+            "stop_grace_period": "10s",
+            "mem_limit": "128m",
+            "cpus": 0.25,
+            **common(environment),
+        },
     ]
     return RenderedFile(compose_path("monitoring"), render_project(
-        environment, host, "sa-monitoring", "monitoring: Prometheus and Alertmanager", containers))
+        environment, host, "sa-monitoring",
+        "monitoring: Prometheus, Alertmanager and the blackbox prober", containers))

@@ -16,8 +16,10 @@ from ops.render import (
     databases,
     grafana,
     pitr,
+    probes,
     prometheus,
     redis_acl,
+    sidecar_metrics,
     traefik,
 )
 from ops.render.files import DATA_DIR, ENV_DIR, TEXTFILE_DIR, RenderedFile
@@ -44,6 +46,7 @@ def render_host(environment: Environment, host_name: str, secrets: SecretValues,
                              compose.render_service(environment, service, host, slot, secrets))
             files += in_unit(f"route:{service.name}",
                              [traefik.render_dynamic(environment, service, host, slot)])
+        files += in_unit("sidecar-metrics", sidecar_metrics.render_files(environment, host.name))
     if host.has_role("db"):
         files += in_unit("data", compose.render_data(environment, host, secrets))
         files += in_unit("redis-acl", redis_acl.render_files(environment, secrets))
@@ -57,8 +60,9 @@ def render_host(environment: Environment, host_name: str, secrets: SecretValues,
     if host.has_role("monitoring"):
         files += in_unit("monitoring", [compose.render_monitoring(environment, host)])
         files += in_unit("prometheus", [prometheus.render_config(environment, host.name),
-                                        prometheus.render_rules(environment)])
+                                        *prometheus.render_rules(environment)])
         files += in_unit("alertmanager", [alertmanager.render_config(environment, secrets)])
+        files += in_unit("blackbox", [probes.render_config(environment)])
         files += in_unit("grafana", grafana.render_files(environment))
     paths = [f.path for f in files]
     if len(paths) != len(set(paths)):

@@ -92,8 +92,9 @@ def pgbackrest_files(environment: Environment, secrets: SecretValues) -> list[Re
             RenderedFile(REPO_CA, certificate(environment, secrets))]
 
 
-def cron(title: str, lines: list[str]) -> str:
-    return render_template("pitr/cron.j2", title=title, lines=lines)
+def cron(title: str, lines: list[str], source: str = "ops/render/pitr.py") -> str:
+    """An /etc/cron.d file: `title` and `source` (the module that renders it) in its header."""
+    return render_template("pitr/cron.j2", title=title, lines=lines, source=source)
 
 
 def render_db_files(environment: Environment, secrets: SecretValues) -> list[RenderedFile]:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import re
 
 from ops.catalog.model import Environment, Host
+from ops.render import probes, sidecar_metrics
 from ops.render.backup import databases as backup_databases
 from ops.render.compose import (
     ALERTMANAGER_PORT,
@@ -33,7 +34,10 @@ LATENCY_LEVELS = (
 )
 ALERT_NAMES = ("ServiceDown", "HighErrorRate", "HighLatencyP99", "HighLatencyP99Critical",
                "PaymentsWebhookRetries", "Watchdog", "TargetDown", "ServiceMetricsAbsent",
-               "DiskWillFillIn4h", "HostMemoryLow", "BackupStale")
+               "SidecarDown", "ProbeFailed", "DiskWillFillIn4h", "HostMemoryLow", "BackupStale")
+# Rule files under RULES_DIR, each tested alone (templates/prometheus/<name>.j2, <stem>_test.yml.j2)
+RULES_DIR = f"{PROMETHEUS_DIR}/rules"
+RULE_FILES = ("alerts.yml", "watch.yml")
 # node-exporter filesystems worth predicting: real disks, not the kernel's and Docker's layers
 NODE_FS = 'fstype!~"tmpfs|ramfs|overlay|squashfs|nsfs|autofs|fuse.lxcfs"'
 
@@ -45,7 +49,9 @@ PITR_ALERT_NAMES = ("PitrArchiveFailing", "PitrArchiveLagging", "PitrRepositoryD
 
 def alert_names(environment: Environment) -> tuple[str, ...]:
     """Every alert `render_rules(environment)` defines."""
-    return ALERT_NAMES + (PITR_ALERT_NAMES if environment.settings["pitr"] else ())
+    names = ALERT_NAMES if sidecar_metrics.expected(environment) else tuple(
+        n for n in ALERT_NAMES if n != "SidecarDown")
+    return names + (PITR_ALERT_NAMES if environment.settings["pitr"] else ())
 
 
 def runbook_slug(alert: str) -> str:
@@ -76,22 +82,30 @@ def render_config(environment: Environment, host_name: str) -> RenderedFile:
         {"name": "node", "targets": targets(list(environment.hosts), NODE_EXPORTER_PORT)},
         {"name": "prometheus", "targets": targets(monitoring, PROMETHEUS_PORT)},
         {"name": "alertmanager", "targets": targets(monitoring, ALERTMANAGER_PORT)},
+        {"name": "blackbox", "targets": [{"target": probes.BLACKBOX_ADDRESS,
+                                          "host": environment.monitoring_host.name}]},
     ]
     return RenderedFile(f"{PROMETHEUS_DIR}/prometheus.yml", render_template(
         "prometheus/prometheus.yml.j2", host=host_name, env=environment.name,
         settings=environment.settings["prometheus"], alertmanager_port=ALERTMANAGER_PORT,
-        service_jobs=service_jobs, infra_jobs=infra_jobs))
+        service_jobs=service_jobs, infra_jobs=infra_jobs, rule_files=RULE_FILES,
+        probe_targets=probes.targets(environment), probe_module=probes.MODULE,
+        blackbox=probes.BLACKBOX_ADDRESS))
 
 
-def render_rules(environment: Environment) -> RenderedFile:
+def render_rules(environment: Environment) -> list[RenderedFile]:
+    """The rule files (RULE_FILES), each with its own promtool tests (`render_rule_tests`)."""
     s = environment.settings
-    return RenderedFile(f"{PROMETHEUS_DIR}/rules/alerts.yml", render_template(
-        "prometheus/alerts.yml.j2", env=environment.name, m=METRICS, alerting=s["alerting"],
+    context = dict(
+        env=environment.name, m=METRICS, alerting=s["alerting"],
         runbook=s["alerting"]["runbook_base_url"].rstrip("/"), latency_levels=LATENCY_LEVELS,
         stale_after_seconds=s["backups"]["stale_after_hours"] * 3600,
         stale_after_hours=s["backups"]["stale_after_hours"],
         backup_databases=backup_databases(environment), absent_metrics=absent_metrics(environment),
-        node_fs=NODE_FS, **pitr_context(environment)))
+        node_fs=NODE_FS, sidecars=sidecar_metrics.expected(environment),
+        **pitr_context(environment))
+    return [RenderedFile(f"{RULES_DIR}/{name}", render_template(f"prometheus/{name}.j2", **context))
+            for name in RULE_FILES]
 
 
 def absent_metrics(environment: Environment) -> list[dict[str, str]]:
@@ -116,8 +130,10 @@ def pitr_context(environment: Environment) -> dict:
             "drill_stale_seconds": pitr["drill_stale_days"] * 86400}
 
 
-def render_rule_tests(environment: Environment) -> str:
-    """promtool unit tests for `render_rules(environment)` (same thresholds), as YAML text.
+def render_rule_tests(environment: Environment) -> dict[str, str]:
+    """promtool unit tests for `render_rules(environment)` (same thresholds), as YAML text per
+    rule file (each test file loads only its own rule file: promtool evaluates every loaded
+    rule at every step, and the backup tests simulate days).
 
     Not deployed: `ops.validate` runs them beside the rules, and so do the unit tests.
     """
@@ -130,8 +146,8 @@ def render_rule_tests(environment: Environment) -> str:
         "taxi": [("0.5", 0), ("1", 0), ("2", 247), ("5", 250), ("+Inf", 250)],
         "commerce": [("0.5", 100), ("1", 100), ("2", 100), ("5", 100), ("+Inf", 100)],
     }
-    return render_template(
-        "prometheus/alerts_test.yml.j2", error_rate_ratio=s["alerting"]["error_rate_ratio"],
+    context = dict(
+        error_rate_ratio=s["alerting"]["error_rate_ratio"],
         latency_series=latency_series, retries_threshold=threshold,
         retries_fire=threshold // 15 + 2, retries_quiet=(threshold - 1) // 15,
         stale_hours=stale_hours, series_minutes=(stale_hours + 2) * 60,
@@ -140,8 +156,15 @@ def render_rule_tests(environment: Environment) -> str:
         missing_database=backup_databases(environment)[-1],
         stale_age=humanize_hours(stale_hours + 1),
         env=environment.name, memory_ratio=s["alerting"]["memory_available_ratio"],
-        **absent_test_context(environment),
+        **absent_test_context(environment), sidecars=sidecar_metrics.expected(environment),
         runbook=s["alerting"]["runbook_base_url"].rstrip("/"), **pitr_test_context(environment))
+    return {name: render_template(f"prometheus/{rule_test_file(name)}.j2", **context)
+            for name in RULE_FILES}
+
+
+def rule_test_file(rule_file: str) -> str:
+    """`alerts.yml` -> `alerts_test.yml`: its promtool test file."""
+    return rule_file.replace(".yml", "_test.yml")
 
 
 def absent_test_context(environment: Environment) -> dict:

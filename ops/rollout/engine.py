@@ -36,7 +36,12 @@ from ops.host.remote import Remote
 from ops.host.state import SERVICE_STATE_DIR
 from ops.render import pitr, redis_acl
 from ops.render.backup import databases as all_databases
-from ops.render.compose import DATA_READY_CHECKS, SINGLETON_PROFILE, compose_path
+from ops.render.compose import (
+    BLACKBOX_CONTAINER,
+    DATA_READY_CHECKS,
+    SINGLETON_PROFILE,
+    compose_path,
+)
 from ops.render.databases import PROVISION_SQL
 from ops.rollout.interrupt import Interrupted, interruptible
 from ops.rollout.ledger import Release, record_ledger
@@ -101,6 +106,10 @@ class HostResult:
     migrations: dict[str, str] = field(default_factory=dict)  # service -> head after migrating
 
 
+# Units of files that a container of the monitoring project reads (at start, or on SIGHUP).
+MONITORED_BY_FILES = ("prometheus", "alertmanager", "blackbox")
+
+
 def apply_infra(remote: Remote, plan: HostPlan) -> None:
     if not plan.infra_files:
         return
@@ -118,6 +127,7 @@ def apply_infra(remote: Remote, plan: HostPlan) -> None:
         "backup-repo": cmd.compose_up(compose_path("backup"), force_recreate=True),
         "prometheus": cmd.signal_container("prometheus", "HUP"),
         "alertmanager": cmd.signal_container("alertmanager", "HUP"),
+        "blackbox": cmd.signal_container(BLACKBOX_CONTAINER, "HUP"),
     }
     # backup: nothing to restart (cron reads /etc/cron.d); the first backups run at the end
     # of the host's rollout, once the databases have their schema (see roll_host).
@@ -127,8 +137,12 @@ def apply_infra(remote: Remote, plan: HostPlan) -> None:
         if unit == "edge" and "/opt/superapp/traefik/traefik.yml" in changed_paths:
             # Traefik reads its static config only at start.
             command = cmd.compose_up("/opt/superapp/compose/edge.yml", force_recreate=True)
-        if unit in ("prometheus", "alertmanager") and "monitoring" in plan.infra_units:
-            continue  # just (re)created with the new files
+        if unit == "monitoring" and set(MONITORED_BY_FILES) & set(plan.infra_units):
+            # compose recreates only the containers whose definition changed: the others would
+            # keep their old files (a new rule file, a new scrape job), so recreate them all
+            command = cmd.compose_up("/opt/superapp/compose/monitoring.yml", force_recreate=True)
+        if unit in MONITORED_BY_FILES and "monitoring" in plan.infra_units:
+            continue  # just recreated with the new files
         if command:
             out = must(remote, command, f"applying {unit}", timeout=300)
             if unit == "redis-acl" and out.strip():

@@ -25,7 +25,7 @@ from ops.render.secrets import SecretValues
 LEFTOVER = re.compile(r"\.(prev|tmp-[0-9a-f]+)$|/\.staging/")
 # Units whose files are applied in place (not slot-swapped), in the order they are applied.
 INFRA_UNITS = ("edge", "data", "redis-acl", "databases", "backup-repo", "monitoring", "prometheus",
-               "alertmanager", "grafana", "backup", "pitr")
+               "alertmanager", "blackbox", "grafana", "backup", "pitr", "sidecar-metrics")
 
 
 def sha256(text: str) -> str:

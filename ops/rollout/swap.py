@@ -104,6 +104,10 @@ def wait_healthy(remote: Remote, environment: Environment,
             f"http://127.0.0.1:{service.port}{service.health_path}")
     timeout = max(environment.services[c.service].health_timeout_seconds for c in changes)
     ok, out, err = remote.run(cmd.wait_healthy(targets, timeout), timeout=timeout + 60)
+    checks = sidecar_checks(remote.name, environment, changes)
+    if ok and checks:  # the sidecars started with the new slots (a singleton starts later)
+        ok, out, err = remote.run(cmd.wait_exec_ok(checks, timeout), timeout=timeout + 60)
+        targets = checks
     if ok:
         return
     failed = [line.split()[1] for line in out.splitlines() if line.startswith("fail ")]
@@ -112,12 +116,27 @@ def wait_healthy(remote: Remote, environment: Environment,
     for name in names[:3]:
         _, tail, _ = remote.run(cmd.container_logs_tail(name, 20))
         logs.append(f"--- last log lines of {name} ---\n{tail.strip()}")
-    services = ", ".join(c.service for c in changes
-                         if environment.services[c.service].container_name(c.new_slot) in names)
+    services = ", ".join(c.service for c in changes if any(
+        n.startswith(environment.services[c.service].dns_name + "-") for n in names))
     raise RolloutError(
-        f"{remote.name}: {services or 'a service'} did not become healthy within {timeout}s; "
+        f"{remote.name}: {services or 'a service'} did not become healthy within {timeout}s "
+        f"({', '.join(names)}); "
         "traffic stays on the running version and the new containers were removed.\n"
         + "\n".join(logs))
+
+
+def sidecar_checks(host: str, environment: Environment,
+                   changes: Sequence[ServiceChange]) -> dict[str, list[str]]:
+    """container -> health argv of the new slots' sidecars that have one and start with the
+    slot (not the singletons, which start once the old slot is gone)."""
+    checks = {}
+    for c in changes:
+        service = environment.services[c.service]
+        for sidecar in environment.sidecars_on(service, host):
+            argv = environment.health_command(service, sidecar)
+            if argv and not sidecar.singleton:
+                checks[service.container_name(c.new_slot, sidecar.name)] = argv
+    return checks
 
 
 def switch_routes(remote: Remote, changes: Sequence[ServiceChange]) -> None:

@@ -19,6 +19,7 @@ Commands::
     standin.py worker                Celery-worker stand-in (finishes task on SIGTERM)
     standin.py beat                  Celery-beat stand-in (lock file in BEAT_LOCK_DIR)
     standin.py reaper                taxi sidecar: pings $TAXI_URL/admin/ping
+    standin.py health MODE           a sidecar's health check: its loop's heartbeat is recent
     standin.py signed-call URL ...   make HMAC-signed call(s) to another service
 
 Secrets (HMAC keys, JWT secret, tokens, database password) are never printed or
@@ -1546,12 +1547,48 @@ def run_migrations(conn: Any, service: str, cap: int) -> tuple[int, int]:
 # --------------------------------------------------------------------------- worker / beat / reaper
 
 
+def heartbeat_path(mode: str) -> str:
+    """The sidecar's heartbeat file, in the container's private /tmp (HEARTBEAT_DIR: tests)."""
+    return os.path.join(env_str("HEARTBEAT_DIR").strip() or "/tmp", f"standin-{mode}.alive")  # noqa: S108
+
+
+def heartbeat(mode: str) -> None:
+    """Touch the sidecar's heartbeat file: `standin.py health <mode>` reads its age."""
+    path = heartbeat_path(mode)
+    with open(path, "a"):
+        pass
+    os.utime(path)
+
+
+def heartbeat_limit(mode: str) -> float:
+    """Seconds without a heartbeat after which a sidecar is unhealthy: three of its loops."""
+    loop = {"worker": 2.0, "beat": env_float("BEAT_INTERVAL", 10.0),
+            "reaper": env_float("REAPER_INTERVAL", 30.0)}[mode]
+    return 3 * loop + 5
+
+
+def cmd_health(args: argparse.Namespace) -> int:
+    """A sidecar's health check (the catalog's health_command on the testbed): its loop
+    touched the heartbeat recently. A hung or stopped loop fails it."""
+    path = heartbeat_path(args.mode)
+    try:
+        age = time.time() - os.stat(path).st_mtime
+    except FileNotFoundError:
+        log(f"health: {args.mode}: no heartbeat yet ({path})")
+        return EXIT_FAILURE
+    if age > heartbeat_limit(args.mode):
+        log(f"health: {args.mode}: last heartbeat {age:.0f}s ago")
+        return EXIT_FAILURE
+    return EXIT_OK
+
+
 def cmd_worker(_args: argparse.Namespace) -> int:
     service = require_service_name()
     stop = StopSignal().install()
     log(f"worker: {service} started")
     task = 0
     while True:
+        heartbeat("worker")
         task += 1
         duration = 0.5 + secrets.randbelow(1501) / 1000.0  # 0.5-2.0 s
         log(f"worker: starting task {task} ({duration:.2f}s)")
@@ -1586,6 +1623,7 @@ def cmd_beat(_args: argparse.Namespace) -> int:
     interval = env_float("BEAT_INTERVAL", 10.0)
     tick = 0
     while not stop.requested:
+        heartbeat("beat")
         tick += 1
         emit(f"beat: {service} tick {tick}")
         stop.sleep(interval)
@@ -1606,6 +1644,7 @@ def cmd_reaper(_args: argparse.Namespace) -> int:
     url = f"{base}/admin/ping"
     log(f"reaper: {service} pinging {safe_url(url)} every {interval:g}s")
     while not stop.requested:
+        heartbeat("reaper")
         result = http_call(url, headers={"Authorization": f"Bearer {token}"}, timeout=10.0)
         if result.error:
             log(f"reaper: GET /admin/ping failed: {result.error}")
@@ -1666,6 +1705,9 @@ def build_parser() -> argparse.ArgumentParser:
     }
     for name, func in commands.items():
         sub.add_parser(name).set_defaults(func=func)
+    health = sub.add_parser("health", help="a sidecar's health check (its heartbeat's age)")
+    health.add_argument("mode", choices=("worker", "beat", "reaper"))
+    health.set_defaults(func=cmd_health)
     call = sub.add_parser("signed-call", help="make HMAC-signed call(s) to another service")
     call.add_argument("url")
     call.add_argument("--body", default="{}", help="JSON request body (default {})")

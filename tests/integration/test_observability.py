@@ -8,6 +8,7 @@ suite).
 from __future__ import annotations
 
 import json
+import shlex
 import time
 import urllib.error
 import urllib.parse
@@ -18,8 +19,11 @@ import pytest
 from ops.catalog import load_environment
 from ops.render.compose import ALERTMANAGER_PORT, PROMETHEUS_PORT
 from ops.render.grafana import DATASOURCE_UID, dashboards
+from ops.render.probes import targets as probe_targets
+from ops.render.sidecar_metrics import CRON_FILE, SCRIPT
 
-from .conftest import Testbed
+from .conftest import REPO, Testbed
+from .release import output, pyinfra
 from .test_redis_acl import service_get
 
 pytestmark = pytest.mark.integration
@@ -100,3 +104,89 @@ def test_missing_data_rules_are_loaded_and_quiet_on_a_healthy_fleet(testbed, dep
     assert query(base, rules["TargetDown"]["query"])["data"]["result"] == []
     active = {a["labels"]["alertname"] for a in get_json(f"{base}/alerts")["data"]["alerts"]}
     assert not active & {"ServiceMetricsAbsent", "TargetDown", "ServiceDown"}, active
+
+
+def firing(base: str, alert: str, labels: dict[str, str]) -> bool:
+    alerts = get_json(f"{base}/alerts")["data"]["alerts"]
+    return any(a["labels"]["alertname"] == alert and a["state"] == "firing"
+               and labels.items() <= a["labels"].items() for a in alerts)
+
+
+def test_a_stopped_celery_worker_shows_in_status_and_fires_sidecar_down(testbed, deployed):
+    """payments' worker on the db host dies and stays dead: `make status` shows it down, and
+    SidecarDown fires in the live Prometheus within its `for` (2m) plus a scrape and an
+    evaluation. The job that feeds it is cron's; the test runs it once at once instead of
+    waiting up to a minute for cron."""
+    host = next(h for h in testbed.hosts if h.name == ENV.db_host.name)
+    container = testbed.ssh(host, "docker ps --filter label=superapp.service=payments "
+                                  "--filter label=superapp.role=worker "
+                                  "--format '{{.Names}}'").stdout.strip()
+    assert container, "no payments worker running on the db host"
+    testbed.ssh(host, f"grep -q {SCRIPT} {CRON_FILE}")
+    base = prometheus(testbed)
+    labels = {"service": "payments", "sidecar": "worker", "host": host.name}
+    assert not firing(base, "SidecarDown", labels)
+    testbed.ssh(host, f"docker stop {container}")
+    stopped = time.time()
+    try:
+        testbed.ssh(host, SCRIPT)
+        status = pyinfra(REPO, "inventories/local.py", "tasks/status.py",
+                         "--data", "service=payments", timeout=300)
+        rows = [ln.split() for ln in output(status).splitlines()]
+        assert any(host.name in r and "payments/worker" in r and "down" in r for r in rows), \
+            output(status)[-3000:]
+        while not firing(base, "SidecarDown", labels):
+            assert time.time() - stopped < 120 + 15 + 15 + 60, "SidecarDown never fired"
+            time.sleep(5)
+        print(f"SidecarDown fired {time.time() - stopped:.0f} s after the worker stopped")
+    finally:
+        testbed.ssh(host, f"docker start {container} && {SCRIPT}")
+    payments = ENV.services["payments"]
+    check = shlex.join(ENV.health_command(payments, payments.sidecars["worker"]))
+    back = testbed.ssh(host, f"for i in $(seq 30); do docker exec {container} {check} && exit 0; "
+                             "sleep 1; done; exit 1", check=False)
+    assert back.returncode == 0, "the worker is not healthy again after its restart"
+
+
+def probe_results(base: str, selector: str) -> dict[tuple[str, str], float]:
+    result = query(base, f"probe_success{{{selector}}}")["data"]["result"]
+    return {(r["metric"]["service"], r["metric"]["host"]): float(r["value"][1]) for r in result}
+
+
+def wait_for(what: str, check, timeout: float = 90):
+    deadline = time.time() + timeout
+    while not (value := check()):
+        assert time.time() < deadline, f"{what}: not within {timeout:.0f} s"
+        time.sleep(3)
+    return value
+
+
+def test_every_public_route_is_probed_and_a_stopped_service_fails_on_its_host_only(
+        testbed, deployed):
+    """The prober reaches every public route on every app host (all succeed); food stopped on
+    one host fails that host's probe, not the others', and ProbeFailed's expression holds."""
+    base = prometheus(testbed)
+    want = {(t["service"], t["host"]) for t in probe_targets(ENV)}
+    wait_for("every route probed and up", lambda: (
+        (r := probe_results(base, 'tier="probe"')).keys() == want and set(r.values()) == {1.0}))
+    host = next(h for h in testbed.hosts if "app" in h.roles and h.name != ENV.db_host.name)
+    container = testbed.ssh(host, "docker ps --filter label=superapp.service=food "
+                                  "--filter label=superapp.role=serve "
+                                  "--format '{{.Names}}'").stdout.strip()
+    testbed.ssh(host, f"docker stop {container}")
+    stopped = time.time()
+    try:
+        wait_for("food's probe failing on its host", lambda: probe_results(
+            base, 'service="food"').get(("food", host.name)) == 0.0)
+        print(f"food's probe on {host.name} failed {time.time() - stopped:.0f} s after the stop")
+        others = probe_results(base, 'service="food"')
+        assert all(v == 1.0 for (_, h), v in others.items() if h != host.name), others
+        rules = {r["name"]: r for g in get_json(f"{base}/rules?type=alert")["data"]["groups"]
+                 for r in g["rules"]}
+        failing = query(base, rules["ProbeFailed"]["query"])["data"]["result"]
+        assert [(r["metric"]["service"], r["metric"]["host"]) for r in failing] == [
+            ("food", host.name)]
+    finally:
+        testbed.ssh(host, f"docker start {container}")
+    wait_for("food's probe back", lambda: probe_results(
+        base, 'service="food"').get(("food", host.name)) == 1.0)

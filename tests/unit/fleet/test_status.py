@@ -51,3 +51,20 @@ def test_table():
     assert lines[0].split()[:6] == ["host", "service", "container", "version", "digest",
                                     "health"]
     assert lines[2].startswith("host3") and "unreachable" in lines[2]
+
+
+def test_sidecars_have_their_own_rows_in_the_live_slot():
+    """A dead Celery worker shows as down; a singleton beat only on its host."""
+    s = state()
+    s.services["payments"] = {"service": "payments", "slot": "a",
+                              "image": "r:5000/superapp/standin:v2"}
+    details = {"payments-a": detail("payments-a"),
+               "payments-worker-a": detail("payments-worker-a", state="exited")}
+    beat_host = ENV.singleton_hosts["payments.beat"]
+    other = next(h.name for h in ENV.hosts_running("payments") if h.name != beat_host)
+    rows = {r.service: r for r in host_rows(ENV, other, s, details, only="payments")}
+    assert set(rows) == {"payments", "payments/worker"}
+    assert (rows["payments/worker"].container, rows["payments/worker"].health) == (
+        "payments-worker-a", "down (exited 137)")
+    rows = {r.service: r for r in host_rows(ENV, beat_host, s, details, only="payments")}
+    assert rows["payments/beat"].health == "missing"

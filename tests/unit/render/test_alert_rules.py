@@ -13,7 +13,15 @@ import yaml
 
 from ops.catalog import REPO_ROOT
 from ops.render import PlaceholderSecrets, render_host, render_rule_tests
-from ops.render.prometheus import ALERT_NAMES, PITR_ALERT_NAMES, alert_names, runbook_slug
+from ops.render.prometheus import (
+    ALERT_NAMES,
+    PITR_ALERT_NAMES,
+    RULE_FILES,
+    RULES_DIR,
+    alert_names,
+    rule_test_file,
+    runbook_slug,
+)
 
 PROMTOOL = shutil.which("promtool") or "/usr/bin/promtool"
 RUNBOOKS = REPO_ROOT / "ops" / "runbooks"
@@ -21,21 +29,36 @@ RUNBOOKS = REPO_ROOT / "ops" / "runbooks"
 SEED_RUNBOOKS = ("rate-limit-tuning", "payments-webhook-retries", "db-failover", "restore")
 
 
-def rules_of(environment) -> str:
+def rule_files_of(environment) -> dict[str, str]:
+    """rule file name -> its rendered content, as deployed on the monitoring host."""
     host = environment.monitoring_host.name
     files = {f.path: f for f in render_host(environment, host, PlaceholderSecrets())}
-    return files["/opt/superapp/prometheus/rules/alerts.yml"].content
+    return {name: files[f"{RULES_DIR}/{name}"].content for name in RULE_FILES}
+
+
+def rules_of(environment) -> str:
+    """Every rule file's groups as one YAML document."""
+    groups = [g for text in rule_files_of(environment).values()
+              for g in yaml.safe_load(text)["groups"]]
+    return yaml.safe_dump({"groups": groups})
+
+
+def all_rule_tests(environment) -> list[dict]:
+    return [t for text in render_rule_tests(environment).values()
+            for t in yaml.safe_load(text)["tests"]]
 
 
 def promtool_rules_and_tests(environment, tmp_path: Path) -> None:
-    (tmp_path / "alerts.yml").write_text(rules_of(environment))
-    (tmp_path / "alerts_test.yml").write_text(render_rule_tests(environment))
-    check = subprocess.run([PROMTOOL, "check", "rules", "alerts.yml"], cwd=tmp_path,
-                           capture_output=True, text=True)
-    assert check.returncode == 0, check.stdout + check.stderr
-    test = subprocess.run([PROMTOOL, "test", "rules", "alerts_test.yml"], cwd=tmp_path,
-                          capture_output=True, text=True)
-    assert test.returncode == 0, test.stdout + test.stderr
+    tests = render_rule_tests(environment)
+    for name, content in rule_files_of(environment).items():
+        (tmp_path / name).write_text(content)
+        (tmp_path / rule_test_file(name)).write_text(tests[name])
+        check = subprocess.run([PROMTOOL, "check", "rules", name], cwd=tmp_path,
+                               capture_output=True, text=True)
+        assert check.returncode == 0, check.stdout + check.stderr
+        test = subprocess.run([PROMTOOL, "test", "rules", rule_test_file(name)], cwd=tmp_path,
+                              capture_output=True, text=True)
+        assert test.returncode == 0, name + ": " + test.stdout + test.stderr
 
 
 @pytest.mark.parametrize("env", ["prod", "staging", "local"])
@@ -48,10 +71,10 @@ def test_without_pitr_no_pitr_rules_and_the_tests_still_pass(repo_copy, tmp_path
     repo_copy.replace("group_data/all.py", r"^pitr = \{[^}]*\}\n", "")
     environment = repo_copy.load("prod")
     groups = yaml.safe_load(rules_of(environment))["groups"]
-    assert [g["name"] for g in groups] == ["superapp-services", "superapp-watch",
-                                           "superapp-backups"]
+    assert [g["name"] for g in groups] == ["superapp-services", "superapp-backups",
+                                           "superapp-watch"]
     assert alert_names(environment) == ALERT_NAMES
-    assert "superapp_pitr" not in render_rule_tests(environment)
+    assert "superapp_pitr" not in "".join(render_rule_tests(environment).values())
     promtool_rules_and_tests(environment, tmp_path)
 
 
@@ -120,7 +143,7 @@ def test_every_runbook_page_starts_with_its_title_and_has_first_checks_and_a_fix
 
 def test_every_alert_is_tested_firing_and_silent(environments):
     names = set(alert_names(environments["prod"]))
-    tests = yaml.safe_load(render_rule_tests(environments["prod"]))["tests"]
+    tests = all_rule_tests(environments["prod"])
     cases = [case for t in tests for case in t["alert_rule_test"]]
     fires = {c["alertname"] for c in cases if c["exp_alerts"]}
     silent = {c["alertname"] for c in cases if not c["exp_alerts"]}

@@ -326,6 +326,8 @@ def test_an_eighteenth_service_is_one_catalog_entry(repo_copy):
     ("host3", "/opt/superapp/compose/monitoring.yml"),
     ("host3", "/opt/superapp/prometheus/prometheus.yml"),
     ("host3", "/opt/superapp/prometheus/rules/alerts.yml"),
+    ("host3", "/opt/superapp/prometheus/rules/watch.yml"),
+    ("host1", "/opt/superapp/monitoring/sidecar_metrics.sh"),
     ("host3", "/opt/superapp/alertmanager/alertmanager.yml"),
     ("host3", "/opt/superapp/grafana/dashboards/taxi_wallet.json"),
 ])
@@ -348,3 +350,16 @@ def test_internal_aliases_follow_placement(repo_copy):
         return edge["services"]["traefik"]["networks"]["superapp"]["aliases"]
     assert "chat.internal" in aliases("app-1")
     assert "chat.internal" not in aliases("app-2") and "payments.internal" in aliases("app-2")
+
+
+def test_a_sidecar_health_command_keeps_its_dollar_for_the_container(environments):
+    """Compose would replace `$HOSTNAME` with the deploying shell's value (or nothing): the
+    worker's health command must reach the container as `$HOSTNAME`, so the file says `$$`."""
+    prod = environments["prod"]
+    host = prod.hosts_running("payments")[0].name
+    compose = yaml.safe_load(by_path(render_host(prod, host, PlaceholderSecrets()))[
+        "/opt/superapp/compose/payments.yml"].content)
+    worker = next(c for n, c in compose["services"].items() if n == "worker")
+    test = worker["healthcheck"]["test"]
+    assert test[:3] == ["CMD", "sh", "-c"]
+    assert 'celery@$$HOSTNAME' in test[3] and "$HOSTNAME" not in test[3].replace("$$", "")

@@ -10,7 +10,7 @@ import pytest
 
 from ops.catalog import load_environment
 from ops.host.state import Container, HostState
-from ops.rollout.engine import Checkpoints, parse_fault, rollout
+from ops.rollout.engine import Checkpoints, apply_infra, parse_fault, rollout
 from ops.rollout.ledger import Release
 from ops.rollout.lock import LockLost
 from ops.rollout.plan import Reason, plan_host, sha256
@@ -36,6 +36,9 @@ class FakeRemote:
             return (not stuck), ("Traefik does not serve the new server of: x" if stuck else ""), ""
         if command.startswith("end=") and "wget" in command and "/health" in command:
             bad = [n for n in self.unhealthy if n in command]
+            return (not bad), "".join(f"fail {n}\n" for n in bad), ""
+        if command.startswith("end=") and "standin.py health" in command:  # sidecar checks
+            bad = [n for n in self.unhealthy if f"docker exec {n} " in command]
             return (not bad), "".join(f"fail {n}\n" for n in bad), ""
         if "docker image inspect" in command:
             return True, "", ""
@@ -84,6 +87,22 @@ def test_an_unhealthy_service_stops_the_rollout_and_is_undone() -> None:
     assert not any("sa-food-a down" in c for c in host2)  # the old slot kept serving
     assert not any("mv -f /var/lib/superapp/services/food.json.next "
                    "/var/lib/superapp/services/food.json" in c for c in host2)  # never live
+
+
+def test_an_unhealthy_celery_worker_stops_the_rollout_like_its_service() -> None:
+    """The gate waits for the new slot's sidecars with a health command (the worker), not for
+    the singleton beat, which starts only once the old slot is gone."""
+    plans, remotes = changed_fleet()
+    remotes[0].unhealthy = {"payments-worker-b"}
+    with pytest.raises(RolloutError) as info:
+        rollout(ENV, plans, remotes, Release(env="local", commit="abc"))
+    assert str(info.value).startswith(
+        "host1: payments did not become healthy within 60s (payments-worker-b)")
+    host1 = remotes[0].commands
+    gate = next(c for c in host1 if c.startswith("end=") and "standin.py health" in c)
+    assert "payments-worker-b" in gate and "payments-beat-b" not in gate
+    assert any("compose -p sa-payments-b down" in c for c in host1)  # new slot removed
+    assert not any("sa-payments-a down" in c for c in host1)  # the old slot kept serving
 
 
 def index_of(commands: list[str], *needles: str) -> int:
@@ -239,3 +258,27 @@ def test_pitr_is_set_up_after_every_host_and_recorded_only_once_it_worked() -> N
         "(pitr.sh setup) failed")
     assert "run the deploy again (it retries this step)" in str(info.value)
     assert not any(READY_MARKER in c for c in remotes[0].commands)
+
+
+def monitoring_commands(changed: tuple[str, ...]) -> list[str]:
+    """host3's commands when the files at `changed` differ from what the host holds."""
+    host = ENV.monitoring_host.name
+    state = deployed_state(host)
+    for path in changed:
+        state.files[path] = "0" * 64
+    plan = plan_host(ENV, host, SECRETS, state)
+    remote = FakeRemote(host)
+    apply_infra(remote, plan)
+    return [c for c in remote.commands if c.startswith(("docker compose", "docker kill"))]
+
+
+def test_a_changed_monitoring_project_recreates_its_containers_with_their_new_files() -> None:
+    """compose recreates only containers whose definition changed: Prometheus would keep its
+    old rule files (found on the testbed: a new rule file and scrape job never loaded)."""
+    both = monitoring_commands(("/opt/superapp/compose/monitoring.yml",
+                                "/opt/superapp/prometheus/prometheus.yml"))
+    assert len(both) == 1 and "--force-recreate" in both[0], both
+    alone = monitoring_commands(("/opt/superapp/prometheus/prometheus.yml",))
+    assert alone == ["docker kill --signal HUP prometheus"], alone
+    project = monitoring_commands(("/opt/superapp/compose/monitoring.yml",))
+    assert len(project) == 1 and "--force-recreate" not in project[0], project

@@ -947,6 +947,22 @@ def test_worker_finishes_current_task_on_sigterm(run: Callable[..., Proc]) -> No
     proc.wait_for(rf"worker: finished task {task}, exiting")
 
 
+def test_sidecar_health_follows_the_heartbeat_of_its_loop(
+        run: Callable[..., Proc], tmp_path: Path) -> None:
+    """`health worker` (the catalog's health_command on the testbed) fails before the worker
+    ran, passes while it runs, and fails again once its heartbeat is older than its limit."""
+    env = {"SERVICE_NAME": "payments-worker", "HEARTBEAT_DIR": str(tmp_path)}
+    assert run(["health", "worker"], **env).finish() == 1
+    worker = run(["worker"], **env)
+    worker.wait_for(r"worker: starting task 1")
+    assert run(["health", "worker"], **env).finish() == 0
+    assert worker.stop() == 0
+    stale = time.time() - 12  # three 2 s loops + 5 s
+    os.utime(tmp_path / "standin-worker.alive", (stale, stale))
+    assert run(["health", "worker"], **env).finish() == 1
+    assert run(["health", "beat"], **env).finish() == 1  # its own heartbeat, never written
+
+
 def test_beat_lock_allows_a_single_live_beat(run: Callable[..., Proc], tmp_path: Path) -> None:
     first = run(["beat"], SERVICE_NAME="payments-beat", BEAT_LOCK_DIR=str(tmp_path))
     first.wait_for(r"beat: payments-beat tick 1", stream="stdout")
