@@ -98,3 +98,8 @@ def write_tree(root: Path, rendered: dict) -> None:
             target.parent.mkdir(parents=True, exist_ok=True)
             target.write_text(file.content, encoding="utf-8")
             os.chmod(target, file.mode)
+
+
+def cron(title: str, lines: list[str], source: str = "ops/render/pitr.py") -> str:
+    """An /etc/cron.d file: `title` and `source` (the module that renders it) in its header."""
+    return render_template("pitr/cron.j2", title=title, lines=lines, source=source)

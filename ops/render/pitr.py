@@ -30,6 +30,7 @@ from ops.render.files import (
     TEMPLATES_DIR,
     TEXTFILE_DIR,
     RenderedFile,
+    cron,
     render_template,
 )
 from ops.render.secrets import SecretValues
@@ -90,11 +91,6 @@ def pgbackrest_files(environment: Environment, secrets: SecretValues) -> list[Re
     return [RenderedFile(PGBR_CONF, conf, mode=0o600, secret=True,
                          owner=environment.settings["data_uids"]["postgres"]),
             RenderedFile(REPO_CA, certificate(environment, secrets))]
-
-
-def cron(title: str, lines: list[str], source: str = "ops/render/pitr.py") -> str:
-    """An /etc/cron.d file: `title` and `source` (the module that renders it) in its header."""
-    return render_template("pitr/cron.j2", title=title, lines=lines, source=source)
 
 
 def render_db_files(environment: Environment, secrets: SecretValues) -> list[RenderedFile]:

@@ -9,12 +9,10 @@ they run and whether their health command (catalog `health_command`) passes.
 from __future__ import annotations
 
 from ops.catalog.model import Environment
-from ops.render.files import BASE, TEXTFILE_DIR, RenderedFile, render_template
-from ops.render.pitr import cron
+from ops.render.files import BASE, TEXTFILE_DIR, RenderedFile, cron, render_template
 
 SCRIPT = f"{BASE}/monitoring/sidecar_metrics.sh"
 CRON_FILE = "/etc/cron.d/superapp-sidecar-metrics"
-METRIC = "superapp_sidecar_up"
 
 
 def render_files(environment: Environment, host_name: str) -> list[RenderedFile]:
