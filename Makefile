@@ -10,7 +10,7 @@ OUT ?= out/$(ENV)
 HOSTS ?=
 
 .PHONY: help setup testbed-up testbed-down testbed-status demo test lint render bench \
-        prod-audit vault-bootstrap drift status releases clean
+        prod-audit vault-bootstrap drift status releases logs clean
 
 help:
 	@echo "make demo            set everything up, deploy to the local testbed, print where to look"
@@ -20,6 +20,7 @@ help:
 	@echo "make bench           benchmarks (table + JSON under bench/results/)"
 	@echo "make drift ENV=prod  hosts that differ from their last release (exit 1 if any)"
 	@echo "make status ENV=prod the fleet: versions, digests, health, last release"
+	@echo "make logs ENV=prod SERVICE=payments [SINCE=15m] [GREP=text] [RELEASE=id] [FOLLOW=1]"
 	@echo "make releases ENV=prod  the release history from every host's ledger [LAST=n]"
 	@echo "make testbed-up [HOSTS=n] | testbed-down | testbed-status"
 	@echo "make vault-bootstrap [ENV=prod]  policies, AppRoles, missing secrets (VAULT_TOKEN)"
@@ -63,6 +64,11 @@ drift: setup
 
 status: setup
 	@$(PYINFRA) inventories/$(ENV).py tasks/status.py
+
+logs: setup
+	@$(PYINFRA) inventories/$(ENV).py tasks/logs.py --data service=$(SERVICE) \
+	  $(if $(SINCE),--data since=$(SINCE)) $(if $(GREP),--data grep=$(GREP)) \
+	  $(if $(RELEASE),--data release=$(RELEASE)) $(if $(FOLLOW),--data follow=$(FOLLOW))
 
 releases: setup
 	@$(PYINFRA) inventories/$(ENV).py tasks/releases.py $(if $(LAST),--data last=$(LAST))

@@ -7,7 +7,8 @@ Measures, in one run, with a steady load through Traefik on every app host:
   - wall times of the full rollout and of a rollback;
   - rendering the whole prod bundle, apart from its validators;
   - point-in-time recovery: archive RPO under writes, full/diff backup time and size, the
-    time to restore the cluster (bench/pitr.py).
+    time to restore the cluster (bench/pitr.py);
+  - central logs: delivery latency p50/p99 and the burst throughput (bench/logs.py).
 Prints a table and writes JSON under bench/results/. A benchmark, not a test: nothing asserts.
 """
 
@@ -22,6 +23,7 @@ import time
 from datetime import UTC, datetime
 from pathlib import Path
 
+from bench import logs as central_logs
 from bench import pitr
 from bench.load import Load, LoadReport, Target
 from bench.release import release_copy
@@ -171,6 +173,7 @@ def main() -> int:
         must(res, "redeploy after the baseline")
 
     results.update(pitr.measure(status))
+    results.update(central_logs.measure(status))
 
     progress("rendering the prod bundle")
     results.update(render_timing())
@@ -195,6 +198,7 @@ def main() -> int:
          f"({results['render_prod_files']} files)"),
         ("validate prod bundle (real tools)", f"{results['validate_prod_seconds']}s"),
         *pitr.rows(results),
+        *central_logs.rows(results),
     ]
     width = max(len(r[0]) for r in rows)
     print()

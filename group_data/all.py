@@ -30,6 +30,7 @@ infra_images = {
     "redis": "superapp/redis:7.0.15",
     "seaweedfs": "superapp/seaweedfs:4.48.0",
     "blackbox_exporter": "superapp/blackbox-exporter:0.23.0",
+    "rsyslog": "superapp/rsyslog:8.2302.0",
 }
 
 # The docker network every container of a host joins; Traefik has a fixed address on it, which
@@ -82,6 +83,13 @@ promo_enabled = False
 jwt_jwks_url = "https://auth.superapp.sy/.well-known/jwks.json"
 
 container_logs = {"max_size": "10m", "max_file": 5}
+# Central logs (ops/render/logs.py): an rsyslog shipper per host, the store on the monitoring
+# host. `make logs ENV=... SERVICE=...` reads the store.
+logs = {
+    "retention_days": 14,  # store files older than this are deleted (cron, daily)
+    "port": 2514,  # RELP, on the monitoring host's private address
+    "queue_max_disk": "1g",  # per host: what waits on disk while the store is away
+}
 prometheus = {"scrape_interval": "15s", "evaluation_interval": "15s", "retention": "15d"}
 alerting = {
     "runbook_base_url": "https://runbooks.superapp.sy/alerts",
@@ -93,5 +101,5 @@ alerting = {
 # uid each infra process runs as in its image: it owns its 0600 config files (secrets inside).
 # (postgres: its entrypoint chowns its data directory itself; the uid owns pgBackRest's config)
 data_uids = {"redis": 999, "prometheus": 65534, "alertmanager": 65534, "postgres": 101,
-             "seaweedfs": 65534}
+             "seaweedfs": 65534, "log_store": 65534}
 relaxations = []

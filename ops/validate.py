@@ -30,6 +30,7 @@ from pathlib import Path
 import yaml
 
 from ops.catalog.model import Environment
+from ops.render import logs
 from ops.render.files import (
     ALERTMANAGER_DIR,
     BLACKBOX_DIR,
@@ -40,6 +41,7 @@ from ops.render.files import (
 )
 from ops.render.prometheus import RULES_DIR, render_rule_tests, rule_test_file
 
+RSYSLOGD_PATHS = (Path("/usr/sbin/rsyslogd"),)  # sbin: not on every user's PATH
 TRAEFIK_LOAD_TIMEOUT = 15.0  # seconds for Traefik to load its file provider on a busy machine
 
 
@@ -128,6 +130,12 @@ def check_blackbox(file: Path) -> CheckResult:
     return run_tool("blackbox_exporter --config.check", file,
                     [find_tool("prometheus-blackbox-exporter"), f"--config.file={file}",
                      "--config.check"])
+
+
+def check_rsyslog(file: Path) -> CheckResult:
+    """The log shipper's or store's config, parsed by rsyslog itself (modules loaded)."""
+    rsyslogd = find_tool("rsyslogd", RSYSLOGD_PATHS)
+    return run_tool("rsyslogd -N1", file, [rsyslogd, "-N1", "-f", str(file)])
 
 
 def check_grafana_dashboard(file: Path) -> CheckResult:
@@ -276,6 +284,8 @@ def planned_checks(root: Path, environment: Environment) -> list[Callable[[], Ch
         blackbox = under(host.name, f"{BLACKBOX_DIR}/blackbox.yml")
         if blackbox.exists():
             checks.append(lambda b=blackbox: check_blackbox(b))
+        for conf in sorted(under(host.name, logs.CONF_DIR).glob("*.conf")):
+            checks.append(lambda c=conf: check_rsyslog(c))
         for board in sorted(under(host.name, "/opt/superapp/grafana/dashboards").glob("*.json")):
             checks.append(lambda b=board: check_grafana_dashboard(b))
     return checks

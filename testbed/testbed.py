@@ -50,7 +50,7 @@ DEFAULT_ROLES = {1: ["app", "db"], 2: ["app"], 3: ["app", "monitoring"]}
 
 BASE_PACKAGES = [
     "python3", "python3-psycopg2", "postgresql-15", "postgresql-client-15", "redis-server",
-    "busybox", "ca-certificates", "pgbackrest",
+    "busybox", "ca-certificates", "pgbackrest", "rsyslog", "rsyslog-relp",
 ]
 
 # Images every bundle references, built here (no public registry is reachable) and pushed to the
@@ -418,6 +418,7 @@ def build_images() -> list[str]:
             build(ctx, name, version)
         build(images_dir / "postgres", "postgres", "15.18.0")  # Debian postgresql-15, pgbackrest
         build(images_dir / "redis", "redis", "7.0.15")  # Debian bookworm redis-server
+        build(images_dir / "rsyslog", "rsyslog", "8.2302.0")  # Debian rsyslog + rsyslog-relp
         for version, args in STANDIN_VERSIONS.items():
             log(f"building stand-in service image {version}")
             build(REPO / "testbed" / "standin", "standin", version, {"VERSION": version, **args})

@@ -43,7 +43,9 @@ WILDCARD_NETS = ("*", "0.0.0.0/0", "::/0", "0.0.0.0")  # noqa: S104 - what we re
 # Containers whose image must start as root (its entrypoint drops privileges itself). Reported
 # as low, not high: invariant 10 (docs/invariants.md) says "non-root where the image allows".
 ROOT_ALLOWED = {"postgres": "its entrypoint prepares PGDATA as root, then runs the server as "
-                            "the postgres user"}
+                            "the postgres user",
+                "log-shipper": "it reads Docker's json-file logs, which only root may read; it "
+                               "has no capabilities, a read-only root and writes only its spool"}
 FLOATING_TAGS = re.compile(r"(latest|stable|lts|edge|main|master|mainline|current|nightly|dev)"
                            r"([-_.].*)?", re.I)
 PINNED_VERSION = re.compile(r"v?\d+\.\d+\.\d+([-+._][0-9A-Za-z.+_-]+)?")

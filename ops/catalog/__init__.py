@@ -87,7 +87,8 @@ Example group_data::
                     "node_exporter": "superapp/node-exporter:1.5.0",
                     "postgres": "superapp/postgres:15.18.0", "redis": "superapp/redis:7.0.15",
                     "seaweedfs": "superapp/seaweedfs:4.48.0",
-                    "blackbox_exporter": "superapp/blackbox-exporter:0.23.0"}
+                    "blackbox_exporter": "superapp/blackbox-exporter:0.23.0",
+                    "rsyslog": "superapp/rsyslog:8.2302.0"}
     upstream_proxies = ["10.10.9.10"]              # load balancers: Traefik's trustedIPs
     docker_network = {"name": "superapp", "subnet": "172.30.0.0/24",
                       "traefik_address": "172.30.0.2"}  # services' --forwarded-allow-ips
@@ -109,12 +110,14 @@ Example group_data::
     promo_enabled = False
     jwt_jwks_url = "https://auth.superapp.sy/.well-known/jwks.json"
     container_logs = {"max_size": "10m", "max_file": 5}
+    logs = {"retention_days": 14, "port": 2514,   # central store on the monitoring host
+            "queue_max_disk": "1g"}                # per host, while the store is away
     prometheus = {"scrape_interval": "15s", "evaluation_interval": "15s", "retention": "15d"}
     alerting = {"runbook_base_url": "https://runbooks.superapp.sy/alerts",
                 "error_rate_ratio": 0.05, "webhook_retries_per_15m": 20,
                 "memory_available_ratio": 0.10}
     data_uids = {"redis": 999, "prometheus": 65534, "alertmanager": 65534, "postgres": 101,
-                 "seaweedfs": 65534}
+                 "seaweedfs": 65534, "log_store": 65534}
     relaxations = []                               # local only: standin-image,
                                                    # vault-token-auth, vault-plain-http
 '''

@@ -17,7 +17,7 @@ RELAXATIONS = {
     "registry-plain-http": "the registry's HTTP API over plain http (the testbed registry)",
 }
 
-UID_OWNERS = ("redis", "prometheus", "alertmanager", "postgres", "seaweedfs")
+UID_OWNERS = ("redis", "prometheus", "alertmanager", "postgres", "seaweedfs", "log_store")
 NAME = Str(pattern=r"[a-z][a-z0-9_-]*", hint="a lowercase name")
 HOSTNAME = Str(pattern=r"[a-z0-9]([a-z0-9.-]*[a-z0-9])?", hint="a DNS name")
 ORIGIN = Str(pattern=r"https?://[^\s/,*]+|\*", hint="an origin like https://app.example")
@@ -59,7 +59,7 @@ GROUP_DATA = Record({
     "infra_images": Field(Record({
         name: Field(IMAGE_REF)
         for name in ("traefik", "prometheus", "alertmanager", "node_exporter", "postgres", "redis",
-                     "seaweedfs", "blackbox_exporter")
+                     "seaweedfs", "blackbox_exporter", "rsyslog")
     })),
     "upstream_proxies": Field(ListOf(Str(hint="an IP address or CIDR"), min_len=1)),
     "docker_network": Field(Record({
@@ -129,6 +129,11 @@ GROUP_DATA = Record({
         "max_size": Field(Str(pattern=r"[0-9]+[kmg]", hint="a size like 10m")),
         "max_file": Field(Int(min=1, max=100)),
     })),
+    "logs": Field(Record({
+        "retention_days": Field(Int(min=1, max=3650)),
+        "port": Field(Int(min=1024, max=65535)),
+        "queue_max_disk": Field(Str(pattern=r"[0-9]+[kmg]", hint="a size like 1g")),
+    }), doc="central logs: days kept in the store, its RELP port, each host's disk queue"),
     "prometheus": Field(Record({
         "scrape_interval": Field(DURATION),
         "evaluation_interval": Field(DURATION),

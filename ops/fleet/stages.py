@@ -9,6 +9,9 @@ when any row is found. Comparisons and tables are pure (`ops.fleet.drift`, `ops.
 
 from __future__ import annotations
 
+import time
+from datetime import UTC, datetime
+
 from pyinfra import host
 from pyinfra.api import deploy
 from pyinfra.api.exceptions import PyinfraError
@@ -18,11 +21,27 @@ from ops.catalog import ConfigError, load_environment
 from ops.catalog.model import Environment
 from ops.console import format_table
 from ops.fleet.drift import Drift, format_drift, host_drift, moved_tags
+from ops.fleet.logs import (
+    FILE_MARK,
+    SOURCE_RE,
+    LogQueryError,
+    days_between,
+    format_record,
+    merge,
+    parse_since,
+    parse_store_output,
+    release_windows,
+    select,
+    sort_key,
+    store_grep,
+)
 from ops.fleet.status import format_status, host_rows, unreachable_rows
+from ops.host.commands import read_log_store
 from ops.host.facts import ContainerDetails, ContainerLogs, SuperappHostState
+from ops.host.remote import PyinfraRemote
 from ops.host.state import HostState
 from ops.images.registry import Registry, RegistryError
-from ops.render import render_host, service_content_hash
+from ops.render import logs, render_host, service_content_hash
 from ops.rollout.history import merged_releases, release_rows
 from ops.rollout.ledger import last_release
 from ops.rollout.plan import live_slots
@@ -30,6 +49,8 @@ from ops.schema.plan import pending_bootstrap
 from ops.scope import current_scope
 from ops.secrets.vault import VaultError
 from ops.secrets.vault import fetch_secrets as vault_fetch
+
+FOLLOW_INTERVAL = 2.0  # seconds between reads of the store with follow=1
 
 
 class FleetError(PyinfraError):
@@ -147,6 +168,76 @@ def show_releases() -> None:
                         "services changed"), rows) if rows else "no release recorded yet",
           flush=True)
     _finish(0)
+
+
+@deploy("Read the central logs")
+def show_logs() -> None:
+    """A service's lines from the central log store (monitoring host), every host merged in
+    time order (the last host to be read does the reading): `--data service=<name>`
+    (required), `since=15m` (default 1h), `grep=<text>`, `release=<id>` (the containers that
+    release started), `follow=1` (keep printing)."""
+    environment = _environment()
+    store = environment.monitoring_host
+    query = log_query(environment)
+    # a --limit run records its release in the ledgers of its hosts only: merge them all
+    ledger = host.get_fact(SuperappHostState).ledger if query["release"] else []
+    hosts = _collect("logs", {"ledger": ledger})
+    if hosts is None:
+        return
+    if store.name not in hosts:
+        raise FleetError(f"{store.name} holds the log store and is unreachable")
+    windows = None
+    if query["release"]:
+        try:
+            windows = release_windows(
+                merged_releases(e for d in hosts.values() for e in d["ledger"]),
+                query["release"])
+        except LogQueryError as e:
+            raise FleetError(str(e)) from None
+    remote = PyinfraRemote(ctx_state.get().inventory.get_host(store.name))
+    now = datetime.now(UTC)
+    since = now - query["since"]
+    offsets = {f"{day}.jsonl": 0 for day in days_between(since, now)}
+    service_dir = f"{logs.STORE_DIR}/{query['service']}"
+    seen: set = set()
+    print(f"--> {query['service']} on {environment.name} since {since:%Y-%m-%dT%H:%M:%SZ}"
+          + (f", release {query['release']}" if query["release"] else "")
+          + (f", lines containing {query['grep']!r}" if query["grep"] else "")
+          + f" (store on {store.name})", flush=True)
+    while True:
+        ok, out, err = remote.run(read_log_store(service_dir, offsets,
+                                                 store_grep(query["grep"]), FILE_MARK),
+                                  timeout=120)
+        if not ok:
+            raise FleetError(f"{store.name}: reading {service_dir} failed: "
+                             f"{(err or out).strip()[-200:]}")
+        try:
+            records, sizes = parse_store_output(out.splitlines())
+        except LogQueryError as e:
+            raise FleetError(f"--data service={query['service']}: {e}") from None
+        offsets.update(sizes)
+        for r in merge(select(records, sort_key(since.strftime("%Y-%m-%dT%H:%M:%S.%fZ")),
+                              windows, query["grep"]), seen):
+            print(format_record(r), flush=True)
+        if not query["follow"]:
+            _finish(0)
+        time.sleep(FOLLOW_INTERVAL)
+        today = f"{datetime.now(UTC):%Y-%m-%d}.jsonl"
+        offsets.setdefault(today, 0)
+
+
+def log_query(environment: Environment) -> dict:
+    service = str(host.data.get("service") or "")
+    if not SOURCE_RE.fullmatch(service):
+        raise FleetError(f"--data service={service or '<missing>'}: name a catalog service or "
+                         f"another source of the store (traefik, postgres, backup...)")
+    try:
+        since = parse_since(str(host.data.get("since") or "1h"))
+    except LogQueryError as e:
+        raise FleetError(str(e)) from None
+    return {"service": service, "since": since, "grep": str(host.data.get("grep") or ""),
+            "release": str(host.data.get("release") or ""),
+            "follow": str(host.data.get("follow") or "") in ("1", "true", "yes")}
 
 
 def drift_rows(environment: Environment, states: dict[str, HostState]) -> list[Drift]:

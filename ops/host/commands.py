@@ -99,11 +99,15 @@ def compose_up(compose_file: str, services: Sequence[str] = (), profiles: Sequen
 
 
 def compose_run(compose_file: str, service: str, argv: Sequence[str],
-                env: dict[str, str] | None = None) -> str:
-    """A one-off container of `service` (same image, env files, network), removed after."""
+                env: dict[str, str] | None = None,
+                labels: dict[str, str] | None = None) -> str:
+    """A one-off container of `service` (same image, env files, network), removed after.
+    `labels` override the service's (the central logs name the one-off container by them)."""
     cmd = ["docker", "compose", "-f", compose_file, "run", "--rm", "-T", "--no-deps"]
     for k, v in (env or {}).items():
         cmd += ["-e", f"{k}={v}"]
+    for k, v in (labels or {}).items():
+        cmd += ["--label", f"{k}={v}"]
     return sh(*cmd, service, *argv) + " 2>&1"
 
 
@@ -214,6 +218,26 @@ def count_tables(container: str, database: str) -> str:
 
 def container_logs_tail(container: str, lines: int = 30) -> str:
     return f"{sh('docker', 'logs', '--tail', str(lines), container)} 2>&1"
+
+
+def read_log_store(service_dir: str, offsets: dict[str, int], grep: str = "",
+                   mark: str = "##superapp-log-file ") -> str:
+    """Each day file of a service in the central log store (name -> byte offset to start
+    from), after a `<mark><name> <size>` line; only the bytes up to that size are read, so the
+    next read starts exactly there (follow). `grep`: fixed-string filter on the stored line.
+    No such service directory: one `<mark with "missing"><what the store has>` line."""
+    parent = shlex.quote(service_dir.rsplit("/", 1)[0])
+    parts = [f"cd {shlex.quote(service_dir)} 2>/dev/null || "
+             f"{{ printf '%s' {shlex.quote(mark.replace('file', 'missing'))}; "
+             f"ls {parent} 2>/dev/null | tr '\\n' ' '; echo; exit 0; }}"]
+    for name, offset in offsets.items():
+        q = shlex.quote(name)
+        filt = f" | grep -a -F -e {shlex.quote(grep)}" if grep else ""
+        parts.append(
+            f"if [ -f {q} ]; then size=$(stat -c %s {q}); "
+            f"printf '%s\\n' {shlex.quote(mark + name)}\" $size\"; "
+            f"tail -c +{int(offset) + 1} {q} | head -c $((size - {int(offset)})){filt}; fi")
+    return "; ".join(parts) + "; true"
 
 
 def traefik_metrics(traefik: str, metrics_url: str) -> str:

@@ -31,6 +31,7 @@ from ops.catalog.model import (
     Sidecar,
 )
 from ops.render import databases, pitr, redis_acl
+from ops.render import logs as central_logs
 from ops.render.files import (
     ALERTMANAGER_DIR,
     BLACKBOX_DIR,
@@ -117,8 +118,11 @@ def common(environment: Environment, network: dict | None = None) -> dict[str, A
     name = environment.settings["docker_network"]["name"]
     return {
         "restart": "unless-stopped",
+        # json-file keeps `docker logs`; `labels` copies these labels into every line, which
+        # is how the log shipper knows a line's service, slot and container (ops/render/logs.py)
         "logging": {"driver": "json-file",
-                    "options": {"max-size": logs["max_size"], "max-file": str(logs["max_file"])}},
+                    "options": {"max-size": logs["max_size"], "max-file": str(logs["max_file"]),
+                                "labels": ",".join(central_logs.LOG_LABELS)}},
         "networks": {name: network},
     }
 
@@ -275,7 +279,8 @@ def service_containers(environment: Environment, service: Service, host: Host,
         "stop_grace_period": f"{service.stop_grace_seconds}s",
         "mem_limit": service.resources.memory,
         "cpus": service.resources.cpus,
-        "labels": {**labels, "superapp.role": "serve"},
+        "labels": {**labels, "superapp.container": service.container_name(slot),
+                   "superapp.role": "serve"},
         **common(environment),
     }
     if command := environment.command(service):
@@ -305,7 +310,9 @@ def service_containers(environment: Environment, service: Service, host: Host,
             "stop_grace_period": f"{service.stop_grace_seconds}s",
             "mem_limit": resources.memory,
             "cpus": resources.cpus,
-            "labels": {**labels, "superapp.role": sidecar.name},
+            "labels": {**labels,
+                       "superapp.container": service.container_name(slot, sidecar.name),
+                       "superapp.role": sidecar.name},
             **common(environment),
         }
         if sidecar.singleton:
@@ -313,6 +320,15 @@ def service_containers(environment: Environment, service: Service, host: Host,
             container["labels"]["superapp.singleton"] = "true"
         containers.append(container)
     return containers
+
+
+def with_log_labels(container: dict[str, Any]) -> dict[str, Any]:
+    """Infra containers are their own "service" in the central logs: `superapp.service` and
+    `superapp.container` default to the container's key and name."""
+    labels = {"superapp.service": container["key"],
+              "superapp.container": container["container_name"],
+              **container.get("labels", {})}
+    return {**container, "labels": labels}
 
 
 def dynamic_range(subnet: str) -> str:
@@ -329,7 +345,7 @@ def render_project(environment: Environment, host: Host, project: str, title: st
     return render_template(
         "compose/project.yml.j2",
         title=title, host=host.name, env=environment.name, project=project,
-        containers=containers, config_hash=config_hash,
+        containers=[with_log_labels(c) for c in containers], config_hash=config_hash,
         network={"name": net["name"], "subnet": net["subnet"], "owner": owns_network,
                  "ip_range": dynamic_range(net["subnet"])},
         field_order=FIELD_ORDER, block_keys=BLOCK_KEYS,
@@ -431,12 +447,15 @@ def traefik(environment: Environment, host: Host) -> dict[str, Any]:
 
 
 def render_edge(environment: Environment, host: Host) -> RenderedFile:
-    """Traefik (app hosts) and node-exporter (every host); owns the superapp network."""
-    containers = [node_exporter(environment, host)]
+    """Traefik (app hosts), node-exporter and the log shipper (every host); owns the superapp
+    network."""
+    containers = [node_exporter(environment, host),
+                  {**central_logs.shipper_container(environment, host), **common(environment)}]
     if host.has_role("app"):
         containers.insert(0, traefik(environment, host))
     return RenderedFile(compose_path("edge"), render_project(
-        environment, host, "sa-edge", "edge: Traefik and node-exporter; creates the network",
+        environment, host, "sa-edge",
+        "edge: Traefik, node-exporter and the log shipper; creates the network",
         containers, owns_network=True))
 
 
@@ -556,7 +575,9 @@ def render_monitoring(environment: Environment, host: Host) -> RenderedFile:
             "cpus": 0.25,
             **common(environment),
         },
+        {**central_logs.store_container(environment, host), **common(environment)},
     ]
     return RenderedFile(compose_path("monitoring"), render_project(
         environment, host, "sa-monitoring",
-        "monitoring: Prometheus, Alertmanager and the blackbox prober", containers))
+        "monitoring: Prometheus, Alertmanager, the blackbox prober and the log store",
+        containers))

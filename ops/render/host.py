@@ -15,6 +15,7 @@ from ops.render import (
     compose,
     databases,
     grafana,
+    logs,
     pitr,
     probes,
     prometheus,
@@ -37,7 +38,8 @@ def render_host(environment: Environment, host_name: str, secrets: SecretValues,
     """
     host = environment.host(host_name)
     slots = slots or {}
-    files = in_unit("edge", [compose.render_edge(environment, host)])
+    files = in_unit("edge", [compose.render_edge(environment, host),
+                             *logs.render_shipper_files(environment, host)])
     if host.has_role("app"):
         files += in_unit("edge", [traefik.render_static(environment, host)])
         for service in environment.services_on(host.name):
@@ -58,7 +60,8 @@ def render_host(environment: Environment, host_name: str, secrets: SecretValues,
     if host.has_role("backup") and pitr.enabled(environment):
         files += in_unit("backup-repo", pitr.render_backup_host_files(environment, host, secrets))
     if host.has_role("monitoring"):
-        files += in_unit("monitoring", [compose.render_monitoring(environment, host)])
+        files += in_unit("monitoring", [compose.render_monitoring(environment, host),
+                                        *logs.render_store_files(environment, host)])
         files += in_unit("prometheus", [prometheus.render_config(environment, host.name),
                                         *prometheus.render_rules(environment)])
         files += in_unit("alertmanager", [alertmanager.render_config(environment, secrets)])
@@ -91,7 +94,7 @@ def host_directories(environment: Environment, host_name: str) -> list[tuple[str
     """
     host = environment.host(host_name)
     uids = environment.settings["data_uids"]
-    dirs = [(ENV_DIR, 0o700, 0), (TEXTFILE_DIR, 0o755, 0)]
+    dirs = [(ENV_DIR, 0o700, 0), (TEXTFILE_DIR, 0o755, 0), *logs.directories()]
     if host.has_role("db"):
         dirs += [(f"{DATA_DIR}/postgres", 0o700, 0),  # the entrypoint chowns it
                  (databases.PROVISION_DIR, 0o700, 0),
@@ -102,5 +105,6 @@ def host_directories(environment: Environment, host_name: str) -> list[tuple[str
         dirs += [(pitr.S3_DATA, 0o700, uids["seaweedfs"])]
     if host.has_role("monitoring"):
         dirs += [(f"{DATA_DIR}/prometheus", 0o700, uids["prometheus"]),
-                 (f"{DATA_DIR}/alertmanager", 0o700, uids["alertmanager"])]
+                 (f"{DATA_DIR}/alertmanager", 0o700, uids["alertmanager"]),
+                 *logs.store_directories(environment)]
     return dirs

@@ -104,6 +104,7 @@ class HostResult:
     images: dict[str, str] = field(default_factory=dict)  # service -> image it runs after
     image_digests: dict[str, str] = field(default_factory=dict)  # service -> its digest
     migrations: dict[str, str] = field(default_factory=dict)  # service -> head after migrating
+    slots: dict[str, str] = field(default_factory=dict)  # service -> slot this run started
 
 
 # Units of files that a container of the monitoring project reads (at start, or on SIGHUP).
@@ -169,7 +170,9 @@ def run_migrations(remote: Remote, environment: Environment, change: ServiceChan
     say(remote.name, f"{change.service}: running migrations once for {change.image}")
     command = cmd.compose_run(change.compose_file, service.name,
                               environment.migrate_command(service) or [],
-                              env={"AUTO_CREATE_SCHEMA": "false"})
+                              env={"AUTO_CREATE_SCHEMA": "false"},
+                              labels={"superapp.role": "migrate",
+                                      "superapp.container": f"{service.name}-migrate"})
     out = must(remote, command, f"migration of {change.service}", timeout=900)
     lines = [line for line in out.strip().splitlines() if line.strip()]
     for line in lines[-10:]:
@@ -276,6 +279,7 @@ def roll_host(remote: Remote, environment: Environment, plan: HostPlan, release:
                    timeout=900)
         for line in out.strip().splitlines()[-3:]:
             say(remote.name, f"  backup: {line}")
+    result.slots = {c.service: c.new_slot for c in changes}
     result.changed = [c.service for c in changes] + plan.infra_units + (
         ["leftovers"] if plan.leftovers or plan.promote or plan.singletons else [])
     result.result = "changed" if (result.changed or plan.missing_images) else "unchanged"

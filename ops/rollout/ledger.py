@@ -67,7 +67,8 @@ def release_entry(results: Sequence[HostResult], release: Release, outcome: str)
         "images": images, "image_digests": digests,
         "secret_versions": release.secret_versions,
         "migrations": migrations,
-        "hosts": {r.host: {"result": r.result, "changed": r.changed, "digests": r.digests,
+        "hosts": {r.host: {"result": r.result, "changed": r.changed, "slots": r.slots,
+                           "digests": r.digests,
                            "images": r.images, "image_digests": r.image_digests,
                            "seconds": round(r.seconds, 1)}
                   for r in results},

@@ -142,6 +142,19 @@ def emit(message: str) -> None:
         sys.stdout.flush()
 
 
+REQUEST_ID_RE = re.compile(r"[A-Za-z0-9._:-]{1,128}")
+
+
+def request_id_of(header: str | None) -> str:
+    """The request id a real app's middleware keeps or makes: the caller's `X-Request-Id`
+    when it looks like one (the edge or a client set it), else a new random one. It is logged
+    with the request and returned, so Traefik's access log (which keeps the header both ways)
+    and this service's line carry the same id."""
+    if header and REQUEST_ID_RE.fullmatch(header.strip()):
+        return header.strip()
+    return secrets.token_hex(16)
+
+
 def die(message: str, code: int) -> NoReturn:
     log(message)
     sys.exit(code)
@@ -1162,6 +1175,8 @@ class Handler(BaseHTTPRequestHandler):
             log(f"serve: error handling {method} {route_template(path)}: {type(exc).__name__}")
             resp = json_response(500, {"error": "internal error"})
         resp.headers.update(app.cors_headers(self.headers.get("Origin")))
+        request_id = request_id_of(self.headers.get("X-Request-Id"))
+        resp.headers["X-Request-Id"] = request_id
         duration = time.monotonic() - start
         method_label = method if method in KNOWN_METHODS else "OTHER"
         route = route_template(path)
@@ -1177,6 +1192,7 @@ class Handler(BaseHTTPRequestHandler):
                     "status": resp.status,
                     "duration_ms": round(duration * 1000.0, 3),
                     "client_ip": client_ip,
+                    "request_id": request_id,
                 },
                 separators=(",", ":"),
             )

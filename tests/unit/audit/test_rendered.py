@@ -15,6 +15,8 @@ from ops.render import PlaceholderSecrets, render_environment
 
 # Accepted by design (ops/audit/rendered.py ROOT_ALLOWED): reported as LOW, never blocking.
 ACCEPTED = [("low", "db-1 postgres /opt/superapp/compose/data.yml:5")]
+EDGE = "/opt/superapp/compose/edge.yml"
+ROOT_USER = 'user: "0:0"'  # the log shipper's (ops/render/logs.py): accepted, on every host
 
 
 @pytest.fixture(scope="module")
@@ -49,13 +51,18 @@ def findings(prod, rendered, rule: str) -> list:
 
 
 def test_prod_rendered_config_passes_every_rule(prod, rendered):
-    """The real prod rendering: nothing but the accepted root postgres and, informational, the
-    services whose schema comes from the one-off bootstrap job (an invariant to keep; the rule
-    tests below break a copy on purpose instead of relying on today's findings)."""
+    """The real prod rendering: nothing but the accepted root postgres and log shippers and,
+    informational, the services whose schema comes from the one-off bootstrap job (an
+    invariant to keep; the rule tests below break a copy on purpose instead of relying on
+    today's findings)."""
     found = audit_rendered(prod, rendered)
     bootstrap = [f for f in found if f.rule == "rendered.schema-bootstrap"]
-    assert [(f.rule, f.severity, f.where) for f in found if f not in bootstrap] == [
-        ("rendered.non-root", *ACCEPTED[0])]
+    assert sorted((f.rule, f.severity, f.where) for f in found if f not in bootstrap) == sorted(
+        [("rendered.non-root", *ACCEPTED[0])]
+        + [("rendered.non-root", "low",
+            f"{h.name} log-shipper {EDGE}:{line_of(rendered, h.name, EDGE, ROOT_USER)}")
+           for h in prod.hosts])
+    assert all("accepted" in f.message for f in found if f.rule == "rendered.non-root")
     assert sorted(f.key for f in bootstrap) == sorted(
         f"services.{n}" for n, s in prod.services.items() if not s.migrate_command)
     assert {f.severity for f in bootstrap} == {"low"}
@@ -249,7 +256,8 @@ def test_root_container(prod, rendered):
 
 def test_unbounded_logs(prod, rendered):
     edit(rendered, "app-1", "/opt/superapp/compose/bus.yml",
-         '"options": {"max-size": "10m", "max-file": "5"}', '"options": {}')
+         '"options": {"max-size": "10m", "max-file": "5", "labels": '
+         '"superapp.service,superapp.slot,superapp.container"}', '"options": {}')
     [found] = findings(prod, rendered, "rendered.bounded-logs")
     path = "/opt/superapp/compose/bus.yml"
     assert found.where == f"app-1 bus {path}:{line_of(rendered, 'app-1', path, 'logging:')}"

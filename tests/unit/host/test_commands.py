@@ -237,3 +237,23 @@ def test_redis_acl_load_restarts_redis_when_the_admin_password_changed(tmp_path)
     assert res.returncode == 0
     assert "restarted to load its users" in res.stdout
     assert (tmp_path / "calls").read_text().splitlines() == ["restart redis"]
+
+
+def test_read_log_store_reads_from_offsets_up_to_the_size_it_printed(tmp_path) -> None:
+    from ops.fleet.logs import FILE_MARK, parse_store_output
+    day = tmp_path / "2026-12-03.jsonl"
+    day.write_text('{"ts":"2026-12-03T10:00:00Z","msg":"a it\'s"}\n'
+                   '{"ts":"2026-12-03T10:00:01Z","msg":"b"}\n')
+    first_len = len(day.read_text().splitlines()[0]) + 1
+    script = cmd.read_log_store(str(tmp_path), {"2026-12-03.jsonl": first_len,
+                                                "2026-12-02.jsonl": 0}, mark=FILE_MARK)
+    out = subprocess.run(["sh", "-c", script], capture_output=True, text=True, check=True).stdout
+    records, sizes = parse_store_output(out.splitlines())
+    assert [r.msg for r in records] == ["b"]
+    assert sizes == {"2026-12-03.jsonl": day.stat().st_size}  # the missing day is skipped
+    grep = cmd.read_log_store(str(tmp_path), {"2026-12-03.jsonl": 0}, grep="it's",
+                              mark=FILE_MARK)
+    out = subprocess.run(["sh", "-c", grep], capture_output=True, text=True, check=True).stdout
+    assert [r.msg for r in parse_store_output(out.splitlines())[0]] == ["a it's"]
+    gone = cmd.read_log_store(str(tmp_path / "none"), {"x.jsonl": 0}, mark=FILE_MARK)
+    assert subprocess.run(["sh", "-c", gone], capture_output=True, text=True).returncode == 0

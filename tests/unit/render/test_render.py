@@ -70,8 +70,9 @@ def test_prod_compose_has_every_spec_flag_for_every_service(prod, prod_files):
                 assert 60 <= int(env["INTERNAL_HMAC_REPLAY_WINDOW"]) <= 300
             assert main["user"] == "10001:10001"
             assert main["restart"] == "unless-stopped"
-            assert main["logging"] == {"driver": "json-file",
-                                       "options": {"max-size": "10m", "max-file": "5"}}
+            assert main["logging"] == {"driver": "json-file", "options": {
+                "max-size": "10m", "max-file": "5",
+                "labels": "superapp.service,superapp.slot,superapp.container"}}
             assert main["healthcheck"]["test"] == [
                 "CMD", "busybox", "wget", "-q", "-O", "/dev/null",
                 "http://127.0.0.1:8000/health"]
@@ -230,7 +231,8 @@ def test_edge_publishes_web_publicly_and_the_rest_privately(prod, prod_files):
     assert edge["networks"]["superapp"]["ipam"]["config"] == [
         {"subnet": "172.30.0.0/24", "ip_range": "172.30.0.128/25"}]
     db_edge = yaml.safe_load(by_path(prod_files["db-1"])["/opt/superapp/compose/edge.yml"].content)
-    assert list(db_edge["services"]) == ["node-exporter"]
+    assert list(db_edge["services"]) == ["node-exporter", "log-shipper"]  # no Traefik
+    assert "ports" not in db_edge["services"]["log-shipper"]  # it only connects out
 
 
 def test_prometheus_scrapes_every_service_on_every_host(prod, prod_files):

@@ -1,0 +1,155 @@
+"""Central logs: an rsyslog shipper on every host and an rsyslog store on the monitoring host.
+
+Why this shape:
+- Containers keep Docker's `json-file` driver: `docker logs` works as before, and a dead
+  shipper never stops a container from starting (the `syslog` driver would). The shipper tails
+  the json-file logs (imfile, inotify) with the container's `superapp.*` labels that Docker
+  writes into every line (`labels` log option, see ops/render/compose.py).
+- The old slot's lines are read within milliseconds of being written and then wait in the
+  shipper's disk-assisted queue, so removing a slot's containers at a swap loses nothing.
+- RELP (acknowledged, reconnecting) to the store; while the store is down, records queue on
+  disk on each host (bounded by `logs.queue_max_disk`) and survive a shipper restart (but
+  the one record being retried at that moment: rsyslog #2710).
+- The store writes `<service>/<YYYY-MM-DD>.jsonl`: plain files that `make logs`, grep and
+  retention by day (a cron job) all understand, with no database to run.
+
+The backup jobs' log files (plain text, written by cron) are shipped the same way as service
+`backup` and `pitr`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from typing import Any
+
+from ops.catalog.model import Environment, Host
+from ops.render.backup import BACKUP_ROOT
+from ops.render.files import BASE, DATA_DIR, RenderedFile, cron, render_template
+
+CONF_DIR = f"{BASE}/logs"
+SHIPPER_CONF = f"{CONF_DIR}/shipper.conf"
+STORE_CONF = f"{CONF_DIR}/store.conf"
+LOGS_DIR = f"{DATA_DIR}/logs"
+SHIPPER_SPOOL = f"{LOGS_DIR}/shipper"
+STORE_SPOOL = f"{LOGS_DIR}/store-spool"
+STORE_DIR = f"{LOGS_DIR}/store"  # on the monitoring host: <service>/<YYYY-MM-DD>.jsonl
+RETENTION_CRON = "/etc/cron.d/superapp-logs-retention"
+# Docker's default data root; its json-file logs are <id>/<id>-json.log under it.
+DOCKER_CONTAINERS_DIR = "/var/lib/docker/containers"
+BACKUP_LOG_DIR = BACKUP_ROOT
+# plain-text job logs shipped as their own "service": file name -> service
+JOB_LOGS = {"backup.log": "backup", "pitr.log": "pitr"}
+
+IN_CONTAINER_CONF = "/etc/superapp-logs"
+IN_CONTAINER_SPOOL = "/var/spool/rsyslog"
+IN_CONTAINER_STORE = "/var/log/superapp"
+IN_CONTAINER_JOB_LOGS = "/var/log/superapp-jobs"
+SHIPPER_CONTAINER = "log-shipper"
+STORE_CONTAINER = "log-store"
+MAX_MESSAGE_SIZE = "64k"
+MAX_DATA_SIZE = 65536  # a RELP frame: one record (the message plus its JSON fields)
+QUEUE_SIZE = 1000000  # records the disk queue holds (queue_max_disk bounds its bytes)
+
+# Container labels Docker copies into every json-file line (the `labels` log option).
+LOG_LABELS = ("superapp.service", "superapp.slot", "superapp.container")
+
+
+def settings(environment: Environment) -> dict[str, Any]:
+    return environment.settings["logs"]
+
+
+def shipper_conf(environment: Environment, host: Host) -> str:
+    s = settings(environment)
+    store = environment.monitoring_host
+    return render_template(
+        "logs/shipper.conf.j2", host=host.name, env=environment.name, store_host=store.name,
+        store_address=store.address, port=s["port"], spool=IN_CONTAINER_SPOOL,
+        queue_max_disk=s["queue_max_disk"], queue_size=QUEUE_SIZE,
+        max_message_size=MAX_MESSAGE_SIZE, containers_dir=DOCKER_CONTAINERS_DIR,
+        job_logs={f"{IN_CONTAINER_JOB_LOGS}/{name}": service
+                  for name, service in JOB_LOGS.items()})
+
+
+def store_conf(environment: Environment, host: Host) -> str:
+    s = settings(environment)
+    return render_template(
+        "logs/store.conf.j2", host=host.name, env=environment.name, port=s["port"],
+        spool=IN_CONTAINER_SPOOL, store_dir=IN_CONTAINER_STORE,
+        retention_days=s["retention_days"], max_message_size=MAX_MESSAGE_SIZE,
+        max_data_size=MAX_DATA_SIZE)
+
+
+def conf_label(conf: str) -> dict[str, str]:
+    """rsyslog reads its config only at start: a changed one recreates the container."""
+    return {"superapp.logs-conf-sha256": hashlib.sha256(conf.encode()).hexdigest()}
+
+
+def shipper_container(environment: Environment, host: Host) -> dict[str, Any]:
+    """Runs as root without capabilities: root owns Docker's log files (0640) and their
+    directories, nothing else is needed; the filesystem is read-only but the spool."""
+    conf = shipper_conf(environment, host)
+    return {
+        "key": SHIPPER_CONTAINER,
+        "image": environment.infra_image("rsyslog"),
+        "container_name": SHIPPER_CONTAINER,
+        "command": ["rsyslogd", "-n", "-f", f"{IN_CONTAINER_CONF}/shipper.conf",
+                    "-i", "/tmp/rsyslogd.pid"],
+        "volumes": [f"{DOCKER_CONTAINERS_DIR}:{DOCKER_CONTAINERS_DIR}:ro",
+                    f"{BACKUP_LOG_DIR}:{IN_CONTAINER_JOB_LOGS}:ro",
+                    f"{CONF_DIR}:{IN_CONTAINER_CONF}:ro",
+                    f"{SHIPPER_SPOOL}:{IN_CONTAINER_SPOOL}"],
+        "user": "0:0", "read_only": True, "tmpfs": ["/tmp"], "cap_drop": ["ALL"],
+        "security_opt": ["no-new-privileges:true"],
+        "stop_grace_period": "30s",  # time to write the in-memory queue to disk
+        "mem_limit": "256m",
+        "cpus": 0.5,
+        "labels": conf_label(conf),
+    }
+
+
+def store_container(environment: Environment, host: Host) -> dict[str, Any]:
+    """Unprivileged: it owns the store and its spool (group_data `data_uids.log_store`)."""
+    conf = store_conf(environment, host)
+    uid = environment.settings["data_uids"]["log_store"]
+    port = settings(environment)["port"]
+    return {
+        "key": STORE_CONTAINER,
+        "image": environment.infra_image("rsyslog"),
+        "container_name": STORE_CONTAINER,
+        "command": ["rsyslogd", "-n", "-f", f"{IN_CONTAINER_CONF}/store.conf",
+                    "-i", "/tmp/rsyslogd.pid"],
+        "ports": [f"{host.address}:{port}:{port}"],
+        "volumes": [f"{CONF_DIR}:{IN_CONTAINER_CONF}:ro",
+                    f"{STORE_DIR}:{IN_CONTAINER_STORE}",
+                    f"{STORE_SPOOL}:{IN_CONTAINER_SPOOL}"],
+        "user": f"{uid}:{uid}", "read_only": True, "tmpfs": ["/tmp"], "cap_drop": ["ALL"],
+        "security_opt": ["no-new-privileges:true"],
+        "stop_grace_period": "30s",
+        "mem_limit": "256m",
+        "cpus": 0.5,
+        "labels": conf_label(conf),
+    }
+
+
+def render_shipper_files(environment: Environment, host: Host) -> list[RenderedFile]:
+    return [RenderedFile(SHIPPER_CONF, shipper_conf(environment, host))]
+
+
+def render_store_files(environment: Environment, host: Host) -> list[RenderedFile]:
+    days = settings(environment)["retention_days"]
+    # -mtime +N: last written more than N whole days ago; a day's file is written all day
+    prune = (f"17 3 * * * root find {STORE_DIR} -name '*.jsonl' -type f -mtime +{days} "
+             f"-delete; find {STORE_DIR} -mindepth 1 -type d -empty -delete")
+    return [RenderedFile(STORE_CONF, store_conf(environment, host)),
+            RenderedFile(RETENTION_CRON, cron(f"central logs kept {days} days", [prune],
+                                              source="ops/render/logs.py"))]
+
+
+def directories() -> list[tuple[str, int, int]]:
+    """(path, mode, owner) the shipper needs on every host."""
+    return [(LOGS_DIR, 0o700, 0), (SHIPPER_SPOOL, 0o700, 0), (BACKUP_LOG_DIR, 0o750, 0)]
+
+
+def store_directories(environment: Environment) -> list[tuple[str, int, int]]:
+    uid = environment.settings["data_uids"]["log_store"]
+    return [(STORE_DIR, 0o750, uid), (STORE_SPOOL, 0o700, uid)]
