@@ -940,11 +940,25 @@ def check_secret_files(environment: Environment, hosts: list[HostView]) -> list[
     return out
 
 
+def check_error_tracking(environment: Environment, hosts: list[HostView]) -> list[Finding]:
+    """Prod services whose errors reach no tracker (warning). The catalog's `error_tracking:
+    none` is seen here; a DSN missing from Vault only by the deploy, which reads Vault and says
+    so (ops/rollout/stages.py)."""
+    if environment.name != "prod":
+        return []
+    return [Finding(
+        "rendered.error-tracking", "medium", f"ops/catalog/services.yml services.{name}",
+        f"{name}: error_tracking is none in prod: its exceptions reach no error tracker",
+        f"set error_tracking: sentry and put its DSN at "
+        f"{environment.sentry_dsn_ref(s)} in Vault (kind url)", key=f"services.{name}")
+        for name, s in environment.services.items() if s.error_tracking != "sentry"]
+
+
 RULES: tuple[Callable[[Environment, list[HostView]], list[Finding]], ...] = (
     check_hmac, check_rate_limit, check_origins, check_proxy_headers, check_schema,
     check_schema_bootstrap, check_starting_credit, check_admin_tokens, check_containers,
     check_beat, check_traefik, check_private_paths, check_metrics, check_backups,
-    check_secret_files,
+    check_secret_files, check_error_tracking,
 )
 RULE_IDS = (
     "rendered.invalid-yaml", "rendered.env-file-missing", "rendered.hmac-required",
@@ -955,5 +969,5 @@ RULE_IDS = (
     "rendered.image-pinned", "rendered.non-root", "rendered.bounded-logs",
     "rendered.celery-beat-singleton", "rendered.traefik-api", "rendered.traefik-trusted-ips",
     "rendered.internal-api-public", "rendered.metrics-scraped", "rendered.backup-coverage",
-    "rendered.secret-file-mode", "rendered.secret-in-plain-file",
+    "rendered.secret-file-mode", "rendered.secret-in-plain-file", "rendered.error-tracking",
 )

@@ -60,8 +60,8 @@ def scalar(node: yaml.Node) -> Any:
     """A scalar with YAML's own type resolution (so `true` is True and `"true"` is 'true')."""
     if not isinstance(node, yaml.ScalarNode):
         return None
-    constructor = yaml.SafeLoader.construct_scalar  # plain value, then resolve by tag
-    value = constructor(yaml.SafeLoader(""), node)
+    value = node.value  # what SafeLoader.construct_scalar returns for a scalar node (a new
+    # loader per scalar to call it cost most of the audit's time); then resolve by tag
     tag = node.tag
     if tag.endswith(":bool"):
         return value.lower() in ("true", "yes", "on")

@@ -47,6 +47,9 @@ Example service entry::
                                              #   string); JWT_SECRET, DB_PASSWORD, HMAC and
                                              #   Redis secrets are derived from the fields above
         env_from_settings: {STARTING_CREDIT_CENTS: starting_credit_cents}  # env -> group_data
+        error_tracking: sentry               # sentry: SENTRY_DSN (kind url, optional) from
+                                             #   Vault, SENTRY_ENVIRONMENT, SENTRY_RELEASE;
+                                             #   none: no error tracker (audit warning in prod)
         sidecars:
           worker:
             command: [celery, -A, app.worker, worker]

@@ -120,6 +120,7 @@ def build_service(name: str, data: dict[str, Any]) -> Service:
         env_from_settings=dict(data["env_from_settings"]),
         sidecars=sidecars,
         dashboard=data["dashboard"],
+        error_tracking=data["error_tracking"],
         extra_dashboards=tuple(data["extra_dashboards"]),
         resources=Resources(**data["resources"]),
         health_timeout_seconds=data["health_timeout_seconds"],

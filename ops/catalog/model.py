@@ -25,6 +25,9 @@ DB_PREVIOUS_KEY = "DB_PASSWORD_PREVIOUS"
 DB_LOGIN_KEY = "DB_LOGIN"
 
 
+SENTRY_DSN_KEY = "SENTRY_DSN"
+
+
 @dataclass(frozen=True)
 class SecretRef:
     """Where one secret value lives in Vault (KV v2) and what kind of value it is.
@@ -80,6 +83,7 @@ class Service:
     dashboard: str
     extra_dashboards: tuple[str, ...]
     resources: Resources
+    error_tracking: str
     health_timeout_seconds: int
     stop_grace_seconds: int
 
@@ -270,7 +274,14 @@ class Environment:
         if service.hmac_role != "none":
             refs += self.internal_hmac_refs().values()
         refs += self.service_redis_refs(service).values()
+        if service.error_tracking == "sentry":
+            refs.append(self.sentry_dsn_ref(service))
         return refs
+
+    def sentry_dsn_ref(self, service: Service) -> SecretRef:
+        """The service's Sentry DSN: optional, so a service without one still deploys (its
+        errors reach no tracker; the deploy says so in prod)."""
+        return SecretRef(self.vault_path(service.name), SENTRY_DSN_KEY, "url", optional=True)
 
     def db_password_ref(self, service: Service) -> SecretRef:
         """The password of the service's own database login (for services with a database)."""

@@ -63,6 +63,7 @@ SERVICE_FIELDS = {
                                doc="non-secret env var -> scalar group_data key"),
     "sidecars": Field(MapOf(SIDECAR, key=Str(pattern=IDENT, hint="a lowercase identifier"))),
     "dashboard": Field(Str(choices=("full", "minimal"))),
+    "error_tracking": Field(Str(choices=("sentry", "none"))),
     "extra_dashboards": Field(ListOf(Str(pattern=IDENT, hint="a lowercase identifier"))),
     "resources": Field(RESOURCES),
     "health_timeout_seconds": Field(Int(min=1, max=3600)),

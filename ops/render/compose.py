@@ -181,7 +181,17 @@ def service_environment(environment: Environment, service: Service) -> dict[str,
     for var, key in service.env_from_settings.items():
         value = s[key]
         env[var] = str(value).lower() if isinstance(value, bool) else str(value)
+    if service.error_tracking == "sentry":
+        env.update(sentry_environment(environment, service))
     return env
+
+
+def sentry_environment(environment: Environment, service: Service) -> dict[str, str]:
+    """What Sentry's SDK reads besides the DSN (env file): the environment, and the release as
+    `<service>@<image tag>`, the code version Sentry groups errors by. Not the deploy's run id:
+    that changes on every deploy and would restart every service every time."""
+    tag = environment.image(service).rsplit("/", 1)[-1].rpartition(":")[2]
+    return {"SENTRY_ENVIRONMENT": environment.name, "SENTRY_RELEASE": f"{service.name}@{tag}"}
 
 
 def hmac_rotation_phase(record: str | None) -> int | None:

@@ -11,7 +11,7 @@ import re
 from collections.abc import Mapping
 from typing import Protocol
 
-from ops.catalog.model import SecretRef
+from ops.catalog.model import Environment, SecretRef
 
 
 class SecretValues(Protocol):
@@ -79,3 +79,12 @@ def env_file_content(header: str, values: Mapping[str, str]) -> str:
     lines = [f"# {header}", "# Written by the deploy from Vault. Secret: mode 0600, never commit."]
     lines += [env_file_line(k, v) for k, v in values.items()]
     return "\n".join(lines) + "\n"
+
+
+def untracked_services(environment: Environment, secrets: SecretValues) -> list[str]:
+    """Prod services meant to report to Sentry whose DSN Vault does not hold (a warning, not
+    a refusal: a missing tracker must not block a fix from shipping)."""
+    if environment.name != "prod":
+        return []
+    return [name for name, s in environment.services.items() if s.error_tracking == "sentry"
+            and not secrets.get(environment.sentry_dsn_ref(s))]

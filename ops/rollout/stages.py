@@ -29,6 +29,7 @@ from ops.images.registry import Registry, RegistryError
 from ops.preview.stage import dry_run_mode, preview_host
 from ops.render import PlaceholderSecrets, render_host
 from ops.render.files import write_tree
+from ops.render.secrets import untracked_services
 from ops.rollout.engine import Checkpoints, rollout, summary_table
 from ops.rollout.ledger import append_to_ledgers
 from ops.rollout.lock import EnvironmentLock, VaultLockStore, lock_path
@@ -98,6 +99,10 @@ def fetch_into(run: Run) -> bool:
         raise DeployRefused(str(e)) from None
     run.secrets = fetched
     run.release.secret_versions = fetched.versions()
+    if untracked := untracked_services(run.environment, fetched):
+        print(f"--> warning: no SENTRY_DSN in Vault for {', '.join(untracked)} "
+              f"({run.environment.vault_path('<service>')}#SENTRY_DSN, kind url): "
+              "their errors reach no error tracker", flush=True)
     return True
 
 

@@ -190,3 +190,17 @@ def test_every_public_route_is_probed_and_a_stopped_service_fails_on_its_host_on
         testbed.ssh(host, f"docker start {container}")
     wait_for("food's probe back", lambda: probe_results(
         base, 'service="food"').get(("food", host.name)) == 1.0)
+
+
+def test_services_run_with_their_sentry_environment_and_release(testbed, deployed):
+    """The catalog's error tracking reaches the running containers (the DSN, optional, is
+    absent on the testbed: nothing is sent anywhere)."""
+    host = next(h for h in testbed.hosts if "app" in h.roles)
+    for name in ("payments", "food"):
+        out = testbed.ssh(host, "docker ps -q --filter " + shlex.quote(
+            f"label=superapp.service={name}") + " --filter label=superapp.role=serve "
+            "| xargs docker inspect --format '{{json .Config.Env}}'").stdout
+        env = dict(e.split("=", 1) for e in json.loads(out))
+        tag = ENV.image(ENV.services[name]).rpartition(":")[2]
+        assert env["SENTRY_ENVIRONMENT"] == "local" and env["SENTRY_RELEASE"] == f"{name}@{tag}"
+        assert "SENTRY_DSN" not in env

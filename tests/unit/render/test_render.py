@@ -96,7 +96,7 @@ def test_env_file_holds_the_secret_urls(prod_files):
     content = by_path(prod_files["app-1"])["/etc/superapp/env/payments.env"].content
     keys = {line.split("=", 1)[0] for line in content.splitlines() if not line.startswith("#")}
     assert keys == {"JWT_SECRET", "DATABASE_URL", "INTERNAL_HMAC_SECRET",
-                    "INTERNAL_HMAC_SECRET_PREVIOUS", "REDIS_URL"}
+                    "INTERNAL_HMAC_SECRET_PREVIOUS", "REDIS_URL", "SENTRY_DSN"}
     assert "<vault:superapp/prod/payments#JWT_SECRET>" in content
 
 
