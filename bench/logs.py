@@ -1,4 +1,5 @@
-"""Central logs on the testbed, measured (`make bench`, or `python -m bench.logs`):
+"""Central logs on the testbed, measured (`make bench`, or `python -m bench.logs` alone, which
+writes bench/results/logs-<time>.json):
 
   - delivery latency: a service container on an app host writes a line every 20 ms; a watcher
     on the monitoring host notes when each line becomes readable in the store. Latency = that
@@ -147,8 +148,12 @@ def rows(r: dict) -> list[tuple[str, str]]:
 
 
 if __name__ == "__main__":
-    from bench.run import testbed_status
+    from bench.run import RESULTS, testbed_status
     results = measure(testbed_status())
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    path = RESULTS / f"logs-{datetime.now(UTC):%Y%m%dT%H%M%SZ}.json"
+    path.write_text(json.dumps(results, indent=2) + "\n")
     for label, value in rows(results):
         print(f"{label}: {value}")
+    print(f"JSON: {path}")
     sys.exit(0)

@@ -90,7 +90,10 @@ def show_status() -> None:
     state = host.get_fact(SuperappHostState)
     details = host.get_fact(ContainerDetails)
     logs = {}
+    # `--data logs=<service>`; without it, host.data.logs is group_data's central-logs
+    # settings (a mapping), which asks for nothing
     wanted = host.data.get("logs")
+    wanted = wanted if isinstance(wanted, str) else None
     if wanted:
         if wanted not in environment.services:
             raise FleetError(f"--data logs={wanted}: no such service in the catalog")

@@ -44,6 +44,7 @@ IN_CONTAINER_CONF = "/etc/superapp-logs"
 IN_CONTAINER_SPOOL = "/var/spool/rsyslog"
 IN_CONTAINER_STORE = "/var/log/superapp"
 IN_CONTAINER_JOB_LOGS = "/var/log/superapp-jobs"
+CONF_VOLUME = f"{CONF_DIR}:{IN_CONTAINER_CONF}:ro"
 SHIPPER_CONTAINER = "log-shipper"
 STORE_CONTAINER = "log-store"
 MAX_MESSAGE_SIZE = "64k"
@@ -79,56 +80,49 @@ def store_conf(environment: Environment, host: Host) -> str:
         max_data_size=MAX_DATA_SIZE)
 
 
-def conf_label(conf: str) -> dict[str, str]:
-    """rsyslog reads its config only at start: a changed one recreates the container."""
-    return {"superapp.logs-conf-sha256": hashlib.sha256(conf.encode()).hexdigest()}
+def rsyslog_container(environment: Environment, key: str, conf_name: str, conf: str,
+                      user: str, volumes: list[str], ports: list[str] | None = None
+                      ) -> dict[str, Any]:
+    """An rsyslog container running `conf` (`volumes` mount CONF_VOLUME): read-only root, no
+    capabilities, 30 s to write its in-memory queue out on stop. rsyslog reads its config only
+    at start, so the config's hash is a label: a changed one recreates the container."""
+    return {
+        "key": key,
+        "image": environment.infra_image("rsyslog"),
+        "container_name": key,
+        "command": ["rsyslogd", "-n", "-f", f"{IN_CONTAINER_CONF}/{conf_name}",
+                    "-i", "/tmp/rsyslogd.pid"],
+        **({"ports": ports} if ports else {}),
+        "volumes": volumes,
+        "user": user, "read_only": True, "tmpfs": ["/tmp"], "cap_drop": ["ALL"],
+        "security_opt": ["no-new-privileges:true"],
+        "stop_grace_period": "30s",
+        "mem_limit": "256m",
+        "cpus": 0.5,
+        "labels": {"superapp.logs-conf-sha256": hashlib.sha256(conf.encode()).hexdigest()},
+    }
 
 
 def shipper_container(environment: Environment, host: Host) -> dict[str, Any]:
     """Runs as root without capabilities: root owns Docker's log files (0640) and their
     directories, nothing else is needed; the filesystem is read-only but the spool."""
-    conf = shipper_conf(environment, host)
-    return {
-        "key": SHIPPER_CONTAINER,
-        "image": environment.infra_image("rsyslog"),
-        "container_name": SHIPPER_CONTAINER,
-        "command": ["rsyslogd", "-n", "-f", f"{IN_CONTAINER_CONF}/shipper.conf",
-                    "-i", "/tmp/rsyslogd.pid"],
-        "volumes": [f"{DOCKER_CONTAINERS_DIR}:{DOCKER_CONTAINERS_DIR}:ro",
-                    f"{BACKUP_LOG_DIR}:{IN_CONTAINER_JOB_LOGS}:ro",
-                    f"{CONF_DIR}:{IN_CONTAINER_CONF}:ro",
-                    f"{SHIPPER_SPOOL}:{IN_CONTAINER_SPOOL}"],
-        "user": "0:0", "read_only": True, "tmpfs": ["/tmp"], "cap_drop": ["ALL"],
-        "security_opt": ["no-new-privileges:true"],
-        "stop_grace_period": "30s",  # time to write the in-memory queue to disk
-        "mem_limit": "256m",
-        "cpus": 0.5,
-        "labels": conf_label(conf),
-    }
+    return rsyslog_container(
+        environment, SHIPPER_CONTAINER, "shipper.conf", shipper_conf(environment, host), "0:0",
+        [f"{DOCKER_CONTAINERS_DIR}:{DOCKER_CONTAINERS_DIR}:ro",
+         f"{BACKUP_LOG_DIR}:{IN_CONTAINER_JOB_LOGS}:ro", CONF_VOLUME,
+         f"{SHIPPER_SPOOL}:{IN_CONTAINER_SPOOL}"])
 
 
 def store_container(environment: Environment, host: Host) -> dict[str, Any]:
     """Unprivileged: it owns the store and its spool (group_data `data_uids.log_store`)."""
-    conf = store_conf(environment, host)
     uid = environment.settings["data_uids"]["log_store"]
     port = settings(environment)["port"]
-    return {
-        "key": STORE_CONTAINER,
-        "image": environment.infra_image("rsyslog"),
-        "container_name": STORE_CONTAINER,
-        "command": ["rsyslogd", "-n", "-f", f"{IN_CONTAINER_CONF}/store.conf",
-                    "-i", "/tmp/rsyslogd.pid"],
-        "ports": [f"{host.address}:{port}:{port}"],
-        "volumes": [f"{CONF_DIR}:{IN_CONTAINER_CONF}:ro",
-                    f"{STORE_DIR}:{IN_CONTAINER_STORE}",
-                    f"{STORE_SPOOL}:{IN_CONTAINER_SPOOL}"],
-        "user": f"{uid}:{uid}", "read_only": True, "tmpfs": ["/tmp"], "cap_drop": ["ALL"],
-        "security_opt": ["no-new-privileges:true"],
-        "stop_grace_period": "30s",
-        "mem_limit": "256m",
-        "cpus": 0.5,
-        "labels": conf_label(conf),
-    }
+    return rsyslog_container(
+        environment, STORE_CONTAINER, "store.conf", store_conf(environment, host),
+        f"{uid}:{uid}",
+        [CONF_VOLUME, f"{STORE_DIR}:{IN_CONTAINER_STORE}",
+         f"{STORE_SPOOL}:{IN_CONTAINER_SPOOL}"],
+        ports=[f"{host.address}:{port}:{port}"])
 
 
 def render_shipper_files(environment: Environment, host: Host) -> list[RenderedFile]:
