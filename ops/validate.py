@@ -39,7 +39,7 @@ from ops.render.files import (
     TRAEFIK_DIR,
     TRAEFIK_DYNAMIC_DIR,
 )
-from ops.render.prometheus import RULES_DIR, render_rule_tests, rule_test_file
+from ops.render.prometheus import RULE_FILES, RULE_TESTS, RULES_DIR, render_rule_tests
 
 RSYSLOGD_PATHS = (Path("/usr/sbin/rsyslogd"),)  # sbin: not on every user's PATH
 TRAEFIK_LOAD_TIMEOUT = 15.0  # seconds for Traefik to load its file provider on a busy machine
@@ -111,14 +111,13 @@ def check_prometheus_rules(file: Path) -> CheckResult:
                     [find_tool("promtool"), "check", "rules", str(file)])
 
 
-def check_rule_tests(rules: Path, tests_yaml: str) -> CheckResult:
-    """`promtool test rules` on a rule file's tests, beside a copy of the rules."""
+def check_rule_tests(rules: Path, tests_name: str, tests_yaml: str) -> CheckResult:
+    """`promtool test rules` on one test file of a rule file, beside a copy of the rules."""
     with tempfile.TemporaryDirectory(prefix="superapp-ruletest-") as tmp:
         shutil.copy(rules, Path(tmp) / rules.name)
-        tests = rule_test_file(rules.name)
-        (Path(tmp) / tests).write_text(tests_yaml)
+        (Path(tmp) / tests_name).write_text(tests_yaml)
         return run_tool("promtool test rules", rules,
-                        [find_tool("promtool"), "test", "rules", tests], cwd=Path(tmp))
+                        [find_tool("promtool"), "test", "rules", tests_name], cwd=Path(tmp))
 
 
 def check_alertmanager(file: Path) -> CheckResult:
@@ -274,10 +273,11 @@ def planned_checks(root: Path, environment: Environment) -> list[Callable[[], Ch
         prom = under(host.name, f"{PROMETHEUS_DIR}/prometheus.yml")
         if prom.exists():
             checks.append(lambda p=prom: check_prometheus_config(p))
+            rule_files = [under(host.name, f"{RULES_DIR}/{name}") for name in RULE_FILES]
+            checks += [lambda r=rules: check_prometheus_rules(r) for rules in rule_files]
             for name, tests in render_rule_tests(environment).items():
-                rules = under(host.name, f"{RULES_DIR}/{name}")
-                checks += [lambda r=rules: check_prometheus_rules(r),
-                           lambda r=rules, t=tests: check_rule_tests(r, t)]
+                rules = under(host.name, f"{RULES_DIR}/{RULE_TESTS[name]}")
+                checks.append(lambda r=rules, n=name, t=tests: check_rule_tests(r, n, t))
         am = under(host.name, f"{ALERTMANAGER_DIR}/alertmanager.yml")
         if am.exists():
             checks.append(lambda a=am: check_alertmanager(a))

@@ -6,7 +6,7 @@ tools lives in `ops.validate`). Public API:
 - `render_host(environment, host_name, secrets, slots=None) -> list[RenderedFile]`
 - `render_environment(environment, secrets, slots=None) -> dict[host, list[RenderedFile]]`
 - `service_content_hash(environment, service_name, host_name, secrets) -> "sha256:..."`
-- `render_rule_tests(environment) -> dict[rule file, str]` (promtool tests of each rule file)
+- `render_rule_tests(environment) -> dict[test file, str]` (promtool tests of the rule files)
 - `PlaceholderSecrets`, `MappingSecrets`, `SecretValues`, `RenderedFile`, `host_directories`
 """
 

@@ -35,9 +35,13 @@ LATENCY_LEVELS = (
 ALERT_NAMES = ("ServiceDown", "HighErrorRate", "HighLatencyP99", "HighLatencyP99Critical",
                "PaymentsWebhookRetries", "Watchdog", "TargetDown", "ServiceMetricsAbsent",
                "SidecarDown", "ProbeFailed", "DiskWillFillIn4h", "HostMemoryLow", "BackupStale")
-# Rule files under RULES_DIR, each tested alone (templates/prometheus/<name>.j2, <stem>_test.yml.j2)
+# Rule files under RULES_DIR, each tested alone (templates/prometheus/<name>.j2; tests: RULE_TESTS)
 RULES_DIR = f"{PROMETHEUS_DIR}/rules"
 RULE_FILES = ("alerts.yml", "watch.yml")
+# promtool test file -> the rule file it loads. The day-long backup tests have a file of their
+# own with a 10m evaluation step (templates/prometheus/alerts_days_test.yml.j2).
+RULE_TESTS = {"alerts_test.yml": "alerts.yml", "alerts_days_test.yml": "alerts.yml",
+              "watch_test.yml": "watch.yml"}
 # node-exporter filesystems worth predicting: real disks, not the kernel's and Docker's layers
 NODE_FS = 'fstype!~"tmpfs|ramfs|overlay|squashfs|nsfs|autofs|fuse.lxcfs"'
 
@@ -132,8 +136,8 @@ def pitr_context(environment: Environment) -> dict:
 
 def render_rule_tests(environment: Environment) -> dict[str, str]:
     """promtool unit tests for `render_rules(environment)` (same thresholds), as YAML text per
-    rule file (each test file loads only its own rule file: promtool evaluates every loaded
-    rule at every step, and the backup tests simulate days).
+    test file (RULE_TESTS: each loads only its own rule file, because promtool evaluates every
+    loaded rule at every step, and the backup tests simulate days).
 
     Not deployed: `ops.validate` runs them beside the rules, and so do the unit tests.
     """
@@ -158,13 +162,7 @@ def render_rule_tests(environment: Environment) -> dict[str, str]:
         env=environment.name, memory_ratio=s["alerting"]["memory_available_ratio"],
         **absent_test_context(environment), sidecars=sidecar_metrics.expected(environment),
         runbook=s["alerting"]["runbook_base_url"].rstrip("/"), **pitr_test_context(environment))
-    return {name: render_template(f"prometheus/{rule_test_file(name)}.j2", **context)
-            for name in RULE_FILES}
-
-
-def rule_test_file(rule_file: str) -> str:
-    """`alerts.yml` -> `alerts_test.yml`: its promtool test file."""
-    return rule_file.replace(".yml", "_test.yml")
+    return {name: render_template(f"prometheus/{name}.j2", **context) for name in RULE_TESTS}
 
 
 def absent_test_context(environment: Environment) -> dict:

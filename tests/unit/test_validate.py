@@ -3,6 +3,8 @@ broken files with their own message; a failed render leaves the output directory
 
 from __future__ import annotations
 
+import contextlib
+import io
 import subprocess
 from pathlib import Path
 
@@ -20,14 +22,22 @@ from ops.validate import (
 
 
 @pytest.fixture(scope="module")
-def rendered(tmp_path_factory) -> dict[str, Path]:
-    """`make render` for every environment (render + every validator), once per test run."""
+def rendered_with_output(tmp_path_factory) -> tuple[dict[str, Path], dict[str, str]]:
+    """`make render` for every environment (render + every validator), once per test run: the
+    output trees and what each run printed."""
     base = tmp_path_factory.mktemp("render")
-    outs = {}
+    outs, printed = {}, {}
     for env in ("prod", "staging", "local"):
         outs[env] = base / env
-        assert render_cli.main(["--env", env, "--out", str(outs[env])]) == 0
-    return outs
+        with contextlib.redirect_stdout(io.StringIO()) as out:
+            assert render_cli.main(["--env", env, "--out", str(outs[env])]) == 0
+        printed[env] = out.getvalue()
+    return outs, printed
+
+
+@pytest.fixture(scope="module")
+def rendered(rendered_with_output) -> dict[str, Path]:
+    return rendered_with_output[0]
 
 
 def test_make_render_succeeds_for_every_environment(rendered, environments):
@@ -56,9 +66,8 @@ def test_rendered_files_pass_their_tools_when_run_independently(rendered, tmp_pa
     assert am.returncode == 0, am.stdout + am.stderr
 
 
-def test_render_prints_hosts_and_validator_timings(tmp_path, capsys):
-    assert render_cli.main(["--env", "staging", "--out", str(tmp_path / "out")]) == 0
-    lines = capsys.readouterr().out.splitlines()
+def test_render_prints_hosts_and_validator_timings(rendered_with_output):
+    lines = rendered_with_output[1]["staging"].splitlines()
     assert lines[0].startswith("stg-app-1: ")
     assert any(line.strip().startswith("traefik (static + dynamic): ") for line in lines)
     assert any(line.strip().startswith("docker compose config: ") for line in lines)
@@ -136,8 +145,8 @@ def test_validate_tree_names_the_broken_file(rendered, environments, tmp_path):
 
     from ops.validate import validate_tree
 
-    tree = tmp_path / "tree"
-    shutil.copytree(rendered["local"], tree)
+    tree = tmp_path / "tree"  # host2's files only: every check of the others would pass
+    shutil.copytree(rendered["local"] / "host2", tree / "host2")
     compose = tree / "host2/opt/superapp/compose/chat.yml"
     compose.write_text(compose.read_text().replace("    read_only: true", "    read_only: maybe"))
     with pytest.raises(ValidationError) as info:

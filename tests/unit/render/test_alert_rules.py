@@ -17,9 +17,9 @@ from ops.render.prometheus import (
     ALERT_NAMES,
     PITR_ALERT_NAMES,
     RULE_FILES,
+    RULE_TESTS,
     RULES_DIR,
     alert_names,
-    rule_test_file,
     runbook_slug,
 )
 
@@ -49,14 +49,15 @@ def all_rule_tests(environment) -> list[dict]:
 
 
 def promtool_rules_and_tests(environment, tmp_path: Path) -> None:
-    tests = render_rule_tests(environment)
     for name, content in rule_files_of(environment).items():
         (tmp_path / name).write_text(content)
-        (tmp_path / rule_test_file(name)).write_text(tests[name])
         check = subprocess.run([PROMTOOL, "check", "rules", name], cwd=tmp_path,
                                capture_output=True, text=True)
         assert check.returncode == 0, check.stdout + check.stderr
-        test = subprocess.run([PROMTOOL, "test", "rules", rule_test_file(name)], cwd=tmp_path,
+    for name, content in render_rule_tests(environment).items():
+        assert RULE_TESTS[name] in yaml.safe_load(content)["rule_files"]
+        (tmp_path / name).write_text(content)
+        test = subprocess.run([PROMTOOL, "test", "rules", name], cwd=tmp_path,
                               capture_output=True, text=True)
         assert test.returncode == 0, name + ": " + test.stdout + test.stderr
 
