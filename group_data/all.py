@@ -31,6 +31,8 @@ infra_images = {
     "seaweedfs": "superapp/seaweedfs:4.48.0",
     "blackbox_exporter": "superapp/blackbox-exporter:0.23.0",
     "rsyslog": "superapp/rsyslog:8.2302.0",
+    "postgres_exporter": "superapp/postgres-exporter:0.11.1",
+    "redis_exporter": "superapp/redis-exporter:1.45.0",
 }
 
 # The docker network every container of a host joins; Traefik has a fixed address on it, which
@@ -97,6 +99,13 @@ alerting = {
     "webhook_retries_per_15m": 20,
     # HostMemoryLow: MemAvailable / MemTotal below this for 10 minutes
     "memory_available_ratio": 0.10,
+    # PostgresTooManyConnections: connections / max_connections above this for 5 minutes
+    "postgres_connections_ratio": 0.8,
+    # PostgresReplicationLag: a standby this many WAL bytes behind the primary's current
+    # position (measured on the primary; no standby: no series, silent). 4 WAL segments.
+    "postgres_replication_lag_bytes": 67108864,
+    # RedisMemoryHigh: used / maxmemory (or / the host's memory when maxmemory is unset)
+    "redis_memory_ratio": 0.9,
 }
 # uid each infra process runs as in its image: it owns its 0600 config files (secrets inside).
 # (postgres: its entrypoint chowns its data directory itself; the uid owns pgBackRest's config)

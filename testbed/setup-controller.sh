@@ -10,6 +10,7 @@ APT_PACKAGES=(
   docker-registry debootstrap ca-certificates curl cron
   # validators the orchestrator runs before it uploads anything
   prometheus prometheus-alertmanager prometheus-node-exporter prometheus-blackbox-exporter shellcheck
+  prometheus-postgres-exporter prometheus-redis-exporter
   rsyslog rsyslog-relp
   # PostgreSQL client tools (backups, drills) and the stand-in's database driver for unit tests
   postgresql-15 postgresql-client-15 python3-psycopg2 redis-server busybox-static

@@ -406,6 +406,8 @@ def build_images() -> list[str]:
             "alertmanager": (Path("/usr/bin/prometheus-alertmanager"), "0.25.0"),
             "node-exporter": (Path("/usr/bin/prometheus-node-exporter"), "1.5.0"),
             "blackbox-exporter": (Path("/usr/bin/prometheus-blackbox-exporter"), "0.23.0"),
+            "postgres-exporter": (Path("/usr/bin/prometheus-postgres-exporter"), "0.11.1"),
+            "redis-exporter": (Path("/usr/bin/prometheus-redis-exporter"), "1.45.0"),
             "seaweedfs": (REPO / ".venv" / "bin" / "weed", "4.48.0"),
         }
         for name, (binary, version) in bins.items():

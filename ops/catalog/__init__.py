@@ -91,7 +91,9 @@ Example group_data::
                     "postgres": "superapp/postgres:15.18.0", "redis": "superapp/redis:7.0.15",
                     "seaweedfs": "superapp/seaweedfs:4.48.0",
                     "blackbox_exporter": "superapp/blackbox-exporter:0.23.0",
-                    "rsyslog": "superapp/rsyslog:8.2302.0"}
+                    "rsyslog": "superapp/rsyslog:8.2302.0",
+                    "postgres_exporter": "superapp/postgres-exporter:0.11.1",
+                    "redis_exporter": "superapp/redis-exporter:1.45.0"}
     upstream_proxies = ["10.10.9.10"]              # load balancers: Traefik's trustedIPs
     docker_network = {"name": "superapp", "subnet": "172.30.0.0/24",
                       "traefik_address": "172.30.0.2"}  # services' --forwarded-allow-ips
@@ -118,7 +120,8 @@ Example group_data::
     prometheus = {"scrape_interval": "15s", "evaluation_interval": "15s", "retention": "15d"}
     alerting = {"runbook_base_url": "https://runbooks.superapp.sy/alerts",
                 "error_rate_ratio": 0.05, "webhook_retries_per_15m": 20,
-                "memory_available_ratio": 0.10}
+                "memory_available_ratio": 0.10, "postgres_connections_ratio": 0.8,
+                "postgres_replication_lag_bytes": 67108864, "redis_memory_ratio": 0.9}
     data_uids = {"redis": 999, "prometheus": 65534, "alertmanager": 65534, "postgres": 101,
                  "seaweedfs": 65534, "log_store": 65534}
     relaxations = []                               # local only: standin-image,

@@ -59,7 +59,8 @@ GROUP_DATA = Record({
     "infra_images": Field(Record({
         name: Field(IMAGE_REF)
         for name in ("traefik", "prometheus", "alertmanager", "node_exporter", "postgres", "redis",
-                     "seaweedfs", "blackbox_exporter", "rsyslog")
+                     "seaweedfs", "blackbox_exporter", "rsyslog", "postgres_exporter",
+                     "redis_exporter")
     })),
     "upstream_proxies": Field(ListOf(Str(hint="an IP address or CIDR"), min_len=1)),
     "docker_network": Field(Record({
@@ -145,6 +146,12 @@ GROUP_DATA = Record({
         "webhook_retries_per_15m": Field(Int(min=1)),
         "memory_available_ratio": Field(Number(min=0.01),
                                         doc="HostMemoryLow below this MemAvailable/MemTotal"),
+        "postgres_connections_ratio": Field(
+            Number(min=0.01, max=1), doc="PostgresTooManyConnections above this share in use"),
+        "postgres_replication_lag_bytes": Field(
+            Int(min=1), doc="PostgresReplicationLag: a standby this many WAL bytes behind"),
+        "redis_memory_ratio": Field(Number(min=0.01, max=1),
+                                    doc="RedisMemoryHigh above this share of maxmemory"),
     })),
     "data_uids": Field(Record({name: Field(Int(min=1)) for name in UID_OWNERS}),
                        doc="uid each infra process runs as: owner of its 0600 files"),

@@ -23,6 +23,9 @@ HMAC_ROTATION_KEY = "INTERNAL_HMAC_ROTATION"
 REDIS_PREVIOUS_KEY = "REDIS_PASSWORD_PREVIOUS"
 DB_PREVIOUS_KEY = "DB_PASSWORD_PREVIOUS"
 DB_LOGIN_KEY = "DB_LOGIN"
+# Vault key, beside each server's own password (shared/postgres, shared/redis), of its
+# exporter's login password.
+MONITOR_PASSWORD_KEY = "MONITOR_PASSWORD"  # noqa: S105  # pragma: allowlist secret
 
 
 SENTRY_DSN_KEY = "SENTRY_DSN"
@@ -326,6 +329,13 @@ class Environment:
     def postgres_password_ref(self) -> SecretRef:
         return SecretRef(self.vault_path("shared", "postgres"), "POSTGRES_PASSWORD", "password")
 
+    def monitor_password_refs(self) -> dict[str, SecretRef]:
+        """The exporters' own logins: a PostgreSQL role with pg_monitor only and a Redis ACL
+        user allowed INFO-like commands only (ops/render/exporters.py). A server password:
+        set with `bao kv patch`, rolled by the next deploy (ops/secrets/rotation.py)."""
+        return {server: SecretRef(self.vault_path("shared", server), MONITOR_PASSWORD_KEY,
+                                  "password") for server in ("postgres", "redis")}
+
     def pitr_refs(self) -> dict[str, SecretRef]:
         """pgBackRest's repository secrets ({} without `pitr`): the cipher passphrase (never
         rotated: the repository is encrypted with it), the S3 keys, and the S3 endpoint's TLS
@@ -358,5 +368,6 @@ class Environment:
         refs.update((str(r), r) for r in self.alertmanager_refs().values())
         refs[str(self.postgres_password_ref())] = self.postgres_password_ref()
         refs[str(self.redis_admin_password_ref())] = self.redis_admin_password_ref()
+        refs.update((str(r), r) for r in self.monitor_password_refs().values())
         refs.update((str(r), r) for r in self.pitr_refs().values())
         return list(refs.values())

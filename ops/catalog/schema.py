@@ -74,6 +74,7 @@ class Int(Type):
 @dataclass(frozen=True)
 class Number(Type):
     min: float | None = None
+    max: float | None = None
 
     description = "a number"
 
@@ -83,6 +84,8 @@ class Number(Type):
             return value
         if self.min is not None and value < self.min:
             errors.append((path, f"must be >= {self.min}, got {value}"))
+        if self.max is not None and value > self.max:
+            errors.append((path, f"must be <= {self.max}, got {value}"))
         return float(value)
 
 

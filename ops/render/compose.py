@@ -57,6 +57,9 @@ TRAEFIK_PORTS = {"web": 80, "internal": 8081, "traefik": 8082}
 # a container: a slot swap then moves internal traffic exactly like public traffic.
 INTERNAL_DOMAIN = "internal"  # reserved for private use (ICANN, 2024): never resolves publicly
 NODE_EXPORTER_PORT = 9100
+# postgres_exporter and redis_exporter on the db host (scraped by Prometheus on its address)
+POSTGRES_EXPORTER_PORT = 9187
+REDIS_EXPORTER_PORT = 9121
 BLACKBOX_PORT = 9115
 BLACKBOX_CONTAINER = "blackbox"
 PROMETHEUS_PORT = 9090
@@ -525,11 +528,63 @@ def render_data(environment: Environment, host: Host, secrets: SecretValues) -> 
     postgres_env = {"POSTGRES_PASSWORD": secrets.get(environment.postgres_password_ref()) or ""}
     return [
         RenderedFile(compose_path("data"), render_project(
-            environment, host, "sa-data", "data: PostgreSQL and Redis", [postgres, redis])),
+            environment, host, "sa-data", "data: PostgreSQL, Redis and their exporters",
+            [postgres, redis, *data_exporters(environment, host)])),
         RenderedFile(env_file_path("postgres"), env_file_content("postgres", postgres_env),
                      mode=0o600, secret=True),
+        *exporter_env_files(environment, secrets),
         RenderedFile(f"{REDIS_DIR}/redis.conf", redis_conf, mode=0o600, owner=uids["redis"]),
     ]
+
+
+def data_exporters(environment: Environment, host: Host) -> list[dict[str, Any]]:
+    """postgres_exporter and redis_exporter beside the servers they watch, on the superapp
+    network, each logged in with its own least-privilege login (databases.MONITOR_ROLE:
+    pg_monitor only; redis_acl.MONITOR_USER: INFO and the like, no key), its password in a
+    0600 env file. Prometheus scrapes them on the host's address (TargetDown when one dies)."""
+    return [
+        {
+            "key": "postgres-exporter",
+            "image": environment.infra_image("postgres_exporter"),
+            "container_name": "postgres-exporter",
+            # one connection, to the maintenance database: pg_stat_database covers them all
+            "command": [f"--web.listen-address=:{POSTGRES_EXPORTER_PORT}"],
+            "environment": {
+                "DATA_SOURCE_URI": f"postgres:{POSTGRES_PORT}/postgres?sslmode=disable",
+                "DATA_SOURCE_USER": databases.MONITOR_ROLE},
+            "env_file": [relative_to_compose(env_file_path("postgres-exporter"))],
+            "ports": [f"{host.address}:{POSTGRES_EXPORTER_PORT}:{POSTGRES_EXPORTER_PORT}"],
+            **hardened("65534:65534"),
+            "stop_grace_period": "10s",
+            "mem_limit": "64m",
+            "cpus": 0.2,
+            **common(environment),
+        },
+        {
+            "key": "redis-exporter",
+            "image": environment.infra_image("redis_exporter"),
+            "container_name": "redis-exporter",
+            # system metrics: the host memory RedisMemoryHigh compares with without maxmemory
+            "command": [f"-web.listen-address=:{REDIS_EXPORTER_PORT}", "-include-system-metrics"],
+            "environment": {"REDIS_ADDR": f"redis://redis:{REDIS_PORT}",
+                            "REDIS_USER": redis_acl.MONITOR_USER},
+            "env_file": [relative_to_compose(env_file_path("redis-exporter"))],
+            "ports": [f"{host.address}:{REDIS_EXPORTER_PORT}:{REDIS_EXPORTER_PORT}"],
+            **hardened("65534:65534"),
+            "stop_grace_period": "10s",
+            "mem_limit": "64m",
+            "cpus": 0.2,
+            **common(environment),
+        },
+    ]
+
+
+def exporter_env_files(environment: Environment, secrets: SecretValues) -> list[RenderedFile]:
+    refs = environment.monitor_password_refs()
+    values = {"postgres-exporter": {"DATA_SOURCE_PASS": secrets.get(refs["postgres"]) or ""},
+              "redis-exporter": {"REDIS_PASSWORD": secrets.get(refs["redis"]) or ""}}
+    return [RenderedFile(env_file_path(name), env_file_content(name, env), mode=0o600,
+                         secret=True) for name, env in values.items()]
 
 
 def render_monitoring(environment: Environment, host: Host) -> RenderedFile:

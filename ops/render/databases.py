@@ -42,6 +42,9 @@ PROVISION_SQL = f"{PROVISION_DIR}/provision.sql"
 PROVISIONED_MARKER = f"{PROVISION_DIR}/provisioned"
 SCRAM_ITERATIONS = 4096  # PostgreSQL's default (scram_iterations)
 ALT_SUFFIX = "_alt"
+# postgres_exporter's login: pg_monitor (statistics and settings, no table), a few connections
+MONITOR_ROLE = "superapp_monitor"
+MONITOR_CONNECTION_LIMIT = 3
 
 
 def login_roles(database: str) -> tuple[str, str]:
@@ -98,17 +101,29 @@ def missing_role(name: str) -> str:
     return f"NOT EXISTS (SELECT FROM pg_roles WHERE rolname = {literal(name)})"  # noqa: S608
 
 
-def provision_sql(logins: list[DatabaseLogin]) -> str:
+def provision_sql(logins: list[DatabaseLogin], monitor_password: str | None = None) -> str:
     """psql script: for each database, its owner role, its alternate login role (a member of
     the owner, acting as it) and the database (owned by the owner) created when missing; the
     current login role's password set, the other role's set during a rotation or removed
-    (NOLOGIN) otherwise. Idempotent; drops nothing."""
+    (NOLOGIN) otherwise; the exporter's role (MONITOR_ROLE, pg_monitor only) with its password
+    when one is given. Idempotent; drops nothing."""
     lines = [
         "-- Rendered by ops.render.databases: per service, its roles and database created when",
         "-- missing; passwords set as SCRAM verifiers. Nothing is ever dropped.",
         "\\set ON_ERROR_STOP on",
         "\\set VERBOSITY terse",
     ]
+    if monitor_password:
+        m = literal(MONITOR_ROLE)
+        lines += [
+            f"SELECT format('CREATE ROLE %I NOLOGIN', {m}) WHERE {missing_role(MONITOR_ROLE)}"
+            "\\gexec",
+            f"SELECT format('GRANT pg_monitor TO %I', {m}) "
+            f"WHERE NOT pg_has_role({m}, 'pg_monitor', 'MEMBER')\\gexec",
+            f"ALTER ROLE {ident(MONITOR_ROLE)} WITH LOGIN CONNECTION LIMIT "
+            f"{MONITOR_CONNECTION_LIMIT} PASSWORD "
+            f"{literal(scram_verifier(MONITOR_ROLE, monitor_password))};",
+        ]
     for db in sorted(logins, key=lambda d: d.database):
         owner, alt = login_roles(db.database)  # every name and value goes through literal/ident
         o, a = literal(owner), literal(alt)
@@ -148,7 +163,8 @@ def database_logins(environment: Environment, secrets: SecretValues) -> list[Dat
 def render_provisioning(environment: Environment, host: Host,  # noqa: ARG001 - like the others
                         secrets: SecretValues) -> list[RenderedFile]:
     """The script and its marker (unit `databases`; the marker is written after it ran)."""
-    script = provision_sql(database_logins(environment, secrets))
+    script = provision_sql(database_logins(environment, secrets),
+                           secrets.get(environment.monitor_password_refs()["postgres"]))
     digest = hashlib.sha256(script.encode()).hexdigest()
     return [
         RenderedFile(PROVISION_SQL, script, mode=0o600, secret=True),

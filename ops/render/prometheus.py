@@ -14,7 +14,9 @@ from ops.render.backup import databases as backup_databases
 from ops.render.compose import (
     ALERTMANAGER_PORT,
     NODE_EXPORTER_PORT,
+    POSTGRES_EXPORTER_PORT,
     PROMETHEUS_PORT,
+    REDIS_EXPORTER_PORT,
     TRAEFIK_PORTS,
 )
 from ops.render.files import PROMETHEUS_DIR, RenderedFile, render_template
@@ -34,14 +36,16 @@ LATENCY_LEVELS = (
 )
 ALERT_NAMES = ("ServiceDown", "HighErrorRate", "HighLatencyP99", "HighLatencyP99Critical",
                "PaymentsWebhookRetries", "Watchdog", "TargetDown", "ServiceMetricsAbsent",
-               "SidecarDown", "ProbeFailed", "DiskWillFillIn4h", "HostMemoryLow", "BackupStale")
+               "SidecarDown", "ProbeFailed", "DiskWillFillIn4h", "HostMemoryLow", "BackupStale",
+               "PostgresDown", "PostgresTooManyConnections", "PostgresDeadlocks",
+               "PostgresReplicationLag", "RedisDown", "RedisMemoryHigh", "RedisRejectedConnections")
 # Rule files under RULES_DIR, each tested alone (templates/prometheus/<name>.j2; tests: RULE_TESTS)
 RULES_DIR = f"{PROMETHEUS_DIR}/rules"
-RULE_FILES = ("alerts.yml", "watch.yml")
+RULE_FILES = ("alerts.yml", "watch.yml", "data.yml")
 # promtool test file -> the rule file it loads. The day-long backup tests have a file of their
 # own with a 10m evaluation step (templates/prometheus/alerts_days_test.yml.j2).
 RULE_TESTS = {"alerts_test.yml": "alerts.yml", "alerts_days_test.yml": "alerts.yml",
-              "watch_test.yml": "watch.yml"}
+              "watch_test.yml": "watch.yml", "data_test.yml": "data.yml"}
 # node-exporter filesystems worth predicting: real disks, not the kernel's and Docker's layers
 NODE_FS = 'fstype!~"tmpfs|ramfs|overlay|squashfs|nsfs|autofs|fuse.lxcfs"'
 
@@ -88,6 +92,8 @@ def render_config(environment: Environment, host_name: str) -> RenderedFile:
         {"name": "alertmanager", "targets": targets(monitoring, ALERTMANAGER_PORT)},
         {"name": "blackbox", "targets": [{"target": probes.BLACKBOX_ADDRESS,
                                           "host": environment.monitoring_host.name}]},
+        {"name": "postgres", "targets": targets([environment.db_host], POSTGRES_EXPORTER_PORT)},
+        {"name": "redis", "targets": targets([environment.db_host], REDIS_EXPORTER_PORT)},
     ]
     return RenderedFile(f"{PROMETHEUS_DIR}/prometheus.yml", render_template(
         "prometheus/prometheus.yml.j2", host=host_name, env=environment.name,
@@ -107,7 +113,7 @@ def render_rules(environment: Environment) -> list[RenderedFile]:
         stale_after_hours=s["backups"]["stale_after_hours"],
         backup_databases=backup_databases(environment), absent_metrics=absent_metrics(environment),
         node_fs=NODE_FS, sidecars=sidecar_metrics.expected(environment),
-        **pitr_context(environment))
+        data_host=environment.db_host.name, **pitr_context(environment))
     return [RenderedFile(f"{RULES_DIR}/{name}", render_template(f"prometheus/{name}.j2", **context))
             for name in RULE_FILES]
 
@@ -161,8 +167,33 @@ def render_rule_tests(environment: Environment) -> dict[str, str]:
         stale_age=humanize_hours(stale_hours + 1),
         env=environment.name, memory_ratio=s["alerting"]["memory_available_ratio"],
         **absent_test_context(environment), sidecars=sidecar_metrics.expected(environment),
-        runbook=s["alerting"]["runbook_base_url"].rstrip("/"), **pitr_test_context(environment))
+        runbook=s["alerting"]["runbook_base_url"].rstrip("/"), **pitr_test_context(environment),
+        **data_test_context(s["alerting"]))
     return {name: render_template(f"prometheus/{name}.j2", **context) for name in RULE_TESTS}
+
+
+def data_test_context(alerting: dict) -> dict:
+    """Test values of data.yml either side of its thresholds, and the text promtool's
+    templates make of them (humanizePercentage, humanize1024)."""
+    conn_fire = min(99, round(alerting["postgres_connections_ratio"] * 100) + 5)
+    mem_fire = min(999, round(alerting["redis_memory_ratio"] * 1000) + 30)
+    lag = alerting["postgres_replication_lag_bytes"]
+    return {"alerting": alerting, "conn_fire": conn_fire,
+            "conn_quiet": round(alerting["postgres_connections_ratio"] * 100) - 5,
+            "mem_fire": mem_fire, "mem_quiet": round(alerting["redis_memory_ratio"] * 1000) - 30,
+            "mem_fire_text": f"{mem_fire / 1000 * 100:.4g}%",
+            "wal_lag_fire": 2 * lag, "wal_lag_quiet": lag // 2,
+            "wal_lag_fire_text": humanize_1024(2 * lag)}
+
+
+def humanize_1024(value: float) -> str:
+    """Prometheus's `humanize1024` template function."""
+    prefix = ""
+    for p in ("Ki", "Mi", "Gi", "Ti", "Pi", "Ei", "Zi", "Yi"):
+        if abs(value) < 1024:
+            break
+        prefix, value = p, value / 1024
+    return f"{value:.4g}{prefix}"
 
 
 def absent_test_context(environment: Environment) -> dict:

@@ -43,6 +43,12 @@ LOAD_DIR = "/etc/superapp/redis-acl"
 LOAD_SCRIPT = f"{LOAD_DIR}/load.redis"
 LOADED_MARKER = f"{LOAD_DIR}/loaded"
 DEFAULT_USER_RULES = "off resetpass resetkeys resetchannels -@all"
+# redis_exporter's user: no key and no channel; the commands its scrape sends (its README's
+# list, less those that read keys: it is not asked to export any key)
+MONITOR_USER = "superapp-monitor"
+MONITOR_COMMANDS = ("-@all", "+@connection", "-hello", "-echo", "-reset", "-quit", "+info",
+                    "+config|get", "+client|list", "+client|setname", "+client|info",
+                    "+slowlog", "+latency", "+memory|stats", "+memory|usage", "+cluster|info")
 
 
 def key_prefix(service_name: str) -> str:
@@ -68,6 +74,10 @@ def acl_users(environment: Environment, secrets: SecretValues) -> dict[str, str]
         ADMIN_USER: " ".join(["on", password_hash(
             secrets.get(environment.redis_admin_password_ref()) or ""), "~*", "&*", "+@all"]),
     }
+    monitor = secrets.get(environment.monitor_password_refs()["redis"])
+    if monitor:
+        users[MONITOR_USER] = " ".join(["on", password_hash(monitor), "resetkeys",
+                                        "resetchannels", *MONITOR_COMMANDS])
     for service in environment.services.values():
         refs = environment.service_redis_refs(service)
         passwords = [v for v in (secrets.get(refs["current"]), secrets.get(refs["previous"]))

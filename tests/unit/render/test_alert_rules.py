@@ -73,7 +73,7 @@ def test_without_pitr_no_pitr_rules_and_the_tests_still_pass(repo_copy, tmp_path
     environment = repo_copy.load("prod")
     groups = yaml.safe_load(rules_of(environment))["groups"]
     assert [g["name"] for g in groups] == ["superapp-services", "superapp-backups",
-                                           "superapp-watch"]
+                                           "superapp-watch", "superapp-data"]
     assert alert_names(environment) == ALERT_NAMES
     assert "superapp_pitr" not in "".join(render_rule_tests(environment).values())
     promtool_rules_and_tests(environment, tmp_path)

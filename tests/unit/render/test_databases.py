@@ -12,6 +12,7 @@ import pytest
 
 from ops.host import commands as cmd
 from ops.render.databases import (
+    MONITOR_ROLE,
     PROVISION_SQL,
     PROVISIONED_MARKER,
     DatabaseLogin,
@@ -82,6 +83,35 @@ def test_provisioning_runs_for_real_is_idempotent_and_applies_a_changed_password
     owner = postgres.psql("postgres", "SELECT pg_get_userbyid(datdba) FROM pg_database "
                                       "WHERE datname = 'prov_three'")
     assert owner == "prov_three"
+
+
+def test_the_exporters_role_reads_statistics_but_no_table_and_its_password_rotates(
+        postgres) -> None:  # noqa: F811 - the fixture
+    catalog = logins(mon_svc=PASSWORD)
+    assert run_script(postgres, provision_sql(catalog, "CANARY-monitor-1")).returncode == 0
+    postgres.psql("mon_svc", "CREATE TABLE private (card text); INSERT INTO private VALUES ('x')")
+
+    def as_monitor(sql: str,
+                   password: str = "CANARY-monitor-1",  # noqa: S107 - a test value
+                   ) -> subprocess.CompletedProcess:
+        return subprocess.run([str(postgres.bindir / "psql"), "-X", "-h", "127.0.0.1", "-p",
+                               str(postgres.port), "-U", MONITOR_ROLE, "-d", "mon_svc", "-Atqc",
+                               sql], capture_output=True, text=True, timeout=20,
+                              env={**os.environ, "PGPASSWORD": password})
+
+    # what postgres_exporter reads: every session's state, settings, per-database counters
+    stats = as_monitor("SELECT pg_has_role(current_user, 'pg_monitor', 'MEMBER'); "
+                       "SELECT setting::int > 0 FROM pg_settings WHERE name = 'max_connections'; "
+                       "SELECT deadlocks >= 0 FROM pg_stat_database WHERE datname = 'mon_svc'")
+    assert stats.returncode == 0 and stats.stdout.split() == ["t", "t", "t"], stats.stderr
+    denied = as_monitor("SELECT card FROM private")
+    assert denied.returncode != 0 and "permission denied" in denied.stderr
+    again = run_script(postgres, provision_sql(catalog, "CANARY-monitor-1"))
+    assert again.returncode == 0 and again.stdout == "", again.stderr
+    assert run_script(postgres, provision_sql(catalog, "CANARY-monitor-2")).returncode == 0
+    assert as_monitor("SELECT 1", "CANARY-monitor-2").stdout.strip() == "1"
+    assert as_monitor("SELECT 1").returncode != 0  # the old password no longer works
+    assert "CANARY" not in provision_sql(catalog, "CANARY-monitor-2")
 
 
 def test_a_failing_statement_stops_the_script_and_shows_no_password(postgres) -> None:  # noqa: F811

@@ -44,7 +44,8 @@ def sha(text: str) -> str:
 def test_one_user_per_service_on_its_prefix_with_only_the_listed_commands(local):
     acl = files_by_path(local, secrets_for(local))[redis_acl.ACL_FILE].content
     lines = {line.split()[1]: line for line in acl.splitlines()}
-    assert set(lines) == {"default", redis_acl.ADMIN_USER, *local.services}
+    assert set(lines) == {"default", redis_acl.ADMIN_USER, redis_acl.MONITOR_USER,
+                          *local.services}
     assert lines["default"] == "user default off resetpass resetkeys resetchannels -@all"
     commands = " ".join(f"+{c}" for c in local.settings["redis_acl"]["commands"])
     assert lines["food"] == (f"user food on {sha(PASSWORDS['food'])} ~food:* resetchannels "
@@ -54,6 +55,11 @@ def test_one_user_per_service_on_its_prefix_with_only_the_listed_commands(local)
         assert "+@all" not in lines[name] and "nopass" not in lines[name]
     assert lines[redis_acl.ADMIN_USER] == \
         f"user {redis_acl.ADMIN_USER} on {sha('admin-pw')} ~* &* +@all"
+    # the exporter's user: no key, no channel, no command that reads or writes data
+    monitor = lines[redis_acl.MONITOR_USER].split()
+    assert "resetkeys" in monitor and "resetchannels" in monitor
+    assert not [w for w in monitor if w.startswith(("~", "&", "%"))]
+    assert not {"+@all", "+@read", "+@write", "+get", "+eval", "+keys", "nopass"} & set(monitor)
 
 
 def test_during_a_rotation_a_user_accepts_the_old_password_too(local):
