@@ -62,7 +62,7 @@ start_background "testbed up" $PY testbed/testbed.py up
 phase "unit tests" .venv/bin/pytest -q -m "not integration" tests/unit
 wait_background
 phase "vault bootstrap (local)" $PY -m ops.secrets.bootstrap local
-phase "integration tests" .venv/bin/pytest -q -m integration --durations=12 tests/integration
+phase "integration tests" .venv/bin/pytest -q -m integration --durations=30 tests/integration
 phase "secret scan + dependency audit" $PY -m ops.audit --ci
 phase "testbed down (checked)" .venv/bin/pytest -q tests/teardown
 summary
