@@ -30,6 +30,7 @@ from pathlib import Path
 import yaml
 
 from ops.catalog.model import Environment
+from ops.grafana_schema import dashboard_errors
 from ops.render import logs
 from ops.render.files import (
     ALERTMANAGER_DIR,
@@ -39,6 +40,7 @@ from ops.render.files import (
     TRAEFIK_DIR,
     TRAEFIK_DYNAMIC_DIR,
 )
+from ops.render.grafana import DATASOURCE
 from ops.render.prometheus import RULE_FILES, RULE_TESTS, RULES_DIR, render_rule_tests
 
 RSYSLOGD_PATHS = (Path("/usr/sbin/rsyslogd"),)  # sbin: not on every user's PATH
@@ -138,19 +140,22 @@ def check_rsyslog(file: Path) -> CheckResult:
 
 
 def check_grafana_dashboard(file: Path) -> CheckResult:
-    """No Grafana server exists here: check the JSON shape Grafana provisioning needs."""
+    """No Grafana server exists here: the JSON checked against Grafana's typed dashboard models
+    and the provisioned datasource (ops/grafana_schema.py), every query with an expression."""
     start = time.perf_counter()
     error = None
     try:
         board = json.loads(file.read_text())
         missing = [k for k in ("uid", "title", "panels", "schemaVersion") if k not in board]
-        if missing:
-            error = f"missing keys: {', '.join(missing)}"
-        elif not all(t.get("expr") for p in board["panels"] for t in p.get("targets", [])):
-            error = "a panel target has no expr"
+        errors = [f"missing keys: {', '.join(missing)}"] if missing else []
+        errors += dashboard_errors(board, DATASOURCE)
+        if not all(t.get("expr") for p in board.get("panels", []) for t in p.get("targets", [])):
+            errors.append("a panel target has no expr")
+        error = "\n".join(errors) or None
     except (OSError, json.JSONDecodeError) as exc:
         error = str(exc)
-    return CheckResult("grafana dashboard json", str(file), time.perf_counter() - start, error)
+    return CheckResult("grafana dashboard (Grafana SDK models)", str(file),
+                       time.perf_counter() - start, error)
 
 
 def traefik_test_config(static_file: Path, dynamic_dir: Path) -> dict:

@@ -12,7 +12,7 @@ PURE = (
     "ops.catalog", "ops.render", "ops.host.state", "ops.host.reads", "ops.host.commands",
     "ops.rollout.plan", "ops.rollout.ledger", "ops.preview.report", "ops.preview.masking",
     "ops.fleet.status", "ops.fleet.drift", "ops.backup.manifest", "ops.backup.commands",
-    "ops.secrets.rotation", "ops.console", "ops.schema.plan",
+    "ops.secrets.rotation", "ops.console", "ops.schema.plan", "ops.grafana_schema",
 )
 
 
