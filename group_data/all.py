@@ -91,6 +91,8 @@ logs = {
     "retention_days": 14,  # store files older than this are deleted (cron, daily)
     "port": 2514,  # RELP, on the monitoring host's private address
     "queue_max_disk": "1g",  # per host: what waits on disk while the store is away
+    # LogsNotShipped: a host's newest heartbeat line in the store is older than this
+    "heartbeat_max_age_seconds": 300,
 }
 prometheus = {"scrape_interval": "15s", "evaluation_interval": "15s", "retention": "15d"}
 alerting = {

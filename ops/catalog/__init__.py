@@ -116,7 +116,8 @@ Example group_data::
     jwt_jwks_url = "https://auth.superapp.sy/.well-known/jwks.json"
     container_logs = {"max_size": "10m", "max_file": 5}
     logs = {"retention_days": 14, "port": 2514,   # central store on the monitoring host
-            "queue_max_disk": "1g"}                # per host, while the store is away
+            "queue_max_disk": "1g",                # per host, while the store is away
+            "heartbeat_max_age_seconds": 300}      # LogsNotShipped
     prometheus = {"scrape_interval": "15s", "evaluation_interval": "15s", "retention": "15d"}
     alerting = {"runbook_base_url": "https://runbooks.superapp.sy/alerts",
                 "error_rate_ratio": 0.05, "webhook_retries_per_15m": 20,

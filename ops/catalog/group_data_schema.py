@@ -134,7 +134,9 @@ GROUP_DATA = Record({
         "retention_days": Field(Int(min=1, max=3650)),
         "port": Field(Int(min=1024, max=65535)),
         "queue_max_disk": Field(Str(pattern=r"[0-9]+[kmg]", hint="a size like 1g")),
-    }), doc="central logs: days kept in the store, its RELP port, each host's disk queue"),
+        "heartbeat_max_age_seconds": Field(Int(min=120, max=86400)),
+    }), doc="central logs: days kept in the store, its RELP port, each host's disk queue, "
+            "how old a host's newest heartbeat in the store may be (LogsNotShipped)"),
     "prometheus": Field(Record({
         "scrape_interval": Field(DURATION),
         "evaluation_interval": Field(DURATION),

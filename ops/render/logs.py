@@ -15,6 +15,12 @@ Why this shape:
 
 The backup jobs' log files (plain text, written by cron) are shipped the same way as service
 `backup` and `pitr`.
+
+Delivery is watched end to end: every host appends a heartbeat line a minute to a file the
+shipper tails (service `log-heartbeat`); the monitoring host turns the newest one of each host
+found in the store into `superapp_logs_heartbeat_timestamp_seconds{shipper=<host>}`, and
+LogsNotShipped fires when one is older than `logs.heartbeat_max_age_seconds` or missing: a
+stopped shipper, a stopped store or a cut between them, whichever it is.
 """
 
 from __future__ import annotations
@@ -24,7 +30,7 @@ from typing import Any
 
 from ops.catalog.model import Environment, Host
 from ops.render.backup import BACKUP_ROOT
-from ops.render.files import BASE, DATA_DIR, RenderedFile, cron, render_template
+from ops.render.files import BASE, DATA_DIR, TEXTFILE_DIR, RenderedFile, cron, render_template
 
 CONF_DIR = f"{BASE}/logs"
 SHIPPER_CONF = f"{CONF_DIR}/shipper.conf"
@@ -38,7 +44,15 @@ RETENTION_CRON = "/etc/cron.d/superapp-logs-retention"
 DOCKER_CONTAINERS_DIR = "/var/lib/docker/containers"
 BACKUP_LOG_DIR = BACKUP_ROOT
 # plain-text job logs shipped as their own "service": file name -> service
-JOB_LOGS = {"backup.log": "backup", "pitr.log": "pitr"}
+HEARTBEAT_SERVICE = "log-heartbeat"
+JOB_LOGS = {"backup.log": "backup", "pitr.log": "pitr", "heartbeat.log": HEARTBEAT_SERVICE}
+HEARTBEAT_LOG = f"{BACKUP_LOG_DIR}/heartbeat.log"
+HEARTBEAT_SCRIPT = f"{CONF_DIR}/heartbeat.sh"
+HEARTBEAT_CRON = "/etc/cron.d/superapp-logs-heartbeat"
+HEARTBEAT_METRICS_SCRIPT = f"{CONF_DIR}/heartbeat_metrics.sh"
+HEARTBEAT_METRICS_CRON = "/etc/cron.d/superapp-logs-heartbeat-metrics"
+HEARTBEAT_MARKER = "superapp-log-heartbeat"  # "<marker> <host> <unix time>"
+HEARTBEAT_MAX_LINES = 1440  # a day of lines, then the file is emptied
 
 IN_CONTAINER_CONF = "/etc/superapp-logs"
 IN_CONTAINER_SPOOL = "/var/spool/rsyslog"
@@ -126,7 +140,14 @@ def store_container(environment: Environment, host: Host) -> dict[str, Any]:
 
 
 def render_shipper_files(environment: Environment, host: Host) -> list[RenderedFile]:
-    return [RenderedFile(SHIPPER_CONF, shipper_conf(environment, host))]
+    heartbeat = render_template("logs/heartbeat.sh.j2", host=host.name, env=environment.name,
+                                log=HEARTBEAT_LOG, marker=HEARTBEAT_MARKER,
+                                max_lines=HEARTBEAT_MAX_LINES)
+    return [RenderedFile(SHIPPER_CONF, shipper_conf(environment, host)),
+            RenderedFile(HEARTBEAT_SCRIPT, heartbeat, mode=0o755),
+            RenderedFile(HEARTBEAT_CRON, cron("a heartbeat line through the central logs",
+                                              [f"* * * * * root {HEARTBEAT_SCRIPT}"],
+                                              source="ops/render/logs.py"))]
 
 
 def render_store_files(environment: Environment, host: Host) -> list[RenderedFile]:
@@ -134,9 +155,17 @@ def render_store_files(environment: Environment, host: Host) -> list[RenderedFil
     # -mtime +N: last written more than N whole days ago; a day's file is written all day
     prune = (f"17 3 * * * root find {STORE_DIR} -name '*.jsonl' -type f -mtime +{days} "
              f"-delete; find {STORE_DIR} -mindepth 1 -type d -empty -delete")
+    metrics = render_template("logs/heartbeat_metrics.sh.j2", host=host.name,
+                              env=environment.name, textfile_dir=TEXTFILE_DIR,
+                              store_dir=f"{STORE_DIR}/{HEARTBEAT_SERVICE}",
+                              marker=HEARTBEAT_MARKER)
     return [RenderedFile(STORE_CONF, store_conf(environment, host)),
             RenderedFile(RETENTION_CRON, cron(f"central logs kept {days} days", [prune],
-                                              source="ops/render/logs.py"))]
+                                              source="ops/render/logs.py")),
+            RenderedFile(HEARTBEAT_METRICS_SCRIPT, metrics, mode=0o755),
+            RenderedFile(HEARTBEAT_METRICS_CRON, cron(
+                "when each host's newest heartbeat reached the central logs (LogsNotShipped)",
+                [f"* * * * * root {HEARTBEAT_METRICS_SCRIPT}"], source="ops/render/logs.py"))]
 
 
 def directories() -> list[tuple[str, int, int]]:

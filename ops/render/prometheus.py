@@ -36,7 +36,8 @@ LATENCY_LEVELS = (
 )
 ALERT_NAMES = ("ServiceDown", "HighErrorRate", "HighLatencyP99", "HighLatencyP99Critical",
                "PaymentsWebhookRetries", "Watchdog", "TargetDown", "ServiceMetricsAbsent",
-               "SidecarDown", "ProbeFailed", "DiskWillFillIn4h", "HostMemoryLow", "BackupStale",
+               "SidecarDown", "ProbeFailed", "DiskWillFillIn4h", "HostMemoryLow", "LogsNotShipped",
+               "BackupStale",
                "PostgresDown", "PostgresTooManyConnections", "PostgresDeadlocks",
                "PostgresReplicationLag", "RedisDown", "RedisMemoryHigh", "RedisRejectedConnections")
 # Rule files under RULES_DIR, each tested alone (templates/prometheus/<name>.j2; tests: RULE_TESTS)
@@ -47,6 +48,9 @@ RULE_FILES = ("alerts.yml", "watch.yml", "data.yml")
 RULE_TESTS = {"alerts_test.yml": "alerts.yml", "alerts_days_test.yml": "alerts.yml",
               "watch_test.yml": "watch.yml", "data_test.yml": "data.yml"}
 # node-exporter filesystems worth predicting: real disks, not the kernel's and Docker's layers
+LOGS_NOT_SHIPPED_DESCRIPTION = (
+    "its lines wait in the host's disk queue (logs.queue_max_disk) and arrive once the pipeline "
+    "works again; make logs shows nothing newer meanwhile.")
 NODE_FS = 'fstype!~"tmpfs|ramfs|overlay|squashfs|nsfs|autofs|fuse.lxcfs"'
 
 # Rendered only when the environment sets `pitr`; runbook: ops/runbooks/<runbook_slug(name)>.md
@@ -113,7 +117,9 @@ def render_rules(environment: Environment) -> list[RenderedFile]:
         stale_after_hours=s["backups"]["stale_after_hours"],
         backup_databases=backup_databases(environment), absent_metrics=absent_metrics(environment),
         node_fs=NODE_FS, sidecars=sidecar_metrics.expected(environment),
-        data_host=environment.db_host.name, **pitr_context(environment))
+        data_host=environment.db_host.name, logs=s["logs"],
+        logs_description=LOGS_NOT_SHIPPED_DESCRIPTION,
+        log_hosts=[h.name for h in environment.hosts], **pitr_context(environment))
     return [RenderedFile(f"{RULES_DIR}/{name}", render_template(f"prometheus/{name}.j2", **context))
             for name in RULE_FILES]
 
@@ -166,6 +172,8 @@ def render_rule_tests(environment: Environment) -> dict[str, str]:
         missing_database=backup_databases(environment)[-1],
         stale_age=humanize_hours(stale_hours + 1),
         env=environment.name, memory_ratio=s["alerting"]["memory_available_ratio"],
+        logs=s["logs"], log_hosts=[h.name for h in environment.hosts],
+        logs_description=LOGS_NOT_SHIPPED_DESCRIPTION,
         **absent_test_context(environment), sidecars=sidecar_metrics.expected(environment),
         runbook=s["alerting"]["runbook_base_url"].rstrip("/"), **pitr_test_context(environment),
         **data_test_context(s["alerting"]))

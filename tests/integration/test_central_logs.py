@@ -18,10 +18,19 @@ import pytest
 
 from bench.load import Load, Target
 from ops.catalog import load_environment
-from ops.render.logs import RETENTION_CRON, SHIPPER_SPOOL, STORE_CONTAINER, STORE_DIR
+from ops.render.logs import (
+    HEARTBEAT_METRICS_SCRIPT,
+    HEARTBEAT_SCRIPT,
+    RETENTION_CRON,
+    SHIPPER_CONTAINER,
+    SHIPPER_SPOOL,
+    STORE_CONTAINER,
+    STORE_DIR,
+)
 
 from .conftest import REPO, Testbed, q
 from .release import deploy, output, pyinfra, release_copy
+from .test_observability import get_json, prometheus, query
 
 pytestmark = pytest.mark.integration
 ENV = load_environment("local")
@@ -224,3 +233,49 @@ def test_the_retention_job_deletes_days_older_than_configured_and_keeps_the_rest
         assert testbed.ssh(host, f"ls {d}").stdout.split() == ["kept.jsonl"]
     finally:
         testbed.ssh(host, f"rm -rf {d}")
+
+
+def heartbeats(testbed: Testbed) -> dict[str, int]:
+    """Run the monitoring host's metrics job now: host -> its newest heartbeat in the store."""
+    mon = monitoring(testbed)
+    testbed.ssh(mon, HEARTBEAT_METRICS_SCRIPT)
+    text = testbed.ssh(mon, "cat /var/lib/node_exporter/textfile/superapp_logs.prom").stdout
+    return {m.group(1): int(m.group(2)) for m in re.finditer(
+        r'^superapp_logs_heartbeat_timestamp_seconds\{shipper="([^"]+)"\} (\d+)$', text, re.M)}
+
+
+def test_a_stopped_shipper_shows_as_its_hosts_heartbeat_stopping_then_catching_up(
+        testbed, deployed):
+    """Cron writes every host's heartbeat each minute; here the scripts also run at once. With
+    host2's shipper stopped, host1's new heartbeat reaches the store and host2's does not;
+    started again, host2's waiting line arrives: LogsNotShipped's metric, end to end."""
+    hosts = {h.name: h for h in testbed.hosts}
+    victim = hosts["host2"]
+    start = int(time.time())
+    testbed.ssh(victim, f"docker stop {SHIPPER_CONTAINER}")
+    try:
+        for h in hosts.values():
+            testbed.ssh(h, HEARTBEAT_SCRIPT)
+        deadline = time.time() + 60
+        while (seen := heartbeats(testbed)).get("host1", 0) < start:
+            assert time.time() < deadline, f"host1's heartbeat never arrived: {seen}"
+            time.sleep(2)
+        assert seen.get("host3", 0) >= start, seen
+        assert seen.get("host2", 0) < start, seen  # written, but its shipper is stopped
+    finally:
+        testbed.ssh(victim, f"docker start {SHIPPER_CONTAINER}")
+    deadline = time.time() + 90
+    while (seen := heartbeats(testbed)).get("host2", 0) < start:
+        assert time.time() < deadline, f"host2's waiting heartbeat never arrived: {seen}"
+        time.sleep(2)
+    print(f"heartbeats after the shipper came back: { {h: ts - start for h, ts in seen.items()} }")
+    # and the live Prometheus sees every host fresh: LogsNotShipped's expression is empty
+    base = prometheus(testbed)
+    rules = {r["name"]: r for g in get_json(f"{base}/rules?type=alert")["data"]["groups"]
+             for r in g["rules"]}
+    expr = rules["LogsNotShipped"]["query"]
+    assert all(f'shipper="{h}"' in expr for h in hosts)  # one absent() per host
+    deadline = time.time() + 60
+    while (result := query(base, expr)["data"]["result"]):
+        assert time.time() < deadline, result
+        time.sleep(3)

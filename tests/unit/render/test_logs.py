@@ -3,12 +3,21 @@ log lines labelled for them, configs that rsyslog itself accepts."""
 
 from __future__ import annotations
 
+import json
+import shutil
 import subprocess
 
 import yaml
 
 from ops.render import PlaceholderSecrets, render_host
+from ops.render.files import render_template
 from ops.render.logs import (
+    HEARTBEAT_CRON,
+    HEARTBEAT_MARKER,
+    HEARTBEAT_METRICS_CRON,
+    HEARTBEAT_METRICS_SCRIPT,
+    HEARTBEAT_SCRIPT,
+    HEARTBEAT_SERVICE,
     LOG_LABELS,
     RETENTION_CRON,
     SHIPPER_CONF,
@@ -97,3 +106,80 @@ def test_retention_follows_group_data(environments):
     files = {f.path: f.content for f in render_host(env, env.monitoring_host.name,
                                                      PlaceholderSecrets())}
     assert f"-mtime +{env.settings['logs']['retention_days']} -delete" in files[RETENTION_CRON]
+
+
+def test_every_host_sends_a_heartbeat_and_the_monitoring_host_measures_them(environments):
+    env = environments["prod"]
+    for h in env.hosts:
+        files = {f.path: f for f in render_host(env, h.name, PlaceholderSecrets())}
+        assert files[HEARTBEAT_SCRIPT].mode == 0o755
+        assert f"* * * * * root {HEARTBEAT_SCRIPT}" in files[HEARTBEAT_CRON].content
+        assert f'file="/var/log/superapp-jobs/heartbeat.log" tag="{HEARTBEAT_SERVICE}"' \
+            in files[SHIPPER_CONF].content
+        measured = HEARTBEAT_METRICS_SCRIPT in files
+        assert measured == (h.name == env.monitoring_host.name)
+        if measured:
+            assert HEARTBEAT_METRICS_SCRIPT in files[HEARTBEAT_METRICS_CRON].content
+
+
+def test_the_heartbeat_scripts_pass_shellcheck(environments, tmp_path):
+    env = environments["prod"]
+    files = {f.path: f.content for f in render_host(env, env.monitoring_host.name,
+                                                     PlaceholderSecrets())}
+    for path in (HEARTBEAT_SCRIPT, HEARTBEAT_METRICS_SCRIPT):
+        script = tmp_path / path.rsplit("/", 1)[1]
+        script.write_text(files[path])
+        check = subprocess.run([shutil.which("shellcheck") or "/usr/bin/shellcheck", str(script)],
+                               capture_output=True, text=True)
+        assert check.returncode == 0, check.stdout
+
+
+def test_heartbeats_through_a_store_become_each_hosts_newest_time(tmp_path):
+    """The two scripts run for real (the templates rendered with scratch paths); the store's
+    day files are what rsyslog writes: one JSON record per heartbeat line."""
+    store, textfile = tmp_path / "store", tmp_path / "textfile"
+    store.mkdir()
+    textfile.mkdir()
+
+    def beat(host: str, max_lines: int = 1440) -> list[str]:
+        log = tmp_path / f"{host}.log"
+        script = tmp_path / f"beat-{host}.sh"
+        script.write_text(render_template("logs/heartbeat.sh.j2", host=host, env="t", log=log,
+                                          marker=HEARTBEAT_MARKER, max_lines=max_lines))
+        subprocess.run(["sh", str(script)], check=True, timeout=30)
+        return log.read_text().splitlines()
+
+    beat("app-1")
+    lines = beat("app-1") + beat("db-1")
+    assert [ln.split()[:2] for ln in lines] == [[HEARTBEAT_MARKER, "app-1"]] * 2 + [
+        [HEARTBEAT_MARKER, "db-1"]]
+    assert all(ln.split()[2].isdigit() for ln in lines)
+
+    def record(host: str, ts: int) -> str:
+        return json.dumps({"ts": "2026-12-03T10:00:00Z", "host": host,
+                           "service": HEARTBEAT_SERVICE, "msg": f"{HEARTBEAT_MARKER} {host} {ts}"})
+
+    # three day files: only the two newest (yesterday and today) are read
+    (store / "2026-12-01.jsonl").write_text(record("app-2", 999) + "\n")
+    (store / "2026-12-02.jsonl").write_text(record("app-1", 1000) + "\n" + record("db-1", 990)
+                                            + "\n")
+    (store / "2026-12-03.jsonl").write_text(record("app-1", 1060) + "\n" + record("app-1", 1050)
+                                            + "\n")
+    metrics = tmp_path / "metrics.sh"
+    metrics.write_text(render_template("logs/heartbeat_metrics.sh.j2", host="mon-1", env="t",
+                                       textfile_dir=textfile, store_dir=store,
+                                       marker=HEARTBEAT_MARKER))
+    subprocess.run(["sh", str(metrics)], check=True, timeout=30)
+    series = [ln for ln in (textfile / "superapp_logs.prom").read_text().splitlines()
+              if not ln.startswith("#")]
+    assert series == ['superapp_logs_heartbeat_timestamp_seconds{shipper="app-1"} 1060',
+                      'superapp_logs_heartbeat_timestamp_seconds{shipper="db-1"} 990']
+    assert sorted(p.name for p in textfile.iterdir()) == ["superapp_logs.prom"]  # no .tmp left
+    # an empty store: the file holds only its header, no series
+    for day in store.iterdir():
+        day.unlink()
+    subprocess.run(["sh", str(metrics)], check=True, timeout=30)
+    assert "superapp_logs_heartbeat_timestamp_seconds{" not in (
+        textfile / "superapp_logs.prom").read_text()
+    # the heartbeat file is emptied once it holds max_lines lines
+    assert [len(beat("app-3", max_lines=2)) for _ in range(4)] == [1, 2, 1, 2]
