@@ -542,40 +542,34 @@ def data_exporters(environment: Environment, host: Host) -> list[dict[str, Any]]
     network, each logged in with its own least-privilege login (databases.MONITOR_ROLE:
     pg_monitor only; redis_acl.MONITOR_USER: INFO and the like, no key), its password in a
     0600 env file. Prometheus scrapes them on the host's address (TargetDown when one dies)."""
+
+    def exporter(key: str, port: int, command: list[str], env: dict[str, str]) -> dict[str, Any]:
+        return {
+            "key": key,
+            "image": environment.infra_image(key.replace("-", "_")),
+            "container_name": key,
+            "command": command,
+            "environment": env,
+            "env_file": [relative_to_compose(env_file_path(key))],
+            "ports": [f"{host.address}:{port}:{port}"],
+            **hardened("65534:65534"),
+            "stop_grace_period": "10s",
+            "mem_limit": "64m",
+            "cpus": 0.2,
+            **common(environment),
+        }
+
     return [
-        {
-            "key": "postgres-exporter",
-            "image": environment.infra_image("postgres_exporter"),
-            "container_name": "postgres-exporter",
-            # one connection, to the maintenance database: pg_stat_database covers them all
-            "command": [f"--web.listen-address=:{POSTGRES_EXPORTER_PORT}"],
-            "environment": {
-                "DATA_SOURCE_URI": f"postgres:{POSTGRES_PORT}/postgres?sslmode=disable",
-                "DATA_SOURCE_USER": databases.MONITOR_ROLE},
-            "env_file": [relative_to_compose(env_file_path("postgres-exporter"))],
-            "ports": [f"{host.address}:{POSTGRES_EXPORTER_PORT}:{POSTGRES_EXPORTER_PORT}"],
-            **hardened("65534:65534"),
-            "stop_grace_period": "10s",
-            "mem_limit": "64m",
-            "cpus": 0.2,
-            **common(environment),
-        },
-        {
-            "key": "redis-exporter",
-            "image": environment.infra_image("redis_exporter"),
-            "container_name": "redis-exporter",
-            # system metrics: the host memory RedisMemoryHigh compares with without maxmemory
-            "command": [f"-web.listen-address=:{REDIS_EXPORTER_PORT}", "-include-system-metrics"],
-            "environment": {"REDIS_ADDR": f"redis://redis:{REDIS_PORT}",
-                            "REDIS_USER": redis_acl.MONITOR_USER},
-            "env_file": [relative_to_compose(env_file_path("redis-exporter"))],
-            "ports": [f"{host.address}:{REDIS_EXPORTER_PORT}:{REDIS_EXPORTER_PORT}"],
-            **hardened("65534:65534"),
-            "stop_grace_period": "10s",
-            "mem_limit": "64m",
-            "cpus": 0.2,
-            **common(environment),
-        },
+        # one connection, to the maintenance database: pg_stat_database covers them all
+        exporter("postgres-exporter", POSTGRES_EXPORTER_PORT,
+                 [f"--web.listen-address=:{POSTGRES_EXPORTER_PORT}"],
+                 {"DATA_SOURCE_URI": f"postgres:{POSTGRES_PORT}/postgres?sslmode=disable",
+                  "DATA_SOURCE_USER": databases.MONITOR_ROLE}),
+        # system metrics: the host memory RedisMemoryHigh compares with without maxmemory
+        exporter("redis-exporter", REDIS_EXPORTER_PORT,
+                 [f"-web.listen-address=:{REDIS_EXPORTER_PORT}", "-include-system-metrics"],
+                 {"REDIS_ADDR": f"redis://redis:{REDIS_PORT}",
+                  "REDIS_USER": redis_acl.MONITOR_USER}),
     ]
 
 

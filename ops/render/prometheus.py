@@ -37,9 +37,12 @@ LATENCY_LEVELS = (
 ALERT_NAMES = ("ServiceDown", "HighErrorRate", "HighLatencyP99", "HighLatencyP99Critical",
                "PaymentsWebhookRetries", "Watchdog", "TargetDown", "ServiceMetricsAbsent",
                "SidecarDown", "ProbeFailed", "DiskWillFillIn4h", "HostMemoryLow", "LogsNotShipped",
-               "BackupStale",
-               "PostgresDown", "PostgresTooManyConnections", "PostgresDeadlocks",
-               "PostgresReplicationLag", "RedisDown", "RedisMemoryHigh", "RedisRejectedConnections")
+               "BackupStale")
+# data.yml: PostgreSQL and Redis, from their exporters
+DATA_ALERT_NAMES = ("PostgresDown", "PostgresTooManyConnections", "PostgresDeadlocks",
+                    "PostgresReplicationLag", "RedisDown", "RedisMemoryHigh",
+                    "RedisRejectedConnections")
+ALERT_NAMES += DATA_ALERT_NAMES
 # Rule files under RULES_DIR, each tested alone (templates/prometheus/<name>.j2; tests: RULE_TESTS)
 RULES_DIR = f"{PROMETHEUS_DIR}/rules"
 RULE_FILES = ("alerts.yml", "watch.yml", "data.yml")

@@ -18,7 +18,7 @@ import pytest
 
 from ops.catalog import load_environment
 from ops.render.databases import MONITOR_ROLE
-from ops.render.prometheus import ALERT_NAMES
+from ops.render.prometheus import DATA_ALERT_NAMES
 from ops.render.redis_acl import MONITOR_USER
 
 from .conftest import Testbed
@@ -28,7 +28,6 @@ from .test_redis_acl import as_user
 pytestmark = pytest.mark.integration
 ENV = load_environment("local")
 MOUNT = ENV.settings["vault"]["mount"]
-DATA_ALERTS = set(ALERT_NAMES[ALERT_NAMES.index("PostgresDown"):])
 # every series a rule of data.yml reads (PostgresReplicationLag's needs a standby: none here)
 SERIES = ('pg_up{job="postgres"} == 1', 'redis_up{job="redis"} == 1',
           'pg_settings_max_connections{job="postgres"}',
@@ -64,7 +63,7 @@ def test_both_exporters_are_scraped_with_every_series_the_data_alerts_read(testb
         return rules if all(r["health"] == "ok" for r in rules) else None
 
     rules = wait_for("data rules evaluated", evaluated_data_rules)
-    assert {r["name"] for r in rules} == DATA_ALERTS
+    assert {r["name"] for r in rules} == set(DATA_ALERT_NAMES)
     # a healthy server: none of them pending or firing (PostgresDeadlocks may be, later)
     assert all(r["state"] == "inactive" for r in rules if r["name"] != "PostgresDeadlocks"), \
         [(r["name"], r["state"]) for r in rules]

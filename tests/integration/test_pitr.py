@@ -109,12 +109,13 @@ def test_the_cluster_restores_to_a_point_between_two_markers(testbed, hosts):
     [present] = [ln for ln in lines if ln.startswith("marker before")]
     [absent] = [ln for ln in lines if ln.startswith("marker after")]
     assert present.split()[-1] == "ok" and absent.split()[-1] == "ok", out[-3000:]
-    # the drill names the first marker after the target: `after`, or a heartbeat marker the
-    # PITR cron job wrote between the target and `after` (it writes one a minute)
-    first_after = int(absent.split("; id ")[1].split()[0])
-    present_id = int(present.split("id ")[1].split()[0])
-    assert int(before) <= present_id < first_after <= int(after), out[-3000:]
-    assert "0 row(s) newer than the target" in absent
+    # the drill names production's first marker after the target: `after`, or a heartbeat
+    # marker the PITR cron job wrote between the target and `after` (one a minute)
+    first_after = sql(testbed, db, "SELECT min(id) FROM superapp_pitr.marker "  # noqa: S608
+                                   f"WHERE at > '{target.isoformat()}'")
+    assert int(before) < int(first_after) <= int(after)
+    assert f"0 row(s) newer than the target; id {first_after} not restored" in absent
+    assert int(before) <= int(present.split("id ")[1].split()[0]) < int(first_after)
     compared = [ln for ln in lines if ln.startswith("rows ") and ln.split()[-1] == "ok"]
     assert compared, "no database was compared with its dump"
     metrics = testbed.ssh(backup, "cat /var/lib/node_exporter/textfile/"
