@@ -16,7 +16,7 @@ help:
 	@echo "make demo            set everything up, deploy to the local testbed, print where to look"
 	@echo "make test            set everything up and run the whole test suite"
 	@echo "make render ENV=prod OUT=dir   render and validate every artifact of an environment"
-	@echo "make prod-audit      static audit of the production invariants"
+	@echo "make prod-audit [APPS=path]  static production audit [+ the Super-App monorepo]"
 	@echo "make bench           benchmarks (table + JSON under bench/results/)"
 	@echo "make drift ENV=prod  hosts that differ from their last release (exit 1 if any)"
 	@echo "make status ENV=prod the fleet: versions, digests, health, last release"
@@ -74,7 +74,7 @@ releases: setup
 	@$(PYINFRA) inventories/$(ENV).py tasks/releases.py $(if $(LAST),--data last=$(LAST))
 
 prod-audit: setup
-	@$(PY) -m ops.audit --env prod
+	@$(PY) -m ops.audit --env prod $(if $(APPS),--apps $(APPS))
 
 clean:
 	rm -rf out .pytest_cache

@@ -114,3 +114,20 @@ alerting = {
 data_uids = {"redis": 999, "prometheus": 65534, "alertmanager": 65534, "postgres": 101,
              "seaweedfs": 65534, "log_store": 65534}
 relaxations = []
+
+# SSH host keys are pinned: pyinfra refuses a host whose key is unknown or changed (before it
+# authenticates, so before anything is sent). Each environment names its known_hosts file
+# (`ssh_known_hosts_file`), filled out of band from the provisioning system, never on first use.
+ssh_strict_host_key_checking = "yes"
+
+# Limits Traefik applies at the edge to every public route, per client address (the address the
+# load balancer saw, from X-Forwarded-For past `upstream_proxies`). Generous per client on purpose:
+# mobile carriers put many users behind one address (carrier-grade NAT). A catalog entry's `edge`
+# overrides them for its service (payments: small bodies). Over a rate or in-flight limit: 429;
+# a bigger body: 413, before the request reaches the service.
+edge = {"rate_per_second": 100, "rate_burst": 200, "in_flight": 100, "max_body_bytes": 1048576}
+
+# The host firewall (ops/firewall, nftables, rendered per role): applied "commit confirmed": a
+# new ruleset reverts by itself after confirm_seconds unless the deploy reaches the host again
+# over a new SSH connection (a ruleset that would cut the controller off undoes itself).
+firewall = {"confirm_seconds": 60}

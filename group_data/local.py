@@ -26,7 +26,16 @@ standin_image = {"repository": "superapp/standin", "command": ["python3", "/app/
 
 # Test clients reach the hosts from the testbed bridge.
 upstream_proxies = ["10.231.0.1"]
+# The controller (the deploy, the tests, the operator): the only SSH source of the hosts.
+# The firewall reverts a ruleset quickly on the testbed (tests wait out a revert).
+admin_sources = ["10.231.0.1"]
+firewall = {"confirm_seconds": 15}
 jwt_jwks_url = "http://10.231.0.1:8089/.well-known/jwks.json"
+
+# Lower than prod so a test's burst from one client reaches them; still above what the
+# rollout tests' load sends one service on one host (it comes without X-Forwarded-For from the
+# controller, the testbed's load balancer: one client).
+edge = {"rate_per_second": 50, "rate_burst": 50, "in_flight": 20, "max_body_bytes": 1048576}
 
 # Two cores for three hosts of 17 services: health checks must stay cheap.
 health_check = {

@@ -13,7 +13,11 @@ hosts = [
 ]
 
 registry = "registry.superapp.internal:5000"
+# The pinned SSH host key of every host above (from the provisioning system, not a first login).
+ssh_known_hosts_file = "/etc/superapp/known_hosts.staging"
 upstream_proxies = ["10.20.9.10"]
+# The bastion the deploy runs from and operators come through: the only SSH source.
+admin_sources = ["10.20.8.10"]
 jwt_jwks_url = "https://auth.staging.superapp.sy/.well-known/jwks.json"
 
 vault = {
@@ -22,4 +26,15 @@ vault = {
     "path_prefix": "superapp/staging",
     "auth_method": "approle",
     "ca_path": "/etc/superapp/vault-ca.pem",
+    # A CI deploy's secret-id (minted per release day by an operator: bootstrap_vault.py prints
+    # the command). 24h covers a day of deploys, retries and a rollback, and a leaked one is
+    # dead by the next day. 1000 logins: each deploy-lock heartbeat logs in twice (every 30 s),
+    # so that is ~4 h of held lock, above the longest run (a full rotation with its replay
+    # window waits); it caps a leaked secret-id, the TTL is the real bound. Bind logins to the
+    # CI runners' egress addresses here once they are fixed ("secret_id_bound_cidrs", and
+    # "token_bound_cidrs" for the token): unknown today, so not bound.
+    "secret_id_ttl": "24h",
+    "secret_id_num_uses": 1000,
+    "secret_id_bound_cidrs": [],
+    "token_bound_cidrs": [],
 }

@@ -30,6 +30,8 @@ from pathlib import Path
 import yaml
 
 from ops.catalog.model import Environment
+from ops.firewall.commands import check_command
+from ops.firewall.ruleset import RULESET_PATH
 from ops.grafana_schema import dashboard_errors
 from ops.render import logs
 from ops.render.files import (
@@ -293,7 +295,14 @@ def planned_checks(root: Path, environment: Environment) -> list[Callable[[], Ch
             checks.append(lambda c=conf: check_rsyslog(c))
         for board in sorted(under(host.name, "/opt/superapp/grafana/dashboards").glob("*.json")):
             checks.append(lambda b=board: check_grafana_dashboard(b))
+        ruleset = under(host.name, RULESET_PATH)
+        if ruleset.exists():
+            checks.append(lambda r=ruleset: check_firewall(r))
     return checks
+
+
+def check_firewall(file: Path) -> CheckResult:
+    return run_tool("nft -c", file, check_command(str(file)))
 
 
 def validate_tree(root: Path, environment: Environment,

@@ -9,7 +9,7 @@ APT_PACKAGES=(
   docker.io iproute2 iptables procps psmisc util-linux openssh-server openssh-client
   docker-registry debootstrap ca-certificates curl cron
   # validators the orchestrator runs before it uploads anything
-  prometheus prometheus-alertmanager prometheus-node-exporter prometheus-blackbox-exporter shellcheck
+  prometheus prometheus-alertmanager prometheus-node-exporter prometheus-blackbox-exporter shellcheck nftables
   prometheus-postgres-exporter prometheus-redis-exporter
   rsyslog rsyslog-relp
   # PostgreSQL client tools (backups, drills) and the stand-in's database driver for unit tests

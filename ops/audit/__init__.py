@@ -15,7 +15,10 @@ Scopes (each timed in `report.timings`):
 - `repo`: `.env` files git would commit, literal secrets in group_data/ and inventories/;
 - `secrets-tree`, `secrets-history` (only with `secret_scan=True`: seconds, not for the
   preflight): detect-secrets over the tree and every blob of `git log --all`, vs the baseline;
-- `apps` (with `apps=PATH`): the Super-App monorepo rules (ops/audit/apps.py).
+- `apps` (with `apps=PATH`): the Super-App monorepo rules (ops/audit/apps.py); with
+  `secret_scan=True` also `apps-secrets-tree`, `apps-secrets-history`: detect-secrets over the
+  monorepo's tracked files and its whole git history. Without `apps`, `report.apps` is
+  "skipped" and the table and JSON say so; a path that is not a directory raises ConfigError.
 
 Local relaxations: for an environment whose group_data lists `relaxations` (only `local` may),
 a HIGH finding that a relaxation explains is downgraded to LOW and marked `relaxed_by`;
@@ -33,13 +36,16 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from ops.audit.findings import AuditReport, Finding
+from ops.audit.findings import APPS_SKIPPED, AuditReport, Finding
 from ops.audit.waivers import WAIVERS_FILE, apply_waivers, load_waivers
 from ops.catalog import REPO_ROOT, ConfigError, Environment, load_environment
 
 SCOPE_OF_PREFIX = {"rendered.": "rendered", "config.": "rendered", "repo.secret": "secrets",
                    "repo.private-key": "secrets", "repo.baseline": "secrets",
-                   "repo.": "repo", "apps.": "apps", "deps.": "deps", "waiver.": "always",
+                   "repo.": "repo", "apps.secret-in-tree": "apps-secrets",
+                   "apps.secret-in-history": "apps-secrets",
+                   "apps.env-file-in-history": "apps-secrets", "apps.": "apps",
+                   "deps.": "deps", "waiver.": "always",
                    # checked by the rollout's migration gate (ops/backup/freshness.py),
                    # never by the audit
                    "backup.": "migration-gate"}
@@ -72,7 +78,8 @@ def known_rules() -> set[str]:
             "repo.private-key", "repo.secret-in-history", "repo.baseline-missing",
             "repo.baseline-unreviewed", "apps.layout", "apps.env-file",
             "apps.create-all-without-alembic", "apps.schema-unprovisioned",
-            "apps.service-missing", "apps.deploy-template-hmac", "deps.vulnerable",
+            "apps.service-missing", "apps.deploy-template-hmac", "apps.secret-in-tree",
+            "apps.secret-in-history", "apps.env-file-in-history", "deps.vulnerable",
             "deps.unaudited", "deps.audit-failed", "backup.freshness"}
 
 
@@ -95,7 +102,14 @@ def run_audit(env_name: str, root: Path = REPO_ROOT, apps: Path | None = None,
     from ops.render import PlaceholderSecrets, render_environment
 
     root = Path(root)
-    report = AuditReport(env=env_name)
+    if apps is not None:
+        apps = Path(apps)
+        if not apps.is_dir():
+            why = "is not a directory" if apps.exists() else "does not exist"
+            raise ConfigError([f"--apps {apps}: {why} (pass the Super-App monorepo checkout, "
+                               "make prod-audit APPS=path)"])
+    report = AuditReport(env=env_name,
+                         apps=APPS_SKIPPED if apps is None else str(apps.resolve()))
     scopes = {"rendered", "always"}
     waiver_path = Path(waivers) if waivers else root / WAIVERS_FILE
     label = (str(waiver_path.relative_to(root)) if waiver_path.is_relative_to(root)
@@ -133,9 +147,13 @@ def run_audit(env_name: str, root: Path = REPO_ROOT, apps: Path | None = None,
             timed("secrets-tree", lambda: repository.check_tree_secrets(root, files))
             timed("secrets-history", lambda: repository.check_history(root))
     if apps is not None:
-        from ops.audit.apps import audit_apps
+        from ops.audit import apps as apps_rules
         scopes.add("apps")
-        timed("apps", lambda: audit_apps(Path(apps), environment))
+        timed("apps", lambda: apps_rules.audit_apps(apps, environment))
+        if secret_scan:
+            scopes.add("apps-secrets")
+            timed("apps-secrets-tree", lambda: apps_rules.check_apps_tree_secrets(apps))
+            timed("apps-secrets-history", lambda: apps_rules.check_apps_history(apps))
 
     if environment is not None and environment.settings.get("relaxations"):
         rules = relaxed_rules(environment)

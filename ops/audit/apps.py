@@ -12,7 +12,15 @@
 - `apps.deploy-template-hmac`: `ops/deploy/compose-traefik/docker-compose.yml` must set
   `INTERNAL_REQUIRE_HMAC=true` in the payments service's environment.
 
-Reads files only (and `git ls-files` when the checkout is a git repository).
+With the secret scans (`check_apps_tree_secrets`, `check_apps_history`: the CLI runs them, the
+preflight does not), detect-secrets over the monorepo, as ops/audit/repository.py does here:
+- `apps.secret-in-tree`: a secret in a tracked file (file:line);
+- `apps.secret-in-history`: a secret in any blob of `git log --all` (commit:file:line);
+- `apps.env-file-in-history`: a `.env` file that was ever committed.
+Only an entry of the monorepo's own `.secrets.baseline` marked `is_secret: false` silences a
+secret; without a baseline every detected secret is a finding. Never names a secret's value.
+
+Reads files only (and `git ls-files`/`git log` when the checkout is a git repository).
 """
 
 from __future__ import annotations
@@ -24,7 +32,7 @@ from pathlib import Path
 import yaml
 
 from ops.audit.findings import Finding
-from ops.audit.repository import is_env_file
+from ops.audit.repository import SecretRules, check_history, check_tree_secrets, is_env_file
 from ops.audit.yamlpos import load_located
 from ops.catalog.model import Environment
 
@@ -32,6 +40,13 @@ DEPLOY_TEMPLATE = "ops/deploy/compose-traefik/docker-compose.yml"
 CREATE_ALL = re.compile(r"\bcreate_all\s*\(")
 SKIP_DIRS = {".git", ".venv", "venv", "node_modules", "__pycache__", ".tox"}
 PAYMENTS_TEMPLATE_NAMES = ("payments", "payments-api", "payments_api")
+SECRET_RULES = SecretRules(
+    tree_rule="apps.secret-in-tree", history_rule="apps.secret-in-history",
+    env_file_rule="apps.env-file-in-history", pem_rule=None,
+    baseline_missing_rule=None, unreviewed_rule=None,
+    false_positive_fix="in the monorepo, add it to .secrets.baseline (`detect-secrets scan "
+                       "--baseline .secrets.baseline`) and mark it is_secret: false "
+                       "(`detect-secrets audit .secrets.baseline`)")
 
 
 def monorepo_files(apps_root: Path) -> list[str]:
@@ -164,3 +179,18 @@ def check_deploy_template(root: Path) -> list[Finding]:
                                "set INTERNAL_REQUIRE_HMAC=true under the payments API env",
                                key=f"{DEPLOY_TEMPLATE}:{name}"))
     return out
+
+
+def check_apps_tree_secrets(apps_root: Path) -> list[Finding]:
+    """detect-secrets over the monorepo's tracked files (every file outside git)."""
+    apps_root = Path(apps_root)
+    return check_tree_secrets(apps_root, monorepo_files(apps_root), SECRET_RULES)
+
+
+def check_apps_history(apps_root: Path) -> list[Finding]:
+    """detect-secrets over every blob of the monorepo's git history (none outside git: a
+    directory inside another repository must not scan that repository's history)."""
+    apps_root = Path(apps_root)
+    if not (apps_root / ".git").exists():
+        return []
+    return check_history(apps_root, SECRET_RULES)

@@ -10,6 +10,7 @@ import json
 from dataclasses import asdict, dataclass, field, replace
 
 SEVERITIES = ("high", "medium", "low")
+APPS_SKIPPED = "skipped"
 
 
 @dataclass(frozen=True)
@@ -45,11 +46,26 @@ class Finding:
 
 @dataclass
 class AuditReport:
-    """Everything one audit run found, in a stable order, and how long each part took."""
+    """Everything one audit run found, in a stable order, and how long each part took.
+
+    `apps`: the Super-App monorepo checkout audited, "skipped" when none was given, None when
+    the run has no monorepo part (the CI scan).
+    """
 
     env: str
     findings: list[Finding] = field(default_factory=list)
     timings: dict[str, float] = field(default_factory=dict)
+    apps: str | None = None
+
+    @property
+    def apps_line(self) -> str | None:
+        """What the table says about the monorepo part, or None."""
+        if self.apps is None:
+            return None
+        if self.apps == APPS_SKIPPED:
+            return ("monorepo checks skipped: pass APPS=path (make prod-audit "
+                    "APPS=../super-app) or --apps PATH to audit the Super-App checkout")
+        return f"monorepo checked: {self.apps}"
 
     @property
     def blocking(self) -> list[Finding]:
@@ -64,11 +80,13 @@ class AuditReport:
     def format_table(self, only_blocking: bool = False) -> str:
         """One row per finding: severity, rule, where, message and how to fix it.
 
-        `only_blocking`: just the findings that block (what the deploy prints when it refuses).
+        `only_blocking`: just the findings that block (what the deploy prints when it refuses);
+        otherwise the last line says whether the monorepo was audited.
         """
         shown = self.blocking if only_blocking else self.findings
+        tail = "" if only_blocking or self.apps_line is None else self.apps_line + "\n"
         if not shown:
-            return f"audit {self.env}: no finding\n"
+            return f"audit {self.env}: no finding\n" + tail
         rows = []
         for f in shown:
             severity = f.severity.upper()
@@ -90,11 +108,12 @@ class AuditReport:
         lines.append(f"audit {self.env}: {counts['high']} high, {counts['medium']} medium, "
                      f"{counts['low']} low, {waived} waived; "
                      f"{len(self.blocking)} blocking")
-        return "\n".join(lines) + "\n"
+        return "\n".join(lines) + "\n" + tail
 
     def to_json(self) -> str:
         return json.dumps({
             "env": self.env,
+            "apps": self.apps,
             "blocking": len(self.blocking),
             "findings": [asdict(f) for f in self.findings],
             "timings_seconds": {k: round(v, 4) for k, v in self.timings.items()},

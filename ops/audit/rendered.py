@@ -316,10 +316,13 @@ def traefik_ips(view: HostView) -> set[str]:
 
 def check_proxy_headers(environment: Environment, hosts: list[HostView]) -> list[Finding]:
     """UVICORN_EXTRA_ARGS has --proxy-headers and --forwarded-allow-ips equal to the Traefik
-    container address(es) rendered in the host's edge project (never `*`)."""
+    container address(es) rendered in the host's edge project plus the load balancers Traefik
+    trusts (`upstream_proxies`: Traefik appends the balancer's address to X-Forwarded-For, so
+    without it every service sees the balancer as the client), never `*`."""
     out = []
+    upstream = set(environment.settings["upstream_proxies"])
     for view in hosts:
-        proxies = traefik_ips(view)
+        proxies = traefik_ips(view) | upstream
         for c in (c for c in view.containers if c.is_main):
             item = c.env.get("UVICORN_EXTRA_ARGS")
             try:
@@ -342,13 +345,14 @@ def check_proxy_headers(environment: Environment, hosts: list[HostView]) -> list
                 problems.append(f"--forwarded-allow-ips={','.join(allowed)} trusts everyone")
             elif set(allowed) != proxies:
                 problems.append(f"--forwarded-allow-ips={','.join(allowed)} is not the "
-                                f"proxy address ({','.join(sorted(proxies)) or 'no Traefik'})")
+                                "proxy addresses (Traefik, then upstream_proxies: "
+                                f"{','.join(sorted(proxies)) or 'no Traefik'})")
             if problems:
                 out.append(finding("rendered.proxy-headers", c, "UVICORN_EXTRA_ARGS",
                                    f"UVICORN_EXTRA_ARGS on {c.service}: {'; '.join(problems)}",
                                    "UVICORN_EXTRA_ARGS='--proxy-headers "
                                    "--forwarded-allow-ips=<Traefik address on the superapp "
-                                   "network>'"))
+                                   "network>,<upstream_proxies>'"))
     return out
 
 
@@ -544,6 +548,50 @@ def check_traefik(environment: Environment, hosts: list[HostView]) -> list[Findi
                             f"router {name} exposes Traefik's {router['service']}",
                             "remove the router: the API/dashboard is never exposed",
                             key=f"{view.name}:{path}:{name}"))
+    return out
+
+
+# What every public router of a service must chain (invariant 14): middleware type -> why.
+EDGE_MIDDLEWARES = {
+    "headers": "security headers",
+    "rateLimit": "per-client rate limit",
+    "inFlightReq": "per-client in-flight limit",
+    "buffering": "request body limit",
+}
+
+
+def check_edge_limits(environment: Environment, hosts: list[HostView]) -> list[Finding]:
+    """Every router of the public entrypoint that reaches a service (not a deny router) chains
+    security headers, a rate limit, an in-flight limit and a body limit (maxRequestBodyBytes),
+    each defined in the same file (the file provider's own middlewares)."""
+    out = []
+    for view in hosts:
+        for path, doc in view.yaml_docs.items():
+            if not (path.startswith(TRAEFIK_DYNAMIC_DIR + "/") and isinstance(doc.data, dict)):
+                continue
+            http = doc.data.get("http") or {}
+            defined = http.get("middlewares") or {}
+            for name, router in (http.get("routers") or {}).items():
+                router = router or {}
+                if "web" not in (router.get("entryPoints") or []) or str(
+                        router.get("service", "")).endswith("@internal"):
+                    continue
+                chained = [defined.get(m) or {} for m in router.get("middlewares") or []]
+                if any("ipAllowList" in m for m in chained):
+                    continue  # a deny router: nothing reaches the service
+                kinds = {kind for m in chained for kind in m}
+                if not any((m.get("buffering") or {}).get("maxRequestBodyBytes")
+                           for m in chained):
+                    kinds.discard("buffering")
+                missing = [why for kind, why in EDGE_MIDDLEWARES.items() if kind not in kinds]
+                if missing:
+                    out.append(Finding(
+                        "rendered.edge-limits", "high",
+                        f"{view.name} {path}:{doc.line('http', 'routers', name)}",
+                        f"public router {name} lacks: {', '.join(missing)}",
+                        "keep the edge middlewares of templates/traefik/dynamic.yml.j2 "
+                        "(limits: group_data `edge`, the catalog's `edge`)",
+                        key=f"{view.name}:{path}:{name}"))
     return out
 
 
@@ -957,8 +1005,8 @@ def check_error_tracking(environment: Environment, hosts: list[HostView]) -> lis
 RULES: tuple[Callable[[Environment, list[HostView]], list[Finding]], ...] = (
     check_hmac, check_rate_limit, check_origins, check_proxy_headers, check_schema,
     check_schema_bootstrap, check_starting_credit, check_admin_tokens, check_containers,
-    check_beat, check_traefik, check_private_paths, check_metrics, check_backups,
-    check_secret_files, check_error_tracking,
+    check_beat, check_traefik, check_edge_limits, check_private_paths, check_metrics,
+    check_backups, check_secret_files, check_error_tracking,
 )
 RULE_IDS = (
     "rendered.invalid-yaml", "rendered.env-file-missing", "rendered.hmac-required",
@@ -968,6 +1016,7 @@ RULE_IDS = (
     "rendered.admin-token-hashed",
     "rendered.image-pinned", "rendered.non-root", "rendered.bounded-logs",
     "rendered.celery-beat-singleton", "rendered.traefik-api", "rendered.traefik-trusted-ips",
+    "rendered.edge-limits",
     "rendered.internal-api-public", "rendered.metrics-scraped", "rendered.backup-coverage",
     "rendered.secret-file-mode", "rendered.secret-in-plain-file", "rendered.error-tracking",
 )

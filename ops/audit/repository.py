@@ -9,8 +9,10 @@ The tree and history scans compare detect-secrets' results with the reviewed bas
 - a secret in a history blob whose hash was never reviewed anywhere in the baseline:
   `repo.secret-in-history` (high): rotate it; waive it once rotated.
 Private keys are reported as `repo.private-key`. Messages name file, line and secret type, never
-the value. Reads files and runs `git`; never writes into the repository except
-`write_baseline`, which the CLI calls only on `--update-baseline`.
+the value. The same scans run over another checkout (the Super-App monorepo, ops/audit/apps.py)
+with its own rule names and a stricter reading of its baseline (`SecretRules`).
+Reads files and runs `git`; never writes into the repository except `write_baseline`, which the
+CLI calls only on `--update-baseline`.
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ import re
 import subprocess
 import tempfile
 from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import Any
 
@@ -61,13 +64,14 @@ def check_env_files(root: Path, files: Iterable[str]) -> list[Finding]:
             for path in files if is_env_file(path)]
 
 
-REFERENCE_WORDS = ("file", "path", "dir", "filename", "ttl", "method", "mount")
+REFERENCE_WORDS = ("file", "path", "dir", "filename", "ttl", "method", "mount", "checking")
 FILE_PATH = re.compile(r"~?/[\w./-]+")
 
 
 def secret_name(name: str) -> bool:
     """A name that says secret/token/password/key, unless it names where one lives
-    (`token_file`, `ca_path`) or how it is used (`auth_method`)."""
+    (`token_file`, `ca_path`) or how it is used (`auth_method`, pyinfra's
+    `ssh_strict_host_key_checking`)."""
     words = [w for w in re.split(r"[^a-z0-9]+", str(name).lower()) if w]
     if words and words[-1] in REFERENCE_WORDS:
         return False
@@ -168,19 +172,51 @@ def baseline_entries(baseline: dict[str, Any]) -> dict[str, list[dict[str, Any]]
     return baseline.get("results", {}) if baseline else {}
 
 
+@dataclass(frozen=True)
+class SecretRules:
+    """Rule names and review policy of one checkout's tree and history scans.
+
+    `pem_rule` names detect-secrets' "Private Key" findings (PEM blocks). Set to None,
+    `pem_rule`, `baseline_missing_rule`, `unreviewed_rule` mean: a private key is reported
+    under `tree_rule`/`history_rule`, a missing baseline is no finding, and an unreviewed
+    baseline entry is a `tree_rule` finding (high) like an unknown one: only
+    `is_secret: false` silences.
+    """
+
+    tree_rule: str
+    history_rule: str
+    env_file_rule: str
+    pem_rule: str | None
+    baseline_missing_rule: str | None
+    unreviewed_rule: str | None
+    false_positive_fix: str  # how to record a false positive in that checkout's baseline
+    remove_fix: str = "remove it from the repository and rotate it"
+
+
+REPO_RULES = SecretRules(
+    tree_rule="repo.secret", history_rule="repo.secret-in-history",
+    env_file_rule="repo.env-file", pem_rule="repo.private-key",
+    baseline_missing_rule="repo.baseline-missing",
+    unreviewed_rule="repo.baseline-unreviewed",
+    false_positive_fix="python -m ops.audit --update-baseline, then mark it in "
+                       "`detect-secrets audit .secrets.baseline`")
+
+
 def secret_finding(rule: str, where: str, kind: str, message: str, fix: str, key: str,
-                   severity: str = "high") -> Finding:
+                   severity: str = "high", rules: SecretRules = REPO_RULES) -> Finding:
     if kind == PRIVATE_KEY_TYPE:
-        rule = "repo.private-key"
+        rule = rules.pem_rule or rule
         fix = "remove the key from the repository and its history, revoke and replace it"
     return Finding(rule, severity, where, message, fix, key=key)
 
 
-def check_tree_secrets(root: Path, files: list[str]) -> list[Finding]:
+def check_tree_secrets(root: Path, files: list[str],
+                       rules: SecretRules = REPO_RULES) -> list[Finding]:
+    """detect-secrets over `files` of the checkout at `root` vs its `.secrets.baseline`."""
     baseline = load_baseline(root)
     out = []
-    if baseline is None:
-        out.append(Finding("repo.baseline-missing", "high", BASELINE,
+    if baseline is None and rules.baseline_missing_rule:
+        out.append(Finding(rules.baseline_missing_rule, "high", BASELINE,
                            "no reviewed detect-secrets baseline: every finding is unreviewed",
                            "python -m ops.audit --update-baseline, then "
                            "`detect-secrets audit .secrets.baseline`", key=BASELINE))
@@ -190,23 +226,24 @@ def check_tree_secrets(root: Path, files: list[str]) -> list[Finding]:
         for kind, digest, line in found:
             entry = known.get((kind, digest))
             where = f"{rel}:{line}"
-            if entry is None:
+            review = None if entry is None else entry.get("is_secret")
+            if entry is None or (review is None and not rules.unreviewed_rule):
+                message = (f"{kind} not in the reviewed baseline" if entry is None
+                           else f"{kind} is in the baseline but was never reviewed")
                 out.append(secret_finding(
-                    "repo.secret", where, kind, f"{kind} not in the reviewed baseline",
-                    "remove it and rotate it; if it is not a secret: "
-                    "python -m ops.audit --update-baseline, then mark it in "
-                    "`detect-secrets audit .secrets.baseline`", key=f"{rel}:{kind}:{digest}"))
-            elif entry.get("is_secret") is True:
+                    rules.tree_rule, where, kind, message,
+                    "remove it and rotate it; if it is not a secret: " + rules.false_positive_fix,
+                    key=f"{rel}:{kind}:{digest}", rules=rules))
+            elif review is True:
                 out.append(secret_finding(
-                    "repo.secret", where, kind, f"{kind} reviewed as a REAL secret",
-                    "remove it from the repository and rotate it",
-                    key=f"{rel}:{kind}:{digest}"))
-            elif entry.get("is_secret") is None:
+                    rules.tree_rule, where, kind, f"{kind} reviewed as a REAL secret",
+                    rules.remove_fix, key=f"{rel}:{kind}:{digest}", rules=rules))
+            elif review is None:
                 out.append(secret_finding(
-                    "repo.baseline-unreviewed", where, kind,
+                    rules.unreviewed_rule, where, kind,
                     f"{kind} is in the baseline but was never reviewed",
                     "review it: `detect-secrets audit .secrets.baseline`",
-                    key=f"{rel}:{kind}:{digest}", severity="medium"))
+                    key=f"{rel}:{kind}:{digest}", severity="medium", rules=rules))
     return out
 
 
@@ -271,8 +308,11 @@ def read_blobs(root: Path, shas: list[str]) -> dict[str, bytes]:
     return out
 
 
-def check_history(root: Path) -> list[Finding]:
-    """Every unique blob of `git log --all`, scanned once; plus `.env` paths ever committed."""
+def check_history(root: Path, rules: SecretRules = REPO_RULES) -> list[Finding]:
+    """Every unique blob of `git log --all`, scanned once; plus `.env` paths ever committed.
+
+    A secret whose hash the baseline marks `is_secret: false` (in any file) is not reported.
+    """
     blobs = history_blobs(root)
     if not blobs:
         return []
@@ -286,7 +326,7 @@ def check_history(root: Path) -> list[Finding]:
         if is_env_file(path) and path not in seen_env:
             seen_env.add(path)
             commit = commits.get(sha, "")[:12] or "unknown commit"
-            out.append(Finding("repo.env-file", "high", f"git {commit}:{path}",
+            out.append(Finding(rules.env_file_rule, "high", f"git {commit}:{path}",
                                f"{path} was committed in history",
                                "rotate every value it held; waive this finding once rotated",
                                key=f"history:{path}"))
@@ -310,11 +350,11 @@ def check_history(root: Path) -> list[Finding]:
             reported.add((path, digest))
             commit = commits.get(sha, "")[:12] or "unknown commit"
             out.append(secret_finding(
-                "repo.secret-in-history", f"git {commit}:{path}:{line}", kind,
+                rules.history_rule, f"git {commit}:{path}:{line}", kind,
                 f"{kind} in git history (blob {sha[:12]}), not reviewed in the baseline",
                 "treat it as leaked: rotate it; then waive this finding (audit-waivers.yml) "
                 "with the rotation date, or purge the history",
-                key=f"history:{path}:{kind}:{digest}"))
+                key=f"history:{path}:{kind}:{digest}", rules=rules))
     return out
 
 

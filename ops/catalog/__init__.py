@@ -64,6 +64,9 @@ Example service entry::
         resources: {memory: 512m, cpus: 1.0}
         health_timeout_seconds: 60           # rollout gives up waiting for /health after this
         stop_grace_seconds: 30               # SIGTERM -> SIGKILL
+        edge: {max_body_bytes: 65536}        # overrides of group_data `edge` for its public
+                                             #   routes: rate_per_second, rate_burst,
+                                             #   in_flight (per client: 429), max_body_bytes (413)
 
 Example group_data::
 
@@ -95,6 +98,12 @@ Example group_data::
                     "postgres_exporter": "superapp/postgres-exporter:0.11.1",
                     "redis_exporter": "superapp/redis-exporter:1.45.0"}
     upstream_proxies = ["10.10.9.10"]              # load balancers: Traefik's trustedIPs
+    admin_sources = ["10.10.8.10"]                 # the only SSH sources (host firewall)
+    firewall = {"confirm_seconds": 60}             # a new ruleset reverts unless confirmed
+    ssh_known_hosts_file = "/etc/superapp/known_hosts.prod"  # pinned host keys
+    ssh_strict_host_key_checking = "yes"           # pyinfra refuses unknown/changed keys
+    edge = {"rate_per_second": 100, "rate_burst": 200,      # per client, at Traefik: 429
+            "in_flight": 100, "max_body_bytes": 1048576}    # bigger body: 413
     docker_network = {"name": "superapp", "subnet": "172.30.0.0/24",
                       "traefik_address": "172.30.0.2"}  # services' --forwarded-allow-ips
     vault = {"addr": "https://vault.superapp.internal:8200", "mount": "secret",

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from ops.catalog.model import ROLES
 from ops.catalog.schema import Bool, Field, Int, ListOf, MapOf, Number, Optional, Record, Str
+from ops.catalog.services_schema import EDGE_LIMITS
 
 # What `local` may relax, by name; prod and staging must list none.
 RELAXATIONS = {
@@ -25,6 +26,8 @@ IMAGE_REF = Str(pattern=r"[a-z0-9][a-z0-9._/-]*:[A-Za-z0-9_][A-Za-z0-9_.-]*",
                 hint="repository:tag relative to the registry")
 TAG = Str(pattern=r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}", hint="an image tag")
 DURATION = Str(pattern=r"[0-9]+[smhd]", hint="a duration like 15s")
+CIDR = Str(pattern=r"[0-9]{1,3}(\.[0-9]{1,3}){3}(/[0-9]{1,2})?",
+           hint="an IPv4 address or CIDR like 10.0.0.0/24")
 
 HOST = Record({
     "name": Field(NAME),
@@ -63,6 +66,15 @@ GROUP_DATA = Record({
                      "redis_exporter")
     })),
     "upstream_proxies": Field(ListOf(Str(hint="an IP address or CIDR"), min_len=1)),
+    "admin_sources": Field(ListOf(CIDR, min_len=1),
+                           doc="where the deploy and the operators come from: the only sources "
+                               "of SSH (and of the Prometheus/Alertmanager UIs) in every host's "
+                               "firewall"),
+    "firewall": Field(Record({
+        "confirm_seconds": Field(Int(min=5, max=600),
+                                 doc="a new ruleset reverts by itself after this long unless "
+                                     "the deploy confirms over a NEW SSH connection"),
+    })),
     "docker_network": Field(Record({
         "name": Field(NAME),
         "subnet": Field(Str(hint="an IPv4 CIDR")),
@@ -76,6 +88,20 @@ GROUP_DATA = Record({
         "ca_path": Field(Optional(Str(pattern=r"/\S+", hint="an absolute path"))),
         "token_file": Field(Optional(Str(pattern=r"/\S+", hint="an absolute path")),
                             required=False, doc="token auth only: file holding the token"),
+        # the AppRoles' secret-ids (ops/secrets/approle.py; bootstrap_vault.py writes them)
+        "secret_id_ttl": Field(DURATION, required=False, default="24h",
+                               doc="a secret-id is refused this long after it was minted (the "
+                                   "role's cap; a mint may ask for less)"),
+        "secret_id_num_uses": Field(
+            Int(min=1, max=100000), required=False, default=1000,
+            doc="logins one secret-id allows; a run logs in at every deploy-lock heartbeat "
+                "(4 a minute in prod), so size it for the longest run, not for one login"),
+        "secret_id_bound_cidrs": Field(ListOf(CIDR), required=False, default=[],
+                                       doc="logins only from these addresses (the CI runners' "
+                                           "egress); empty: any"),
+        "token_bound_cidrs": Field(ListOf(CIDR), required=False, default=[],
+                                   doc="the login's token is accepted only from these; "
+                                       "empty: any"),
     })),
     "backups": Field(Record({
         "schedule": Field(Str(hint="a cron expression"),
@@ -155,6 +181,9 @@ GROUP_DATA = Record({
         "redis_memory_ratio": Field(Number(min=0.01, max=1),
                                     doc="RedisMemoryHigh above this share of maxmemory"),
     })),
+    "edge": Field(Record({k: Field(t, doc=d) for k, (t, d) in EDGE_LIMITS.items()}),
+                  doc="default edge limits of every public route (a catalog entry's `edge` "
+                      "overrides them per service)"),
     "data_uids": Field(Record({name: Field(Int(min=1)) for name in UID_OWNERS}),
                        doc="uid each infra process runs as: owner of its 0600 files"),
     "deploy_lock_lease_seconds": Field(
@@ -163,8 +192,14 @@ GROUP_DATA = Record({
     # pyinfra's own connection settings, passed through to its SSH connector
     "ssh_user": Field(Str(), required=False),
     "ssh_key": Field(Str(pattern=r"/\S+", hint="an absolute path"), required=False),
-    "ssh_known_hosts_file": Field(Str(pattern=r"/\S+", hint="an absolute path"),
-                                  required=False),
+    "ssh_known_hosts_file": Field(
+        Str(pattern=r"/\S+", hint="an absolute path"),
+        doc="the pinned SSH host key of every host (collected out of band): a deploy refuses "
+            "an unknown or changed key before anything is sent"),
+    "ssh_strict_host_key_checking": Field(
+        Str(choices=("yes",)),
+        doc="pyinfra's host key policy; only 'yes' (its default 'accept-new' trusts an unknown "
+            "host on first use, then pushes secrets to it)"),
     "ssh_port": Field(Int(min=1, max=65535), required=False),
     "relaxations": Field(ListOf(Str(choices=tuple(RELAXATIONS))), required=False, default=[]),
 })

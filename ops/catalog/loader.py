@@ -125,6 +125,7 @@ def build_service(name: str, data: dict[str, Any]) -> Service:
         resources=Resources(**data["resources"]),
         health_timeout_seconds=data["health_timeout_seconds"],
         stop_grace_seconds=data["stop_grace_seconds"],
+        edge={k: v for k, v in data["edge"].items() if v is not None},
     )
 
 

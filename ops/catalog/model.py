@@ -89,6 +89,7 @@ class Service:
     error_tracking: str
     health_timeout_seconds: int
     stop_grace_seconds: int
+    edge: Mapping[str, int] = field(default_factory=dict)  # overrides of group_data `edge`
 
     @property
     def dns_name(self) -> str:
@@ -172,6 +173,11 @@ class Environment:
         wanted = set(names)
         hosts = sorted(self.hosts, key=lambda h: not h.has_role("db"))
         return [h.name for h in hosts if h.name in wanted]
+
+    def edge_limits(self, service: Service) -> dict[str, int]:
+        """The limits Traefik applies to the service's public routes: group_data `edge`,
+        overridden by the catalog entry's `edge`."""
+        return {**self.settings["edge"], **service.edge}
 
     def hosts_with_role(self, role: str) -> list[Host]:
         return [h for h in self.hosts if h.has_role(role)]

@@ -25,6 +25,19 @@ RESOURCES = Record({
     "cpus": Field(Number(min=0.01)),
 })
 
+# The edge limits Traefik applies to a service's public routes (templates/traefik/dynamic.yml.j2):
+# group_data `edge` sets every one per environment, a catalog entry's `edge` overrides some.
+EDGE_LIMITS = {
+    "rate_per_second": (Int(min=1, max=100000),
+                        "requests/s one client may send on average (Traefik rateLimit; over it: "
+                        "429)"),
+    "rate_burst": (Int(min=1, max=100000), "requests one client may send at once above the rate"),
+    "in_flight": (Int(min=1, max=100000),
+                  "requests one client may have open at once (Traefik inFlightReq; over: 429)"),
+    "max_body_bytes": (Int(min=1024, max=1073741824),
+                       "largest request body (Traefik buffering; over it: 413)"),
+}
+
 SIDECAR = Record({
     "command": Field(ARGV, doc="argv of the sidecar for the real image"),
     "singleton": Field(Bool(), required=False, default=False,
@@ -68,6 +81,9 @@ SERVICE_FIELDS = {
     "resources": Field(RESOURCES),
     "health_timeout_seconds": Field(Int(min=1, max=3600)),
     "stop_grace_seconds": Field(Int(min=1, max=600)),
+    "edge": Field(Record({k: Field(t, required=False, doc=d) for k, (t, d) in EDGE_LIMITS.items()}),
+                  doc="per-service edge limits over group_data `edge` (client = the address "
+                      "the load balancer saw)"),
 }
 
 SERVICE = Record(SERVICE_FIELDS)

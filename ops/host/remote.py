@@ -9,6 +9,7 @@ already-open SSH connection. Never puts a secret in a command: secrets travel in
 from __future__ import annotations
 
 import io
+import subprocess
 from typing import Protocol
 
 from paramiko import SSHException
@@ -28,6 +29,26 @@ class Remote(Protocol):
 
     def put(self, content: bytes, path: str) -> bool: ...
 
+    def run_fresh(self, command: str, timeout: int) -> tuple[bool, str, str]:
+        """Run `command` over a NEW connection (proves the host still lets one in)."""
+        ...
+
+
+def ssh_argv(address: str, command: str, user: str | None = None, key: str | None = None,
+             known_hosts: str | None = None, port: int | None = None,
+             connect_timeout: int = 10) -> list[str]:
+    """`ssh` for one command on a new connection, with the deploy's identity and its pinned
+    host keys (never trusting a new key, never prompting)."""
+    argv = ["ssh", "-o", "BatchMode=yes", "-o", "StrictHostKeyChecking=yes",
+            "-o", f"ConnectTimeout={connect_timeout}", "-o", "ControlPath=none"]
+    if known_hosts:
+        argv += ["-o", f"UserKnownHostsFile={known_hosts}"]
+    if key:
+        argv += ["-i", key, "-o", "IdentitiesOnly=yes"]
+    if port:
+        argv += ["-p", str(port)]
+    return [*argv, f"{user}@{address}" if user else address, "--", command]
+
 
 class PyinfraRemote:
     """A `Remote` over a pyinfra host's (already open) SSH connection."""
@@ -46,3 +67,16 @@ class PyinfraRemote:
 
     def put(self, content: bytes, path: str) -> bool:
         return self.host.put_file(io.BytesIO(content), path)
+
+    def run_fresh(self, command: str, timeout: int) -> tuple[bool, str, str]:
+        data = self.host.data
+        argv = ssh_argv(data.get("ssh_hostname") or self.host.name, command,
+                        user=data.get("ssh_user"), key=data.get("ssh_key"),
+                        known_hosts=data.get("ssh_known_hosts_file"),
+                        port=data.get("ssh_port"), connect_timeout=timeout)
+        try:
+            res = subprocess.run(argv, capture_output=True, text=True, timeout=timeout + 30,
+                                 stdin=subprocess.DEVNULL)
+        except subprocess.TimeoutExpired:
+            return False, "", f"a new SSH connection to {self.name} timed out"
+        return res.returncode == 0, res.stdout, res.stderr

@@ -115,6 +115,14 @@ def traefik_addresses(environment: Environment) -> list[str]:
     return [environment.settings["docker_network"]["traefik_address"]]
 
 
+def forwarded_allow_ips(environment: Environment) -> list[str]:
+    """The proxies a service trusts X-Forwarded-For from: Traefik, then the upstream load
+    balancers Traefik itself trusts (`upstream_proxies`)."""
+    return traefik_addresses(environment) + [
+        p for p in environment.settings["upstream_proxies"]
+        if p not in traefik_addresses(environment)]
+
+
 def common(environment: Environment, network: dict | None = None) -> dict[str, Any]:
     """Settings every container gets: restart, bounded logs, the superapp network."""
     logs = environment.settings["container_logs"]
@@ -170,8 +178,10 @@ def service_environment(environment: Environment, service: Service) -> dict[str,
         "RATE_LIMIT_BACKEND": "redis",
         "REDIS_KEY_PREFIX": redis_acl.key_prefix(service.name),  # all its ACL user may touch
         "AUTO_CREATE_SCHEMA": "false",
+        # Traefik, and the load balancers in front of it: Traefik keeps their X-Forwarded-For
+        # and appends the balancer's address, so the service walks past both to the client
         "UVICORN_EXTRA_ARGS": "--proxy-headers --forwarded-allow-ips="
-                              + ",".join(traefik_addresses(environment)),
+                              + ",".join(forwarded_allow_ips(environment)),
     }
     if service.hmac_role == "verifier":
         env["INTERNAL_REQUIRE_HMAC"] = "true"

@@ -9,6 +9,7 @@ from collections.abc import Mapping
 from dataclasses import replace
 
 from ops.catalog.model import Environment
+from ops.firewall import ruleset as firewall_ruleset
 from ops.render import (
     alertmanager,
     backup,
@@ -38,8 +39,13 @@ def render_host(environment: Environment, host_name: str, secrets: SecretValues,
     """
     host = environment.host(host_name)
     slots = slots or {}
-    files = in_unit("edge", [compose.render_edge(environment, host),
-                             *logs.render_shipper_files(environment, host)])
+    # (the module, not its names: ops.firewall imports the renderers' ports, a cycle when it is
+    # imported first; its functions are looked up here, at call time)
+    files = in_unit("firewall", [RenderedFile(
+        firewall_ruleset.RULESET_PATH, firewall_ruleset.render_ruleset(environment, host),
+        mode=0o600, after_apply=True)])  # the record of a CONFIRMED ruleset: ops/firewall/apply
+    files += in_unit("edge", [compose.render_edge(environment, host),
+                              *logs.render_shipper_files(environment, host)])
     if host.has_role("app"):
         files += in_unit("edge", [traefik.render_static(environment, host)])
         for service in environment.services_on(host.name):

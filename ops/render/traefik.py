@@ -59,7 +59,9 @@ def render_dynamic(environment: Environment, service: Service, host: Host,
              "public_private": f"{n}-private-denied", "internal": f"{n}-internal",
              "internal_host": f"{n}-internal-host", "strip": f"{n}-strip",
              "internal_strip": f"{n}-internal-strip", "deny": f"{n}-deny",
-             "not_found": f"{n}-not-found", "service": n}
+             "not_found": f"{n}-not-found", "service": n, "headers": f"{n}-headers",
+             "in_flight": f"{n}-in-flight", "rate_limit": f"{n}-rate-limit",
+             "body_limit": f"{n}-body-limit"}
     domains = list(environment.settings["api_domains"])
     prefix = internal_prefix(service)
     return RenderedFile(dynamic_path(service), render_template(
@@ -69,7 +71,8 @@ def render_dynamic(environment: Environment, service: Service, host: Host,
         public_metrics_rule=public_rule(domains, [f"{p}/metrics" for p in service.routes]),
         public_private_rule=public_rule(domains, [f"{p}/{sub}" for p in service.routes
                                                   for sub in PRIVATE_SUBPATHS]),
-        deny_priority=DENY_PRIORITY,
+        deny_priority=DENY_PRIORITY, edge=environment.edge_limits(service),
+        source_excluded_ips=list(environment.settings["upstream_proxies"]),
         internal_host_rule=f"Host(`{internal_host(service)}`)",
         internal_rule=f"Path(`{prefix}/metrics`) || Path(`{prefix}{service.health_path}`)",
         server_url=f"http://{service.container_name(slot)}:{service.port}",

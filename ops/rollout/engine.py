@@ -31,6 +31,7 @@ from ops.backup.commands import first_backups_command
 from ops.backup.freshness import check_backup_freshness
 from ops.catalog.model import Environment
 from ops.console import format_table
+from ops.firewall.apply import apply_firewall
 from ops.host import commands as cmd
 from ops.host.remote import Remote
 from ops.host.state import SERVICE_STATE_DIR
@@ -111,12 +112,15 @@ class HostResult:
 MONITORED_BY_FILES = ("prometheus", "alertmanager", "blackbox")
 
 
-def apply_infra(remote: Remote, plan: HostPlan) -> None:
+def apply_infra(remote: Remote, plan: HostPlan, firewall_confirm_seconds: int = 60) -> None:
     if not plan.infra_files:
         return
     say(remote.name, f"updating {len(plan.infra_files)} config file(s): "
                      + ", ".join(plan.infra_units))
     upload(remote, [f for f in plan.infra_files if not f.after_apply])
+    if "firewall" in plan.infra_units:  # first: the host's ports are closed before they open
+        ruleset = next(f for f in plan.infra_files if f.unit == "firewall")
+        apply_firewall(remote, ruleset, firewall_confirm_seconds)
     actions = {
         "edge": cmd.compose_up("/opt/superapp/compose/edge.yml"),
         "data": cmd.compose_up("/opt/superapp/compose/data.yml"),
@@ -261,7 +265,7 @@ def roll_host(remote: Remote, environment: Environment, plan: HostPlan, release:
     finish_interrupted(remote, environment, plan)
     result.digests = pull(remote, plan)
     checkpoint("pulled")
-    apply_infra(remote, plan)
+    apply_infra(remote, plan, environment.settings["firewall"]["confirm_seconds"])
     checkpoint("configured")
     changes = plan.services
 

@@ -24,8 +24,9 @@ from ops.render.secrets import SecretValues
 # Files an interrupted run leaves: `.prev` copies, upload temp files (staged or beside).
 LEFTOVER = re.compile(r"\.(prev|tmp-[0-9a-f]+)$|/\.staging/")
 # Units whose files are applied in place (not slot-swapped), in the order they are applied.
-INFRA_UNITS = ("edge", "data", "redis-acl", "databases", "backup-repo", "monitoring", "prometheus",
-               "alertmanager", "blackbox", "grafana", "backup", "pitr", "sidecar-metrics")
+INFRA_UNITS = ("firewall", "edge", "data", "redis-acl", "databases", "backup-repo", "monitoring",
+               "prometheus", "alertmanager", "blackbox", "grafana", "backup", "pitr",
+               "sidecar-metrics")
 
 
 def sha256(text: str) -> str:

@@ -18,6 +18,7 @@ from pyinfra.context import ctx_state
 from ops.audit import run_audit
 from ops.catalog import ConfigError, load_environment
 from ops.catalog.model import Environment
+from ops.host.known_hosts import explain_unreachable
 from ops.host.state import HostState
 from ops.render.secrets import SecretValues
 from ops.rollout.ledger import Release
@@ -81,7 +82,11 @@ def prepare_run(kind: str) -> Run:
             f"finding(s):\n{report.format_table(only_blocking=True)}")
     failed = ctx_state.get().failed_hosts
     if failed:
-        down = ", ".join(sorted(h.name for h in failed))
-        raise DeployRefused(f"refusing to deploy {name}: cannot reach {down} (see the "
-                            "connection errors above); no host was changed")
+        names = sorted(h.name for h in failed)
+        addresses = {h.name: h.address for h in environment.hosts}
+        hint = explain_unreachable(environment.settings.get("ssh_known_hosts_file"),
+                                   [(n, addresses.get(n, n)) for n in names],
+                                   environment.settings.get("ssh_port") or 22)
+        raise DeployRefused(f"refusing to deploy {name}: cannot reach {', '.join(names)} (see "
+                            f"the connection errors above); no host was changed{hint}")
     return Run(environment, Release(env=name, commit=git_commit(), kind=kind))

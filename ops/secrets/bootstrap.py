@@ -3,8 +3,10 @@
     python -m ops.secrets.bootstrap <env> [--dry]          (what `tasks/bootstrap_vault.py` runs)
 
 - Policies `superapp-<env>-deploy` (read the env's paths, nothing else) and
-  `superapp-<env>-rotate` (read them, write only the paths rotation changes); AppRoles of the
-  same names bound to them, with short-lived tokens.
+  `superapp-<env>-rotate` (read them, write only the paths rotation changes: see
+  `policy_documents` for what OpenBao can and cannot enforce); AppRoles of the same names bound
+  to them, with short-lived tokens and bounded secret-ids (group_data `vault.secret_id_*`:
+  TTL, use count, optionally source CIDRs), rewritten when a setting differs.
 - Each missing required key gets a strong random value (`secrets`), per kind. Values issued by
   someone else (URLs, e-mail, SMTP host, third-party API keys, receiver settings) are invented
   only outside prod/staging, with obviously fake values; in prod/staging they are reported as
@@ -12,13 +14,15 @@
 - Never overwrites a key that has a value: writes use KV v2 check-and-set on the version read,
   so a concurrent writer is detected (and the path re-read), never overwritten.
 
-Prints one line per created path#key, policy or role and a summary; never a value. Needs an
-operator's token (VAULT_TOKEN, VAULT_TOKEN_FILE or vault.token_file), not the deploy AppRole.
+Prints one line per created path#key, policy or role, the command minting each role's
+secret-id (for CI) and a summary; never a value. Needs an operator's token (VAULT_TOKEN,
+VAULT_TOKEN_FILE or vault.token_file), not the deploy AppRole.
 """
 
 from __future__ import annotations
 
 import argparse
+import ipaddress
 import secrets
 import string
 import sys
@@ -31,9 +35,15 @@ import hvac.exceptions
 from ops.catalog import ConfigError, load_environment
 from ops.catalog.model import Environment, SecretRef
 from ops.catalog.rules import STRICT_ENVS
+from ops.secrets.approle import (
+    APPROLE_MOUNT,
+    SecretIdLimits,
+    duration_seconds,
+    mint_command,
+    role_names,
+)
 from ops.secrets.tls import self_signed_bundle
 from ops.secrets.vault import (
-    APPROLE_MOUNT,
     VaultError,
     VaultSession,
     VaultSettings,
@@ -111,25 +121,55 @@ def new_value(environment: Environment, ref: SecretRef) -> str:
 
 # --- policies and roles (pure) ------------------------------------------------------------------
 
-def role_names(env: str) -> dict[str, str]:
-    return {"deploy": f"superapp-{env}-deploy", "rotate": f"superapp-{env}-rotate"}
-
-
 def rotated_paths(environment: Environment) -> list[str]:
-    """Paths a rotation writes: those holding a value we generate (not receiver settings)."""
-    alertmanager = {r.path for r in environment.alertmanager_refs().values()}
-    return [path for path, refs in refs_by_path(environment.all_secret_refs()).items()
-            if path not in alertmanager
-            and any(r.kind in GENERATORS and r.kind not in OPERATOR_KINDS for r in refs)]
+    """Paths a rotation writes (ops/secrets/rotation_writes.py), in catalog order: those of
+    the keys `tasks/rotate_secrets.py` can rotate (`rotatable_refs`) and the internal HMAC path.
+    Not the servers' own passwords, third-party keys or receiver settings: never rotated."""
+    # imported here: ops.secrets.rotation imports this module (for GENERATORS)
+    from ops.secrets.rotation import rotatable_refs
+
+    written = {r.path for r in rotatable_refs(environment)}
+    written.add(environment.internal_hmac_refs()["current"].path)
+    return [path for path in refs_by_path(environment.all_secret_refs()) if path in written]
 
 
-def policy_block(path: str, capabilities: list[str]) -> str:
+# A KV v2 write's body is {"data": {...}, "options": {"cas": N}}; a read at a version has the
+# query parameter `version` (OpenBao checks `allowed_parameters` on reads too). Nothing else.
+KV_WRITE_PARAMETERS = ("data", "options", "version")
+
+
+def policy_block(path: str, capabilities: list[str],
+                 allowed_parameters: tuple[str, ...] = ()) -> str:
     caps = ", ".join(f'"{c}"' for c in capabilities)
-    return f'path "{path}" {{\n  capabilities = [{caps}]\n}}\n'
+    block = f'path "{path}" {{\n  capabilities = [{caps}]\n'
+    if allowed_parameters:
+        block += "  allowed_parameters = {\n"
+        block += "".join(f'    "{p}" = []\n' for p in allowed_parameters)
+        block += "  }\n"
+    return block + "}\n"
 
 
 def policy_documents(environment: Environment) -> dict[str, str]:
-    """HCL of the deploy and rotate policies: exact paths, no globs (least privilege)."""
+    """HCL of the deploy and rotate policies: exact paths, no globs (least privilege).
+
+    The rotate policy, as narrow as OpenBao makes it:
+
+    - enforced: `read` + `update` on the `data/` path of each path rotation writes, and only
+      `read` on the others; no `create` (a rotated path exists already, so a deleted one is
+      not re-created), no `patch`, no `delete`, and nothing on `metadata/`, `delete/`,
+      `undelete/` or `destroy/`: the role adds versions, it cannot remove one, so every value
+      it replaced stays readable by an operator (KV v2 keeps `max_versions` of them, 10 by
+      default). `allowed_parameters` admits only `data` and `options` (a write's body) and
+      `version` (a pinned read's query; OpenBao checks reads too, and KV v2 ignores it on a
+      write), so a request with any other parameter is refused.
+    - not enforceable: which keys of a path it writes. A KV v2 write replaces the whole `data`
+      map, and `allowed_parameters` sees only the top-level parameters (`data`, `options`),
+      not the keys inside `data` (a value list there would have to match the entire map). So
+      the role could overwrite any key of a path it rotates (a service's `TOMTOM_API_KEY`,
+      `SENTRY_DSN` beside its `JWT_SECRET`). Per-key enforcement would need one KV path per
+      rotated key. Nor can a policy require check-and-set (`options.cas` is a number that
+      changes each write); rotation always uses it (ops/secrets/rotation_writes.py).
+    """
     mount = environment.settings["vault"]["mount"]
     paths = list(refs_by_path(environment.all_secret_refs()))
     rotated = set(rotated_paths(environment))
@@ -145,8 +185,8 @@ def policy_documents(environment: Environment) -> dict[str, str]:
               "rotation changes (written by tasks/bootstrap_vault.py)\n"]
     for p in paths:
         if p in rotated:
-            rotate.append(policy_block(f"{mount}/data/{p}", ["create", "read", "update"]))
-            rotate.append(policy_block(f"{mount}/metadata/{p}", ["read"]))
+            rotate.append(policy_block(f"{mount}/data/{p}", ["read", "update"],
+                                       KV_WRITE_PARAMETERS))
         else:
             rotate.append(policy_block(f"{mount}/data/{p}", ["read"]))
     rotate += lock
@@ -158,12 +198,27 @@ def lock_path(environment: Environment) -> str:
     return environment.vault_path("locks", "deploy")
 
 
-def duration_seconds(text: str) -> int:
-    units = {"s": 1, "m": 60, "h": 3600}
-    return int(text[:-1]) * units[text[-1]]
-
-
 ROLE_SETTINGS = {"token_ttl": TOKEN_TTL, "token_max_ttl": TOKEN_MAX_TTL, "bind_secret_id": True}
+
+
+def normalised_cidrs(value: object) -> list[str]:
+    """A role's CIDR list as comparable text (Vault reads an unset one back as null)."""
+    return sorted(str(ipaddress.ip_network(c, strict=False)) for c in (value or []))
+
+
+def role_differences(current: Mapping[str, Any], wanted: Mapping[str, Any]) -> list[str]:
+    """The role settings that differ from `wanted` (names only)."""
+    cidrs = ("secret_id_bound_cidrs", "token_bound_cidrs")
+    return [k for k, v in wanted.items()
+            if (normalised_cidrs(current.get(k)) != normalised_cidrs(v) if k in cidrs
+                else current.get(k) != v)]
+
+
+def mint_lines(settings: VaultSettings, limits: SecretIdLimits) -> list[str]:
+    """How to mint each role's secret-id for CI: commands, never a value."""
+    return [f"mint a {role} secret-id for CI ({limits.describe()}; the command prints only the "
+            f"secret-id: give it to the job as VAULT_SECRET_ID): {mint_command(settings, role)}"
+            for role in role_names(settings.env).values()]
 
 
 # --- report -------------------------------------------------------------------------------------
@@ -179,6 +234,7 @@ class BootstrapReport:
     present: int = 0
     access: list[tuple[str, str]] = field(default_factory=list)  # ("create", "policy X")
     problems: list[str] = field(default_factory=list)         # deleted paths...
+    mint: list[str] = field(default_factory=list)             # commands minting secret-ids
 
     def lines(self) -> list[str]:
         verb = "would create" if self.dry else "created"
@@ -188,6 +244,7 @@ class BootstrapReport:
         out += [f"{verb} {item}" for item in self.created]
         out += [f"operator must set {item}" for item in self.operator]
         out += [f"problem: {p}" for p in self.problems]
+        out += self.mint
         out.append(self.summary())
         return out
 
@@ -234,7 +291,7 @@ def ensure_approle_mount(session: VaultSession, report: BootstrapReport) -> bool
 
 
 def ensure_role(session: VaultSession, name: str, policy: str, report: BootstrapReport,
-                mount_exists: bool) -> None:
+                mount_exists: bool, limits: SecretIdLimits) -> None:
     client, settings = session.client, session.settings
     current: Mapping[str, Any] | None = None
     if mount_exists:
@@ -246,16 +303,22 @@ def ensure_role(session: VaultSession, name: str, policy: str, report: Bootstrap
                 current = None
     wanted = {"token_ttl": duration_seconds(TOKEN_TTL),
               "token_max_ttl": duration_seconds(TOKEN_MAX_TTL),
-              "token_policies": [policy], "bind_secret_id": True}
-    if current is not None and all(current.get(k) == v for k, v in wanted.items()):
+              "token_policies": [policy], "bind_secret_id": True, **limits.role_fields()}
+    differs = role_differences(current, wanted) if current is not None else []
+    if current is not None and not differs:
         return
+    changed = f"; differed: {', '.join(differs)}" if differs else ""
     report.access.append(("create" if current is None else "update",
-                          f"approle {name} (policy {policy}, token ttl {TOKEN_TTL})"))
+                          f"approle {name} (policy {policy}, token ttl {TOKEN_TTL}, "
+                          f"{limits.describe()}{changed})"))
     if not report.dry:
         with translated(settings, f"write auth/{APPROLE_MOUNT}/role/{name}"):
+            # CIDR lists are sent even when empty, so a binding removed in group_data is lifted
             client.auth.approle.create_or_update_approle(
                 role_name=name, token_policies=[policy], mount_point=APPROLE_MOUNT,
-                **ROLE_SETTINGS)
+                secret_id_ttl=limits.ttl, secret_id_num_uses=limits.num_uses,
+                secret_id_bound_cidrs=list(limits.bound_cidrs),
+                token_bound_cidrs=list(limits.token_bound_cidrs), **ROLE_SETTINGS)
 
 
 def fill_path(session: VaultSession, environment: Environment, path: str,
@@ -300,6 +363,7 @@ def bootstrap(environment: Environment, environ: Mapping[str, str] | None = None
     `echo` receives each report line as the work finishes (default: nothing printed).
     """
     settings = VaultSettings.from_environment(environment)
+    limits = SecretIdLimits.from_vault_settings(environment.settings["vault"])
     report = BootstrapReport(env=environment.name, dry=dry)
     with open_session(settings, environ, auth_method="token") as session:
         policies = policy_documents(environment)
@@ -307,9 +371,10 @@ def bootstrap(environment: Environment, environ: Mapping[str, str] | None = None
             ensure_policy(session, name, rules, report)
         mount_exists = ensure_approle_mount(session, report)
         for name in policies:
-            ensure_role(session, name, name, report, mount_exists)
+            ensure_role(session, name, name, report, mount_exists, limits)
         for path, refs in refs_by_path(environment.all_secret_refs()).items():
             fill_path(session, environment, path, refs, report)
+    report.mint = mint_lines(settings, limits)
     if echo:
         for line in report.lines():
             echo(line)

@@ -29,9 +29,9 @@ import requests
 
 from ops.catalog.loader import REPO_ROOT
 from ops.catalog.model import Environment, SecretRef
+from ops.secrets.approle import APPROLE_MOUNT, mint_command, role_names
 
 DEFAULT_TIMEOUT_SECONDS = 10.0
-APPROLE_MOUNT = "approle"
 LOOPBACK_HOSTS = ("127.0.0.1", "::1", "localhost")
 
 
@@ -56,6 +56,9 @@ class VaultSettings:
     plain_http_allowed: bool  # relaxation "vault-plain-http" (local only)
     token_file: str | None = None  # token auth: file holding the token when VAULT_TOKEN is unset
     timeout: float = DEFAULT_TIMEOUT_SECONDS
+    # AppRole: the limits a new secret-id is minted with (named in the "mint one" hint)
+    secret_id_ttl: str | None = None
+    secret_id_num_uses: int | None = None
 
     @classmethod
     def from_environment(cls, environment: Environment) -> VaultSettings:
@@ -70,6 +73,8 @@ class VaultSettings:
             plain_http_allowed="vault-plain-http" in environment.settings.get("relaxations", ()),
             token_file=vault.get("token_file"),
             timeout=float(vault.get("timeout_seconds", DEFAULT_TIMEOUT_SECONDS)),
+            secret_id_ttl=vault.get("secret_id_ttl"),
+            secret_id_num_uses=vault.get("secret_id_num_uses"),
         )
 
     @property
@@ -222,6 +227,24 @@ class VaultSession:
         self.close()
 
 
+def login_refused(settings: VaultSettings) -> VaultError:
+    """The refused AppRole login: expired, used up or wrong, and how to mint a new secret-id.
+
+    OpenBao answers the same "invalid role or secret ID" (HTTP 400) to an expired secret-id, a
+    used-up one, an unknown one and an unknown role id, so the message names all of them. The
+    credentials carry only the role id, not its name, so both roles are named. Never the
+    secret-id (nor the role id) itself.
+    """
+    roles = role_names(settings.env)
+    return VaultError(
+        f"Vault AppRole login refused at {settings.addr}/v1/auth/{APPROLE_MOUNT}: the secret-id "
+        f"for role {roles['deploy']} (or {roles['rotate']}, for a rotation) is expired, used up "
+        "or wrong (or VAULT_ROLE_ID is not that role's, or this address is outside the role's "
+        "secret_id_bound_cidrs). Mint a "
+        f"new secret-id with an operator's token:\n    {mint_command(settings, roles['deploy'])}"
+        "\nand give it to the run as VAULT_SECRET_ID (or VAULT_SECRET_ID_FILE).")
+
+
 def check_health(settings: VaultSettings, client: hvac.Client) -> None:
     with translated(settings, "sys/health"):
         response = client.sys.read_health_status(method="GET")
@@ -278,9 +301,7 @@ def open_session(settings: VaultSettings, environ: Mapping[str, str] | None = No
                                               mount_point=APPROLE_MOUNT)
                 except (hvac.exceptions.InvalidRequest, hvac.exceptions.Unauthorized,
                         hvac.exceptions.Forbidden):
-                    raise VaultError(
-                        f"Vault AppRole login failed at {settings.addr}/v1/auth/{APPROLE_MOUNT}: "
-                        "wrong role id or secret id (VAULT_ROLE_ID / VAULT_SECRET_ID)") from None
+                    raise login_refused(settings) from None
             session.owns_token = True
         else:
             with translated(settings, "auth/token/lookup-self"):

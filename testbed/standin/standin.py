@@ -220,11 +220,16 @@ class ProxyConfig:
         return any(addr in net for net in self.networks)
 
     def client_ip(self, peer: str, forwarded_for: str | None) -> str:
-        """Last X-Forwarded-For entry when the TCP peer is a trusted proxy, else the peer."""
+        """As uvicorn's ProxyHeadersMiddleware: when the TCP peer is a trusted proxy, walk
+        X-Forwarded-For from the right and take the first address that is not a trusted proxy
+        (a load balancer in front of Traefik is one hop more); all trusted: the leftmost."""
         if not self.enabled or not forwarded_for or not self.trusts(peer):
             return peer
-        last = forwarded_for.split(",")[-1].strip()
-        return last[:64] if last else peer
+        hops = [h.strip() for h in forwarded_for.split(",") if h.strip()]
+        if not hops:
+            return peer
+        client = next((h for h in reversed(hops) if not self.trusts(h)), hops[0])
+        return client[:64]
 
 
 def parse_uvicorn_args(extra_args: str, default_allow: str) -> tuple[bool, list[str]]:

@@ -7,7 +7,10 @@ from __future__ import annotations
 
 import json
 import shlex
+import socket
 import subprocess
+import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -38,6 +41,40 @@ class Testbed:
     def host(self, name: str) -> Host:
         return next(h for h in self.hosts if h.name == name)
 
+    def forward(self, via: Host, address: str, port: int) -> tuple[str, int]:
+        """A local port that reaches `address:port` from `via` (an SSH tunnel, kept for the
+        session): the host firewall opens the data ports to app hosts only, not to the
+        controller the tests run on."""
+        tunnels = self.__dict__.setdefault("_tunnels", {})
+        key = (via.name, address, port)
+        if key not in tunnels:
+            with socket.socket() as s:
+                s.bind(("127.0.0.1", 0))
+                local = s.getsockname()[1]
+            proc = subprocess.Popen(
+                [*self.ssh_argv(via, "")[:-2], "-N", "-o", "ExitOnForwardFailure=yes",
+                 "-L", f"127.0.0.1:{local}:{address}:{port}", f"{self.status['ssh_user']}@"
+                 f"{via.address}"], stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                stderr=subprocess.PIPE)
+            deadline = time.monotonic() + 15
+            while True:
+                try:
+                    socket.create_connection(("127.0.0.1", local), 1).close()
+                    break
+                except OSError:
+                    if proc.poll() is not None or time.monotonic() > deadline:
+                        proc.kill()
+                        raise AssertionError(f"no tunnel to {address}:{port} via {via.name}: "
+                                             f"{proc.communicate()[1]}") from None
+                    time.sleep(0.1)
+            tunnels[key] = (proc, local)
+        return "127.0.0.1", tunnels[key][1]
+
+    def close(self) -> None:
+        for proc, _ in self.__dict__.pop("_tunnels", {}).values():
+            proc.terminate()
+            proc.wait(timeout=10)
+
     def ssh_argv(self, host: Host, command: str) -> list[str]:
         return ["ssh", "-i", self.status["ssh_key"],
                 "-o", f"UserKnownHostsFile={self.status['ssh_known_hosts']}",
@@ -61,12 +98,14 @@ def read_testbed_status() -> dict:
 
 
 @pytest.fixture(scope="session")
-def testbed() -> Testbed:
+def testbed() -> Iterator[Testbed]:
     status = read_testbed_status()
     if not status["running"]:
         pytest.fail("the testbed is not running: run `make testbed-up` (make test does it)\n"
                     + json.dumps({k: v for k, v in status.items() if k != "vault_token"}))
-    return Testbed(status)
+    testbed = Testbed(status)
+    yield testbed
+    testbed.close()
 
 
 def q(*args: str) -> str:

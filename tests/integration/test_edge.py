@@ -6,9 +6,14 @@ container (the name its PAYMENTS_INTERNAL_URL holds, resolved by Docker DNS).
 
 from __future__ import annotations
 
+import http.client
 import json
+import threading
+import time
 import urllib.error
 import urllib.request
+import uuid
+from collections import Counter
 
 import pytest
 
@@ -53,12 +58,13 @@ def test_an_encoded_slash_cannot_slip_past_the_deny_routers(deployed, testbed):
 
 
 def test_payments_answers_its_health_on_the_internal_url(deployed, testbed):
-    for h in app_hosts(testbed):
-        status, body = get(
-            f"http://{h.address}:{TRAEFIK_PORTS['internal']}{PAYMENTS.health_path}",
-            internal_host(PAYMENTS))
-        assert status == 200, (h.name, status, body)
-        assert json.loads(body)["service"] == "payments"
+    """From another app host (the firewall opens the internal entrypoint to app hosts only)."""
+    hosts = app_hosts(testbed)
+    for h, caller in zip(hosts, hosts[1:] + hosts[:1], strict=True):
+        body = testbed.ssh(caller, q(
+            "curl", "-s", "--max-time", "10", "-H", f"Host: {internal_host(PAYMENTS)}",
+            f"http://{h.address}:{TRAEFIK_PORTS['internal']}{PAYMENTS.health_path}")).stdout
+        assert json.loads(body)["service"] == "payments", (h.name, caller.name, body)
 
 
 def test_a_caller_reaches_payments_by_the_internal_url_it_is_given(deployed, testbed):
@@ -73,3 +79,138 @@ def test_a_caller_reaches_payments_by_the_internal_url_it_is_given(deployed, tes
         health = testbed.ssh(h, q("docker", "exec", ids[0], "sh", "-c",
                                   f'busybox wget -q -O - "${var}{PAYMENTS.health_path}"'))
         assert json.loads(health.stdout)["service"] == "payments", (h.name, health.stdout)
+
+
+def request(address: str, path: str, method: str = "GET", body: bytes | None = None,
+            client: str | None = None) -> tuple[int, dict[str, str], str]:
+    """One request to a host's public entrypoint; `client` is the address the load balancer
+    (the controller, an upstream proxy of the testbed) says it saw (X-Forwarded-For)."""
+    headers = {"Host": DOMAIN, **({"X-Forwarded-For": client} if client else {})}
+    conn = http.client.HTTPConnection(address, 80, timeout=10)
+    try:
+        conn.request(method, path, body=body, headers=headers)
+        resp = conn.getresponse()
+        return resp.status, dict(resp.getheaders()), resp.read().decode(errors="replace")
+    finally:
+        conn.close()
+
+
+def test_public_answers_carry_the_security_headers(deployed, testbed):
+    for h in app_hosts(testbed):
+        status, headers, _ = request(h.address, "/taxi/api/ping")
+        assert status == 200, h.name
+        assert headers.get("X-Content-Type-Options") == "nosniff", (h.name, headers)
+        assert headers.get("X-Frame-Options") == "DENY", (h.name, headers)
+        assert headers.get("Referrer-Policy") == "no-referrer", (h.name, headers)
+        assert headers.get("Content-Security-Policy") == \
+            "default-src 'none'; frame-ancestors 'none'", (h.name, headers)
+
+
+def test_a_body_over_the_service_limit_gets_413_before_the_service(deployed, testbed):
+    """payments takes 64 KiB (its catalog `edge`), taxi the group_data default (1 MiB)."""
+    h = app_hosts(testbed)[0]
+    limit = ENV.edge_limits(PAYMENTS)["max_body_bytes"]
+    assert limit == 65536
+    status, _, body = request(h.address, "/payments/api/echo", "POST", b"x" * (limit - 1024))
+    assert status == 200 and json.loads(body)["received_bytes"] == limit - 1024, body
+    status, _, body = request(h.address, "/payments/api/echo", "POST", b"x" * (limit + 1))
+    assert status == 413, (status, body)
+    status, _, body = request(h.address, "/taxi/api/echo", "POST", b"x" * (limit + 1))
+    assert status == 200 and json.loads(body)["received_bytes"] == limit + 1, body
+
+
+def test_the_service_sees_the_client_behind_the_load_balancer_not_the_balancer(deployed,
+                                                                              testbed):
+    h = app_hosts(testbed)[0]
+    status, _, body = request(h.address, "/commerce/api/whoami", client="198.51.100.7")
+    assert status == 200 and json.loads(body)["client_ip"] == "198.51.100.7", body
+    # from the monitoring host (the firewall lets its probes in; it is no upstream proxy):
+    # its X-Forwarded-For is dropped by Traefik
+    other = next(x for x in testbed.hosts if "monitoring" in x.roles and x != h)
+    out = testbed.ssh(other, q("curl", "-s", "--max-time", "10", "-H", f"Host: {DOMAIN}", "-H",
+                               "X-Forwarded-For: 198.51.100.66",
+                               f"http://{h.address}/commerce/api/whoami")).stdout
+    assert json.loads(out)["client_ip"] == other.address, out
+
+
+def test_a_client_over_its_rate_gets_429_while_another_is_served(deployed, testbed):
+    """One client (as the balancer reports it) sends as fast as 8 connections go for 3 s;
+    another sends 5 requests a second meanwhile: only the first is limited."""
+    h = app_hosts(testbed)[0]
+    limits = ENV.edge_limits(ENV.services["food"])
+    stop = threading.Event()
+    flood: Counter = Counter()
+    calm: Counter = Counter()
+    lock = threading.Lock()
+
+    def flooder() -> None:
+        conn = http.client.HTTPConnection(h.address, 80, timeout=10)
+        while not stop.is_set():
+            conn.request("GET", "/food/api/ping",
+                         headers={"Host": DOMAIN, "X-Forwarded-For": "198.51.100.10"})
+            resp = conn.getresponse()
+            resp.read()
+            with lock:
+                flood[resp.status] += 1
+
+    threads = [threading.Thread(target=flooder, daemon=True) for _ in range(8)]
+    for t in threads:
+        t.start()
+    deadline = time.monotonic() + 3
+    while time.monotonic() < deadline:
+        calm[request(h.address, "/food/api/ping", client="198.51.100.20")[0]] += 1
+        time.sleep(0.2)
+    stop.set()
+    for t in threads:
+        t.join(timeout=15)
+    print(f"flooding client: {dict(flood)}; other client: {dict(calm)}; limits {limits}")
+    assert set(calm) == {200}, calm
+    assert flood[429] > 0 and flood[200] > 0, flood
+    # at most the burst plus 3 s of the rate (and a second of slack) got through
+    assert flood[200] <= limits["rate_burst"] + 4 * limits["rate_per_second"], flood
+    assert set(flood) <= {200, 429}, flood
+
+
+def test_a_client_with_too_many_requests_open_gets_429(deployed, testbed):
+    """in_flight + 5 slow requests at once from one client: 5 are refused at once, the others
+    answered; meanwhile another client is served."""
+    h = app_hosts(testbed)[0]
+    amount = ENV.edge_limits(ENV.services["bus"])["in_flight"]
+    results: list[int] = []
+    lock = threading.Lock()
+
+    def slow() -> None:
+        status = request(h.address, "/bus/api/slow?ms=3000", client="198.51.100.30")[0]
+        with lock:
+            results.append(status)
+
+    threads = [threading.Thread(target=slow, daemon=True) for _ in range(amount + 5)]
+    for t in threads:
+        t.start()
+    time.sleep(1)
+    other = request(h.address, "/bus/api/ping", client="198.51.100.31")[0]
+    for t in threads:
+        t.join(timeout=30)
+    assert other == 200
+    assert sorted(results) == [200] * amount + [429] * 5, results
+
+
+def test_the_access_log_keeps_the_path_but_not_the_query_string(deployed, testbed):
+    """Tokens, codes and signatures travel in query strings: Traefik logs the path only."""
+    h = app_hosts(testbed)[0]
+    rid, token = uuid.uuid4().hex, uuid.uuid4().hex
+    conn = http.client.HTTPConnection(h.address, 80, timeout=10)
+    conn.request("GET", f"/taxi/api/ping?token={token}", headers={"Host": DOMAIN,
+                                                                  "X-Request-Id": rid})
+    assert conn.getresponse().status == 200
+    conn.close()
+    deadline = time.monotonic() + 30
+    while True:
+        logs = testbed.ssh(h, "docker logs --since 5m traefik 2>&1").stdout
+        lines = [line for line in logs.splitlines() if rid in line]
+        if lines or time.monotonic() > deadline:
+            break
+        time.sleep(1)
+    assert len(lines) == 1, lines
+    assert '"RequestPath":"/taxi/api/ping"' in lines[0], lines[0]
+    assert token not in logs

@@ -34,10 +34,17 @@ MOUNT = ENV.settings["vault"]["mount"]
 RESP = load_module()  # the stand-in's own RESP client: the same bytes the services send
 
 
-def redis_url(testbed: Testbed, user: str, password: str) -> str:
+def redis_address(testbed: Testbed) -> tuple[str, int]:
+    """The db host's Redis as an app host reaches it (the firewall: app hosts only)."""
     db = next(h for h in testbed.hosts if "db" in h.roles)
+    app = next(h for h in testbed.hosts if "app" in h.roles and h != db)
+    return testbed.forward(app, db.address, REDIS_PORT)
+
+
+def redis_url(testbed: Testbed, user: str, password: str) -> str:
+    address, port = redis_address(testbed)
     return (f"redis://{urllib.parse.quote(user, safe='')}:{urllib.parse.quote(password, safe='')}"
-            f"@{db.address}:{REDIS_PORT}/0")
+            f"@{address}:{port}/0")
 
 
 def as_user(testbed: Testbed, user: str, password: str, *command: str) -> Any:
@@ -49,8 +56,7 @@ def as_user(testbed: Testbed, user: str, password: str, *command: str) -> Any:
 
 
 def unauthenticated(testbed: Testbed, *command: str) -> Any:
-    db = next(h for h in testbed.hosts if "db" in h.roles)
-    with socket.create_connection((db.address, REDIS_PORT), 5) as sock:
+    with socket.create_connection(redis_address(testbed), 5) as sock:
         sock.sendall(RESP.resp_command(command))
         try:
             return RESP.resp_reply(sock.makefile("rb"))

@@ -7,6 +7,9 @@ from __future__ import annotations
 
 import json
 import secrets
+import shutil
+import subprocess
+from pathlib import Path
 
 import hvac
 import pytest
@@ -15,7 +18,7 @@ from ops.catalog import load_environment
 
 from .conftest import Testbed
 from .release import output, pyinfra, release_copy
-from .test_rollout import deploy_tree_hash, lock_record, other_version
+from .test_rollout import deploy_tree_hash, lock_record, other_version, set_sshd
 from .test_vault import free_port, throwaway_bao  # noqa: F401 - the fixture
 
 pytestmark = pytest.mark.integration
@@ -115,3 +118,54 @@ def test_vault_token_never_appears_in_the_output(testbed, tmp_path):
     out = refused(testbed, tmp_path, {"vault": vault_settings(path_prefix="superapp/none")},
                   env={"VAULT_TOKEN": testbed.vault_token})
     assert testbed.vault_token not in out
+
+
+HOST2_KEY = Path("/var/lib/superapp-testbed/hosts/host2/ssh_host_ed25519_key")
+
+
+def test_changed_host_key_is_refused_before_anything_is_sent(testbed, tmp_path):
+    """host2 is "reinstalled": its sshd restarts with a new host key. The pinned key no longer
+    matches: the handshake fails before authentication, no host changes, and the refusal says
+    what to verify. The old key is put back afterwards (and ssh checks it again)."""
+    tree = release_copy(tmp_path / "tree", {
+        "image_tags": f'{{"stays": "{other_version(testbed, "stays")}"}}'})
+    before = fleet(testbed)  # read while the key still matches
+    saved = tmp_path / "saved"
+    saved.mkdir()
+    for suffix in ("", ".pub"):
+        shutil.copy2(f"{HOST2_KEY}{suffix}", saved / f"key{suffix}")
+    HOST2_KEY.unlink()
+    Path(f"{HOST2_KEY}.pub").unlink()
+    subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(HOST2_KEY)],
+                   check=True)
+    set_sshd("host2", "stop")
+    set_sshd("host2", "start")
+    try:
+        res = pyinfra(tree, "-y", "inventories/local.py", "deploy.py")
+    finally:
+        for suffix in ("", ".pub"):
+            shutil.copy2(saved / f"key{suffix}", f"{HOST2_KEY}{suffix}")
+        set_sshd("host2", "stop")
+        set_sshd("host2", "start")
+    out = output(res)
+    assert res.returncode != 0, out[-3000:]
+    assert fleet(testbed) == before, "a host changed"
+    assert "Host key for 10.231.0.12 does not match" in out
+    assert "refusing to deploy local: cannot reach host2" in out
+    assert ("host keys are pinned in /var/lib/superapp-testbed/ssh/known_hosts: if pyinfra "
+            "says the key does not match" in out)
+    assert "Authentication" not in out
+    assert testbed.ssh(testbed.hosts[1], "true").returncode == 0  # the real key is back
+
+
+def test_unpinned_host_is_refused(testbed, tmp_path):
+    """A known_hosts file without host3: pyinfra must not trust it on first use (accept-new)."""
+    known = tmp_path / "known_hosts"
+    pinned = Path(testbed.status["ssh_known_hosts"]).read_text().splitlines()
+    known.write_text("".join(f"{line}\n" for line in pinned
+                             if not line.startswith("10.231.0.13 ")))
+    out = refused(testbed, tmp_path, {"ssh_known_hosts_file": repr(str(known))})
+    assert "No host key for 10.231.0.13 found in known_hosts" in out
+    assert (f"host3 (10.231.0.13): no host key pinned in {known}; add the key verified out of "
+            "band, then re-run" in out)
+    assert "10.231.0.13" not in known.read_text()  # not added behind the operator's back

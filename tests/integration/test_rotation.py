@@ -31,7 +31,7 @@ from ops.catalog import load_environment
 from ops.catalog.model import REDIS_PREVIOUS_KEY
 from ops.render.compose import TRAEFIK_PORTS, internal_host, internal_url
 
-from .conftest import REPO, Testbed
+from .conftest import REPO, Testbed, q
 from .release import deploy, output, pyinfra
 from .test_redis_acl import as_user, service_get
 from .test_rollout import PsSampler, complete_releases, ledger
@@ -105,23 +105,22 @@ def containers(testbed: Testbed) -> dict[str, str]:
     return out
 
 
-def signed_charge(address: str, secret: str) -> int:
+def signed_charge(testbed: Testbed, host, secret: str) -> int:
     """POST payments' /internal/charge through the host's Traefik, entrypoint `internal`, as a
     caller does (`Host: payments.internal`; nothing stripped: the signed path is the path
-    payments sees). The public entrypoint answers 404 for it."""
+    payments sees). Sent from the host itself: the firewall opens the internal entrypoint to
+    app hosts only. The public entrypoint answers 404 for it. (The command line carries the
+    signature of a fixed body, never the secret.)"""
     body, ts = b'{"test":"rotation"}', str(int(time.time()))
     signature = hmac.new(secret.encode(), f"POST\n/internal/charge\n{ts}\n".encode() + body,
                          hashlib.sha256).hexdigest()
-    req = urllib.request.Request(
-        f"http://{address}:{TRAEFIK_PORTS['internal']}/internal/charge", data=body,
-        method="POST",
-        headers={"Host": internal_host(PAYMENTS), "Content-Type": "application/json",
-                 "X-Signature": signature, "X-Signature-Timestamp": ts})
-    try:
-        with urllib.request.urlopen(req, timeout=10) as resp:
-            return resp.status
-    except urllib.error.HTTPError as e:
-        return e.code
+    out = testbed.ssh(host, q(
+        "curl", "-s", "-o", "/dev/null", "-w", "%{http_code}", "--max-time", "10",
+        "-X", "POST", "-H", f"Host: {internal_host(PAYMENTS)}",
+        "-H", "Content-Type: application/json", "-H", f"X-Signature: {signature}",
+        "-H", f"X-Signature-Timestamp: {ts}", "--data-binary", body.decode(),
+        f"http://{host.address}:{TRAEFIK_PORTS['internal']}/internal/charge")).stdout
+    return int(out.strip() or 0)
 
 
 class InternalCalls(threading.Thread):
@@ -261,7 +260,7 @@ def test_internal_hmac_rotation_under_load_paused_after_phase_1_then_resumed(tes
     app_hosts = [h for h in testbed.hosts if "app" in h.roles]
     before = snapshot(vault)
     old = before[HMAC_PATH][1]["INTERNAL_HMAC_SECRET"]
-    assert all(signed_charge(h.address, old) == 200 for h in app_hosts)
+    assert all(signed_charge(testbed, h, old) == 200 for h in app_hosts)
     calls, ps = InternalCalls(testbed), PsSampler(testbed)
     calls.start()
     ps.start()
@@ -276,7 +275,7 @@ def test_internal_hmac_rotation_under_load_paused_after_phase_1_then_resumed(tes
         assert json.loads(data["INTERNAL_HMAC_ROTATION"])["phase"] == 1
         assert data["INTERNAL_HMAC_SECRET_PREVIOUS"] == old
         # paused after phase 1: payments accept both, callers still sign with the old one
-        assert [signed_charge(h.address, s) for h in app_hosts for s in (old, new)] == \
+        assert [signed_charge(testbed, h, s) for h in app_hosts for s in (old, new)] == \
                [200] * 2 * len(app_hosts)
         time.sleep(3)
         assert calls.results["ok"] > 0 and calls.results["rejected"] == 0, calls.failures[:5]
@@ -301,8 +300,8 @@ def test_internal_hmac_rotation_under_load_paused_after_phase_1_then_resumed(tes
     assert calls.results["unreachable"] == 0, calls.failures[:10]
     assert calls.results["ok"] > 100, calls.results
     # afterwards: the old secret is refused, the new one accepted, everywhere
-    assert [signed_charge(h.address, old) for h in app_hosts] == [401] * len(app_hosts)
-    assert [signed_charge(h.address, new) for h in app_hosts] == [200] * len(app_hosts)
+    assert [signed_charge(testbed, h, old) for h in app_hosts] == [401] * len(app_hosts)
+    assert [signed_charge(testbed, h, new) for h in app_hosts] == [200] * len(app_hosts)
     # Vault: phase 1, 2, 3 and idle; exactly the rotated key differs in the end
     after = snapshot(vault)
     assert after[HMAC_PATH] == (before[HMAC_PATH][0] + 4, {"INTERNAL_HMAC_SECRET": new})

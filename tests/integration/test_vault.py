@@ -26,8 +26,20 @@ import pytest
 from ops.catalog import REPO_ROOT, load_environment
 from ops.catalog.model import Environment
 from ops.render import render_environment
-from ops.secrets.bootstrap import bootstrap, role_names
-from ops.secrets.vault import VaultError, VaultSettings, fetch_secrets, open_session
+from ops.secrets.approle import mint_argv
+from ops.secrets.bootstrap import bootstrap, role_names, rotated_paths
+from ops.secrets.rotation import parse_selection, plan_rotation
+from ops.secrets.rotation_writes import advance_hmac, drop_previous, write_planned
+from ops.secrets.vault import (
+    VaultDenied,
+    VaultError,
+    VaultSettings,
+    fetch_secrets,
+    open_session,
+    read_kv,
+    read_refs,
+    write_kv_cas,
+)
 
 pytestmark = pytest.mark.integration
 
@@ -288,8 +300,11 @@ def test_wrong_approle_secret_id(scratch, root, as_root):
     approle_env = make_environment(scratch.name, scratch.vault_path(), auth_method="approle")
     with pytest.raises(VaultError) as info:
         fetch_secrets(approle_env, environ=Redacted(environ, VAULT_SECRET_ID=wrong))
-    assert str(info.value) == (f"Vault AppRole login failed at {VAULT_ADDR}/v1/auth/approle: "
-                               "wrong role id or secret id (VAULT_ROLE_ID / VAULT_SECRET_ID)")
+    assert str(info.value).startswith(
+        f"Vault AppRole login refused at {VAULT_ADDR}/v1/auth/approle: the secret-id for role "
+        f"{role_names(scratch.name)['deploy']} (or {role_names(scratch.name)['rotate']}, for a "
+        "rotation) is expired, used up or wrong")
+    assert wrong not in str(info.value)
     assert info.value.__context__ is None or info.value.__suppress_context__
 
 
@@ -377,3 +392,185 @@ def test_fetch_specific_versions(scratch, root, as_root):
         fetch_secrets(scratch, versions={path: 7}, environ=as_root)
     assert str(info.value).splitlines()[1] == (
         f"  - secret/{path} version 7: not found (needed for INTERNAL_HMAC_SECRET)")
+
+
+# --- short-lived, narrow AppRole credentials (own OpenBao: throwaway_bao) -----------------------
+
+def bao_env(throwaway_bao, **vault: object) -> Environment:
+    """A local-like environment on the throwaway server, under a fresh prefix and role names."""
+    addr, _token = throwaway_bao
+    tag = secrets.token_hex(4)
+    return make_environment(f"t{tag}", f"superapp-test-{tag}/local", addr=addr, **vault)
+
+
+def as_approle(environment: Environment) -> Environment:
+    return make_environment(environment.name, environment.vault_path(), auth_method="approle",
+                            addr=environment.settings["vault"]["addr"])
+
+
+def run_mint(throwaway_bao, tmp_path, settings: VaultSettings, role: str) -> str:
+    """Run the command the bootstrap prints (the real `bao`), as an operator would: the id."""
+    _addr, token = throwaway_bao
+    env = {"PATH": f"{BAO.parent}:{os.environ.get('PATH', '/usr/bin:/bin')}",
+           "HOME": str(tmp_path), "BAO_TOKEN": token}
+    res = subprocess.run(mint_argv(settings, role), env=env, capture_output=True, text=True,
+                         timeout=30)
+    assert res.returncode == 0, res.stderr
+    return Token(res.stdout.strip())
+
+
+def test_bootstrap_applies_secret_id_limits_and_prints_mint_command(throwaway_bao, capsys):
+    addr, token = throwaway_bao
+    environment = bao_env(throwaway_bao, secret_id_ttl="2h", secret_id_num_uses=50,
+                          secret_id_bound_cidrs=["127.0.0.1/32"], token_bound_cidrs=["127.0.0.0/8"])
+    as_root = Redacted(VAULT_TOKEN=token)
+    first = bootstrap(environment, environ=as_root, echo=print)
+    roles = role_names(environment.name)
+    client = hvac.Client(url=addr, token=token)
+    for role in roles.values():
+        data = client.auth.approle.read_role(role_name=role)["data"]
+        assert (data["secret_id_ttl"], data["secret_id_num_uses"], data["secret_id_bound_cidrs"],
+                data["token_bound_cidrs"], data["token_ttl"]) == (
+            7200, 50, ["127.0.0.1/32"], ["127.0.0.0/8"], 900)
+    assert len(first.access) == 5  # the approle mount, two policies, two roles
+    assert bootstrap(environment, environ=as_root).access == []  # idempotent
+
+    changed = make_environment(environment.name, environment.vault_path(), addr=addr,
+                               secret_id_ttl="1h", secret_id_num_uses=50,
+                               secret_id_bound_cidrs=[], token_bound_cidrs=[])
+    again = bootstrap(changed, environ=as_root)
+    assert again.access == [("update", f"approle {role} (policy {role}, token ttl 15m, secret-id "
+                             "ttl 1h, 50 login(s); differed: secret_id_ttl, "
+                             "secret_id_bound_cidrs, token_bound_cidrs)")
+                            for role in roles.values()]
+    data = client.auth.approle.read_role(role_name=roles["deploy"])["data"]
+    assert (data["secret_id_ttl"], data["secret_id_bound_cidrs"] or [],
+            data["token_bound_cidrs"]) == (3600, [], [])
+    assert bootstrap(changed, environ=as_root).access == []
+
+    out = capsys.readouterr().out
+    for role in roles.values():
+        assert (f"mint a {role} secret-id for CI (secret-id ttl 2h, 50 login(s), from "
+                "127.0.0.1/32; the command prints only the secret-id: give it to the job as "
+                f"VAULT_SECRET_ID): env BAO_ADDR={addr} bao write -f -field=secret_id "
+                f"auth/approle/role/{role}/secret-id ttl=2h num_uses=50") in out.splitlines()
+    assert token not in out
+
+
+def test_secret_id_outside_bound_cidrs_is_refused(throwaway_bao, tmp_path):
+    environment = bao_env(throwaway_bao, secret_id_bound_cidrs=["192.0.2.0/24"])
+    bootstrap(environment, environ=Redacted(VAULT_TOKEN=throwaway_bao[1]))
+    settings = VaultSettings.from_environment(as_approle(environment))
+    role = role_names(environment.name)["deploy"]
+    secret_id = run_mint(throwaway_bao, tmp_path, settings, role)
+    role_id = hvac.Client(url=throwaway_bao[0], token=throwaway_bao[1]).auth.approle.read_role_id(
+        role_name=role)["data"]["role_id"]
+    with pytest.raises(VaultError, match="login refused") as info:
+        open_session(settings, Redacted(VAULT_ROLE_ID=role_id, VAULT_SECRET_ID=secret_id))
+    assert secret_id not in str(info.value)
+    # bound to loopback instead (the bootstrap rewrites the role): the same kind of id logs in
+    loopback = make_environment(environment.name, environment.vault_path(),
+                                addr=throwaway_bao[0], secret_id_bound_cidrs=["127.0.0.0/8"])
+    bootstrap(loopback, environ=Redacted(VAULT_TOKEN=throwaway_bao[1]))
+    secret_id = run_mint(throwaway_bao, tmp_path, settings, role)
+    with open_session(settings, Redacted(VAULT_ROLE_ID=role_id, VAULT_SECRET_ID=secret_id)):
+        pass
+
+
+@pytest.mark.parametrize("how", ["expired", "used-up"])
+def test_expired_or_used_up_secret_id(throwaway_bao, tmp_path, capfd, how):
+    addr, token = throwaway_bao
+    environment = bao_env(throwaway_bao)
+    bootstrap(environment, environ=Redacted(VAULT_TOKEN=token))
+    approle_env = as_approle(environment)
+    settings = VaultSettings.from_environment(approle_env)
+    role = role_names(environment.name)["deploy"]
+    # the printed mint command, shortened to expire within the test (role caps: 24h, 1000)
+    short = (replace(settings, secret_id_ttl="3s") if how == "expired"
+             else replace(settings, secret_id_num_uses=1))
+    secret_id = run_mint(throwaway_bao, tmp_path, short, role)
+    role_id = hvac.Client(url=addr, token=token).auth.approle.read_role_id(
+        role_name=role)["data"]["role_id"]
+    environ = Redacted(VAULT_ROLE_ID=role_id, VAULT_SECRET_ID=secret_id)
+    assert len(fetch_secrets(approle_env, environ=environ)) == len(required(environment))
+    if how == "expired":
+        time.sleep(4)
+    with pytest.raises(VaultError) as info:
+        fetch_secrets(approle_env, environ=environ)  # the deploy's own path: read_secrets
+    message = str(info.value)
+    assert message == (
+        f"Vault AppRole login refused at {addr}/v1/auth/approle: the secret-id for role {role} "
+        f"(or {role_names(environment.name)['rotate']}, for a rotation) is expired, used up or "
+        "wrong (or VAULT_ROLE_ID is not that role's, or this address is outside the role's "
+        "secret_id_bound_cidrs). Mint a new secret-id with an operator's token:\n"
+        f"    env BAO_ADDR={addr} bao write -f -field=secret_id auth/approle/role/{role}/secret-id "
+        "ttl=24h num_uses=1000\n"
+        "and give it to the run as VAULT_SECRET_ID (or VAULT_SECRET_ID_FILE).")
+    assert info.value.__cause__ is None and info.value.__suppress_context__
+    out = capfd.readouterr()
+    assert secret_id not in message + repr(info.value) + out.out + out.err
+    assert role_id not in message
+
+
+def test_rotate_role_writes_what_rotation_writes_and_nothing_else(throwaway_bao):
+    addr, token = throwaway_bao
+    environment = bao_env(throwaway_bao)
+    bootstrap(environment, environ=Redacted(VAULT_TOKEN=token))
+    root = hvac.Client(url=addr, token=token)
+    role = role_names(environment.name)["rotate"]
+    environ = approle_credentials(root, role)
+    settings = VaultSettings.from_environment(as_approle(environment))
+    with open_session(settings, environ) as session:
+        # what a rotation of everything writes, by rotation's own code
+        fetched = read_refs(session, environment.all_secret_refs())
+        plan = plan_rotation(environment, parse_selection(environment, "all"),
+                             fetched.versions(), lambda p, v: read_kv(session, p, v),
+                             rotation_id="rot-test", user="test", now="2026-01-01T00:00:00Z")
+        written = write_planned(session, plan)
+        assert sorted(written) == sorted(rotated_paths(environment))
+        record, version = plan.hmac, plan.hmac_version
+        while record is not None:
+            record, version = advance_hmac(session, plan.hmac_path, record, version)
+        for path in plan.two_step_paths:
+            drop_previous(session, path, written[path])
+        read_refs(session, environment.all_secret_refs(), written)  # pinned reads too
+
+        kv = session.client.secrets.kv.v2
+        rotated = environment.vault_path("payments")
+        for path in sorted({r.path for r in environment.all_secret_refs()} - set(written)):
+            current = read_kv(session, path)  # every path stays readable...
+            with pytest.raises(VaultDenied):  # ...but is not writable
+                write_kv_cas(session, path, {"X": "y"}, current.version)
+        denied = {
+            "a new path": lambda: kv.create_or_update_secret(
+                path=environment.vault_path("new"), secret={"X": "y"}, mount_point="secret"),
+            "another prefix": lambda: kv.create_or_update_secret(
+                path="superapp/prod/payments", secret={"X": "y"}, mount_point="secret"),
+            "patch": lambda: session.client.adapter.request(  # HTTP PATCH (hvac's reads+writes)
+                "PATCH", f"/v1/secret/data/{rotated}", json={"data": {"X": "y"}},
+                headers={"Content-Type": "application/merge-patch+json"}),
+            "soft delete": lambda: kv.delete_latest_version_of_secret(
+                path=rotated, mount_point="secret"),
+            "delete versions": lambda: kv.delete_secret_versions(
+                path=rotated, versions=[1], mount_point="secret"),
+            "destroy": lambda: kv.destroy_secret_versions(path=rotated, versions=[1],
+                                                          mount_point="secret"),
+            "metadata delete": lambda: kv.delete_metadata_and_all_versions(
+                path=rotated, mount_point="secret"),
+            "metadata update": lambda: kv.update_metadata(path=rotated, max_versions=1,
+                                                          mount_point="secret"),
+            "extra parameter": lambda: session.client.adapter.post(
+                f"/v1/secret/data/{rotated}", json={"data": {"X": "y"}, "extra": "z"}),
+            "policy": lambda: session.client.sys.create_or_update_policy(
+                name=role, policy='path "*" { capabilities = ["sudo"] }'),
+        }
+        refused = {}
+        for what, call in denied.items():
+            try:
+                call()
+                refused[what] = False
+            except hvac.exceptions.Forbidden:
+                refused[what] = True
+        assert refused == dict.fromkeys(denied, True)
+    history = root.secrets.kv.v2.read_secret_metadata(path=rotated, mount_point="secret")
+    assert history["data"]["current_version"] == 3  # bootstrap, rotation, dropped previous

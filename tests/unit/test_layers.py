@@ -13,6 +13,7 @@ PURE = (
     "ops.rollout.plan", "ops.rollout.ledger", "ops.preview.report", "ops.preview.masking",
     "ops.fleet.status", "ops.fleet.drift", "ops.backup.manifest", "ops.backup.commands",
     "ops.secrets.rotation", "ops.console", "ops.schema.plan", "ops.grafana_schema",
+    "ops.firewall.policy", "ops.firewall.ruleset", "ops.firewall.commands", "ops.secrets.approle",
 )
 
 

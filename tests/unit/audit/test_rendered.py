@@ -170,6 +170,17 @@ def test_forwarded_allow_ips_not_the_proxy(prod, rendered):
     assert "no --proxy-headers" in found.message and "not the proxy address" in found.message
 
 
+def test_forwarded_allow_ips_without_the_load_balancers(prod, rendered):
+    """Traefik appends the balancer's address: a service trusting Traefik only sees the LB."""
+    edit(rendered, "app-1", "/opt/superapp/compose/stays.yml",
+         "--forwarded-allow-ips=172.30.0.2,10.10.9.10,10.10.9.11",
+         "--forwarded-allow-ips=172.30.0.2")
+    [found] = findings(prod, rendered, "rendered.proxy-headers")
+    assert found.message == (
+        "UVICORN_EXTRA_ARGS on stays: --forwarded-allow-ips=172.30.0.2 is not the proxy "
+        "addresses (Traefik, then upstream_proxies: 10.10.9.10,10.10.9.11,172.30.0.2)")
+
+
 def test_auto_create_schema_true(prod, rendered):
     edit(rendered, "app-1", "/opt/superapp/compose/doctors.yml",
          'AUTO_CREATE_SCHEMA: "false"', 'AUTO_CREATE_SCHEMA: "true"')
@@ -343,6 +354,21 @@ def test_traefik_dashboard_and_trusted_ips(prod, rendered):
     assert [f.where for f in api] == [f"app-1 {path}:{line_of(rendered, 'app-1', path, 'api:')}"]
     assert [f.where for f in ips] == [
         f"app-1 {path}:{line_of(rendered, 'app-1', path, 'forwardedHeaders:')}"]
+
+
+def test_every_public_router_has_the_edge_limits(prod, rendered):
+    assert findings(prod, rendered, "rendered.edge-limits") == []
+    path = "/opt/superapp/traefik/dynamic/taxi.yml"
+    edit(rendered, "app-2", path, '"taxi-rate-limit", "taxi-body-limit", ', "")
+    edit(rendered, "app-2", "/opt/superapp/traefik/dynamic/chat.yml",
+         "maxRequestBodyBytes: 1048576", "memRequestBodyBytes: 1048576\n        x: 1")
+    found = findings(prod, rendered, "rendered.edge-limits")
+    assert [(f.where, f.message) for f in found] == [
+        ("app-2 /opt/superapp/traefik/dynamic/chat.yml:"
+         f"{line_of(rendered, 'app-2', '/opt/superapp/traefik/dynamic/chat.yml', '    chat:')}",
+         "public router chat lacks: request body limit"),
+        (f"app-2 {path}:{line_of(rendered, 'app-2', path, '    taxi:')}",
+         "public router taxi lacks: per-client rate limit, request body limit")]
 
 
 PAYMENTS_DYNAMIC = "/opt/superapp/traefik/dynamic/payments.yml"

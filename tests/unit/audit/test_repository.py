@@ -110,12 +110,15 @@ def test_literal_secrets_in_group_data_and_inventories(tmp_path):
         'vault = {"auth_method": "token", "addr": "https://v"}\n'
         'smtp = {"host": "mail", "password": "hunter2-but-longer"}\n'
         'api_token = "abc"\n'
-        'token_ttl = 30\n')
+        'token_ttl = 30\n'
+        'ssh_strict_host_key_checking = "yes"\n'
+        'ssh_host_key = "AAAAC3NzaC1lZDI1NTE5"\n')
     (tmp_path / "inventories/prod.py").write_text('hosts = [("a", {"ssh_password": "pw"})]\n')
     found = repository.check_data_secrets(tmp_path)
     assert [(f.where, f.message.split(" ")[0]) for f in found] == [
         ("group_data/prod.py:3", "smtp.password"),
         ("group_data/prod.py:4", "api_token"),
+        ("group_data/prod.py:7", "ssh_host_key"),
         ("inventories/prod.py:1", "hosts.0.1.ssh_password"),
     ]
     assert {f.severity for f in found} == {"high"}

@@ -375,3 +375,14 @@ def test_the_db_host_rolls_first_then_group_data_order(environments):
     assert prod.in_rollout_order(["app-2", "app-1"]) == ["app-1", "app-2"]
     assert environments["local"].in_rollout_order(["host3", "host1", "host2"]) == \
         ["host1", "host2", "host3"]
+
+
+def test_host_keys_are_pinned_everywhere(repo_copy, environments):
+    assert {e.settings["ssh_strict_host_key_checking"] for e in environments.values()} == {"yes"}
+    repo_copy.replace(PROD, r'^ssh_known_hosts_file = .*$', "")
+    assert ("group_data/prod.py: ssh_known_hosts_file: missing required key"
+            in error_of(repo_copy))
+    repo_copy.append(PROD, 'ssh_known_hosts_file = "/etc/superapp/known_hosts.prod"\n'
+                           'ssh_strict_host_key_checking = "accept-new"')
+    assert ("group_data/prod.py: ssh_strict_host_key_checking: must be one of yes"
+            in error_of(repo_copy))

@@ -26,7 +26,8 @@ from ops.render.prometheus import (
 PROMTOOL = shutil.which("promtool") or "/usr/bin/promtool"
 RUNBOOKS = REPO_ROOT / "ops" / "runbooks"
 # the seed's runbooks that are not one alert's page
-SEED_RUNBOOKS = ("rate-limit-tuning", "payments-webhook-retries", "db-failover", "restore")
+SEED_RUNBOOKS = ("rate-limit-tuning", "payments-webhook-retries", "db-failover", "restore",
+                 "firewall-and-host-keys")
 
 
 def rule_files_of(environment) -> dict[str, str]:

@@ -63,8 +63,9 @@ def test_prod_compose_has_every_spec_flag_for_every_service(prod, prod_files):
             assert env["APP_ENV"] == "prod"
             assert env["RATE_LIMIT_BACKEND"] == "redis"
             assert env["AUTO_CREATE_SCHEMA"] == "false"
-            assert env["UVICORN_EXTRA_ARGS"] == ("--proxy-headers "
-                                                 "--forwarded-allow-ips=172.30.0.2")
+            # Traefik, then the load balancers in front of it (upstream_proxies)
+            assert env["UVICORN_EXTRA_ARGS"] == (
+                "--proxy-headers --forwarded-allow-ips=172.30.0.2,10.10.9.10,10.10.9.11")
             assert env["ALLOWED_ORIGINS"] and "*" not in env["ALLOWED_ORIGINS"]
             if service.hmac_role != "none":
                 assert 60 <= int(env["INTERNAL_HMAC_REPLAY_WINDOW"]) <= 300

@@ -48,6 +48,14 @@ class FakeRemote:
         self.files[path] = content
         return True
 
+    locked_out = False  # a new connection is refused (the new firewall shut the controller out)
+
+    def run_fresh(self, command: str, timeout: int) -> tuple[bool, str, str]:
+        self.commands.append(f"FRESH {command}")
+        if self.locked_out:
+            return False, "", "ssh: connect to host 10.231.0.12 port 22: Connection timed out"
+        return True, "firewall: confirmed", ""
+
 
 def changed_fleet(image_before: str = "reg/superapp/standin:v0"):
     hosts = [h.name for h in ENV.hosts]
@@ -282,3 +290,48 @@ def test_a_changed_monitoring_project_recreates_its_containers_with_their_new_fi
     assert alone == ["docker kill --signal HUP prometheus"], alone
     project = monitoring_commands(("/opt/superapp/compose/monitoring.yml",))
     assert len(project) == 1 and "--force-recreate" not in project[0], project
+
+
+def firewall_changed_fleet():
+    """Every host with a new image and a firewall it never had (a first rollout of it)."""
+    hosts = [h.name for h in ENV.hosts]
+    states = [deployed_state(h, image="reg/superapp/standin:v0") for h in hosts]
+    for state in states:
+        state.files.pop("/etc/superapp/firewall/ruleset.nft")
+    plans = [plan_host(ENV, h, SECRETS, st) for h, st in zip(hosts, states, strict=True)]
+    return plans, [FakeRemote(h) for h in hosts]
+
+
+def test_the_firewall_is_loaded_first_and_confirmed_over_a_new_connection() -> None:
+    plans, remotes = firewall_changed_fleet()
+    assert all(p.infra_units[0] == "firewall" for p in plans)
+    rollout(ENV, plans, remotes, Release(env="local", commit="abc"))
+    for remote in remotes:
+        loaded = next(i for i, c in enumerate(remote.commands) if "firewall-apply" in c)
+        assert "/var/lib/superapp/firewall/candidate.nft" in remote.commands[loaded]
+        assert remote.commands[loaded + 1].startswith("FRESH ")
+        assert "firewall-confirm" in remote.commands[loaded + 1]
+        assert not any("docker compose" in c for c in remote.commands[:loaded]), remote.name
+        # the record of the ruleset is written only once it is confirmed
+        record = next(i for i, c in enumerate(remote.commands)
+                      if "/etc/superapp/firewall/ruleset.nft" in c)
+        assert record > loaded + 1, remote.name
+
+
+def test_a_firewall_that_shuts_the_controller_out_stops_the_host(monkeypatch) -> None:
+    waits: list[float] = []
+    monkeypatch.setattr("ops.firewall.apply.time.sleep", waits.append)
+    plans, remotes = firewall_changed_fleet()
+    remotes[1].locked_out = True
+    with pytest.raises(RolloutError) as info:
+        rollout(ENV, plans, remotes, Release(env="local", commit="abc"))
+    assert ("host2: the new firewall shut this controller out (a new SSH connection failed: "
+            "ssh: connect to host 10.231.0.12 port 22: Connection timed out); it reverted to "
+            "the previous ruleset. Check group_data admin_sources") in str(info.value)
+    assert "Not touched: host3" in str(info.value)
+    assert waits and waits[0] >= ENV.settings["firewall"]["confirm_seconds"]
+    # after the revert, checked over the old connection, the rejected file is removed
+    assert any("firewall-reverted" in c for c in remotes[1].commands)
+    assert not any("/etc/superapp/firewall/ruleset.nft" in c for c in remotes[1].commands)
+    assert not any("docker compose" in c and "edge.yml" in c for c in remotes[1].commands)
+    assert all("firewall-apply" not in c for c in remotes[2].commands)  # host3 never touched

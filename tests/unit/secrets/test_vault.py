@@ -20,15 +20,19 @@ import requests
 
 from ops.catalog import REPO_ROOT, load_environment
 from ops.catalog.model import SecretRef
+from ops.secrets.approle import SecretIdLimits
 from ops.secrets.bootstrap import (
     GENERATORS,
     BootstrapReport,
     fake_value,
+    mint_lines,
     new_value,
     operator_set,
     policy_documents,
+    role_differences,
     rotated_paths,
 )
+from ops.secrets.rotation import rotatable_refs
 from ops.secrets.vault import (
     FetchedSecrets,
     VaultDenied,
@@ -36,6 +40,7 @@ from ops.secrets.vault import (
     VaultSettings,
     credential,
     http_error,
+    login_refused,
     open_session,
     transport_error,
 )
@@ -299,14 +304,84 @@ def test_policies_deploy_reads_only_rotate_writes_generated_paths(prod):
     assert not any("*" in p or "+" in p for p in rotate)
 
 
+def test_rotate_policy_writes_exactly_what_rotation_rotates(prod):
+    expected = {r.path for r in rotatable_refs(prod)} | {
+        prod.internal_hmac_refs()["current"].path}
+    assert set(rotated_paths(prod)) == expected
+    rules = policy_documents(prod)["superapp-prod-rotate"]
+    blocks = dict(re.findall(r'path "([^"]+)" \{\n(.*?)\n\}', rules, re.S))
+    lock = "superapp/prod/locks/deploy"
+    writable = {p for p, body in blocks.items() if "update" in body}
+    assert writable == {f"secret/data/{p}" for p in expected | {lock}}
+    for server in ("shared/postgres", "shared/redis", "shared/pgbackrest"):  # never rotated
+        assert blocks[f"secret/data/superapp/prod/{server}"] == '  capabilities = ["read"]'
+    assert blocks["secret/data/superapp/prod/payments"] == (
+        '  capabilities = ["read", "update"]\n  allowed_parameters = {\n    "data" = []\n'
+        '    "options" = []\n    "version" = []\n  }')
+    assert [p for p in blocks if "/data/" not in p] == [f"secret/metadata/{lock}"]
+    assert not any(c in rules for c in ('"delete"', '"patch"', '"sudo"', '"list"'))
+
+
+def test_role_differences_normalise_what_vault_reads_back():
+    wanted = {"token_ttl": 900, "secret_id_ttl": 86400, "secret_id_num_uses": 1000,
+              "secret_id_bound_cidrs": ["10.0.0.5"], "token_bound_cidrs": []}
+    read_back = {"token_ttl": 900, "secret_id_ttl": 86400, "secret_id_num_uses": 1000,
+                 "secret_id_bound_cidrs": ["10.0.0.5/32"], "token_bound_cidrs": None}
+    assert role_differences(read_back, wanted) == []
+    assert role_differences({**read_back, "secret_id_num_uses": 0,
+                             "token_bound_cidrs": ["10.0.0.0/8"]}, wanted) == [
+        "secret_id_num_uses", "token_bound_cidrs"]
+    assert role_differences({}, wanted) == ["token_ttl", "secret_id_ttl", "secret_id_num_uses",
+                                            "secret_id_bound_cidrs"]
+
+
+def test_mint_lines_name_commands_never_values(prod):
+    lines = mint_lines(VaultSettings.from_environment(prod), SecretIdLimits("24h", 1000))
+    assert lines == [
+        f"mint a superapp-prod-{kind} secret-id for CI (secret-id ttl 24h, 1000 login(s); the "
+        "command prints only the secret-id: give it to the job as VAULT_SECRET_ID): env "
+        "BAO_ADDR=https://vault.superapp.internal:8200 BAO_CACERT=/etc/superapp/vault-ca.pem bao "
+        f"write -f -field=secret_id auth/approle/role/superapp-prod-{kind}/secret-id ttl=24h "
+        "num_uses=1000" for kind in ("deploy", "rotate")]
+
+
+def test_login_refused_names_role_addr_and_mint_command():
+    message = str(login_refused(settings(secret_id_ttl="24h", secret_id_num_uses=1000)))
+    assert message == (
+        "Vault AppRole login refused at https://vault.example:8200/v1/auth/approle: the secret-id "
+        "for role superapp-t-deploy (or superapp-t-rotate, for a rotation) is expired, used up or "
+        "wrong (or VAULT_ROLE_ID is not that role's, or this address is outside the role's "
+        "secret_id_bound_cidrs). Mint a new secret-id with an operator's token:\n"
+        "    env BAO_ADDR=https://vault.example:8200 BAO_CACERT=/etc/ca.pem bao write -f "
+        "-field=secret_id auth/approle/role/superapp-t-deploy/secret-id ttl=24h num_uses=1000\n"
+        "and give it to the run as VAULT_SECRET_ID (or VAULT_SECRET_ID_FILE).")
+
+
+@pytest.mark.parametrize("refusal", [hvac.exceptions.InvalidRequest, hvac.exceptions.Forbidden])
+def test_refused_login_never_shows_the_secret_id(monkeypatch, refusal):
+    def login(self, role_id, secret_id, **kwargs):
+        raise refusal(f"invalid role or secret ID ({role_id} {secret_id})")
+
+    monkeypatch.setattr("ops.secrets.vault.check_health", lambda settings, client: None)
+    monkeypatch.setattr(hvac.api.auth_methods.AppRole, "login", login)
+    with pytest.raises(VaultError) as info:
+        open_session(settings(), environ={"VAULT_ROLE_ID": "role-" + CANARY,
+                                          "VAULT_SECRET_ID": CANARY})
+    assert str(info.value).startswith("Vault AppRole login refused at https://vault.example:8200")
+    assert CANARY not in str(info.value) + repr(info.value)
+    assert info.value.__cause__ is None and info.value.__suppress_context__
+
+
 def test_report_lines_name_keys_not_values():
     report = BootstrapReport(env="t", dry=False, created=["superapp/t/a#K (jwt)"],
                              operator=["superapp/t/b#URL (url)"], present=2,
-                             access=[("create", "policy superapp-t-deploy")])
+                             access=[("create", "policy superapp-t-deploy")],
+                             mint=["mint a superapp-t-deploy secret-id ..."])
     assert report.lines() == [
         "created policy superapp-t-deploy",
         "created superapp/t/a#K (jwt)",
         "operator must set superapp/t/b#URL (url)",
+        "mint a superapp-t-deploy secret-id ...",
         "Vault bootstrap t: created 1 secret(s), 2 already set, 1 policy/role change(s); 1 must "
         "be set by an operator (`bao kv patch`) before the deploy will run",
     ]

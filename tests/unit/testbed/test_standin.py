@@ -440,6 +440,10 @@ def test_access_log_is_json_without_headers_bodies_or_query(
         ("--proxy-headers --forwarded-allow-ips=10.0.0.0/8,127.0.0.0/8", "203.0.113.9"),
         ("--proxy-headers --forwarded-allow-ips 10.1.2.3,127.0.0.1", "203.0.113.9"),
         ("--proxy-headers --forwarded-allow-ips=10.0.0.0/8,192.168.1.1", "127.0.0.1"),
+        # a load balancer (203.0.113.9) in front of the trusted proxy: one hop further left
+        ("--proxy-headers --forwarded-allow-ips=127.0.0.1,203.0.113.9", "198.51.100.7"),
+        ("--proxy-headers --forwarded-allow-ips=127.0.0.1,203.0.113.9,198.51.100.7",
+         "198.51.100.7"),
         ("--forwarded-allow-ips=127.0.0.1", "127.0.0.1"),
         ("", "127.0.0.1"),
     ],
