@@ -47,6 +47,11 @@ class Testbed:
         controller the tests run on."""
         tunnels = self.__dict__.setdefault("_tunnels", {})
         key = (via.name, address, port)
+        if key in tunnels and not self._tunnel_alive(*tunnels[key]):
+            # a test that stops `via`'s sshd ends its sessions, this tunnel with them: renew it
+            proc, _ = tunnels.pop(key)
+            proc.kill()
+            proc.wait(timeout=10)
         if key not in tunnels:
             with socket.socket() as s:
                 s.bind(("127.0.0.1", 0))
@@ -69,6 +74,16 @@ class Testbed:
                     time.sleep(0.1)
             tunnels[key] = (proc, local)
         return "127.0.0.1", tunnels[key][1]
+
+    @staticmethod
+    def _tunnel_alive(proc: subprocess.Popen, local: int) -> bool:
+        if proc.poll() is not None:
+            return False
+        try:
+            socket.create_connection(("127.0.0.1", local), 2).close()
+        except OSError:
+            return False
+        return True
 
     def close(self) -> None:
         for proc, _ in self.__dict__.pop("_tunnels", {}).values():

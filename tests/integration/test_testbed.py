@@ -6,8 +6,6 @@ from __future__ import annotations
 import json
 import os
 import subprocess
-import time
-import urllib.request
 import uuid
 
 import pytest
@@ -70,16 +68,13 @@ def test_every_host_pulls_and_runs_the_standin_image(testbed: Testbed) -> None:
         testbed.ssh(host, f"docker pull -q {image} >/dev/null && docker run -d --name {name} "
                           f"-p 18000:8000 -e SERVICE_NAME=probe -e APP_ENV=local {image}")
         try:
-            body = None
-            for _ in range(50):
-                try:
-                    with urllib.request.urlopen(f"http://{host.address}:18000/health",
-                                                timeout=2) as r:
-                        body = json.loads(r.read())
-                        break
-                except OSError:
-                    time.sleep(0.2)
-            assert body == {**body, "status": "ok", "service": "probe", "version": "v1"}, body
+            # asked from the host itself: once deployed, its firewall drops a port the catalog
+            # does not know (18000) from anywhere else, the controller included
+            out = testbed.ssh(host, "for i in $(seq 50); do curl -sf --max-time 2 "
+                                    "http://127.0.0.1:18000/health && exit 0; sleep 0.2; done; "
+                                    "exit 1", check=False).stdout
+            body = json.loads(out) if out.strip() else {}
+            assert body == {**body, "status": "ok", "service": "probe", "version": "v1"}, out
         finally:
             testbed.ssh(host, q("docker", "rm", "-f", name))
 
@@ -107,3 +102,22 @@ def test_testbed_up_twice_is_harmless(testbed: Testbed) -> None:
     assert "already up" in res.stdout
     after = read_testbed_status()
     assert after["running"] and after["vault_token"] == testbed.vault_token
+
+
+def test_a_tunnel_is_renewed_after_its_hosts_sshd_restarts(testbed: Testbed) -> None:
+    """`Testbed.forward` (how tests reach the db host's Redis through an app host, past the
+    firewall) outlives a test that stops that app host's sshd, which ends its sessions."""
+    import socket
+
+    from .test_rollout import set_sshd
+
+    db = next(h for h in testbed.hosts if "db" in h.roles)
+    via = testbed.host("host2")
+    first = testbed.forward(via, db.address, 6379)
+    socket.create_connection(first, 5).close()
+    set_sshd("host2", "stop")
+    set_sshd("host2", "start")
+    again = testbed.forward(via, db.address, 6379)
+    with socket.create_connection(again, 5) as sock:
+        sock.sendall(b"PING\r\n")
+        assert sock.recv(64).startswith((b"+PONG", b"-NOAUTH")), again
