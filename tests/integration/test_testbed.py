@@ -104,7 +104,7 @@ def test_testbed_up_twice_is_harmless(testbed: Testbed) -> None:
     assert after["running"] and after["vault_token"] == testbed.vault_token
 
 
-def test_a_tunnel_is_renewed_after_its_hosts_sshd_restarts(testbed: Testbed) -> None:
+def test_a_tunnel_is_renewed_after_its_hosts_sshd_restarts(testbed: Testbed, deployed) -> None:
     """`Testbed.forward` (how tests reach the db host's Redis through an app host, past the
     firewall) outlives a test that stops that app host's sshd, which ends its sessions."""
     import socket
