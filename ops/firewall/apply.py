@@ -23,8 +23,8 @@ from ops.firewall.commands import (
     apply_command,
     confirm_command,
     reverted_command,
-    shell_text,
 )
+from ops.host.commands import sh
 from ops.host.remote import Remote
 from ops.render.files import RenderedFile
 from ops.rollout.steps import RolloutError, must, say, upload
@@ -37,11 +37,11 @@ def apply_firewall(remote: Remote, ruleset: RenderedFile, confirm_seconds: int) 
     """Upload `ruleset` as the candidate, load it, then confirm it from a new connection or
     let it revert."""
     upload(remote, [replace(ruleset, path=CANDIDATE_PATH, after_apply=False)])
-    out = must(remote, shell_text(apply_command(CANDIDATE_PATH, confirm_seconds)),
+    out = must(remote, sh(*apply_command(CANDIDATE_PATH, confirm_seconds)),
                "loading the firewall (nft -f)", timeout=60)
     say(remote.name, out.strip().splitlines()[-1] if out.strip() else "firewall loaded")
     started = time.monotonic()
-    ok, out, err = remote.run_fresh(shell_text(confirm_command()), timeout=CONNECT_TIMEOUT)
+    ok, out, err = remote.run_fresh(sh(*confirm_command()), timeout=CONNECT_TIMEOUT)
     if ok:
         say(remote.name, f"firewall confirmed over a new SSH connection "
                          f"({time.monotonic() - started:.1f}s)")
@@ -50,7 +50,7 @@ def apply_firewall(remote: Remote, ruleset: RenderedFile, confirm_seconds: int) 
     say(remote.name, f"a new SSH connection failed ({detail[0]}): waiting for the firewall "
                      f"to revert by itself ({confirm_seconds}s)")
     time.sleep(max(0.0, confirm_seconds - (time.monotonic() - started)) + 3)
-    ok, _, _ = remote.run(shell_text(reverted_command(CANDIDATE_PATH)), timeout=60)
+    ok, _, _ = remote.run(sh(*reverted_command(CANDIDATE_PATH)), timeout=60)
     state = ("it reverted to the previous ruleset" if ok else
              f"it did NOT report a revert: check {STATE_DIR}/revert.log on the host from "
              "its console")

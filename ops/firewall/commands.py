@@ -12,13 +12,11 @@ Who wins when confirm and timer race: each first renames the pid file (`pending`
 `confirmed` / `reverting`); rename is atomic, so exactly one of them acts.
 
 Scripts are constant text; every value (paths, seconds, table) travels as a positional
-argument, and `shell_text` (shlex.join) is the one place that quotes. Saved rulesets and the
-state directory are 0600/0700. Nothing here runs a command.
+argument, and `ops.host.commands.sh` (shlex.join) is the one place that quotes. Saved
+rulesets and the state directory are 0600/0700. Nothing here runs a command.
 """
 
 from __future__ import annotations
-
-import shlex
 
 from ops.firewall.ruleset import TABLE
 
@@ -120,10 +118,6 @@ def check_command(ruleset_path: str) -> list[str]:
     """argv that checks a ruleset file without loading it."""
     return ["nft", "-c", "-f", ruleset_path]
 
-
-def shell_text(argv: list[str]) -> str:
-    """The one place argv becomes shell text (for an SSH command line)."""
-    return shlex.join(argv)
 
 
 # $1 state dir, $2 the rejected ruleset file. Succeeds only when the timer restored the saved
