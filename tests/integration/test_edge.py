@@ -62,7 +62,7 @@ def test_payments_answers_its_health_on_the_internal_url(deployed, testbed):
     hosts = app_hosts(testbed)
     for h, caller in zip(hosts, hosts[1:] + hosts[:1], strict=True):
         body = testbed.ssh(caller, q(
-            "curl", "-s", "--max-time", "10", "-H", f"Host: {internal_host(PAYMENTS)}",
+            "curl", "-sf", "--max-time", "10", "-H", f"Host: {internal_host(PAYMENTS)}",
             f"http://{h.address}:{TRAEFIK_PORTS['internal']}{PAYMENTS.health_path}")).stdout
         assert json.loads(body)["service"] == "payments", (h.name, caller.name, body)
 
