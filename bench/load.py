@@ -7,6 +7,7 @@ given (the testbed's own hosts), bounded in time by its caller, and stops by its
 from __future__ import annotations
 
 import http.client
+import ssl
 import threading
 import time
 from collections import Counter
@@ -18,6 +19,28 @@ class Target:
     address: str  # a testbed host
     host_header: str  # the API domain Traefik routes on
     paths: tuple[str, ...]  # e.g. ("/payments/api/ping", "/taxi/api/ping")
+    # HTTPS on Traefik's `websecure` (443) with this client context, SNI = host_header;
+    # None: plain HTTP on `web` (80). A worker keeps its connection: one handshake each.
+    tls: ssl.SSLContext | None = None
+
+
+class SNIConnection(http.client.HTTPSConnection):
+    """HTTPS to an address, with another name for SNI and certificate checks (the testbed's
+    names resolve nowhere but in the ACME server's test DNS)."""
+
+    def __init__(self, address: str, sni: str, context: ssl.SSLContext, timeout: float):
+        super().__init__(address, 443, context=context, timeout=timeout)
+        self.sni = sni
+
+    def connect(self) -> None:
+        http.client.HTTPConnection.connect(self)
+        self.sock = self._context.wrap_socket(self.sock, server_hostname=self.sni)
+
+
+def connect(target: Target, timeout: float) -> http.client.HTTPConnection:
+    if target.tls is None:
+        return http.client.HTTPConnection(target.address, 80, timeout=timeout)
+    return SNIConnection(target.address, target.host_header, target.tls, timeout)
 
 
 @dataclass
@@ -108,7 +131,7 @@ class Load:
             started = time.time()
             try:
                 if conn is None:
-                    conn = http.client.HTTPConnection(target.address, 80, timeout=self.timeout)
+                    conn = connect(target, self.timeout)
                 conn.request("GET", path, headers={"Host": target.host_header})
                 resp = conn.getresponse()
                 resp.read()

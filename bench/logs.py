@@ -148,12 +148,5 @@ def rows(r: dict) -> list[tuple[str, str]]:
 
 
 if __name__ == "__main__":
-    from bench.run import RESULTS, testbed_status
-    results = measure(testbed_status())
-    RESULTS.mkdir(parents=True, exist_ok=True)
-    path = RESULTS / f"logs-{datetime.now(UTC):%Y%m%dT%H%M%SZ}.json"
-    path.write_text(json.dumps(results, indent=2) + "\n")
-    for label, value in rows(results):
-        print(f"{label}: {value}")
-    print(f"JSON: {path}")
-    sys.exit(0)
+    from bench.run import standalone
+    sys.exit(standalone("logs", measure, rows))

@@ -25,6 +25,7 @@ from pathlib import Path
 
 from bench import logs as central_logs
 from bench import pitr
+from bench import tls as edge_tls
 from bench.load import Load, LoadReport, Target
 from bench.release import release_copy
 from ops.catalog import load_environment
@@ -117,6 +118,18 @@ def render_timing() -> dict:
             "render_prod_files": sum(len(f) for f in rendered.values())}
 
 
+def standalone(kind: str, measure, rows) -> int:
+    """`python -m bench.<kind>`: one part of the bench alone, its JSON in bench/results/."""
+    results = measure(testbed_status())
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    path = RESULTS / f"{kind}-{datetime.now(UTC):%Y%m%dT%H%M%SZ}.json"
+    path.write_text(json.dumps(results, indent=2) + "\n")
+    for label, value in rows(results):
+        print(f"{label}: {value}")
+    print(f"JSON: {path}")
+    return 0
+
+
 def main() -> int:
     status = testbed_status()
     if not status["running"]:
@@ -174,6 +187,7 @@ def main() -> int:
 
     results.update(pitr.measure(status))
     results.update(central_logs.measure(status))
+    results.update(edge_tls.measure(status))
 
     progress("rendering the prod bundle")
     results.update(render_timing())
@@ -199,6 +213,7 @@ def main() -> int:
         ("validate prod bundle (real tools)", f"{results['validate_prod_seconds']}s"),
         *pitr.rows(results),
         *central_logs.rows(results),
+        *edge_tls.rows(results),
     ]
     width = max(len(r[0]) for r in rows)
     print()

@@ -131,3 +131,28 @@ edge = {"rate_per_second": 100, "rate_burst": 200, "in_flight": 100, "max_body_b
 # new ruleset reverts by itself after confirm_seconds unless the deploy reaches the host again
 # over a new SSH connection (a ruleset that would cut the controller off undoes itself).
 firewall = {"confirm_seconds": 60}
+
+# TLS at the edge (ops/render/tls.py). Traefik serves every public route over HTTPS on its
+# `websecure` entrypoint (443, TLS 1.2+, AEAD suites, HSTS) with these certificates; `web` (80)
+# answers ACME HTTP-01 challenges and redirects the rest to https, except
+# `tls_plain_http_domains`.
+# tls_certificates: domain -> "acme" (Traefik's own ACME client; account key and certificates
+#   in a 0600 file only Traefik's uid reads, copied nightly on the host) or "vault" (the
+#   operator's key and chain as one PEM bundle in Vault at <prefix>/shared/tls, key = the
+#   domain). "{host}" in a domain: one name and certificate per app host (a balancer's TLS hop
+#   to each host). ACME for a name several app hosts share is refused: its HTTP-01 challenge
+#   would reach any of them through the balancer. Empty: no HTTPS at all.
+# tls_plain_http_domains: API domains still served in plaintext on `web`: only behind a
+#   balancer that terminates TLS itself; prod and staging need an audit waiver for it.
+# tls.acme: the ACME directory, the account's e-mail, a CA file on the hosts for a private ACME
+#   server (None: the system's), the key algorithm, and how long its certificates last
+#   (Traefik renews with a third of that left: 30 days for Let's Encrypt's 90).
+tls_certificates = {}
+tls_plain_http_domains = []
+tls = {
+    "acme": {"email": "ops@superapp.sy",
+             "ca_server": "https://acme-v02.api.letsencrypt.org/directory", "ca_file": None,
+             "algorithm": "EC256", "certificates_duration_hours": 2160},
+    "min_version": "VersionTLS12",
+    "hsts_seconds": 63072000,
+}

@@ -32,6 +32,22 @@ admin_sources = ["10.231.0.1"]
 firewall = {"confirm_seconds": 15}
 jwt_jwks_url = "http://10.231.0.1:8089/.well-known/jwks.json"
 
+# TLS from the testbed's ACME server (Pebble, Let's Encrypt's test server, on the controller):
+# each app host gets a certificate for its own name (Pebble resolves host1.superapp.test to
+# host1 through its test DNS server), and Pebble's short validity makes Traefik renew every few
+# minutes. vault.superapp.test: a certificate from Vault (the bootstrap's self-signed one).
+# api.superapp.test stays plain on `web`: the testbed balancer's hop (the suite's load).
+tls_certificates = {"{host}.superapp.test": "acme", "vault.superapp.test": "vault"}
+tls_plain_http_domains = ["api.superapp.test"]
+tls = {
+    "acme": {"email": "ops@superapp.test", "ca_server": "https://10.231.0.1:14000/dir",
+             # put on every host by the testbed (its provisioning): the CA of Pebble's API
+             "ca_file": "/etc/superapp/pki/acme-ca.pem",
+             "algorithm": "EC256", "certificates_duration_hours": 1},
+    "min_version": "VersionTLS12",
+    "hsts_seconds": 63072000,
+}
+
 # Lower than prod so a test's burst from one client reaches them; still above what the
 # rollout tests' load sends one service on one host (it comes without X-Forwarded-For from the
 # controller, the testbed's load balancer: one client).

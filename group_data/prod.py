@@ -2,6 +2,9 @@
 
 env = "prod"
 api_domains = ["api.superapp.sy"]
+# The public certificate is the operator's (Vault <prefix>/shared/tls#api.superapp.sy):
+# ACME HTTP-01 cannot work for a name every app host shares behind the balancers.
+tls_certificates = {"api.superapp.sy": "vault"}
 
 # Rollout order: one app host first (the canary), then the rest.
 hosts = [

@@ -2,6 +2,9 @@
 
 env = "staging"
 api_domains = ["api.staging.superapp.sy"]
+# The public certificate is the operator's (Vault <prefix>/shared/tls#api.staging.superapp.sy):
+# ACME HTTP-01 cannot work for a name every app host shares behind the balancers.
+tls_certificates = {"api.staging.superapp.sy": "vault"}
 default_allowed_origins = ["https://app.staging.superapp.sy", "https://admin.staging.superapp.sy"]
 allowed_origins = {}
 

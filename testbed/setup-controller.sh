@@ -12,6 +12,8 @@ APT_PACKAGES=(
   prometheus prometheus-alertmanager prometheus-node-exporter prometheus-blackbox-exporter shellcheck nftables
   prometheus-postgres-exporter prometheus-redis-exporter
   rsyslog rsyslog-relp
+  # the ACME test server (Let's Encrypt's Pebble): the testbed's certificate authority for TLS at the edge
+  pebble openssl
   # PostgreSQL client tools (backups, drills) and the stand-in's database driver for unit tests
   postgresql-15 postgresql-client-15 python3-psycopg2 redis-server busybox-static
   # the venv

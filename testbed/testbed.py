@@ -3,7 +3,8 @@
 Each host is a network namespace on a private bridge plus its own mount and UTS namespace, with
 private copies of the directories a deploy writes, its own sshd (key auth, a testbed key) and its
 own dockerd. Around them, on the controller: an image registry on the bridge, a Docker engine used
-only to build the testbed images, and an OpenBao dev server (the Vault API) on loopback.
+only to build the testbed images, an OpenBao dev server (the Vault API) on loopback, and an ACME
+server (Pebble) with its test DNS server.
 
 Usage (as root): testbed.py up [--hosts N] | down | status
 
@@ -43,6 +44,21 @@ VAULT_TOKEN_FILE = STATE_DIR / "vault-token"
 BUILDER_SOCK = "/run/sa-builder.sock"
 DEFAULT_HOSTS = 3
 SSH_USER = "root"
+# The ACME server (Pebble, Let's Encrypt's test CA) and its test DNS server (pebble-challtestsrv:
+# host<i>.superapp.test -> host<i>'s address, so HTTP-01 reaches the right host). Pebble's API
+# speaks TLS with a certificate from a testbed CA; every host gets that CA (as provisioning would
+# install a private CA) at HOST_ACME_CA, where group_data/local.py's tls.acme.ca_file points.
+PEBBLE_DIR = STATE_DIR / "pebble"
+ACME_DIRECTORY = f"https://{CONTROLLER_ADDR}:14000/dir"
+ACME_MANAGEMENT = "https://127.0.0.1:15000"  # /roots/0: the root that signs issued certificates
+ACME_DNS = "127.0.0.1:8053"
+ACME_DNS_MANAGEMENT = "http://127.0.0.1:8055"
+ACME_DOMAIN = "superapp.test"
+# Short on purpose: Traefik (certificatesDuration 1 h: renewal checked every minute) renews each
+# host's certificate a few minutes after it got it (measured with 22 minutes: after 5), so the
+# tests see renewals.
+ACME_CERT_VALIDITY_SECONDS = 1260
+HOST_ACME_CA = "etc/superapp/pki/acme-ca.pem"
 
 # Roles of the default hosts; extra hosts (--hosts N > 3) are plain app hosts. Must agree with
 # group_data/local.py, which describes the same machines to the deploy.
@@ -202,7 +218,7 @@ def teardown(keep_cache: bool = True) -> None:
         remove_cgroups(f"sa-{name}")
         run(["ip", "netns", "delete", ns], check=False)
     # 3. controller-side daemons we started, by recorded pid and start time.
-    for key in ("builder", "registry", "vault"):
+    for key in ("builder", "registry", "vault", "pebble", "challtestsrv"):
         rec = state.get("procs", {}).get(key)
         if rec and Proc(rec["pid"], rec["start"]).alive():
             kill_pids([rec["pid"]], grace=15)
@@ -280,6 +296,71 @@ def start_registry() -> Proc:
         f"    rootdirectory: {reg}\n  delete:\n    enabled: true\nhttp:\n  addr: {REGISTRY}\n"
     )
     return spawn(["docker-registry", "serve", str(cfg)], STATE_DIR / "registry.log")
+
+
+def make_acme_ca() -> None:
+    """A testbed CA and, signed by it, the certificate of Pebble's API (controller address)."""
+    PEBBLE_DIR.mkdir(parents=True, exist_ok=True)
+    os.chmod(PEBBLE_DIR, 0o700)
+    ca_key, ca, key, csr, cert = (PEBBLE_DIR / n for n in (
+        "ca.key", "ca.pem", "key.pem", "req.csr", "cert.pem"))
+    if cert.exists():
+        return
+    ec = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes"]
+    run(["openssl", "req", "-x509", *ec, "-keyout", str(ca_key), "-out", str(ca), "-days", "30",
+         "-subj", "/CN=superapp testbed ACME API CA"], capture=True)
+    run(["openssl", "req", *ec, "-keyout", str(key), "-out", str(csr), "-subj", "/CN=pebble"],
+        capture=True)
+    ext = PEBBLE_DIR / "san.ext"
+    ext.write_text(f"subjectAltName=IP:{CONTROLLER_ADDR},IP:127.0.0.1,DNS:localhost\n")
+    run(["openssl", "x509", "-req", "-in", str(csr), "-CA", str(ca), "-CAkey", str(ca_key),
+         "-CAcreateserial", "-days", "30", "-extfile", str(ext), "-out", str(cert)],
+        capture=True)
+
+
+def provision_acme_ca(i: int) -> None:
+    target = host_dir(i) / "fs" / HOST_ACME_CA
+    target.parent.mkdir(parents=True, exist_ok=True)
+    shutil.copy(PEBBLE_DIR / "ca.pem", target)
+
+
+def start_challtestsrv() -> Proc:
+    return spawn(["pebble-challtestsrv", "-dns01", ACME_DNS, "-http01", "", "-https01", "",
+                  "-tlsalpn01", "", "-management", ACME_DNS_MANAGEMENT.removeprefix("http://"),
+                  "-defaultIPv4", "192.0.2.1", "-defaultIPv6", ""],
+                 STATE_DIR / "challtestsrv.log")
+
+
+def start_pebble() -> Proc:
+    config = PEBBLE_DIR / "pebble-config.json"
+    config.write_text(json.dumps({"pebble": {
+        "listenAddress": f"{CONTROLLER_ADDR}:14000",
+        "managementListenAddress": ACME_MANAGEMENT.removeprefix("https://"),
+        "certificate": str(PEBBLE_DIR / "cert.pem"), "privateKey": str(PEBBLE_DIR / "key.pem"),
+        "httpPort": 80, "tlsPort": 443, "ocspResponderURL": "",
+        "externalAccountBindingRequired": False,
+        "certificateValidityPeriod": ACME_CERT_VALIDITY_SECONDS}}))
+    # every challenge validated for real, at once, and no random nonce rejection
+    env = dict(os.environ, PEBBLE_VA_NOSLEEP="1", PEBBLE_WFE_NONCEREJECT="0",
+               PEBBLE_AUTHZREUSE="0")
+    return spawn(["pebble", "-config", str(config), "-dnsserver", ACME_DNS],
+                 STATE_DIR / "pebble.log", env=env)
+
+
+def acme_dns_records(n: int) -> bool:
+    for i in range(1, n + 1):
+        body = json.dumps({"host": f"{host_name(i)}.{ACME_DOMAIN}",
+                           "addresses": [host_addr(i)]}).encode()
+        req = urllib.request.Request(f"{ACME_DNS_MANAGEMENT}/add-a", data=body, method="POST")
+        urllib.request.urlopen(req, timeout=5).read()
+    return True
+
+
+def acme_ok() -> bool:
+    import ssl
+    ctx = ssl.create_default_context(cafile=str(PEBBLE_DIR / "ca.pem"))
+    with urllib.request.urlopen(ACME_DIRECTORY, timeout=3, context=ctx) as r:
+        return r.status == 200
 
 
 def bao_binary() -> str:
@@ -482,8 +563,9 @@ def status() -> dict:
     vault_ok = safe(lambda: vault_request("GET", "sys/health", token).get("initialized"))
     registry_ok = safe(lambda: http_ok(f"http://{REGISTRY}/v2/"))
     builder_ok = docker_sock_ok(BUILDER_SOCK)
+    acme_running = safe(acme_ok)
     running = bool(hosts) and all(h["ssh_running"] and h["docker_running"] for h in hosts) \
-        and vault_ok and registry_ok
+        and vault_ok and registry_ok and acme_running
     return {
         "running": running,
         "hosts": hosts,
@@ -498,6 +580,12 @@ def status() -> dict:
         "registry_running": registry_ok,
         "builder_socket": BUILDER_SOCK,
         "builder_running": builder_ok,
+        "acme_directory": ACME_DIRECTORY,
+        "acme_running": acme_running,
+        # the CA of Pebble's API; the root of issued certificates: GET <acme_management>/roots/0
+        "acme_api_ca_file": str(PEBBLE_DIR / "ca.pem"),
+        "acme_management": ACME_MANAGEMENT,
+        "acme_domain": ACME_DOMAIN,
         "images": state.get("images", []),
         "state_dir": str(STATE_DIR),
     }
@@ -525,14 +613,17 @@ def up(n: int, rebuild: bool) -> None:
     token = "tb-" + secrets.token_hex(16)
     state: dict = {"hosts_count": n, "ssh_key": str(key), "vault_token": token, "procs": {}}
     save_state(state)
-    log("starting the registry, the image builder and OpenBao")
+    log("starting the registry, the image builder, OpenBao and the ACME server (Pebble)")
+    make_acme_ca()
     for name, start in (("registry", start_registry), ("builder", start_builder),
-                        ("vault", lambda: start_vault(token))):
+                        ("vault", lambda: start_vault(token)),
+                        ("challtestsrv", start_challtestsrv), ("pebble", start_pebble)):
         proc = start()
         state["procs"][name] = {"pid": proc.pid, "start": proc.start}
         save_state(state)
     log(f"starting {n} hosts (netns + mount ns, sshd, dockerd)")
     for i in range(1, n + 1):
+        provision_acme_ca(i)
         proc = start_host(i, key)
         state["procs"][host_name(i)] = {"pid": proc.pid, "start": proc.start}
     save_state(state)
@@ -544,6 +635,8 @@ def up(n: int, rebuild: bool) -> None:
     wait_for("the registry", lambda: http_ok(f"http://{REGISTRY}/v2/"))
     wait_for("the image builder's dockerd", lambda: docker_sock_ok(BUILDER_SOCK))
     wait_for("OpenBao", lambda: http_ok(f"{VAULT_ADDR}/v1/sys/health"))
+    wait_for("the ACME server (Pebble)", acme_ok)
+    wait_for("the ACME test DNS server", lambda: acme_dns_records(n))
     configure_vault(token)
     # The local env's group_data points the deploy at this file (token auth, development only).
     fd = os.open(VAULT_TOKEN_FILE, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)

@@ -573,7 +573,7 @@ def check_edge_limits(environment: Environment, hosts: list[HostView]) -> list[F
             defined = http.get("middlewares") or {}
             for name, router in (http.get("routers") or {}).items():
                 router = router or {}
-                if "web" not in (router.get("entryPoints") or []) or str(
+                if not set(PUBLIC_ENTRYPOINTS) & set(router.get("entryPoints") or []) or str(
                         router.get("service", "")).endswith("@internal"):
                     continue
                 chained = [defined.get(m) or {} for m in router.get("middlewares") or []]
@@ -605,6 +605,7 @@ def wide(value: str) -> bool:
 # ---------------------------------------------------------------- internal/admin APIs off `web`
 
 PUBLIC_ENTRYPOINT = "web"
+PUBLIC_ENTRYPOINTS = ("web", "websecure")  # plain HTTP and HTTPS (ops/render/tls.py)
 PRIVATE_SUBPATHS = ("internal", "admin")
 PROBE_HOST = "audit-probe.invalid"  # a Host no router names: the deny must not depend on it
 ENCODED_SEPARATORS = ("allowEncodedSlash", "allowEncodedBackSlash")  # Traefik 3.6.7+: default true
@@ -624,6 +625,7 @@ class PublicRouter:
     forwards: bool  # its service reaches a server (a container)
     doc: Located
     tree: tuple | None = None  # parse_rule(rule); None: unreadable
+    entrypoints: tuple[str, ...] = PUBLIC_ENTRYPOINTS  # those of the public ones it listens on
 
     def where(self, host: str) -> str:
         line = self.doc.line("http", "routers", self.name)
@@ -705,9 +707,9 @@ def rule_matches(tree: tuple, host: str, path: str, unknown: bool) -> bool:
 
 
 def public_routers(view: HostView) -> list[PublicRouter]:
-    """Every router of the host's dynamic files that listens on `web` (or on every entrypoint)
-    and that Traefik would build (its service and middlewares exist); `forwards` says whether
-    its service reaches a server."""
+    """Every router of the host's dynamic files that listens on `web` or `websecure` (or on
+    every entrypoint) and that Traefik would build (its service and middlewares exist);
+    `forwards` says whether its service reaches a server."""
     docs = {path: doc for path, doc in sorted(view.yaml_docs.items())
             if path.startswith(TRAEFIK_DYNAMIC_DIR + "/") and isinstance(doc.data, dict)}
     services: dict[str, Any] = {}
@@ -719,8 +721,9 @@ def public_routers(view: HostView) -> list[PublicRouter]:
     for path, doc in docs.items():
         for name, router in ((doc.data.get("http") or {}).get("routers") or {}).items():
             router = router or {}
-            entrypoints = router.get("entryPoints")
-            if entrypoints and PUBLIC_ENTRYPOINT not in entrypoints:
+            entrypoints = tuple(e for e in PUBLIC_ENTRYPOINTS
+                                if e in (router.get("entryPoints") or PUBLIC_ENTRYPOINTS))
+            if not entrypoints:
                 continue
             ref = str(router.get("service", ""))
             base, _, provider = ref.partition("@")
@@ -745,7 +748,8 @@ def public_routers(view: HostView) -> list[PublicRouter]:
                 tree: tuple | None = parse_rule(rule)
             except (ValueError, IndexError):
                 tree = None
-            out.append(PublicRouter(str(name), path, rule, priority, forwards, doc, tree))
+            out.append(PublicRouter(str(name), path, rule, priority, forwards, doc, tree,
+                                    entrypoints))
     return out
 
 
@@ -779,23 +783,27 @@ def check_private_paths(environment: Environment, hosts: list[HostView]) -> list
     domains = [*environment.settings.get("api_domains", []), PROBE_HOST]
     for view in hosts:
         static = view.yaml_docs.get(TRAEFIK_STATIC)
-        if static is not None and isinstance(static.data, dict):
-            web = ((static.data.get("entryPoints") or {}).get(PUBLIC_ENTRYPOINT) or {})
-            encoded = ((web.get("http") or {}).get("encodedCharacters") or {})
+        for entry in PUBLIC_ENTRYPOINTS if static is not None and isinstance(
+                static.data, dict) else ():
+            spec = (static.data.get("entryPoints") or {}).get(entry)
+            if spec is None and entry != PUBLIC_ENTRYPOINT:
+                continue  # no HTTPS entrypoint: check_edge_tls says so
+            encoded = (((spec or {}).get("http") or {}).get("encodedCharacters") or {})
             allowed = [k for k in ENCODED_SEPARATORS if encoded.get(k) is not False]
             if allowed:
-                line = static.line("entryPoints", PUBLIC_ENTRYPOINT)
+                line = static.line("entryPoints", entry)
                 out.append(Finding(
                     "rendered.internal-api-public", "high",
                     f"{view.name} {TRAEFIK_STATIC}:{line}" if line
                     else f"{view.name} {TRAEFIK_STATIC}",
-                    f"entryPoints.{PUBLIC_ENTRYPOINT} accepts encoded path separators "
+                    f"entryPoints.{entry} accepts encoded path separators "
                     f"({', '.join(allowed)} not false): /<route>/internal%2F... passes the deny "
                     "routers and the service decodes it to /internal/...",
-                    f"set entryPoints.{PUBLIC_ENTRYPOINT}.http.encodedCharacters."
+                    f"set entryPoints.{entry}.http.encodedCharacters."
                     "allowEncodedSlash and allowEncodedBackSlash to false "
                     "(templates/traefik/traefik.yml.j2)",
-                    key=f"{view.name}:{TRAEFIK_STATIC}:encodedCharacters"))
+                    key=f"{view.name}:{TRAEFIK_STATIC}:encodedCharacters"
+                        + ("" if entry == PUBLIC_ENTRYPOINT else f":{entry}")))
         routers = public_routers(view)
         for service in dict.fromkeys(c.service for c in view.containers if c.is_main):
             spec = environment.services.get(str(service))
@@ -809,12 +817,93 @@ def check_private_paths(environment: Environment, hosts: list[HostView]) -> list
                     out.append(Finding(
                         "rendered.internal-api-public", "high", winner.where(view.name),
                         f"public {path}... of {service} reaches a server on {view.name}: router "
-                        f"{winner.name} on entrypoint {PUBLIC_ENTRYPOINT} takes it (its "
+                        f"{winner.name} on entrypoint {'/'.join(winner.entrypoints)} takes it (its "
                         f"internal/admin API must never be public)",
                         f"render a router on {PUBLIC_ENTRYPOINT} for {prefix}/internal/ and "
                         f"{prefix}/admin/ with a priority above the public router, answering "
                         "404 without a server (noop@internal; templates/traefik/dynamic.yml.j2)",
                         key=f"{view.name}:{service}:{path}"))
+    return out
+
+
+# ------------------------------------------------------------------------------ TLS at the edge
+
+TLS_ENTRYPOINT = "websecure"
+TLS_MIN_VERSIONS = ("VersionTLS12", "VersionTLS13")
+MIN_HSTS_SECONDS = 15552000  # 180 days: what HSTS preload lists and scanners expect at least
+STRICT_ENVS = ("prod", "staging")
+
+
+def tls_default_options(view: HostView) -> tuple[str, Located] | None:
+    """(path, doc) of the dynamic file defining Traefik's `default` TLS options, if any."""
+    for path, doc in sorted(view.yaml_docs.items()):
+        if path.startswith(TRAEFIK_DYNAMIC_DIR + "/") and isinstance(doc.data, dict) and (
+                ((doc.data.get("tls") or {}).get("options") or {}).get("default")):
+            return path, doc
+    return None
+
+
+def hsts_seconds(view: HostView, router: PublicRouter) -> int:
+    """The longest HSTS max-age any `headers` middleware of the router's chain sets."""
+    defined: dict[str, Any] = {}
+    for path, doc in view.yaml_docs.items():
+        if path.startswith(TRAEFIK_DYNAMIC_DIR + "/") and isinstance(doc.data, dict):
+            defined.update((doc.data.get("http") or {}).get("middlewares") or {})
+    spec = ((router.doc.data.get("http") or {}).get("routers") or {}).get(router.name) or {}
+    found = [((defined.get(str(m).partition("@")[0]) or {}).get("headers") or {})
+             .get("stsSeconds") or 0 for m in spec.get("middlewares") or []]
+    return max((int(v) for v in found if str(v).isdigit()), default=0)
+
+
+def check_edge_tls(environment: Environment, hosts: list[HostView]) -> list[Finding]:
+    """Public traffic reaches Traefik over TLS: a `websecure` entrypoint, TLS 1.2 at least for
+    every connection (the `default` options), HSTS on every HTTPS router that reaches a
+    service, and `web` forwarding nothing but ACME challenges and a redirect. A name kept in
+    plain HTTP for a balancer that terminates TLS itself is a finding (high in prod and staging)
+    that a waiver may accept, with its reason (the balancer -> Traefik hop is then plaintext)."""
+    out = []
+    strict = environment.name in STRICT_ENVS
+    for view in hosts:
+        static = view.yaml_docs.get(TRAEFIK_STATIC)
+        if static is None or not isinstance(static.data, dict):
+            continue
+        where = f"{view.name} {TRAEFIK_STATIC}"
+        if TLS_ENTRYPOINT not in (static.data.get("entryPoints") or {}):
+            out.append(Finding(
+                "rendered.edge-tls", "high" if strict else "low", where,
+                "Traefik has no HTTPS entrypoint: every public request is plaintext",
+                "give the API domains certificates in group_data `tls_certificates`",
+                key=f"{view.name}:{TRAEFIK_STATIC}:websecure"))
+            continue
+        options = tls_default_options(view)
+        version = ((options[1].data["tls"]["options"]["default"].get("minVersion"))
+                   if options else None)
+        if version not in TLS_MIN_VERSIONS:
+            out.append(Finding(
+                "rendered.edge-tls", "high", f"{view.name} {options[0] if options else ''}",
+                f"TLS default options allow {version or 'TLS 1.0'} (minimum must be TLS 1.2)",
+                "set tls.options.default.minVersion (group_data `tls.min_version`)",
+                key=f"{view.name}:tls-min-version"))
+        routers = public_routers(view)
+        for router in routers:
+            if router.forwards and TLS_ENTRYPOINT in router.entrypoints and \
+                    hsts_seconds(view, router) < MIN_HSTS_SECONDS:
+                out.append(Finding(
+                    "rendered.edge-tls", "medium", router.where(view.name),
+                    f"HTTPS router {router.name} sends no HSTS of at least "
+                    f"{MIN_HSTS_SECONDS} s", "chain hsts@file (group_data `tls.hsts_seconds`)",
+                    key=f"{view.name}:hsts:{router.name}"))
+        plain = [r.name for r in routers if r.forwards and PUBLIC_ENTRYPOINT in r.entrypoints]
+        if plain:
+            domains = ", ".join(environment.settings["tls_plain_http_domains"]) or "?"
+            out.append(Finding(
+                "rendered.edge-tls", "high" if strict else "low", f"{where} + dynamic/",
+                f"{len(plain)} public routers serve {domains} in plain HTTP on "
+                f"`{PUBLIC_ENTRYPOINT}` (e.g. {plain[0]}): the balancer -> Traefik hop is "
+                "plaintext", "serve them over HTTPS only (drop them from "
+                "`tls_plain_http_domains`), or, where the balancer terminates TLS on a private "
+                "network, waive this finding with that reason",
+                key=f"rendered.edge-tls:{environment.name}:{view.name}:plain-http"))
     return out
 
 
@@ -1005,7 +1094,8 @@ def check_error_tracking(environment: Environment, hosts: list[HostView]) -> lis
 RULES: tuple[Callable[[Environment, list[HostView]], list[Finding]], ...] = (
     check_hmac, check_rate_limit, check_origins, check_proxy_headers, check_schema,
     check_schema_bootstrap, check_starting_credit, check_admin_tokens, check_containers,
-    check_beat, check_traefik, check_edge_limits, check_private_paths, check_metrics,
+    check_beat, check_traefik, check_edge_limits, check_edge_tls, check_private_paths,
+    check_metrics,
     check_backups, check_secret_files, check_error_tracking,
 )
 RULE_IDS = (
@@ -1016,7 +1106,7 @@ RULE_IDS = (
     "rendered.admin-token-hashed",
     "rendered.image-pinned", "rendered.non-root", "rendered.bounded-logs",
     "rendered.celery-beat-singleton", "rendered.traefik-api", "rendered.traefik-trusted-ips",
-    "rendered.edge-limits",
+    "rendered.edge-limits", "rendered.edge-tls",
     "rendered.internal-api-public", "rendered.metrics-scraped", "rendered.backup-coverage",
     "rendered.secret-file-mode", "rendered.secret-in-plain-file", "rendered.error-tracking",
 )

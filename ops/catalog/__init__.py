@@ -104,6 +104,13 @@ Example group_data::
     ssh_strict_host_key_checking = "yes"           # pyinfra refuses unknown/changed keys
     edge = {"rate_per_second": 100, "rate_burst": 200,      # per client, at Traefik: 429
             "in_flight": 100, "max_body_bytes": 1048576}    # bigger body: 413
+    tls_certificates = {"api.superapp.sy": "vault"}  # or "acme"; "{host}.x": one per host
+    tls_plain_http_domains = []                     # else :80 only redirects to https
+    tls = {"acme": {"email": "ops@superapp.sy",
+                    "ca_server": "https://acme-v02.api.letsencrypt.org/directory",
+                    "ca_file": None, "algorithm": "EC256",
+                    "certificates_duration_hours": 2160},  # renewed with a third left
+           "min_version": "VersionTLS12", "hsts_seconds": 63072000}
     docker_network = {"name": "superapp", "subnet": "172.30.0.0/24",
                       "traefik_address": "172.30.0.2"}  # services' --forwarded-allow-ips
     vault = {"addr": "https://vault.superapp.internal:8200", "mount": "secret",

@@ -21,6 +21,9 @@ RELAXATIONS = {
 UID_OWNERS = ("redis", "prometheus", "alertmanager", "postgres", "seaweedfs", "log_store")
 NAME = Str(pattern=r"[a-z][a-z0-9_-]*", hint="a lowercase name")
 HOSTNAME = Str(pattern=r"[a-z0-9]([a-z0-9.-]*[a-z0-9])?", hint="a DNS name")
+# a DNS name, or one with "{host}" for each app host's own name
+CERT_DOMAIN = Str(pattern=r"(\{host\}|[a-z0-9])([a-z0-9.{}-]*[a-z0-9])?",
+                  hint="a DNS name, optionally with {host}")
 ORIGIN = Str(pattern=r"https?://[^\s/,*]+|\*", hint="an origin like https://app.example")
 IMAGE_REF = Str(pattern=r"[a-z0-9][a-z0-9._/-]*:[A-Za-z0-9_][A-Za-z0-9_.-]*",
                 hint="repository:tag relative to the registry")
@@ -184,6 +187,25 @@ GROUP_DATA = Record({
     "edge": Field(Record({k: Field(t, doc=d) for k, (t, d) in EDGE_LIMITS.items()}),
                   doc="default edge limits of every public route (a catalog entry's `edge` "
                       "overrides them per service)"),
+    "tls_certificates": Field(
+        MapOf(Str(choices=("acme", "vault")), key=CERT_DOMAIN),
+        doc='domain -> where Traefik gets its certificate: "acme" or "vault" ("{host}" in a '
+            'domain: one name per app host); empty: no HTTPS at all'),
+    "tls_plain_http_domains": Field(
+        ListOf(HOSTNAME), doc="API domains still served in plain HTTP on :80 (a balancer "
+                              "terminating TLS itself; the audit wants a waiver in prod)"),
+    "tls": Field(Record({
+        "acme": Field(Record({
+            "email": Field(Str(pattern=r"[^@\s]+@[^@\s]+", hint="an e-mail address")),
+            "ca_server": Field(Str(pattern=r"https://\S+", hint="an https URL")),
+            "ca_file": Field(Optional(Str(pattern=r"/\S+", hint="an absolute path"))),
+            "algorithm": Field(Str(choices=("EC256", "EC384", "RSA2048", "RSA4096"))),
+            "certificates_duration_hours": Field(Int(min=1)),
+        })),
+        "min_version": Field(Str(choices=("VersionTLS12", "VersionTLS13"))),
+        "hsts_seconds": Field(Int(min=0)),
+    }), doc="TLS at the edge: the ACME account and server, the minimum TLS version and HSTS "
+            "(ops/render/tls.py)"),
     "data_uids": Field(Record({name: Field(Int(min=1)) for name in UID_OWNERS}),
                        doc="uid each infra process runs as: owner of its 0600 files"),
     "deploy_lock_lease_seconds": Field(

@@ -14,7 +14,7 @@ from typing import Any
 ROLES = ("app", "db", "monitoring", "backup")
 SECRET_KINDS = (
     "jwt", "admin-token", "hmac", "api-key", "password", "url", "email", "hostport", "string",
-    "tls-bundle", "redis-password", "db-password",
+    "tls-bundle", "tls-certificate", "redis-password", "db-password",
 )
 # Vault key, beside the internal HMAC secret, of the record of a rotation in progress.
 HMAC_ROTATION_KEY = "INTERNAL_HMAC_ROTATION"
@@ -355,6 +355,20 @@ class Environment:
                 "secret_key": SecretRef(path, "S3_SECRET_KEY", "password"),
                 "tls": SecretRef(path, "S3_TLS_PEM", "tls-bundle")}
 
+    def edge_certificate_domains(self, host: Host) -> dict[str, str]:
+        """Domain -> "acme" | "vault" of every certificate Traefik serves on `host` (group_data
+        `tls_certificates`, "{host}" replaced by the host's name), in group_data order."""
+        return {domain.replace("{host}", host.name): source
+                for domain, source in self.settings["tls_certificates"].items()}
+
+    def edge_certificate_refs(self, host: Host) -> dict[str, SecretRef]:
+        """Domain -> where Vault keeps its operator-provided key and certificate chain (one PEM
+        bundle per domain, all under <prefix>/shared/tls), for the "vault" domains of `host`."""
+        path = self.vault_path("shared", "tls")
+        return {domain: SecretRef(path, domain, "tls-certificate")
+                for domain, source in self.edge_certificate_domains(host).items()
+                if source == "vault"}
+
     def alertmanager_refs(self) -> dict[str, SecretRef]:
         path = self.vault_path("alertmanager")
         kinds = {
@@ -376,4 +390,6 @@ class Environment:
         refs[str(self.redis_admin_password_ref())] = self.redis_admin_password_ref()
         refs.update((str(r), r) for r in self.monitor_password_refs().values())
         refs.update((str(r), r) for r in self.pitr_refs().values())
+        for host in self.hosts_with_role("app"):
+            refs.update((str(r), r) for r in self.edge_certificate_refs(host).values())
         return list(refs.values())

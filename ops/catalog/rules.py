@@ -76,7 +76,7 @@ def check_environment(env: str, services: Mapping[str, Service], s: Mapping[str,
     for rule in (check_env_name, check_hosts, check_placement, check_internal_calls,
                  check_origins, check_images, check_singletons, check_proxies, check_network,
                  check_vault, check_registry_api, check_relaxations, check_payments_promo,
-                 check_jwks, check_schedules, check_settings_refs):
+                 check_jwks, check_schedules, check_settings_refs, check_tls):
         errors += rule(env, services, s)
     return errors
 
@@ -244,6 +244,30 @@ def check_proxies(env: str, services: Mapping[str, Service], s: Mapping[str, Any
         if str(net) in WILDCARD_NETS or net.prefixlen < 8:
             errors.append((f"upstream_proxies.{i}",
                            f"{proxy!r} trusts far too many addresses: list the proxies"))
+    return errors
+
+
+def check_tls(env: str, services: Mapping[str, Service], s: Mapping[str, Any]) -> Errors:
+    """ACME only for a name one app host answers: with several behind a balancer, the ACME
+    server's HTTP-01 request reaches any of them, and only the one that asked knows the token.
+    Plain HTTP only for names Traefik does not also hold a certificate for."""
+    errors: Errors = []
+    certificates, apps = s["tls_certificates"], app_hosts(s)
+    for domain, source in certificates.items():
+        if source == "acme" and "{host}" not in domain and len(apps) > 1:
+            errors.append((f"tls_certificates.{domain}",
+                           f"ACME for {domain!r}, a name all {len(apps)} app hosts share: the "
+                           "HTTP-01 challenge would reach any of them through the balancer; "
+                           "use a per-host name ('{host}.<domain>'), a 'vault' certificate, "
+                           "or TLS at the balancer"))
+    for i, domain in enumerate(s["tls_plain_http_domains"]):
+        if domain in certificates:
+            errors.append((f"tls_plain_http_domains.{i}",
+                           f"{domain!r} has a certificate in tls_certificates: serve it over "
+                           "HTTPS only, or drop its certificate"))
+        elif domain not in s["api_domains"]:
+            errors.append((f"tls_plain_http_domains.{i}",
+                           f"{domain!r} is not one of api_domains"))
     return errors
 
 

@@ -30,7 +30,7 @@ from ops.catalog.model import (
     Service,
     Sidecar,
 )
-from ops.render import databases, pitr, redis_acl
+from ops.render import databases, pitr, redis_acl, tls
 from ops.render import logs as central_logs
 from ops.render.files import (
     ALERTMANAGER_DIR,
@@ -51,7 +51,7 @@ from ops.render.secrets import SecretValues, env_file_content
 SLOTS = ("a", "b")
 SERVICE_UID = "10001:10001"
 SINGLETON_PROFILE = "singleton"
-TRAEFIK_PORTS = {"web": 80, "internal": 8081, "traefik": 8082}
+TRAEFIK_PORTS = {"web": 80, "websecure": 443, "internal": 8081, "traefik": 8082}
 # Service-to-service calls go through the host's Traefik, entrypoint `internal`, to
 # `http://<service>.internal:8081` (network aliases of the Traefik container), never straight to
 # a container: a slot swap then moves internal traffic exactly like public traffic.
@@ -455,9 +455,12 @@ def traefik(environment: Environment, host: Host) -> dict[str, Any]:
         "container_name": "traefik",
         "command": ["--configfile=/etc/traefik/traefik.yml"],
         "ports": [f"{host.public_address}:{ports['web']}:{ports['web']}",
+                  *([f"{host.public_address}:{ports['websecure']}:{ports['websecure']}"]
+                    if tls.enabled(environment) else []),
                   f"{host.address}:{ports['internal']}:{ports['internal']}",
                   f"{host.address}:{ports['traefik']}:{ports['traefik']}"],
-        "volumes": [f"{TRAEFIK_DIR}:/etc/traefik:ro"],  # a directory: atomic renames are seen
+        # a directory: atomic renames are seen
+        "volumes": [f"{TRAEFIK_DIR}:/etc/traefik:ro", *tls.container_volumes(environment)],
         **hardened("65534:65534"),
         "sysctls": {"net.ipv4.ip_unprivileged_port_start": "0"},
         "healthcheck": healthcheck(environment, [

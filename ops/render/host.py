@@ -22,6 +22,7 @@ from ops.render import (
     prometheus,
     redis_acl,
     sidecar_metrics,
+    tls,
     traefik,
 )
 from ops.render.files import DATA_DIR, ENV_DIR, TEXTFILE_DIR, RenderedFile
@@ -47,7 +48,8 @@ def render_host(environment: Environment, host_name: str, secrets: SecretValues,
     files += in_unit("edge", [compose.render_edge(environment, host),
                               *logs.render_shipper_files(environment, host)])
     if host.has_role("app"):
-        files += in_unit("edge", [traefik.render_static(environment, host)])
+        files += in_unit("edge", [traefik.render_static(environment, host),
+                                  *tls.render_files(environment, host, secrets)])
         for service in environment.services_on(host.name):
             slot = slots.get(service.name, DEFAULT_SLOT)
             files += in_unit(f"service:{service.name}",
@@ -101,6 +103,8 @@ def host_directories(environment: Environment, host_name: str) -> list[tuple[str
     host = environment.host(host_name)
     uids = environment.settings["data_uids"]
     dirs = [(ENV_DIR, 0o700, 0), (TEXTFILE_DIR, 0o755, 0), *logs.directories()]
+    if host.has_role("app") and tls.container_volumes(environment):
+        dirs += [(tls.ACME_DIR, 0o700, tls.TRAEFIK_UID)]  # Traefik's ACME account and certs
     if host.has_role("db"):
         dirs += [(f"{DATA_DIR}/postgres", 0o700, 0),  # the entrypoint chowns it
                  (databases.PROVISION_DIR, 0o700, 0),

@@ -13,6 +13,7 @@ scrapes. Traefik's own ping and metrics on `traefik`. The API/dashboard is never
 from __future__ import annotations
 
 from ops.catalog.model import Environment, Host, Service
+from ops.render import tls
 from ops.render.compose import TRAEFIK_PORTS, internal_host
 from ops.render.files import TRAEFIK_DIR, TRAEFIK_DYNAMIC_DIR, RenderedFile, render_template
 
@@ -48,7 +49,23 @@ def public_rule(domains: list[str], prefixes: list[str]) -> str:
 def render_static(environment: Environment, host: Host) -> RenderedFile:
     return RenderedFile(f"{TRAEFIK_DIR}/traefik.yml", render_template(
         "traefik/traefik.yml.j2", host=host.name, env=environment.name, ports=TRAEFIK_PORTS,
-        trusted_ips=list(environment.settings["upstream_proxies"]), grace_seconds=GRACE_SECONDS))
+        trusted_ips=list(environment.settings["upstream_proxies"]), grace_seconds=GRACE_SECONDS,
+        tls=tls.static_settings(environment)))
+
+
+def public_entrypoints(environment: Environment, host: Host) -> list[dict]:
+    """Where the public routers live: `web` for the plain-HTTP names, `websecure` (with its
+    TLS settings and HSTS) for the HTTPS names; an entrypoint without names has no routers."""
+    found = []
+    if tls.plain_domains(environment):
+        found.append({"entry": "web", "suffix": "", "domains": tls.plain_domains(environment),
+                      "tls": None, "extra_middlewares": []})
+    if tls.https_domains(environment, host):
+        found.append({"entry": "websecure", "suffix": "-tls",
+                      "domains": tls.https_domains(environment, host),
+                      "tls": tls.router_tls(environment, host),
+                      "extra_middlewares": [f"{tls.HSTS_MIDDLEWARE}@file"]})
+    return found
 
 
 def render_dynamic(environment: Environment, service: Service, host: Host,
@@ -62,15 +79,16 @@ def render_dynamic(environment: Environment, service: Service, host: Host,
              "not_found": f"{n}-not-found", "service": n, "headers": f"{n}-headers",
              "in_flight": f"{n}-in-flight", "rate_limit": f"{n}-rate-limit",
              "body_limit": f"{n}-body-limit"}
-    domains = list(environment.settings["api_domains"])
     prefix = internal_prefix(service)
+    edges = [{**e, "public_rule": public_rule(e["domains"], list(service.routes)),
+              "public_metrics_rule": public_rule(e["domains"],
+                                                 [f"{p}/metrics" for p in service.routes]),
+              "public_private_rule": public_rule(e["domains"], [
+                  f"{p}/{sub}" for p in service.routes for sub in PRIVATE_SUBPATHS])}
+             for e in public_entrypoints(environment, host)]
     return RenderedFile(dynamic_path(service), render_template(
         "traefik/dynamic.yml.j2", service=service, host=host.name, env=environment.name,
-        slot=slot, r=names, internal_prefix=prefix,
-        public_rule=public_rule(domains, list(service.routes)),
-        public_metrics_rule=public_rule(domains, [f"{p}/metrics" for p in service.routes]),
-        public_private_rule=public_rule(domains, [f"{p}/{sub}" for p in service.routes
-                                                  for sub in PRIVATE_SUBPATHS]),
+        slot=slot, r=names, internal_prefix=prefix, edges=edges,
         deny_priority=DENY_PRIORITY, edge=environment.edge_limits(service),
         source_excluded_ips=list(environment.settings["upstream_proxies"]),
         internal_host_rule=f"Host(`{internal_host(service)}`)",

@@ -60,7 +60,9 @@ CAS_ATTEMPTS = 3
 
 # Kinds whose value comes from a third party (or is a setting, not a credential): never invented
 # in prod/staging. `api-key` here is TomTom's: a random one would pass every check and fail live.
-OPERATOR_KINDS = frozenset({"url", "email", "hostport", "string", "api-key"})
+# `tls-certificate`: an edge domain's key and chain from the operator's CA (a self-signed one for
+# the domain elsewhere, so a test client can pin it).
+OPERATOR_KINDS = frozenset({"url", "email", "hostport", "string", "api-key", "tls-certificate"})
 
 
 
@@ -116,6 +118,8 @@ def new_value(environment: Environment, ref: SecretRef) -> str:
         # the address as a DNS name too: pgBackRest matches only DNS names of the SAN
         return self_signed_bundle(f"superapp-{environment.name}-pitr-repo",
                                   [backup.address], [backup.address, backup.name])
+    if ref.kind == "tls-certificate":  # the key is the domain (Environment.edge_certificate_refs)
+        return self_signed_bundle(ref.key, [], [ref.key])
     return fake_value(ref, environment.name)
 
 

@@ -97,7 +97,8 @@ def test_an_outsider_reaches_no_data_exporter_or_internal_port(deployed, testbed
               (db.address, POSTGRES_EXPORTER_PORT), (db.address, REDIS_EXPORTER_PORT),
               (app.address, NODE_EXPORTER_PORT), (app.address, TRAEFIK_PORTS["internal"]),
               (app.address, TRAEFIK_PORTS["traefik"]), (monitoring.address, PROMETHEUS_PORT),
-              (app.address, 22), (app.address, TRAEFIK_PORTS["web"])]
+              (app.address, 22), (app.address, TRAEFIK_PORTS["web"]),
+              (app.address, TRAEFIK_PORTS["websecure"])]
     open_ = [f"{a}:{p}" for a, p in closed if reaches_from_outsider(a, p)]
     assert open_ == [], f"reachable from {OUTSIDER}: {open_}"
 

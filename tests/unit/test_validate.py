@@ -154,3 +154,34 @@ def test_validate_tree_names_the_broken_file(rendered, environments, tmp_path):
     message = str(info.value)
     assert "docker compose config failed for host2/opt/superapp/compose/chat.yml" in message
     assert "read_only" in message
+
+
+def test_traefik_loads_a_vault_certificate_and_rejects_a_broken_one(tmp_path):
+    """The check points the certificate paths at the rendered files: a real bundle loads, a
+    file that is not PEM is Traefik's error; a dry run's placeholder is left out."""
+    from ops.secrets.tls import NO_CERTIFICATE, self_signed_bundle, split_bundle
+
+    key, cert = split_bundle(self_signed_bundle("a.example", [], ["a.example"]))
+    (tmp_path / "certs").mkdir()
+    (tmp_path / "certs" / "a.crt").write_text(cert)
+    (tmp_path / "certs" / "a.key").write_text(key)
+    (tmp_path / "certs" / "dry.crt").write_text(NO_CERTIFICATE)
+    (tmp_path / "certs" / "b.crt").write_text("-----BEGIN CERTIFICATE-----\nnope\n"
+                                               "-----END CERTIFICATE-----\n")
+    (tmp_path / "certs" / "b.key").write_text(key)
+    dynamic = tmp_path / "dynamic"
+    dynamic.mkdir()
+    static = tmp_path / "traefik.yml"
+    static.write_text("entryPoints:\n  websecure:\n    address: ':443'\n"
+                      "providers:\n  file:\n    directory: /etc/traefik/dynamic\n")
+
+    def certificates(*names: str) -> str:
+        return "tls:\n  certificates:\n" + "".join(
+            f"    - certFile: /etc/traefik/certs/{n}.crt\n"
+            f"      keyFile: /etc/traefik/certs/{n}.key\n" for n in names)
+
+    (dynamic / "_tls.yml").write_text(certificates("a", "dry"))
+    assert check_traefik(static, dynamic).error is None
+    (dynamic / "_tls.yml").write_text(certificates("a", "b"))
+    error = check_traefik(static, dynamic).error or ""
+    assert "Unable to parse certificate" in error and "malformed certificate" in error

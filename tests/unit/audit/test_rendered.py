@@ -347,13 +347,15 @@ def test_traefik_dashboard_and_trusted_ips(prod, rendered):
     edit(rendered, "app-1", "/opt/superapp/traefik/traefik.yml",
          "ping:\n", "api:\n  dashboard: true\nping:\n")
     edit(rendered, "app-1", "/opt/superapp/traefik/traefik.yml",
-         'trustedIPs: ["10.10.9.10", "10.10.9.11"]', 'trustedIPs: ["0.0.0.0/0"]')
+         'trustedIPs: ["10.10.9.10", "10.10.9.11"]', 'trustedIPs: ["0.0.0.0/0"]', count=2)
     api = findings(prod, rendered, "rendered.traefik-api")
     ips = findings(prod, rendered, "rendered.traefik-trusted-ips")
     path = "/opt/superapp/traefik/traefik.yml"
     assert [f.where for f in api] == [f"app-1 {path}:{line_of(rendered, 'app-1', path, 'api:')}"]
-    assert [f.where for f in ips] == [
-        f"app-1 {path}:{line_of(rendered, 'app-1', path, 'forwardedHeaders:')}"]
+    text = next(f.content for f in rendered["app-1"] if f.path == path).splitlines()
+    lines = [i for i, ln in enumerate(text, start=1) if "forwardedHeaders:" in ln]
+    assert [f.where for f in ips] == [f"app-1 {path}:{n}" for n in lines]  # web, websecure
+    assert [f.message.split(".")[1] for f in ips] == ["web", "websecure"]
 
 
 def test_every_public_router_has_the_edge_limits(prod, rendered):
@@ -365,14 +367,15 @@ def test_every_public_router_has_the_edge_limits(prod, rendered):
     found = findings(prod, rendered, "rendered.edge-limits")
     assert [(f.where, f.message) for f in found] == [
         ("app-2 /opt/superapp/traefik/dynamic/chat.yml:"
-         f"{line_of(rendered, 'app-2', '/opt/superapp/traefik/dynamic/chat.yml', '    chat:')}",
-         "public router chat lacks: request body limit"),
-        (f"app-2 {path}:{line_of(rendered, 'app-2', path, '    taxi:')}",
-         "public router taxi lacks: per-client rate limit, request body limit")]
+         f"{line_of(rendered, 'app-2', '/opt/superapp/traefik/dynamic/chat.yml', 'chat-tls:')}",
+         "public router chat-tls lacks: request body limit"),
+        (f"app-2 {path}:{line_of(rendered, 'app-2', path, '    taxi-tls:')}",
+         "public router taxi-tls lacks: per-client rate limit, request body limit")]
 
 
 PAYMENTS_DYNAMIC = "/opt/superapp/traefik/dynamic/payments.yml"
-DENY = 'priority: 100000\n      middlewares: ["payments-not-found"]\n      service: "noop@internal"'
+DENY = ('priority: 100000\n      middlewares: ["hsts@file", "payments-not-found"]\n'
+        '      service: "noop@internal"')
 
 
 def test_internal_api_denied_on_web_for_every_service_and_prefix(prod, rendered):
@@ -384,14 +387,14 @@ def test_internal_api_denied_on_web_for_every_service_and_prefix(prod, rendered)
 
 def test_internal_api_public_when_the_deny_router_is_missing(prod, rendered):
     edit(rendered, "app-1", PAYMENTS_DYNAMIC,
-         'payments-private-denied:\n      entryPoints: ["web"]',
-         'payments-private-denied:\n      entryPoints: ["internal"]')
+         'payments-private-denied-tls:\n      entryPoints: ["websecure"]',
+         'payments-private-denied-tls:\n      entryPoints: ["internal"]')
     found = findings(prod, rendered, "rendered.internal-api-public")
-    public_line = line_of(rendered, "app-1", PAYMENTS_DYNAMIC, "    payments:")
+    public_line = line_of(rendered, "app-1", PAYMENTS_DYNAMIC, "    payments-tls:")
     assert [(f.severity, f.where, f.key) for f in found] == [
         ("high", f"app-1 {PAYMENTS_DYNAMIC}:{public_line}", "app-1:payments:/payments/internal/"),
         ("high", f"app-1 {PAYMENTS_DYNAMIC}:{public_line}", "app-1:payments:/payments/admin/")]
-    assert "router payments on entrypoint web" in found[0].message
+    assert "router payments-tls on entrypoint websecure" in found[0].message
     assert "noop@internal" in found[0].fix
 
 
@@ -412,7 +415,7 @@ def test_internal_api_public_when_one_subpath_is_not_denied(prod, rendered):
 def test_internal_api_public_when_the_deny_router_forwards_to_the_service(prod, rendered):
     edit(rendered, "app-1", PAYMENTS_DYNAMIC, DENY, DENY.replace('"noop@internal"', '"payments"'))
     found = findings(prod, rendered, "rendered.internal-api-public")
-    deny_line = line_of(rendered, "app-1", PAYMENTS_DYNAMIC, "payments-private-denied:")
+    deny_line = line_of(rendered, "app-1", PAYMENTS_DYNAMIC, "payments-private-denied-tls:")
     assert {f.where for f in found} == {f"app-1 {PAYMENTS_DYNAMIC}:{deny_line}"}
     assert len(found) == 2
 
@@ -420,7 +423,7 @@ def test_internal_api_public_when_the_deny_router_forwards_to_the_service(prod, 
 def test_internal_api_public_when_the_deny_router_names_a_missing_middleware(prod, rendered):
     """Traefik drops such a router: the public one takes the request."""
     edit(rendered, "app-1", PAYMENTS_DYNAMIC, DENY,
-         DENY.replace('["payments-not-found"]', '["payments-not-fuond"]'))
+         DENY.replace('"payments-not-found"]', '"payments-not-fuond"]'))
     assert len(findings(prod, rendered, "rendered.internal-api-public")) == 2
 
 
@@ -446,10 +449,11 @@ def test_internal_api_deny_to_a_service_without_servers_is_accepted(prod, render
 
 def test_internal_api_public_through_an_encoded_slash(prod, rendered):
     path = "/opt/superapp/traefik/traefik.yml"
-    edit(rendered, "app-4", path, "allowEncodedSlash: false", "allowEncodedSlash: true")
-    [found] = findings(prod, rendered, "rendered.internal-api-public")
-    assert found.where == f"app-4 {path}:{line_of(rendered, 'app-4', path, '  web:')}"
-    assert "(allowEncodedSlash not false)" in found.message
+    edit(rendered, "app-4", path, "allowEncodedSlash: false", "allowEncodedSlash: true", count=2)
+    web, websecure = findings(prod, rendered, "rendered.internal-api-public")
+    assert web.where == f"app-4 {path}:{line_of(rendered, 'app-4', path, '  web:')}"
+    assert websecure.where == f"app-4 {path}:{line_of(rendered, 'app-4', path, '  websecure:')}"
+    assert "(allowEncodedSlash not false)" in web.message
 
 
 @pytest.mark.parametrize(("rule", "host", "path", "unknown", "expected"), [
@@ -515,3 +519,34 @@ def test_redis_url_of_another_user(prod, rendered):
     line = line_of(rendered, "app-1", env, "REDIS_URL")
     assert found.where == f"app-1 bus {env}:{line} REDIS_URL"
     assert "does not authenticate as the service's own ACL user (bus)" in found.message
+
+
+TLS_DYNAMIC = "/opt/superapp/traefik/dynamic/_tls.yml"
+
+
+def test_edge_tls_silent_on_prod_and_low_for_the_testbeds_plain_hop(prod, rendered):
+    assert findings(prod, rendered, "rendered.edge-tls") == []
+    local = load_environment("local")
+    found = findings(local, render_environment(local, PlaceholderSecrets()), "rendered.edge-tls")
+    assert [(f.severity, f.key) for f in found] == [
+        ("low", f"rendered.edge-tls:local:{h}:plain-http") for h in ("host1", "host2", "host3")]
+    assert "serve api.superapp.test in plain HTTP" in found[0].message
+
+
+def test_edge_tls_plain_http_in_prod_is_high(repo_copy):
+    repo_copy.append("group_data/prod.py", "tls_certificates = {}")
+    prod = repo_copy.load("prod")
+    found = findings(prod, render_environment(prod, PlaceholderSecrets()), "rendered.edge-tls")
+    assert {(f.severity, f.message) for f in found} == {
+        ("high", "Traefik has no HTTPS entrypoint: every public request is plaintext")}
+    assert len(found) == 4  # every app host
+
+
+def test_edge_tls_old_protocols_and_missing_hsts(prod, rendered):
+    edit(rendered, "app-3", TLS_DYNAMIC, "minVersion: VersionTLS12", "minVersion: VersionTLS10")
+    edit(rendered, "app-3", PAYMENTS_DYNAMIC, '["payments-headers", "hsts@file", ',
+         '["payments-headers", ')
+    found = findings(prod, rendered, "rendered.edge-tls")
+    assert [(f.severity, f.key) for f in found] == [
+        ("high", "app-3:tls-min-version"), ("medium", "app-3:hsts:payments-tls")]
+    assert "allow VersionTLS10" in found[0].message

@@ -386,3 +386,34 @@ def test_host_keys_are_pinned_everywhere(repo_copy, environments):
                            'ssh_strict_host_key_checking = "accept-new"')
     assert ("group_data/prod.py: ssh_strict_host_key_checking: must be one of yes"
             in error_of(repo_copy))
+
+
+PROD_TLS = "tls_certificates = {certs}\ntls_plain_http_domains = {plain}"
+
+
+def test_acme_for_a_name_every_app_host_shares_is_refused(repo_copy):
+    repo_copy.append(PROD, PROD_TLS.format(certs='{"api.superapp.sy": "acme"}', plain="[]"))
+    assert ("group_data/prod.py: tls_certificates.api.superapp.sy: ACME for 'api.superapp.sy', "
+            "a name all 4 app hosts share: the HTTP-01 challenge would reach any of them"
+            in error_of(repo_copy))
+
+
+def test_acme_per_host_names_and_vault_certificates_are_accepted(repo_copy):
+    repo_copy.append(PROD, PROD_TLS.format(
+        certs='{"{host}.edge.superapp.sy": "acme", "api.superapp.sy": "vault"}', plain="[]"))
+    environment = repo_copy.load("prod")
+    assert environment.edge_certificate_domains(environment.host("app-2")) == {
+        "app-2.edge.superapp.sy": "acme", "api.superapp.sy": "vault"}
+
+
+@pytest.mark.parametrize(("certs", "plain", "message"), [
+    ('{"api.superapp.sy": "vault"}', '["api.superapp.sy"]',
+     "tls_plain_http_domains.0: 'api.superapp.sy' has a certificate in tls_certificates"),
+    ("{}", '["www.superapp.sy"]',
+     "tls_plain_http_domains.0: 'www.superapp.sy' is not one of api_domains"),
+    ('{"api.superapp.sy": "letsencrypt"}', "[]",
+     "tls_certificates.api.superapp.sy: must be one of"),
+])
+def test_inconsistent_tls_settings_are_refused(repo_copy, certs, plain, message):
+    repo_copy.append(PROD, PROD_TLS.format(certs=certs, plain=plain))
+    assert message in error_of(repo_copy)

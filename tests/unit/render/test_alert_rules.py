@@ -27,7 +27,7 @@ PROMTOOL = shutil.which("promtool") or "/usr/bin/promtool"
 RUNBOOKS = REPO_ROOT / "ops" / "runbooks"
 # the seed's runbooks that are not one alert's page
 SEED_RUNBOOKS = ("rate-limit-tuning", "payments-webhook-retries", "db-failover", "restore",
-                 "firewall-and-host-keys")
+                 "firewall-and-host-keys", "tls")
 
 
 def rule_files_of(environment) -> dict[str, str]:

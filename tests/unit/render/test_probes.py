@@ -20,7 +20,10 @@ def test_every_public_route_of_every_host_running_it_is_probed(environments):
     assert {(p["service"], p["route"], p["host"]) for p in probes} == want
     payments = next(p for p in probes if p["service"] == "payments")
     host = prod.host(payments["host"])
-    assert payments["url"] == f"http://{host.address}:80/payments/health"
+    # over HTTPS: prod's API domain has a certificate (and `web` only redirects)
+    assert payments["url"] == f"https://{host.address}:443/payments/health"
+    local = environments["local"]  # api.superapp.test is kept plain (tls_plain_http_domains)
+    assert targets(local)[0]["url"].startswith("http://10.231.0.11:80/")
 
 
 def test_the_prometheus_job_sends_each_target_through_the_prober(environments):

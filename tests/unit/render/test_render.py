@@ -163,16 +163,30 @@ def test_traefik_routes_public_internal_and_never_the_api(prod_files):
     files = by_path(prod_files["app-1"])
     static = yaml.safe_load(files["/opt/superapp/traefik/traefik.yml"].content)
     assert "api" not in static
-    assert static["entryPoints"]["web"]["forwardedHeaders"]["trustedIPs"] == [
-        "10.10.9.10", "10.10.9.11"]
+    for entry in ("web", "websecure"):
+        assert static["entryPoints"][entry]["forwardedHeaders"]["trustedIPs"] == [
+            "10.10.9.10", "10.10.9.11"]
+    assert static["entryPoints"]["websecure"]["address"] == ":443"
+    assert "certificatesResolvers" not in static  # prod's certificate comes from Vault
     assert static["providers"]["file"] == {"directory": "/etc/traefik/dynamic", "watch": True}
     assert static["accessLog"]["format"] == "json"
     assert static["metrics"]["prometheus"]["entryPoint"] == "traefik"
     routers = yaml.safe_load(files["/opt/superapp/traefik/dynamic/payments.yml"].content)[
         "http"]["routers"]
-    assert routers["payments"]["entryPoints"] == ["web"]
-    assert routers["payments"]["rule"] == (
+    assert "payments" not in routers  # no plain-HTTP route: `web` only redirects (_tls.yml)
+    assert routers["payments-tls"]["entryPoints"] == ["websecure"]
+    assert routers["payments-tls"]["rule"] == (
         "(Host(`api.superapp.sy`)) && (Path(`/payments`) || PathPrefix(`/payments/`))")
+    assert routers["payments-tls"]["tls"] == {}  # the certificate store picks by SNI
+    assert "hsts@file" in routers["payments-tls"]["middlewares"]
+    edge_tls = yaml.safe_load(files["/opt/superapp/traefik/dynamic/_tls.yml"].content)
+    assert edge_tls["tls"]["options"]["default"]["minVersion"] == "VersionTLS12"
+    assert edge_tls["tls"]["certificates"] == [
+        {"certFile": "/etc/traefik/certs/api.superapp.sy.crt",
+         "keyFile": "/etc/traefik/certs/api.superapp.sy.key"}]
+    assert edge_tls["http"]["routers"]["to-https"]["rule"] == "PathPrefix(`/`)"
+    key = files["/opt/superapp/traefik/certs/api.superapp.sy.key"]
+    assert (key.mode, key.owner, key.secret) == (0o600, 65534, True)
     assert routers["payments-internal"]["entryPoints"] == ["internal"]
     assert "/_svc/payments/metrics" in routers["payments-internal"]["rule"]
     # service-to-service calls: every path, unchanged (no strip: the HMAC covers the path)
@@ -188,8 +202,8 @@ def test_internal_and_admin_apis_answer_404_on_the_public_entrypoint(prod, prod_
         for service in prod.services.values():
             http = yaml.safe_load(files[f"/opt/superapp/traefik/dynamic/{service.name}.yml"]
                                   .content)["http"]
-            denied = http["routers"][f"{service.name}-private-denied"]
-            assert denied["entryPoints"] == ["web"]
+            denied = http["routers"][f"{service.name}-private-denied-tls"]
+            assert denied["entryPoints"] == ["websecure"]
             assert denied["priority"] == 100000  # above the public router's rule length
             assert denied["service"] == "noop@internal"  # never reaches the service
             for p in service.routes:
@@ -197,7 +211,8 @@ def test_internal_and_admin_apis_answer_404_on_the_public_entrypoint(prod, prod_
                     assert f"Path(`{p}/{sub}`) || PathPrefix(`{p}/{sub}/`)" in denied["rule"]
             assert "Host(`api.superapp.sy`)" in denied["rule"]
             # noop@internal answers 418: rewritten to a plain 404
-            [middleware] = denied["middlewares"]
+            hsts, middleware = denied["middlewares"]  # HSTS on every HTTPS answer
+            assert hsts == "hsts@file"
             assert http["middlewares"][middleware] == {"errors": {
                 "status": ["418"], "statusRewrites": {"418": 404},
                 "service": "noop@internal", "query": "/"}}
@@ -221,8 +236,8 @@ def test_callers_are_told_the_internal_url_of_the_verifier(prod, prod_files):
 def test_edge_publishes_web_publicly_and_the_rest_privately(prod, prod_files):
     edge = yaml.safe_load(by_path(prod_files["app-2"])["/opt/superapp/compose/edge.yml"].content)
     traefik = edge["services"]["traefik"]
-    assert traefik["ports"] == ["10.10.0.12:80:80", "10.10.0.12:8081:8081",
-                                "10.10.0.12:8082:8082"]
+    assert traefik["ports"] == ["10.10.0.12:80:80", "10.10.0.12:443:443",
+                                "10.10.0.12:8081:8081", "10.10.0.12:8082:8082"]
     # `<service>.internal` (port 8081) is this Traefik for every service the host runs
     assert traefik["networks"] == {"superapp": {
         "ipv4_address": "172.30.0.2",
@@ -286,8 +301,8 @@ def test_content_hash_ignores_the_slot_and_follows_changes(prod, repo_copy):
 
 
 def test_missing_required_secret_names_it_without_a_value(prod):
-    with pytest.raises(KeyError, match=r"superapp/prod/payments#JWT_SECRET"):
-        render_host(prod, "app-1", MappingSecrets({}))
+    with pytest.raises(KeyError, match=r"superapp/prod/shared/tls#api\.superapp\.sy'$"):
+        render_host(prod, "app-1", MappingSecrets({}))  # the edge certificate, first in order
 
 
 def test_an_eighteenth_service_is_one_catalog_entry(repo_copy):

@@ -1,12 +1,15 @@
 """The rendered Traefik configuration, run by the real Traefik binary on loopback (as
 ops/validate.py does), with every service's server replaced by a local recorder: what the
-public entrypoint refuses, and what the internal entrypoint passes on, byte for byte."""
+public entrypoint refuses, and what the internal entrypoint passes on, byte for byte. Prod's
+public entrypoint is `websecure` (HTTPS; a dry run has no certificate, so Traefik's default
+one, which this client does not check: routing is what is tested); `web` only redirects."""
 
 from __future__ import annotations
 
 import http.client
 import json
 import socket
+import ssl
 import subprocess
 import threading
 import time
@@ -18,7 +21,7 @@ import pytest
 import yaml
 
 from ops.render import PlaceholderSecrets, render_host
-from ops.validate import find_tool, stop_process, traefik_test_config
+from ops.validate import find_tool, stop_process, traefik_test_config, traefik_test_dynamic
 
 DOMAIN = "api.superapp.sy"
 
@@ -64,7 +67,12 @@ class Edge:
     def request(self, entrypoint: str, method: str, target: str, host: str,
                 body: bytes = b"") -> tuple[int, bytes]:
         """`target` goes on the request line exactly as given (no client-side cleaning)."""
-        conn = http.client.HTTPConnection("127.0.0.1", self.ports[entrypoint], timeout=5)
+        if entrypoint == "websecure":
+            unchecked = ssl._create_unverified_context()  # noqa: S323 - Traefik's default cert
+            conn: http.client.HTTPConnection = http.client.HTTPSConnection(
+                "127.0.0.1", self.ports[entrypoint], timeout=5, context=unchecked)
+        else:
+            conn = http.client.HTTPConnection("127.0.0.1", self.ports[entrypoint], timeout=5)
         try:
             conn.putrequest(method, target, skip_host=True, skip_accept_encoding=True)
             conn.putheader("Host", host)
@@ -96,14 +104,15 @@ def edge(environments, tmp_path_factory) -> Iterator[Edge]:
             (tmp / "static.yml").write_text(f.content)
         elif f.path.startswith("/opt/superapp/traefik/dynamic/"):
             doc = yaml.safe_load(f.content)
-            for name, service in doc["http"]["services"].items():
+            for name, service in (doc.get("http") or {}).get("services", {}).items():
                 port = recorders["payments" if name == "payments" else "other"].server_port
                 service["loadBalancer"]["servers"] = [{"url": f"http://127.0.0.1:{port}"}]
                 # Traefik's own probes of the server are not routed requests: keep them out
                 service["loadBalancer"].pop("healthCheck", None)
             (tmp / "dynamic" / Path(f.path).name).write_text(yaml.safe_dump(doc))
-    config = traefik_test_config(tmp / "static.yml", tmp / "dynamic")
-    ports = {"web": free_port(), "internal": free_port()}
+    dynamic = traefik_test_dynamic(tmp / "static.yml", tmp / "dynamic", tmp / "checked")
+    config = traefik_test_config(tmp / "static.yml", dynamic, tmp)
+    ports = {"web": free_port(), "websecure": free_port(), "internal": free_port()}
     for name, port in ports.items():
         config["entryPoints"][name]["address"] = f"127.0.0.1:{port}"
     (tmp / "traefik.yml").write_text(yaml.safe_dump(config))
@@ -115,7 +124,7 @@ def edge(environments, tmp_path_factory) -> Iterator[Edge]:
         deadline = time.monotonic() + 15
         while True:
             try:
-                if edge.request("web", "GET", "/payments/ready", DOMAIN)[0] == 200:
+                if edge.request("websecure", "GET", "/payments/ready", DOMAIN)[0] == 200:
                     break
             except OSError:
                 pass
@@ -140,25 +149,39 @@ def edge(environments, tmp_path_factory) -> Iterator[Edge]:
     "/payments/%69nternal/charge",
 ])
 @pytest.mark.parametrize("method", ["GET", "POST"])
-def test_internal_and_admin_answer_404_on_web_and_never_reach_the_service(edge, method, target):
+def test_internal_and_admin_answer_404_on_https_and_never_reach_the_service(edge, method,
+                                                                            target):
     edge.clear()
-    assert edge.request("web", method, target, DOMAIN, b"{}" if method == "POST" else b"") \
+    assert edge.request("websecure", method, target, DOMAIN, b"{}" if method == "POST" else b"") \
         == (404, b"")
     assert edge.reached() == []
 
 
 @pytest.mark.parametrize("target", ["/payments/internal%2Fcharge", "/payments/%2Finternal/x",
                                     "/taxi/admin%5Cping", "/taxi/admin%2fping"])
-def test_encoded_separators_are_refused_on_web(edge, target):
+def test_encoded_separators_are_refused_on_both_entrypoints(edge, target):
     edge.clear()
+    assert edge.request("websecure", "GET", target, DOMAIN)[0] == 400
     assert edge.request("web", "GET", target, DOMAIN)[0] == 400
+    assert edge.reached() == []
+
+
+@pytest.mark.parametrize("target", ["/payments/api/wallet?id=1", "/payments/internal/charge",
+                                    "/nothing"])
+def test_plain_http_only_redirects_to_https_and_reaches_nothing(edge, target):
+    edge.clear()
+    conn = http.client.HTTPConnection("127.0.0.1", edge.ports["web"], timeout=5)
+    conn.request("GET", target, headers={"Host": DOMAIN})
+    resp = conn.getresponse()
+    assert (resp.status, resp.getheader("Location")) == (301, f"https://{DOMAIN}{target}")
+    conn.close()
     assert edge.reached() == []
 
 
 def test_public_routes_still_reach_the_service_with_the_prefix_stripped(edge):
     edge.clear()
-    assert edge.request("web", "GET", "/payments/api/wallet?id=1", DOMAIN)[0] == 200
-    assert edge.request("web", "GET", "/payments/internals", DOMAIN)[0] == 200  # not /internal/
+    assert edge.request("websecure", "GET", "/payments/api/wallet?id=1", DOMAIN)[0] == 200
+    assert edge.request("websecure", "GET", "/payments/internals", DOMAIN)[0] == 200
     assert [(n, m, t) for n, m, t, _, _ in edge.reached()] == [
         ("payments", "GET", "/api/wallet?id=1"), ("payments", "GET", "/internals")]
 
@@ -181,9 +204,9 @@ def test_every_service_answers_on_its_internal_name(edge, host, recorder):
     assert [(n, t) for n, _, t, _, _ in edge.reached()] == [(recorder, "/health")]
 
 
-def test_internal_names_are_not_routed_on_web_and_prometheus_paths_still_work(edge):
+def test_internal_names_are_not_routed_publicly_and_prometheus_paths_still_work(edge):
     edge.clear()
-    assert edge.request("web", "GET", "/internal/charge", "payments.internal")[0] == 404
+    assert edge.request("websecure", "GET", "/internal/charge", "payments.internal")[0] == 404
     assert edge.reached() == []
     assert edge.request("internal", "GET", "/_svc/payments/metrics", "10.10.0.11:8081")[0] == 200
     assert [(n, t) for n, _, t, _, _ in edge.reached()] == [("payments", "/metrics")]

@@ -271,7 +271,8 @@ def test_fake_values_are_well_formed_and_obviously_fake():
 
 def test_operator_set_only_in_strict_environments(local, prod):
     for ref in prod.all_secret_refs():
-        expected = ref.kind in {"url", "email", "hostport", "string", "api-key"} \
+        expected = ref.kind in {"url", "email", "hostport", "string", "api-key",
+                                "tls-certificate"} \
             or ref.path == prod.vault_path("alertmanager")
         assert operator_set(prod, ref) == expected, ref
     assert not any(operator_set(local, ref) for ref in local.all_secret_refs())
