@@ -155,4 +155,7 @@ tls = {
              "algorithm": "EC256", "certificates_duration_hours": 2160},
     "min_version": "VersionTLS12",
     "hsts_seconds": 63072000,
+    # CertificateExpiring: a certificate Traefik serves expires within this (ACME renews long
+    # before; a Vault certificate waits for its operator: ops/runbooks/certificate-expiring.md)
+    "expiry_alert_seconds": 1209600,
 }

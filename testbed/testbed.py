@@ -22,6 +22,7 @@ import os
 import secrets
 import shutil
 import signal
+import ssl
 import subprocess
 import sys
 import tempfile
@@ -357,7 +358,6 @@ def acme_dns_records(n: int) -> bool:
 
 
 def acme_ok() -> bool:
-    import ssl
     ctx = ssl.create_default_context(cafile=str(PEBBLE_DIR / "ca.pem"))
     with urllib.request.urlopen(ACME_DIRECTORY, timeout=3, context=ctx) as r:
         return r.status == 200

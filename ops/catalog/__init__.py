@@ -110,7 +110,8 @@ Example group_data::
                     "ca_server": "https://acme-v02.api.letsencrypt.org/directory",
                     "ca_file": None, "algorithm": "EC256",
                     "certificates_duration_hours": 2160},  # renewed with a third left
-           "min_version": "VersionTLS12", "hsts_seconds": 63072000}
+           "min_version": "VersionTLS12", "hsts_seconds": 63072000,
+           "expiry_alert_seconds": 1209600}                # CertificateExpiring
     docker_network = {"name": "superapp", "subnet": "172.30.0.0/24",
                       "traefik_address": "172.30.0.2"}  # services' --forwarded-allow-ips
     vault = {"addr": "https://vault.superapp.internal:8200", "mount": "secret",

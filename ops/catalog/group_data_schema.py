@@ -204,8 +204,9 @@ GROUP_DATA = Record({
         })),
         "min_version": Field(Str(choices=("VersionTLS12", "VersionTLS13"))),
         "hsts_seconds": Field(Int(min=0)),
-    }), doc="TLS at the edge: the ACME account and server, the minimum TLS version and HSTS "
-            "(ops/render/tls.py)"),
+        "expiry_alert_seconds": Field(Int(min=60), doc="CertificateExpiring below this"),
+    }), doc="TLS at the edge: the ACME account and server, the minimum TLS version, HSTS and "
+            "when an expiring certificate alerts (ops/render/tls.py)"),
     "data_uids": Field(Record({name: Field(Int(min=1)) for name in UID_OWNERS}),
                        doc="uid each infra process runs as: owner of its 0600 files"),
     "deploy_lock_lease_seconds": Field(

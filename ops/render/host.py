@@ -103,7 +103,7 @@ def host_directories(environment: Environment, host_name: str) -> list[tuple[str
     host = environment.host(host_name)
     uids = environment.settings["data_uids"]
     dirs = [(ENV_DIR, 0o700, 0), (TEXTFILE_DIR, 0o755, 0), *logs.directories()]
-    if host.has_role("app") and tls.container_volumes(environment):
+    if host.has_role("app") and tls.uses_acme(environment):
         dirs += [(tls.ACME_DIR, 0o700, tls.TRAEFIK_UID)]  # Traefik's ACME account and certs
     if host.has_role("db"):
         dirs += [(f"{DATA_DIR}/postgres", 0o700, 0),  # the entrypoint chowns it

@@ -37,7 +37,7 @@ LATENCY_LEVELS = (
 ALERT_NAMES = ("ServiceDown", "HighErrorRate", "HighLatencyP99", "HighLatencyP99Critical",
                "PaymentsWebhookRetries", "Watchdog", "TargetDown", "ServiceMetricsAbsent",
                "SidecarDown", "ProbeFailed", "DiskWillFillIn4h", "HostMemoryLow", "LogsNotShipped",
-               "BackupStale")
+               "BackupStale", "CertificateExpiring")
 # data.yml: PostgreSQL and Redis, from their exporters
 DATA_ALERT_NAMES = ("PostgresDown", "PostgresTooManyConnections", "PostgresDeadlocks",
                     "PostgresReplicationLag", "RedisDown", "RedisMemoryHigh",
@@ -122,9 +122,17 @@ def render_rules(environment: Environment) -> list[RenderedFile]:
         node_fs=NODE_FS, sidecars=sidecar_metrics.expected(environment),
         data_host=environment.db_host.name, logs=s["logs"],
         logs_description=LOGS_NOT_SHIPPED_DESCRIPTION,
-        log_hosts=[h.name for h in environment.hosts], **pitr_context(environment))
+        log_hosts=[h.name for h in environment.hosts], **pitr_context(environment),
+        **certificate_context(environment))
     return [RenderedFile(f"{RULES_DIR}/{name}", render_template(f"prometheus/{name}.j2", **context))
             for name in RULE_FILES]
+
+
+def certificate_context(environment: Environment) -> dict:
+    """CertificateExpiring's threshold, in seconds and as its summary says it."""
+    seconds = environment.settings["tls"]["expiry_alert_seconds"]
+    words = f"{seconds // 86400} days" if seconds % 86400 == 0 else f"{seconds // 60} minutes"
+    return {"cert_expiry_seconds": seconds, "cert_expiry_words": words}
 
 
 def absent_metrics(environment: Environment) -> list[dict[str, str]]:
@@ -179,7 +187,7 @@ def render_rule_tests(environment: Environment) -> dict[str, str]:
         logs_description=LOGS_NOT_SHIPPED_DESCRIPTION,
         **absent_test_context(environment), sidecars=sidecar_metrics.expected(environment),
         runbook=s["alerting"]["runbook_base_url"].rstrip("/"), **pitr_test_context(environment),
-        **data_test_context(s["alerting"]))
+        **data_test_context(s["alerting"]), **certificate_context(environment))
     return {name: render_template(f"prometheus/{name}.j2", **context) for name in RULE_TESTS}
 
 

@@ -13,6 +13,7 @@ Pure: environment and secrets in, rendered text out.
 
 from __future__ import annotations
 
+import hashlib
 from typing import Any
 
 import yaml
@@ -23,6 +24,7 @@ from ops.render.secrets import SecretValues
 from ops.secrets.tls import split_bundle
 
 RESOLVER = "acme"
+TRAEFIK_UID = 65534  # the `user` of the Traefik container (ops/render/compose.py)
 CERTS_DIR = f"{TRAEFIK_DIR}/certs"  # Vault certificates, mounted with the rest of TRAEFIK_DIR
 IN_CONTAINER_DIR = "/etc/traefik"
 # ACME state (account key, certificates): Traefik writes it, so not in the read-only TRAEFIK_DIR.
@@ -51,6 +53,10 @@ def enabled(environment: Environment) -> bool:
     return bool(environment.settings["tls_certificates"])
 
 
+def uses_acme(environment: Environment) -> bool:
+    return "acme" in environment.settings["tls_certificates"].values()
+
+
 def plain_domains(environment: Environment) -> list[str]:
     """Names the public routes answer in plain HTTP on `web`: every API domain without TLS."""
     if not enabled(environment):
@@ -74,18 +80,13 @@ def acme_domains(environment: Environment, host: Host) -> list[str]:
 def router_tls(environment: Environment, host: Host) -> dict[str, Any]:
     """The `tls` of every public router on `websecure`. Names for ACME are given explicitly:
     Traefik would otherwise ask for every Host() of the rule, API domains included."""
-    found: dict[str, Any] = {}
     acme = acme_domains(environment, host)
-    if acme:
-        found = {"certResolver": RESOLVER, "domains": [{"main": d} for d in acme]}
-    return found
+    return {"certResolver": RESOLVER, "domains": [{"main": d} for d in acme]} if acme else {}
 
 
 def static_settings(environment: Environment) -> dict[str, Any]:
     """What traefik.yml needs: whether `websecure` exists, and the ACME resolver's settings."""
-    tls = environment.settings["tls"]
-    uses_acme = any(s == "acme" for s in environment.settings["tls_certificates"].values())
-    acme = tls["acme"]
+    acme = environment.settings["tls"]["acme"]
     return {
         "enabled": enabled(environment),
         "acme": {
@@ -94,17 +95,59 @@ def static_settings(environment: Environment) -> dict[str, Any]:
             "certificatesDuration": acme["certificates_duration_hours"],
             **({"caCertificates": [ACME_CA_IN_CONTAINER]} if acme["ca_file"] else {}),
             "httpChallenge": {"entryPoint": "web"},
-        } if uses_acme else None,
+        } if uses_acme(environment) else None,
     }
 
 
 def container_volumes(environment: Environment) -> list[str]:
     """Traefik's extra mounts: its ACME state (read-write) and the ACME server's CA, if any."""
-    if not any(s == "acme" for s in environment.settings["tls_certificates"].values()):
+    if not uses_acme(environment):
         return []
     ca_file = environment.settings["tls"]["acme"]["ca_file"]
     return [f"{ACME_DIR}:{ACME_IN_CONTAINER}",
             *([f"{ca_file}:{ACME_CA_IN_CONTAINER}:ro"] if ca_file else [])]
+
+
+def certificate_problems(environment: Environment, secrets: SecretValues) -> list[str]:
+    """What is wrong with each Vault certificate the edge would serve: not a key + chain
+    bundle, a key that is not the certificate's, a certificate for another name, or one that
+    has expired. One line each, naming the Vault path and key (never a value). The deploy
+    refuses on any before a host is changed: Traefik would otherwise serve its own default
+    certificate for that name."""
+    import datetime as dt
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import serialization
+
+    problems = []
+    refs = {str(ref): (domain, ref) for host in environment.hosts_with_role("app")
+            for domain, ref in environment.edge_certificate_refs(host).items()}
+    for where, (domain, ref) in sorted(refs.items()):
+        key_pem, cert_pem = split_bundle(secrets.get(ref) or "")
+        try:
+            cert = x509.load_pem_x509_certificate(cert_pem.encode())
+            key = serialization.load_pem_private_key(key_pem.encode(), password=None)
+        except ValueError:
+            problems.append(f"{where}: not a PEM bundle of a private key and its certificate "
+                            "chain (key first)")
+            continue
+        pub = serialization.PublicFormat.SubjectPublicKeyInfo
+        if key.public_key().public_bytes(serialization.Encoding.DER, pub) != \
+                cert.public_key().public_bytes(serialization.Encoding.DER, pub):
+            problems.append(f"{where}: the private key is not the certificate's")
+        try:
+            names = cert.extensions.get_extension_for_class(
+                x509.SubjectAlternativeName).value.get_values_for_type(x509.DNSName)
+        except x509.ExtensionNotFound:
+            names = []
+        if not any(n == domain or (n.startswith("*.") and domain.split(".", 1)[-1] == n[2:])
+                   for n in names):
+            problems.append(f"{where}: the certificate names {', '.join(names) or 'nothing'}, "
+                            f"not {domain}")
+        if cert.not_valid_after_utc < dt.datetime.now(dt.UTC):
+            problems.append(f"{where}: the certificate expired on "
+                            f"{cert.not_valid_after_utc:%Y-%m-%d}")
+    return problems
 
 
 def acme_backup_command() -> str:
@@ -117,8 +160,12 @@ def acme_backup_command() -> str:
             "-delete; }")
 
 
-def dynamic_config(environment: Environment, host: Host) -> str:
-    """TLS options for every HTTPS connection, the Vault certificates, HSTS, the redirect."""
+def dynamic_config(environment: Environment, host: Host, certificates: dict[str, str]) -> str:
+    """TLS options for every HTTPS connection, the Vault certificates, HSTS, the redirect.
+
+    `certificates`: domain -> its certificate PEM. Their digests are written in the file:
+    Traefik watches only the dynamic directory, and reads certificate files when a file there
+    changes, so a new certificate from Vault changes this file too (no restart)."""
     tls = environment.settings["tls"]
     vault = list(environment.edge_certificate_refs(host))
     config = {
@@ -143,8 +190,10 @@ def dynamic_config(environment: Environment, host: Host) -> str:
                 "middlewares": [REDIRECT_ROUTER], "service": "noop@internal"}},
         },
     }
+    digests = "".join(f"# {domain}: certificate sha256 {hashlib.sha256(pem.encode()).hexdigest()}\n"
+                      for domain, pem in certificates.items())
     return (f"# TLS at the edge. Rendered by ops.render for host {host.name} "
-            f"({environment.name}).\n" + yaml.safe_dump(config, sort_keys=False))
+            f"({environment.name}).\n" + digests + yaml.safe_dump(config, sort_keys=False))
 
 
 def render_files(environment: Environment, host: Host,
@@ -152,17 +201,16 @@ def render_files(environment: Environment, host: Host,
     """The dynamic TLS file and each Vault domain's certificate and key (0600, Traefik's uid)."""
     if not enabled(environment):
         return []
-    files = [RenderedFile(DYNAMIC_FILE, dynamic_config(environment, host))]
+    pairs = {domain: split_bundle(secrets.get(ref) or "")
+             for domain, ref in environment.edge_certificate_refs(host).items()}
+    files = [RenderedFile(DYNAMIC_FILE, dynamic_config(
+        environment, host, {domain: cert for domain, (_, cert) in pairs.items()}))]
     if acme_domains(environment, host):
         line = "17 3 * * * root " + acme_backup_command().replace("%", "\\%")
         files.append(RenderedFile(ACME_BACKUP_CRON, cron(
             "a copy of Traefik's ACME state, nightly", [line], source="ops/render/tls.py")))
-    for domain, ref in environment.edge_certificate_refs(host).items():
-        key, cert = split_bundle(secrets.get(ref) or "")
+    for domain, (key, cert) in pairs.items():
         files += [RenderedFile(f"{CERTS_DIR}/{domain}.crt", cert),
                   RenderedFile(f"{CERTS_DIR}/{domain}.key", key, mode=0o600, secret=True,
                                owner=TRAEFIK_UID)]
     return files
-
-
-TRAEFIK_UID = 65534  # the `user` of the Traefik container (ops/render/compose.py)

@@ -30,6 +30,7 @@ from ops.preview.stage import dry_run_mode, preview_host
 from ops.render import PlaceholderSecrets, render_host
 from ops.render.files import write_tree
 from ops.render.secrets import untracked_services
+from ops.render.tls import certificate_problems
 from ops.rollout.engine import Checkpoints, rollout, summary_table
 from ops.rollout.ledger import append_to_ledgers
 from ops.rollout.lock import EnvironmentLock, VaultLockStore, lock_path
@@ -97,6 +98,9 @@ def fetch_into(run: Run) -> bool:
         fetched = vault_fetch(run.environment, versions=run.pinned_versions)
     except VaultError as e:
         raise DeployRefused(str(e)) from None
+    if problems := certificate_problems(run.environment, fetched):
+        raise DeployRefused("refusing to deploy: Vault's edge certificates are not usable "
+                            "(ops/runbooks/tls.md):\n  - " + "\n  - ".join(problems))
     run.secrets = fetched
     run.release.secret_versions = fetched.versions()
     if untracked := untracked_services(run.environment, fetched):

@@ -381,3 +381,23 @@ def test_a_sidecar_health_command_keeps_its_dollar_for_the_container(environment
     test = worker["healthcheck"]["test"]
     assert test[:3] == ["CMD", "sh", "-c"]
     assert 'celery@$$HOSTNAME' in test[3] and "$HOSTNAME" not in test[3].replace("$$", "")
+
+
+def test_a_new_vault_certificate_changes_the_watched_tls_file(prod):
+    """Traefik watches only its dynamic directory: a new certificate must change a file there
+    (its digest in _tls.yml), or Traefik would keep serving the old one."""
+    from ops.render.secrets import MappingSecrets
+    from ops.render.tls import DYNAMIC_FILE, render_files
+    from ops.secrets.tls import self_signed_bundle
+
+    host = prod.host("app-1")
+    [ref] = prod.edge_certificate_refs(host).values()
+
+    def tls_file(bundle: str) -> str:
+        files = render_files(prod, host, MappingSecrets({str(ref): bundle}))
+        return next(f.content for f in files if f.path == DYNAMIC_FILE)
+
+    old, new = (self_signed_bundle("api.superapp.sy", [], ["api.superapp.sy"]) for _ in "ab")
+    assert tls_file(old) == tls_file(old)
+    assert tls_file(old) != tls_file(new)
+    assert "PRIVATE KEY" not in tls_file(old)
