@@ -44,6 +44,7 @@ from ops.render.files import (
 )
 from ops.render.grafana import DATASOURCE
 from ops.render.prometheus import RULE_FILES, RULE_TESTS, RULES_DIR, render_rule_tests
+from ops.render.tls import IN_CONTAINER_DIR
 
 RSYSLOGD_PATHS = (Path("/usr/sbin/rsyslogd"),)  # sbin: not on every user's PATH
 TRAEFIK_LOAD_TIMEOUT = 15.0  # seconds for Traefik to load its file provider on a busy machine
@@ -185,7 +186,7 @@ def traefik_test_dynamic(static_file: Path, dynamic_dir: Path, tmp: Path) -> Pat
     A dry run's certificate (a placeholder, not PEM) is left out: nothing to check in it."""
     out = tmp / "dynamic"
     out.mkdir(parents=True)
-    in_container = "/etc/traefik/"
+    in_container = IN_CONTAINER_DIR + "/"
     for file in sorted(dynamic_dir.glob("*.yml")):
         text = file.read_text()
         doc = yaml.safe_load(text)

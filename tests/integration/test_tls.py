@@ -18,6 +18,7 @@ import pytest
 from cryptography import x509
 
 from bench.load import Load, SNIConnection, Target
+from bench.tls import pebble_root as acme_root
 from ops.catalog import load_environment
 from ops.render import tls
 from ops.render.compose import TRAEFIK_PORTS
@@ -34,23 +35,22 @@ VAULT_DOMAIN = next(d for d, s in ENV.settings["tls_certificates"].items() if s 
 CERT_WAIT_SECONDS = 180
 
 
+
 def app_hosts(testbed: Testbed) -> list:
     return [h for h in testbed.hosts if "app" in h.roles]
 
 
 def name_of(host) -> str:
-    return f"{host.name}.{ENV.settings['api_domains'][0].split('.', 1)[1]}"
+    """The host's own ACME name (`{host}.superapp.test`), which Pebble's test DNS resolves to
+    it (testbed/testbed.py)."""
+    [name] = tls.acme_domains(ENV, ENV.host(host.name))
+    return name
 
 
 @pytest.fixture(scope="module")
 def pebble_root(testbed: Testbed) -> str:
-    """The root that signs Pebble's certificates (new at every Pebble start): from its
-    management API, itself verified with the testbed CA of Pebble's API."""
-    status = testbed.status
-    api = ssl.create_default_context(cafile=status["acme_api_ca_file"])
-    with urllib.request.urlopen(f"{status['acme_management']}/roots/0", context=api,
-                                timeout=10) as r:
-        return r.read().decode()
+    """The root that signs Pebble's certificates (new at every Pebble start)."""
+    return acme_root(testbed.status)
 
 
 def client(cadata: str, version: ssl.TLSVersion | None = None) -> ssl.SSLContext:
@@ -74,15 +74,20 @@ def https_get(address: str, sni: str, path: str, ctx: ssl.SSLContext,
         conn.close()
 
 
+def handshake(address: str, sni: str, ctx: ssl.SSLContext) -> bytes:
+    """A TLS handshake with Traefik's `websecure`: the certificate it presented, as DER."""
+    with socket.create_connection((address, TRAEFIK_PORTS["websecure"]), 5) as raw, \
+            ctx.wrap_socket(raw, server_hostname=sni) as s:
+        return s.getpeercert(binary_form=True)
+
+
 def wait_for_certificate(address: str, sni: str, ctx: ssl.SSLContext) -> x509.Certificate:
     """Traefik asks for the certificate once its routers exist: wait for a verified handshake
     (until then it serves its self-signed default, which `ctx` refuses)."""
     deadline, last = time.monotonic() + CERT_WAIT_SECONDS, ""
     while time.monotonic() < deadline:
         try:
-            with socket.create_connection((address, TRAEFIK_PORTS["websecure"]), 5) as raw, \
-                    ctx.wrap_socket(raw, server_hostname=sni) as s:
-                return x509.load_der_x509_certificate(s.getpeercert(binary_form=True))
+            return x509.load_der_x509_certificate(handshake(address, sni, ctx))
         except (OSError, ssl.SSLError) as e:
             last = repr(e)
             time.sleep(2)
@@ -128,9 +133,8 @@ def test_plain_http_redirects_to_https_except_the_balancers_plain_name(deployed,
 
 def handshake_error(address: str, sni: str, ctx: ssl.SSLContext) -> str | None:
     try:
-        with socket.create_connection((address, TRAEFIK_PORTS["websecure"]), 5) as raw, \
-                ctx.wrap_socket(raw, server_hostname=sni):
-            return None
+        handshake(address, sni, ctx)
+        return None
     except ssl.SSLError as e:
         return e.reason or str(e)
 
