@@ -201,6 +201,27 @@ def remove_cgroups(group: str) -> None:
                     d.rmdir()
 
 
+def our_mounts() -> list[str]:
+    """Mount points under the testbed's directories, deepest first.
+
+    dockerd bind-mounts its data root onto itself and undoes that only on a clean stop: a builder
+    killed by a crash or a machine restart leaves the mount behind, and the next builder, finding
+    it already there, never removes it either.
+    """
+    roots = (str(STATE_DIR), str(CACHE_DIR), "/run/sa-builder")
+    points = []
+    for line in Path("/proc/self/mountinfo").read_text().splitlines():
+        point = line.split()[4].replace("\\040", " ")
+        if any(point == r or point.startswith(r + "/") for r in roots):
+            points.append(point)
+    return sorted(set(points), key=lambda p: -len(p.split("/")))
+
+
+def unmount_leftovers() -> None:
+    for point in our_mounts():
+        run(["umount", "--lazy", point], check=False)
+
+
 def teardown(keep_cache: bool = True) -> None:
     state = load_state()
     # 1. host engines first, gracefully: they stop their containers.
@@ -225,6 +246,7 @@ def teardown(keep_cache: bool = True) -> None:
             kill_pids([rec["pid"]], grace=15)
     kill_pids(cgroup_pids("sa-builder"), grace=3)
     remove_cgroups("sa-builder")
+    unmount_leftovers()
     # 4. links and files.
     for link in run(["ip", "-o", "link", "show"], capture=True).stdout.splitlines():
         name = link.split(":")[1].strip().split("@")[0]

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 from pathlib import Path
 
@@ -34,6 +35,10 @@ def test_down_removes_everything_it_made() -> None:
             netns_pids += subprocess.run(["ip", "netns", "pids", ns], capture_output=True,
                                          text=True).stdout.split()
     assert recorded and netns_pids, "the testbed should be up before this test"
+    # A crashed builder: dockerd undoes its data-root bind mount only on a clean stop, so a
+    # SIGKILL leaves the mount behind, as a machine restart does. `down` must still remove it.
+    assert "superapp-testbed/builder-docker " in Path("/proc/self/mountinfo").read_text()
+    os.kill(state["procs"]["builder"]["pid"], signal.SIGKILL)
 
     res = run_testbed("down")
     assert res.returncode == 0, res.stderr
