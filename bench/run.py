@@ -23,8 +23,8 @@ import time
 from datetime import UTC, datetime
 from pathlib import Path
 
+from bench import canary, pitr
 from bench import logs as central_logs
-from bench import pitr
 from bench import tls as edge_tls
 from bench.load import Load, LoadReport, Target
 from bench.release import release_copy
@@ -188,6 +188,7 @@ def main() -> int:
     results.update(pitr.measure(status))
     results.update(central_logs.measure(status))
     results.update(edge_tls.measure(status))
+    results.update(canary.measure(status))
 
     progress("rendering the prod bundle")
     results.update(render_timing())
@@ -214,6 +215,7 @@ def main() -> int:
         *pitr.rows(results),
         *central_logs.rows(results),
         *edge_tls.rows(results),
+        *canary.rows(results),
     ]
     width = max(len(r[0]) for r in rows)
     print()

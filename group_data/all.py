@@ -132,6 +132,19 @@ edge = {"rate_per_second": 100, "rate_burst": 200, "in_flight": 100, "max_body_b
 # over a new SSH connection (a ruleset that would cut the controller off undoes itself).
 firewall = {"confirm_seconds": 60}
 
+# Before the first host changes, every host pulls what it lacks and shows this much free disk
+# for Docker's images, all hosts at once (ops/rollout/prestage.py).
+rollout = {"min_free_disk_mb": 2048}
+
+# The canary (ops/canary): on the first host the rollout changes, the new slot of each changed
+# service gets `steps` percent of that host's traffic in turn, `interval_seconds` each, through
+# Traefik weights. At each step the environment's Prometheus says how the new slot answered
+# compared with the old one; a worse release is taken out (100% old) and the run stops before
+# any other host. Too little traffic to judge stops the run too (--data canary=skip goes on).
+canary = {"steps": [5, 25, 50, 100], "interval_seconds": 60, "min_requests": 100,
+          "max_wait_seconds": 300, "success_min_percent": 99.0,
+          "success_max_drop_points": 0.5, "p99_max_seconds": 1.0, "p99_max_ratio": 1.5}
+
 # TLS at the edge (ops/render/tls.py). Traefik serves every public route over HTTPS on its
 # `websecure` entrypoint (443, TLS 1.2+, AEAD suites, HSTS) with these certificates; `web` (80)
 # answers ACME HTTP-01 challenges and redirects the rest to https, except

@@ -78,3 +78,10 @@ hmac_replay_window_seconds = 60
 
 # Tests wait out a dead run's lock: a short lease keeps that quick (heartbeat every 7.5 s).
 deploy_lock_lease_seconds = 30
+
+# No canary by default here: the suite runs dozens of deploys with little traffic. The canary
+# tests turn it on with `--data canary_steps=10,100` and the short steps below (two Prometheus
+# scrapes each).
+canary = {"steps": [], "interval_seconds": 30, "min_requests": 20, "max_wait_seconds": 60,
+          "success_min_percent": 99.0, "success_max_drop_points": 0.5, "p99_max_seconds": 1.0,
+          "p99_max_ratio": 1.5}

@@ -73,10 +73,13 @@ BASE_PACKAGES = [
 # Images every bundle references, built here (no public registry is reachable) and pushed to the
 # testbed registry. Versions mirror the binaries Debian / PyPI give us.
 # tag -> build args. v1/v2: two good releases; broken: never healthy; badmigration: serves
-# fine but its migrate command fails.
+# fine but its migrate command fails; flaky: healthy, but 5% of its API answers are 500;
+# slow: healthy, but 5% of its API answers take 3 s (p99 3 s). The last two are what only a
+# metric-gated canary catches (ops/canary).
 STANDIN_VERSIONS = {
     "v1": {"BROKEN": "0"}, "v2": {"BROKEN": "0"}, "v3": {"BROKEN": "0"},
     "broken": {"BROKEN": "1"}, "badmigration": {"MIGRATIONS_FAIL": "1"},
+    "flaky": {"FAIL_PERCENT": "5"}, "slow": {"SLOW_PERCENT": "5"},
 }
 
 

@@ -104,6 +104,11 @@ Example group_data::
     ssh_strict_host_key_checking = "yes"           # pyinfra refuses unknown/changed keys
     edge = {"rate_per_second": 100, "rate_burst": 200,      # per client, at Traefik: 429
             "in_flight": 100, "max_body_bytes": 1048576}    # bigger body: 413
+    rollout = {"min_free_disk_mb": 2048}           # every host, before the first changes
+    canary = {"steps": [5, 25, 50, 100],           # % to the new slot on the first host
+              "interval_seconds": 60, "min_requests": 100, "max_wait_seconds": 300,
+              "success_min_percent": 99.0, "success_max_drop_points": 0.5,  # vs old slot
+              "p99_max_seconds": 1.0, "p99_max_ratio": 1.5}  # p99 <= max(1 s, 1.5 x old)
     tls_certificates = {"api.superapp.sy": "vault"}  # or "acme"; "{host}.x": one per host
     tls_plain_http_domains = []                     # else :80 only redirects to https
     tls = {"acme": {"email": "ops@superapp.sy",

@@ -194,6 +194,31 @@ GROUP_DATA = Record({
     "tls_plain_http_domains": Field(
         ListOf(HOSTNAME), doc="API domains still served in plain HTTP on :80 (a balancer "
                               "terminating TLS itself; the audit wants a waiver in prod)"),
+    "rollout": Field(Record({
+        "min_free_disk_mb": Field(Int(min=0),
+                                  doc="free disk for Docker's images every host must show "
+                                      "before the first host changes (pre-staging)"),
+    })),
+    "canary": Field(Record({
+        "steps": Field(ListOf(Int(min=1, max=100)),
+                       doc="percent of the canary host's traffic the new slot gets, step by "
+                           "step, ending at 100; empty: no canary (the first host switches at "
+                           "once)"),
+        "interval_seconds": Field(Int(min=5, max=3600), doc="time at each step"),
+        "min_requests": Field(Int(min=1),
+                              doc="requests the new slot must answer in a step to be judged"),
+        "max_wait_seconds": Field(Int(min=0),
+                                  doc="a step with too little traffic waits this long more, "
+                                      "then the run stops (--data canary=skip to go on)"),
+        "success_min_percent": Field(Number(min=0, max=100),
+                                     doc="the new slot's share of non-5xx answers, at least"),
+        "success_max_drop_points": Field(Number(min=0, max=100),
+                                         doc="and not below the old slot's by more than this"),
+        "p99_max_seconds": Field(Number(min=0),
+                                 doc="p99 latency at most max(this, p99_max_ratio x old)"),
+        "p99_max_ratio": Field(Number(min=1)),
+    }), doc="the metric-gated canary on the first host (ops/canary): Traefik weights, judged "
+            "from Prometheus"),
     "tls": Field(Record({
         "acme": Field(Record({
             "email": Field(Str(pattern=r"[^@\s]+@[^@\s]+", hint="an e-mail address")),

@@ -76,7 +76,8 @@ def check_environment(env: str, services: Mapping[str, Service], s: Mapping[str,
     for rule in (check_env_name, check_hosts, check_placement, check_internal_calls,
                  check_origins, check_images, check_singletons, check_proxies, check_network,
                  check_vault, check_registry_api, check_relaxations, check_payments_promo,
-                 check_jwks, check_schedules, check_settings_refs, check_tls):
+                 check_jwks, check_schedules, check_settings_refs, check_tls,
+                 check_canary):
         errors += rule(env, services, s)
     return errors
 
@@ -269,6 +270,18 @@ def check_tls(env: str, services: Mapping[str, Service], s: Mapping[str, Any]) -
             errors.append((f"tls_plain_http_domains.{i}",
                            f"{domain!r} is not one of api_domains"))
     return errors
+
+
+def check_canary(env: str, services: Mapping[str, Service], s: Mapping[str, Any]) -> Errors:
+    """Steps rise and end with all the traffic on the new slot; prod and staging judge every
+    release on real traffic before the rest of the fleet gets it."""
+    steps = s["canary"]["steps"]
+    if not steps:
+        return [("canary.steps", f"{env} must run a canary: give steps ending at 100, like "
+                                 "[5, 25, 50, 100]")] if env in ("prod", "staging") else []
+    if any(b <= a for a, b in zip(steps, steps[1:], strict=False)) or steps[-1] != 100:
+        return [("canary.steps", f"must rise and end at 100, got {steps}")]
+    return []
 
 
 def check_network(env: str, services: Mapping[str, Service], s: Mapping[str, Any]) -> Errors:

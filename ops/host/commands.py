@@ -80,6 +80,12 @@ def pull_images(images: Iterable[str]) -> str:
     return f"rc=0; {pulls} {waits} exit $rc"
 
 
+def docker_free_mb() -> str:
+    """Free megabytes on the filesystem of Docker's data root (where pulled images go)."""
+    return ("root=$(docker info --format '{{.DockerRootDir}}' 2>/dev/null) && [ -n \"$root\" ] "
+            "&& df -Pm \"$root\" | awk 'NR==2 {print $4}'")
+
+
 def image_digests(images: Iterable[str]) -> str:
     """`ref repo@sha256:...` per image (the registry digest recorded in the ledger)."""
     images = sorted(set(images))

@@ -22,10 +22,11 @@ SERVICE_STATE_DIR = "/var/lib/superapp/services"
 INTENT_SUFFIX = ".next"  # `<service>.json.next`: the slot a swap in progress moves to
 ROUTES_DIR = "/opt/superapp/traefik/dynamic"
 LIVE_SLOT_MARK = "# superapp-live-slot: "  # the route file's line naming the slot it serves
+CANARY_MARK = "# superapp-canary: "  # ... and, during a canary, the new slot and its weight
 
 # "lock": recordings made when the lock lived on a host (ignored)
 SECTIONS = ("files", "containers", "container_images", "images", "services", "intents",
-            "routes", "ledger", "lock")
+            "routes", "canaries", "ledger", "lock")
 
 
 def state_script(root: str = "") -> str:
@@ -54,6 +55,8 @@ def state_script(root: str = "") -> str:
         "cat \"$f\" && echo; done",
         "echo '@@routes'",
         f"grep -H '^{LIVE_SLOT_MARK}' {root}{ROUTES_DIR}/*.yml 2>/dev/null",
+        "echo '@@canaries'",
+        f"grep -H '^{CANARY_MARK}' {root}{ROUTES_DIR}/*.yml 2>/dev/null",
         "echo '@@ledger'",
         f"cat {root}{LEDGER_PATH} 2>/dev/null",  # all of it: history is never compacted
         "true",
@@ -90,6 +93,7 @@ class HostState:
     # service -> record of the slot a swap in progress moves to (written before it starts)
     intents: dict[str, dict] = field(default_factory=dict)
     routes: dict[str, str] = field(default_factory=dict)  # service -> slot its route serves
+    canaries: dict[str, str] = field(default_factory=dict)  # service -> "<new slot> <weight>"
     ledger: list[dict] = field(default_factory=list)
 
 
@@ -148,6 +152,10 @@ def parse_host_state(lines: list[str]) -> HostState:
             name = path.rsplit("/", 1)[-1].removesuffix(".yml")
             if path.endswith(".yml") and slot.strip():
                 state.routes[name] = slot.strip()
+        elif section == "canaries":
+            path, _, mark = line.partition(":" + CANARY_MARK)
+            if path.endswith(".yml") and mark.strip():
+                state.canaries[path.rsplit("/", 1)[-1].removesuffix(".yml")] = mark.strip()
         elif section == "container_images":
             name, _, image = line.strip().partition(" ")
             created_from[name.lstrip("/")] = image

@@ -68,9 +68,22 @@ def public_entrypoints(environment: Environment, host: Host) -> list[dict]:
     return found
 
 
+def canary_backends(service: Service, slot: str, new_slot: str, weight: int) -> list[dict]:
+    """The weighted pair of a canary step: the live slot, then the new one with `weight`%."""
+    return [{"slot": s, "service": f"{service.name}-{s}", "weight": w,
+             "url": server_url(service, s)}
+            for s, w in ((slot, 100 - weight), (new_slot, weight))]
+
+
+def server_url(service: Service, slot: str) -> str:
+    """The URL a route file names for a service's slot (and the rollout waits to see up)."""
+    return f"http://{service.container_name(slot)}:{service.port}"
+
+
 def render_dynamic(environment: Environment, service: Service, host: Host,
-                   slot: str) -> RenderedFile:
-    """The service's routers, middlewares and its one server: the container of `slot`."""
+                   slot: str, canary: tuple[str, int] | None = None) -> RenderedFile:
+    """The service's routers, middlewares and its one server: the container of `slot`; or,
+    with `canary` (new slot, weight in %), a weighted pair of `slot` and the new slot."""
     n = service.name
     names = {"public": n, "public_metrics": f"{n}-metrics-denied",
              "public_private": f"{n}-private-denied", "internal": f"{n}-internal",
@@ -88,11 +101,13 @@ def render_dynamic(environment: Environment, service: Service, host: Host,
              for e in public_entrypoints(environment, host)]
     return RenderedFile(dynamic_path(service), render_template(
         "traefik/dynamic.yml.j2", service=service, host=host.name, env=environment.name,
-        slot=slot, r=names, internal_prefix=prefix, edges=edges,
+        slot=slot, r=names,
+        canary=canary_backends(service, slot, *canary) if canary else None,
+        internal_prefix=prefix, edges=edges,
         deny_priority=DENY_PRIORITY, edge=environment.edge_limits(service),
         source_excluded_ips=list(environment.settings["upstream_proxies"]),
         internal_host_rule=f"Host(`{internal_host(service)}`)",
         internal_rule=f"Path(`{prefix}/metrics`) || Path(`{prefix}{service.health_path}`)",
-        server_url=f"http://{service.container_name(slot)}:{service.port}",
+        server_url=server_url(service, slot),
         health_path=service.health_path, health_interval=f"{HEALTH_INTERVAL_SECONDS}s",
         health_timeout=f"{HEALTH_TIMEOUT_SECONDS}s"))

@@ -29,6 +29,7 @@ import gevent
 
 from ops.backup.commands import first_backups_command
 from ops.backup.freshness import check_backup_freshness
+from ops.canary.steps import Canary, judged
 from ops.catalog.model import Environment
 from ops.console import format_table
 from ops.firewall.apply import apply_firewall
@@ -48,8 +49,15 @@ from ops.rollout.interrupt import Interrupted, interruptible
 from ops.rollout.ledger import Release, record_ledger
 from ops.rollout.lock import EnvironmentLock
 from ops.rollout.plan import HostPlan, ServiceChange
+from ops.rollout.prestage import prestage
 from ops.rollout.steps import RolloutError, must, say, upload
-from ops.rollout.swap import intent_path, record_path, swap, wait_serving
+from ops.rollout.swap import (
+    UNDO_SETTLE_SECONDS,
+    intent_path,
+    record_path,
+    swap,
+    wait_serving,
+)
 
 FAULT_VARIABLE = "SUPERAPP_FAULT"  # tests: `after:<step>[@<host>]` stops the controller there
 FAULT_SIGNAL_VARIABLE = "SUPERAPP_FAULT_SIGNAL"  # KILL (default), INT, or EXEC:
@@ -203,7 +211,7 @@ def migration_head(lines: Sequence[str]) -> str:
 
 def pull(remote: Remote, plan: HostPlan) -> dict[str, str]:
     """Pull what the host lacks (before anything restarts); return every image's digest."""
-    if plan.missing_images:
+    if plan.missing_images and not plan.prestaged:
         say(remote.name, f"pulling {len(plan.missing_images)} image(s)")
         must(remote, cmd.pull_images(plan.missing_images), "pulling images", timeout=1800)
     # pinned refs (`repo:tag@sha256:...`) carry their digest; only tag refs are inspected
@@ -220,7 +228,14 @@ def pull(remote: Remote, plan: HostPlan) -> dict[str, str]:
 def finish_interrupted(remote: Remote, environment: Environment, plan: HostPlan) -> None:
     """What an interrupted run left on the host, made right before anything new starts:
     swaps whose traffic already moved are recorded, leftovers stop gracefully, a live slot
-    missing its singleton sidecar gets it."""
+    missing its singleton sidecar gets it. An interrupted canary's shared routes go back to the
+    live slot first, and Traefik is seen serving it, before its new slot can be removed."""
+    if plan.canary_routes:
+        say(remote.name, "an interrupted canary left traffic shared: "
+                         + ", ".join(sorted(plan.canary_servers)) + " back to the live slot")
+        upload(remote, plan.canary_routes)
+        wait_serving(remote, plan.canary_servers, "waiting for Traefik to serve the live "
+                     "containers only", settle=UNDO_SETTLE_SECONDS)
     if plan.promote:
         say(remote.name, "finishing what an interrupted run left: "
                          + ", ".join(sorted(plan.promote)) + " (traffic already moved)")
@@ -247,9 +262,10 @@ def finish_interrupted(remote: Remote, environment: Environment, plan: HostPlan)
 def roll_host(remote: Remote, environment: Environment, plan: HostPlan, release: Release,
               migrated: set[tuple[str, str]], db_remote: Remote | None = None,
               checkpoints: Checkpoints | None = None,
-              heads: dict[str, str] | None = None) -> HostResult:
-    """`heads` collects service -> schema head of every migration run here, kept by the
-    caller even when this host fails later (the schema moved all the same)."""
+              heads: dict[str, str] | None = None, canary: Canary | None = None) -> HostResult:
+    """`canary`: this host is the canary (ops/canary). `heads` collects service -> schema head
+    of every migration run here, kept by the caller even when this host fails later (the
+    schema moved all the same)."""
     t0 = time.monotonic()
     checkpoints = checkpoints or Checkpoints(environ={})
     heads = {} if heads is None else heads
@@ -277,7 +293,8 @@ def roll_host(remote: Remote, environment: Environment, plan: HostPlan, release:
                 migrated.add((c.service, c.bits))
 
     if changes:
-        swap(remote, environment, changes, result.digests, release.id, checkpoint, migrate)
+        swap(remote, environment, changes, result.digests, release.id, checkpoint, migrate,
+             canary)
     if "backup" in plan.infra_units:
         out = must(remote, first_backups_command(all_databases(environment)), "first backups",
                    timeout=900)
@@ -285,7 +302,8 @@ def roll_host(remote: Remote, environment: Environment, plan: HostPlan, release:
             say(remote.name, f"  backup: {line}")
     result.slots = {c.service: c.new_slot for c in changes}
     result.changed = [c.service for c in changes] + plan.infra_units + (
-        ["leftovers"] if plan.leftovers or plan.promote or plan.singletons else [])
+        ["leftovers"] if plan.leftovers or plan.promote or plan.singletons
+        or plan.canary_routes else [])
     result.result = "changed" if (result.changed or plan.missing_images) else "unchanged"
     result.seconds = time.monotonic() - t0
     return result
@@ -294,8 +312,12 @@ def roll_host(remote: Remote, environment: Environment, plan: HostPlan, release:
 def rollout(environment: Environment, plans: Sequence[HostPlan], remotes: Sequence[Remote],
             release: Release, migrated: set[tuple[str, str]] | None = None,
             on_host_done: Callable[[HostResult], None] | None = None,
-            checkpoints: Checkpoints | None = None) -> list[HostResult]:
+            checkpoints: Checkpoints | None = None,
+            canary: Canary | None = None) -> list[HostResult]:
     """Roll `plans` (already in rollout order) host by host; raise at the first failure.
+
+    `canary`: the first host swapping a service that has a live slot to compare with is
+    judged with it (ops/canary) before any later host changes.
 
     The caller holds the environment's lock (and passes it in `checkpoints`).
     `migrated`: (service, image by digest) pairs whose migrations already ran in this
@@ -308,6 +330,7 @@ def rollout(environment: Environment, plans: Sequence[HostPlan], remotes: Sequen
     by_name = {r.name: r for r in remotes}
     migrated = set(migrated or ())
     checkpoints = checkpoints or Checkpoints()
+    prestage(plans, by_name, environment.settings["rollout"]["min_free_disk_mb"])
     for plan in plans:
         remote = by_name[plan.host]
         print(f"--> {plan.host}: " + (
@@ -320,7 +343,9 @@ def rollout(environment: Environment, plans: Sequence[HostPlan], remotes: Sequen
                 checkpoints.reach("host", plan.host)
                 result = roll_host(remote, environment, plan, release, migrated,
                                    by_name.get(environment.db_host.name, remote), checkpoints,
-                                   heads)
+                                   heads, canary if judged(plan.services) else None)
+            if judged(plan.services):
+                canary = None  # one canary host: the first with a live slot to compare
         except Interrupted:
             results.append(HostResult(plan.host, result="INTERRUPTED", migrations=heads))
             unrecorded = record_ledger(remotes, results, release, "interrupted")

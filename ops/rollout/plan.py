@@ -20,6 +20,7 @@ from ops.render.compose import SLOTS, project_name
 from ops.render.files import RenderedFile
 from ops.render.host import host_directories
 from ops.render.secrets import SecretValues
+from ops.render.traefik import render_dynamic, server_url
 
 # Files an interrupted run leaves: `.prev` copies, upload temp files (staged or beside).
 LEFTOVER = re.compile(r"\.(prev|tmp-[0-9a-f]+)$|/\.staging/")
@@ -134,11 +135,16 @@ class HostPlan:
     # swaps an interrupted run left after moving traffic: their intent becomes the record
     promote: dict[str, str] = field(default_factory=dict)  # service -> server URL now live
     singletons: list[str] = field(default_factory=list)  # live slots missing their singleton
+    # routes an interrupted canary left sharing traffic: the plain route of the live slot,
+    # put back before anything else (leftover containers may be the canary's new slot)
+    canary_routes: list[RenderedFile] = field(default_factory=list)
+    canary_servers: dict[str, str] = field(default_factory=dict)  # service -> live server URL
+    prestaged: bool = False  # the missing images were pulled before any host changed
 
     @property
     def changed(self) -> bool:
         return bool(self.missing_images or self.infra_files or self.services
-                    or self.leftovers or self.promote or self.singletons)
+                    or self.leftovers or self.promote or self.singletons or self.canary_routes)
 
     @property
     def leftovers(self) -> list[str]:
@@ -306,6 +312,7 @@ def plan_host(environment: Environment, host: str, secrets: SecretValues,
     promote = {name: server_url(environment.services[name], x.slot)
                for name, x in lives.items() if x.promote}
     stale_intents = sorted(name for name in state.intents if name not in promote)
+    shared = [n for n in sorted(state.canaries) if n in live]
     return HostPlan(
         host=host, address=environment.host(host).address,
         dirs=host_directories(environment, host), images=images,
@@ -317,12 +324,10 @@ def plan_host(environment: Environment, host: str, secrets: SecretValues,
         leftover_containers=leftover_containers, leftover_projects=leftover_projects,
         leftover_files=leftover_files, stale_intents=stale_intents, promote=promote,
         singletons=missing_singletons(environment, host, state, live, reasons),
+        canary_routes=[render_dynamic(environment, environment.services[n],
+                                      environment.host(host), live[n]) for n in shared],
+        canary_servers={n: server_url(environment.services[n], live[n]) for n in shared},
     )
-
-
-def server_url(service, slot: str) -> str:
-    """The URL Traefik's route file names for a service's slot."""
-    return f"http://{service.container_name(slot)}:{service.port}"
 
 
 def missing_singletons(environment: Environment, host: str, state: HostState,
@@ -367,4 +372,5 @@ def plan_signature(plan: HostPlan) -> tuple:
         tuple(sorted((f.path, sha256(f.content)) for f in plan.infra_files)),
         tuple(sorted(plan.missing_images)), tuple(plan.leftovers),
         tuple(sorted(plan.promote.items())), tuple(plan.singletons),
+        tuple(sorted(plan.canary_servers.items())),
     )

@@ -16,6 +16,7 @@ from pyinfra.api.exceptions import PyinfraError
 from pyinfra.context import ctx_state
 
 from ops.audit import run_audit
+from ops.canary.policy import CanaryInputError, Policy, policy_for_run
 from ops.catalog import ConfigError, load_environment
 from ops.catalog.model import Environment
 from ops.host.known_hosts import explain_unreachable
@@ -42,6 +43,7 @@ class Run:
     pinned_versions: dict[str, int] | None = None  # rollback as-recorded: KV versions to read
     force_old_secrets: bool = False  # ... even those rotated since (--data force=true)
     plans: dict[str, HostPlan] = field(default_factory=dict)
+    canary: Policy | None = None  # a deploy's canary (ops/canary); None: no canary this run
 
     def ordered(self, names) -> list[str]:
         """`names` in the environment's rollout order (hosts it does not know are dropped)."""
@@ -89,4 +91,20 @@ def prepare_run(kind: str) -> Run:
                                    environment.settings.get("ssh_port") or 22)
         raise DeployRefused(f"refusing to deploy {name}: cannot reach {', '.join(names)} (see "
                             f"the connection errors above); no host was changed{hint}")
-    return Run(environment, Release(env=name, commit=git_commit(), kind=kind))
+    return Run(environment, Release(env=name, commit=git_commit(), kind=kind),
+               canary=canary_of_run(environment, kind))
+
+
+def canary_of_run(environment: Environment, kind: str) -> Policy | None:
+    """A deploy's canary from group_data, as `--data canary=skip` and `--data canary_steps=`
+    change it for this run; rollbacks and rotations go back to what ran or change no code,
+    and have none."""
+    if kind != "deploy":
+        return None
+    mode = host.data.get("canary")  # group_data's `canary` settings, unless --data gave one
+    try:
+        return policy_for_run(environment.settings["canary"],
+                              None if isinstance(mode, dict) else mode,
+                              host.data.get("canary_steps"))
+    except CanaryInputError as e:
+        raise DeployRefused(str(e)) from None

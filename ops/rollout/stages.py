@@ -21,6 +21,7 @@ from pyinfra import host, logger
 from pyinfra.api import deploy
 from pyinfra.operations import python
 
+from ops.canary.steps import Canary
 from ops.host.facts import SuperappHostState
 from ops.host.remote import PyinfraRemote
 from ops.host.state import STATE_SCRIPT, parse_host_state
@@ -266,8 +267,9 @@ def rollout_callback(state, run: Run, lock: EnvironmentLock | None = None) -> bo
             migrated = {(name, pinned(rec.get("image") or "", rec.get("digest")))
                         for st in run.states.values()
                         for name, rec in st.services.items()}
+            canary = Canary.for_environment(run.environment, run.canary) if run.canary else None
             results = rollout(run.environment, plans, remotes, run.release, migrated=migrated,
-                              checkpoints=Checkpoints(lock))
+                              checkpoints=Checkpoints(lock), canary=canary)
         finally:
             if own_lock and lock is not None:
                 release_lock(lock)

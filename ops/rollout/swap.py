@@ -9,6 +9,8 @@ changed services at once:
               record `<service>.json.next` naming the new slot, image and config hash
     started   the new slot's containers up beside the live ones
     healthy   every new container answers its health check
+    canary-N  (the canary host only, ops/canary) the route files share the traffic, N% to the
+              new slots, and Prometheus judged the step; a failure is undone like any other
     switched  the route files name the new slots
     serving   Traefik reports every new server up (`traefik_service_server_up`): traffic moved
     recorded  each intent becomes the service's record (`<service>.json`)
@@ -23,9 +25,11 @@ matches the route and is promoted to the record; after `recorded` the old slot i
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 
+from ops.canary.steps import Canary, run_canary
 from ops.catalog.model import Environment
 from ops.host import commands as cmd
 from ops.host.remote import Remote
@@ -183,6 +187,7 @@ def undo(remote: Remote, environment: Environment, changes: Sequence[ServiceChan
     (removing them first would send requests to a container that is going away).
     """
     problems = []
+    began = time.monotonic()
     ok, out, err = remote.run(cmd.restore_files(swapped_paths(changes)))
     if not ok:
         problems.append(f"putting the previous files back failed: {(out + err).strip()[-300:]}")
@@ -191,6 +196,8 @@ def undo(remote: Remote, environment: Environment, changes: Sequence[ServiceChan
             wait_serving(remote, old_servers(environment, changes),
                          "waiting for Traefik to serve the previous containers again",
                          settle=UNDO_SETTLE_SECONDS)
+            say(remote.name, "traffic is back on the previous containers "
+                             f"({time.monotonic() - began:.1f}s after the failure)")
         except RolloutError as e:
             problems.append(str(e))
     if problems:  # never remove containers Traefik may still send requests to
@@ -207,11 +214,12 @@ def undo(remote: Remote, environment: Environment, changes: Sequence[ServiceChan
 
 def swap(remote: Remote, environment: Environment, changes: Sequence[ServiceChange],
          digests: dict[str, str], release_id: str, checkpoint: Checkpoint,
-         migrate: Callable[[], None]) -> None:
+         migrate: Callable[[], None], canary: Canary | None = None) -> None:
     """Run the state machine for `changes` on one host (see the module docstring).
 
     `migrate` runs between staging and starting (migrations need the new compose file);
-    `checkpoint(step)` is called after each step (the lock check and the test fault hook).
+    `checkpoint(step)` is called after each step (the lock check and the test fault hook);
+    `canary`: this host is the canary, judged step by step before the switch.
     """
     say(remote.name, "swapping " + ", ".join(
         f"{c.service} ({'; '.join(c.describe())})" for c in changes))
@@ -225,7 +233,11 @@ def swap(remote: Remote, environment: Environment, changes: Sequence[ServiceChan
         checkpoint("started")
         wait_healthy(remote, environment, changes)
         checkpoint("healthy")
-        routes_moved = any(c.route_changed for c in changes)
+        if canary is not None:
+            routes_moved = True
+            run_canary(remote, environment, changes, canary, checkpoint,
+                       lambda servers, what: wait_serving(remote, servers, what))
+        routes_moved = routes_moved or any(c.route_changed for c in changes)
         switch_routes(remote, changes)
         checkpoint("switched")
         wait_serving(remote, new_servers(environment, changes),

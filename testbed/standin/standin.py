@@ -39,6 +39,7 @@ import hmac
 import ipaddress
 import json
 import os
+import random
 import re
 import secrets
 import shlex
@@ -286,6 +287,9 @@ class Config:
     bind: str
     port: int
     broken: bool
+    fail_percent: float
+    slow_percent: float
+    slow_seconds: float
     allowed_origins: tuple[str, ...]
     rate_limit_backend: str
     redis_url: str
@@ -320,6 +324,9 @@ class Config:
             bind=env_str("BIND", DEFAULT_BIND).strip() or DEFAULT_BIND,
             port=port,
             broken=env_str("STANDIN_BROKEN").strip() == "1",
+            fail_percent=env_float("STANDIN_FAIL_PERCENT", 0.0),
+            slow_percent=env_float("STANDIN_SLOW_PERCENT", 0.0),
+            slow_seconds=env_float("STANDIN_SLOW_SECONDS", 3.0),
             allowed_origins=origins,
             rate_limit_backend=env_str("RATE_LIMIT_BACKEND", "memory").strip() or "memory",
             redis_url=env_str("REDIS_URL").strip(),
@@ -880,6 +887,11 @@ class App:
                 return json_response(405, {"error": "method not allowed"})
             return self.call_internal(req)
         if path.startswith("/api/"):
+            # the testbed's `flaky` and `slow` releases: healthy, but worse for their users
+            if random.uniform(0, 100) < self.cfg.fail_percent:  # noqa: S311 - not crypto
+                return json_response(500, {"error": "flaky release (STANDIN_FAIL_PERCENT)"})
+            if random.uniform(0, 100) < self.cfg.slow_percent:  # noqa: S311 - not crypto
+                time.sleep(self.cfg.slow_seconds)
             payload = {**self.identity(), "client_ip": req.client_ip, "path": path}
             if not read:
                 payload["received_bytes"] = len(req.body)

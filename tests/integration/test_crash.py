@@ -175,6 +175,43 @@ def test_sigkill_at_each_step_then_a_rerun_finishes_the_job(testbed, cells, load
     assert_settled(testbed, tag)
 
 
+def test_sigkill_mid_canary_then_a_rerun_puts_the_shared_route_back_first(testbed, cells, load):
+    """A controller killed while the canary shares traffic leaves a weighted route: the next
+    run puts the live slot's route back, sees Traefik serve it, and only then removes the new
+    slot (the module's load counts every request lost on the way: none may be)."""
+    tag, tree = cells.next()
+    killed = deploy(tree, "--limit", "host2", "--data", "canary_steps=10,100",
+                    env=fault_env("canary-10", "KILL"))
+    assert killed.returncode == -signal.SIGKILL, output(killed)[-3000:]
+    shared = testbed.ssh(testbed.host("host2"), "grep '^# superapp-canary:' "
+                         "/opt/superapp/traefik/dynamic/chat.yml").stdout.split()
+    assert shared[-1] == "10", shared  # the route shares traffic, 10% to the new slot
+    refused = deploy(tree, "--limit", "host2")
+    assert refused.returncode != 0 and "deploy lock is held by" in output(refused)
+    rerun = deploy(tree, "--limit", "host2", "--data",
+                   f"break_lock={break_prefix(output(refused))}")
+    assert rerun.returncode == 0, output(rerun)[-4000:]
+    text = output(rerun)
+    assert "an interrupted canary left traffic shared: chat back to the live slot" in text
+    assert text.index("interrupted canary") < text.index("removing what an interrupted run left")
+    assert_settled(testbed, tag)
+
+
+def test_ctrl_c_mid_canary_undoes_it(testbed, cells, load):
+    tag, tree = cells.next()
+    before = versions(testbed, SERVICE)["host2"]
+    stopped = deploy(tree, "--limit", "host2", "--data", "canary_steps=10,100",
+                     env=fault_env("canary-10", "INT"))
+    text = output(stopped)
+    assert "interrupted (Ctrl-C) while rolling host2: its changes were undone" in text, \
+        text[-3000:]
+    assert versions(testbed, SERVICE)["host2"] == before
+    assert not lock_live(testbed)
+    rerun = deploy(tree, "--limit", "host2")
+    assert rerun.returncode == 0, output(rerun)[-4000:]
+    assert_settled(testbed, tag)
+
+
 @pytest.mark.parametrize("step", INT_STEPS)
 def test_ctrl_c_at_each_step_then_a_rerun_finishes(testbed, cells, load, step):
     """Before `recorded` Ctrl-C undoes the swap; after it, traffic is already on the new

@@ -14,6 +14,7 @@ PURE = (
     "ops.fleet.status", "ops.fleet.drift", "ops.backup.manifest", "ops.backup.commands",
     "ops.secrets.rotation", "ops.console", "ops.schema.plan", "ops.grafana_schema",
     "ops.firewall.policy", "ops.firewall.ruleset", "ops.firewall.commands", "ops.secrets.approle",
+    "ops.canary.policy", "ops.canary.prometheus",
 )
 
 

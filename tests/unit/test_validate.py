@@ -185,3 +185,24 @@ def test_traefik_loads_a_vault_certificate_and_rejects_a_broken_one(tmp_path):
     (dynamic / "_tls.yml").write_text(certificates("a", "b"))
     error = check_traefik(static, dynamic).error or ""
     assert "Unable to parse certificate" in error and "malformed certificate" in error
+
+
+def test_traefik_loads_a_canary_route_and_rejects_a_weight_to_a_missing_slot(rendered, tmp_path):
+    """The canary's weighted pair is a configuration Traefik itself accepts (next to every
+    other file of the host); a pair naming a slot service that is not defined is refused."""
+    import shutil
+
+    from ops.catalog import load_environment
+    from ops.render.traefik import render_dynamic
+
+    env = load_environment("local")
+    traefik = rendered["local"] / "host1/opt/superapp/traefik"
+    dynamic = tmp_path / "dynamic"
+    shutil.copytree(traefik / "dynamic", dynamic)
+    shared = render_dynamic(env, env.services["payments"], env.host("host1"), "a", ("b", 25))
+    (dynamic / "payments.yml").write_text(shared.content)
+    assert check_traefik(traefik / "traefik.yml", dynamic).error is None
+    (dynamic / "payments.yml").write_text(shared.content.replace('- name: "payments-b"',
+                                                                 '- name: "payments-c"'))
+    result = check_traefik(traefik / "traefik.yml", dynamic)
+    assert result.error and "payments-c@file" in result.error

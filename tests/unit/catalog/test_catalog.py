@@ -417,3 +417,25 @@ def test_acme_per_host_names_and_vault_certificates_are_accepted(repo_copy):
 def test_inconsistent_tls_settings_are_refused(repo_copy, certs, plain, message):
     repo_copy.append(PROD, PROD_TLS.format(certs=certs, plain=plain))
     assert message in error_of(repo_copy)
+
+
+CANARY = ('canary = {{"steps": {steps}, "interval_seconds": 60, "min_requests": 100, '
+          '"max_wait_seconds": 300, "success_min_percent": 99.0, '
+          '"success_max_drop_points": 0.5, "p99_max_seconds": 1.0, "p99_max_ratio": 1.5}}\n')
+
+
+@pytest.mark.parametrize(("steps", "message"), [
+    ("[]", "canary.steps: prod must run a canary: give steps ending at 100"),
+    ("[5, 50]", "canary.steps: must rise and end at 100, got [5, 50]"),
+    ("[50, 5, 100]", "canary.steps: must rise and end at 100, got [50, 5, 100]"),
+    ("[0, 100]", "canary.steps.0: must be >= 1"),
+])
+def test_a_canary_that_cannot_judge_a_release_is_refused(repo_copy, steps, message):
+    repo_copy.append(PROD, CANARY.format(steps=steps))
+    assert message in error_of(repo_copy)
+
+
+def test_local_may_run_without_a_canary_and_prod_with_its_own_steps(repo_copy):
+    assert repo_copy.load("local").settings["canary"]["steps"] == []
+    repo_copy.append(PROD, CANARY.format(steps="[10, 100]"))
+    assert repo_copy.load("prod").settings["canary"]["steps"] == [10, 100]

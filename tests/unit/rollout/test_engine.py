@@ -28,6 +28,8 @@ class FakeRemote:
         self.commands: list[str] = []
         self.files: dict[str, bytes] = {}
         self.never_serves: set[str] = set()  # server URLs Traefik never reports up
+        self.free_mb = 50000  # free disk for Docker's images
+        self.unpullable: set[str] = set()  # images the host cannot pull
 
     def run(self, command: str, timeout: int | None = None) -> tuple[bool, str, str]:
         self.commands.append(command)
@@ -40,6 +42,12 @@ class FakeRemote:
         if command.startswith("end=") and "standin.py health" in command:  # sidecar checks
             bad = [n for n in self.unhealthy if f"docker exec {n} " in command]
             return (not bad), "".join(f"fail {n}\n" for n in bad), ""
+        if "DockerRootDir" in command:
+            return True, f"{self.free_mb}\n", ""
+        if "docker pull" in command:
+            bad = [i for i in self.unpullable if i in command]
+            return (not bad), "", "".join(f"Error response from daemon: manifest for {i} not "
+                                          "found\n" for i in bad)
         if "docker image inspect" in command:
             return True, "", ""
         return True, "", ""
@@ -130,10 +138,17 @@ def test_traffic_not_moving_is_undone_route_first_then_containers() -> None:
     assert only_the_ledger(remotes[1]) and only_the_ledger(remotes[2])
 
 
+def prestaging(command: str) -> bool:
+    """What pre-staging runs on every host before any changes: the disk check, the pulls."""
+    return "DockerRootDir" in command or command.startswith("rc=0; docker pull")
+
+
 def only_the_ledger(remote: FakeRemote) -> bool:
-    """Whether the one thing run on the host was appending the release to its ledger."""
-    return len(remote.commands) == 1 and "/var/lib/superapp/releases.jsonl" in \
-        remote.commands[0] and '"result":"failed"' in remote.commands[0]
+    """Whether the one thing run on the host, besides pre-staging (which changes nothing that
+    runs), was appending the release to its ledger."""
+    commands = [c for c in remote.commands if not prestaging(c)]
+    return len(commands) == 1 and "/var/lib/superapp/releases.jsonl" in commands[0] and \
+        '"result":"failed"' in commands[0]
 
 
 class LostLock:

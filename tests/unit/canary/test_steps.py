@@ -1,0 +1,170 @@
+"""The canary inside the rollout, against a scripted host and a scripted Prometheus: weighted
+routes step by step, the verdict stops the run before any other host, the undo puts the plain
+route back before the new slot goes, and an interrupted canary's shared route is put back
+first by the next run."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from ops.canary.policy import policy_for_run
+from ops.canary.prometheus import Sample, queries, slot_service
+from ops.canary.steps import Canary
+from ops.host.state import CANARY_MARK, LIVE_SLOT_MARK, parse_host_state
+from ops.render.traefik import render_dynamic
+from ops.rollout.engine import rollout
+from ops.rollout.ledger import Release
+from ops.rollout.plan import plan_host
+from ops.rollout.steps import RolloutError
+from tests.unit.rollout.test_engine import ENV, FakeRemote, index_of, only_the_ledger
+from tests.unit.rollout.test_plan import SECRETS, deployed_state
+
+POLICY = policy_for_run(ENV.settings["canary"], None, "10,50,100")
+ROUTE = "/opt/superapp/traefik/dynamic/payments.yml"
+
+
+class ScriptedPrometheus:
+    """Per slot service: requests and 5xx per sample taken (counters grow by that much)."""
+
+    def __init__(self, per_sample: dict[str, tuple[int, int]]):
+        self.per_sample, self.taken, self.hosts = per_sample, 0, []
+
+    def sample(self, host: str, names) -> Sample:
+        self.hosts.append(host)
+        self.taken += 1
+        values = {}
+        for name in names:
+            requests, errors = self.per_sample.get(name, (0, 0))
+            n, e = requests * self.taken, errors * self.taken
+            values[("requests", name)] = n
+            values[("errors", name)] = e
+            for le in ("0.1", "0.3", "1.2", "5", "+Inf"):
+                values[("buckets", name, le)] = n
+        return Sample(values)
+
+
+class Host(FakeRemote):
+    """A scripted host that also logs each upload, in order with the commands."""
+
+    def __init__(self, name: str):
+        super().__init__(name)
+        self.uploads: list[tuple[str, str]] = []  # (staged path, content)
+
+    def put(self, content: bytes, path: str) -> bool:
+        self.commands.append(f"PUT {path}")
+        self.uploads.append((path, content.decode()))
+        return super().put(content, path)
+
+    def routes(self, service: str) -> list[str]:
+        return [c for p, c in self.uploads if f"traefik%dynamic%{service}.yml" in p]
+
+
+def one_service_release():
+    """payments changes image on every host (slot a live, b new)."""
+    plans = []
+    for h in (h.name for h in ENV.hosts):
+        state = deployed_state(h)
+        if "payments" in state.services:
+            state.services["payments"]["image"] = "reg/superapp/standin:v0"
+        plan = plan_host(ENV, h, SECRETS, state)
+        plan.services = [c for c in plan.services if c.service == "payments"]
+        plans.append(plan)
+    return plans, [Host(p.host) for p in plans]
+
+
+def roll(prometheus: ScriptedPrometheus, slept: list[float]):
+    plans, remotes = one_service_release()
+    rollout(ENV, plans, remotes, Release(env="local", commit="abc"),
+            canary=Canary(POLICY, prometheus, sleep=slept.append))
+    return remotes
+
+
+@pytest.fixture
+def no_sleep() -> list[float]:
+    """The canary's waits, recorded instead of waited."""
+    return []
+
+
+def test_a_good_release_steps_through_every_weight_then_switches(no_sleep) -> None:
+    prometheus = ScriptedPrometheus({"payments-b@file": (50, 0), "payments-a@file": (450, 1)})
+    remotes = roll(prometheus, no_sleep)
+    routes = remotes[0].routes("payments")
+    weighted = [r for r in routes if CANARY_MARK in r]
+    assert [r.split(CANARY_MARK)[1].split("\n")[0] for r in weighted] == ["b 10", "b 50"]
+    assert f"{LIVE_SLOT_MARK}b" in routes[-1] and CANARY_MARK not in routes[-1]  # the switch
+    assert set(prometheus.hosts) == {"host1"}  # the first host only
+    assert no_sleep[:1] == [POLICY.interval_seconds]
+    # the other hosts switch at once
+    assert all(CANARY_MARK not in c for r in remotes[1:] for c in r.routes("payments"))
+    assert len(remotes[1].routes("payments")) == 1
+
+
+def test_a_flaky_release_is_stopped_on_the_canary_host_and_undone_route_first(no_sleep) -> None:
+    plans, remotes = one_service_release()
+    prometheus = ScriptedPrometheus({"payments-b@file": (100, 5), "payments-a@file": (900, 1)})
+    with pytest.raises(RolloutError) as info:
+        rollout(ENV, plans, remotes, Release(env="local", commit="abc"),
+                canary=Canary(POLICY, prometheus, sleep=no_sleep.append))
+    msg = str(info.value)
+    assert msg.startswith("host1: the canary failed: payments: 5xx 5.0% vs 0.1% on the old "
+                          "slot at 10%"), msg
+    assert "Not touched: host2, host3." in msg
+    host1 = remotes[0].commands
+    restored = index_of(host1, f"{ROUTE}.prev", "mv -f")
+    back = index_of(host1, "traefik_service_server_up", 'service="payments@file"',
+                    'url="http://payments-a:8000"')
+    removed = index_of(host1, "compose -p sa-payments-b down")
+    assert restored < back < removed
+    assert only_the_ledger(remotes[1]) and only_the_ledger(remotes[2])
+
+
+def test_too_little_traffic_waits_then_stops_and_names_the_way_on(no_sleep) -> None:
+    prometheus = ScriptedPrometheus({"payments-b@file": (1, 0)})
+    with pytest.raises(RolloutError, match="too little traffic to judge the canary") as info:
+        roll(prometheus, no_sleep)
+    assert "--data canary=skip" in str(info.value)
+    waited = sum(no_sleep)
+    assert POLICY.interval_seconds + POLICY.max_wait_seconds <= waited
+
+
+def test_a_sample_subtracts_the_start_and_survives_a_counter_reset() -> None:
+    start = Sample({("requests", "x-b@file"): 100.0, ("errors", "x-b@file"): 4.0})
+    end = Sample({("requests", "x-b@file"): 160.0, ("errors", "x-b@file"): 1.0,
+                  ("buckets", "x-b@file", "0.1"): 60.0, ("buckets", "x-b@file", "+Inf"): 60.0})
+    stats = end.since(start, "x-b@file")
+    assert (stats.requests, stats.errors) == (60.0, 1.0)  # errors reset: counted from zero
+    assert stats.buckets == ((0.1, 60.0), (float("inf"), 60.0))
+    assert Sample({}).since(Sample({}), "y").requests == 0
+
+
+def test_the_queries_read_the_canary_hosts_traefik_only() -> None:
+    q = queries("host1", [slot_service("payments", "a"), slot_service("payments", "b")])
+    assert q["errors"] == ('sum by (service) (traefik_service_requests_total{job="traefik",'
+                           'host="host1",service=~"payments-a@file|payments-b@file",'
+                           'code=~"5.."})')
+
+
+def test_an_interrupted_canary_is_put_back_before_its_new_slot_is_removed() -> None:
+    state = deployed_state("host1")
+    shared = render_dynamic(ENV, ENV.services["payments"], ENV.host("host1"), "a", ("b", 10))
+    lines = ["@@canaries", f"{ROUTE}:{shared.content.splitlines()[3]}"]
+    state.canaries = parse_host_state(lines).canaries
+    assert state.canaries == {"payments": "b 10"}
+    state.containers["payments-b"] = type(state.containers["payments-a"])(
+        "payments-b", ENV.image(ENV.services["payments"]), "running", "Up",
+        {"superapp.service": "payments", "superapp.slot": "b",
+         "com.docker.compose.project": "sa-payments-b"})
+    plan = plan_host(ENV, "host1", SECRETS, state)
+    assert [f.path for f in plan.canary_routes] == [ROUTE] and plan.changed
+    remote = Host("host1")
+    rollout(ENV, [plan], [remote], Release(env="local", commit="abc"))
+    put_back = index_of(remote.commands, "PUT ", "payments.yml")
+    served = index_of(remote.commands, "traefik_service_server_up",
+                      'url="http://payments-a:8000"')
+    removed = index_of(remote.commands, "compose -p sa-payments-b down")
+    assert put_back < served < removed
+    plain = remote.routes("payments")[0]
+    assert CANARY_MARK not in plain and f"{LIVE_SLOT_MARK}a" in plain
+    assert json.dumps(plan.canary_servers) == '{"payments": "http://payments-a:8000"}'
