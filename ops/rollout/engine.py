@@ -114,6 +114,8 @@ class HostResult:
     image_digests: dict[str, str] = field(default_factory=dict)  # service -> its digest
     migrations: dict[str, str] = field(default_factory=dict)  # service -> head after migrating
     slots: dict[str, str] = field(default_factory=dict)  # service -> slot this run started
+    # step -> seconds since the host's rollout began, when the step was reached (the timeline)
+    timeline: dict[str, float] = field(default_factory=dict)
 
 
 # Units of files that a container of the monitoring project reads (at start, or on SIGHUP).
@@ -262,17 +264,22 @@ def finish_interrupted(remote: Remote, environment: Environment, plan: HostPlan)
 def roll_host(remote: Remote, environment: Environment, plan: HostPlan, release: Release,
               migrated: set[tuple[str, str]], db_remote: Remote | None = None,
               checkpoints: Checkpoints | None = None,
-              heads: dict[str, str] | None = None, canary: Canary | None = None) -> HostResult:
+              heads: dict[str, str] | None = None, canary: Canary | None = None,
+              timeline: dict[str, float] | None = None) -> HostResult:
     """`canary`: this host is the canary (ops/canary). `heads` collects service -> schema head
-    of every migration run here, kept by the caller even when this host fails later (the
-    schema moved all the same)."""
+    of every migration run here, and `timeline` when each step was reached, both kept by the
+    caller even when this host fails later (the schema moved all the same; the timeline says
+    where the time went)."""
     t0 = time.monotonic()
     checkpoints = checkpoints or Checkpoints(environ={})
     heads = {} if heads is None else heads
+    timeline = {} if timeline is None else timeline
     result = HostResult(plan.host, images=dict(plan.images_after),
-                        image_digests=dict(plan.digests_after), migrations=heads)
+                        image_digests=dict(plan.digests_after), migrations=heads,
+                        timeline=timeline)
 
     def checkpoint(step: str) -> None:
+        timeline.setdefault(step, round(time.monotonic() - t0, 1))
         checkpoints.reach(step, plan.host)
 
     must(remote, cmd.make_dirs([*plan.dirs, ("/opt/superapp/compose", 0o755, 0),
@@ -306,6 +313,7 @@ def roll_host(remote: Remote, environment: Environment, plan: HostPlan, release:
         or plan.canary_routes else [])
     result.result = "changed" if (result.changed or plan.missing_images) else "unchanged"
     result.seconds = time.monotonic() - t0
+    timeline["done"] = round(result.seconds, 1)
     return result
 
 
@@ -338,16 +346,18 @@ def rollout(environment: Environment, plans: Sequence[HostPlan], remotes: Sequen
             f"{len(plan.services)} service(s) to swap, {len(plan.infra_files)} file(s)"),
             flush=True)
         heads: dict[str, str] = {}
+        timeline: dict[str, float] = {}
         try:
             with interruptible():
                 checkpoints.reach("host", plan.host)
                 result = roll_host(remote, environment, plan, release, migrated,
                                    by_name.get(environment.db_host.name, remote), checkpoints,
-                                   heads, canary if judged(plan.services) else None)
+                                   heads, canary if judged(plan.services) else None, timeline)
             if judged(plan.services):
                 canary = None  # one canary host: the first with a live slot to compare
         except Interrupted:
-            results.append(HostResult(plan.host, result="INTERRUPTED", migrations=heads))
+            results.append(HostResult(plan.host, result="INTERRUPTED", migrations=heads,
+                                      timeline=timeline))
             unrecorded = record_ledger(remotes, results, release, "interrupted")
             raise RolloutError(
                 f"interrupted (Ctrl-C) while rolling {plan.host}: its changes were undone; "
@@ -356,7 +366,7 @@ def rollout(environment: Environment, plans: Sequence[HostPlan], remotes: Sequen
                 + ledger_warning(unrecorded)) from None
         except RolloutError as e:
             done = [r.host for r in results if r.result == "changed"]
-            failed = HostResult(plan.host, result="FAILED", migrations=heads)
+            failed = HostResult(plan.host, result="FAILED", migrations=heads, timeline=timeline)
             results.append(failed)
             unrecorded = record_ledger(remotes, results, release, "failed")
             rest = [p.host for p in plans[len(results):]]
@@ -421,3 +431,16 @@ def summary_table(results: Sequence[HostResult]) -> str:
     return format_table(("host", "services changed", "result", "time"),
                         [(r.host, ", ".join(r.changed) or "-", r.result, f"{r.seconds:.1f}s")
                          for r in results])
+
+
+def timeline_table(results: Sequence[HostResult]) -> str:
+    """When each host reached each step, in seconds since its rollout began (where the time
+    went: a long `started` is pulls and container starts, `healthy` the health checks...)."""
+    steps: list[str] = []
+    for r in results:
+        steps += [s for s in r.timeline if s not in steps]
+    if not steps:
+        return ""
+    return format_table(("host", *steps), [
+        (r.host, *(f"{r.timeline[s]:.1f}" if s in r.timeline else "-" for s in steps))
+        for r in results if r.timeline])

@@ -32,7 +32,7 @@ from ops.render import PlaceholderSecrets, render_host
 from ops.render.files import write_tree
 from ops.render.secrets import untracked_services
 from ops.render.tls import certificate_problems
-from ops.rollout.engine import Checkpoints, rollout, summary_table
+from ops.rollout.engine import Checkpoints, rollout, summary_table, timeline_table
 from ops.rollout.ledger import append_to_ledgers
 from ops.rollout.lock import EnvironmentLock, VaultLockStore, lock_path
 from ops.rollout.plan import HostPlan, plan_host, plan_lines, plan_signature
@@ -282,4 +282,7 @@ def rollout_callback(state, run: Run, lock: EnvironmentLock | None = None) -> bo
               file=sys.stderr, flush=True)
         return False
     print("\n" + summary_table(results), flush=True)
+    timeline = timeline_table(results)
+    if timeline:
+        print("\nseconds since each host's rollout began, per step:\n" + timeline, flush=True)
     return True

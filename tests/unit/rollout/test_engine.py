@@ -350,3 +350,28 @@ def test_a_firewall_that_shuts_the_controller_out_stops_the_host(monkeypatch) ->
     assert not any("/etc/superapp/firewall/ruleset.nft" in c for c in remotes[1].commands)
     assert not any("docker compose" in c and "edge.yml" in c for c in remotes[1].commands)
     assert all("firewall-apply" not in c for c in remotes[2].commands)  # host3 never touched
+
+
+def test_every_host_records_when_it_reached_each_step_failed_hosts_too() -> None:
+    from ops.rollout.engine import timeline_table
+
+    plans, remotes = changed_fleet()
+    remotes[1].unhealthy = {"food-b"}
+    with pytest.raises(RolloutError):
+        rollout(ENV, plans, remotes, Release(env="local", commit="abc"))
+    entry = json.loads(shlex.split([c for c in remotes[0].commands
+                                    if "releases.jsonl" in c][-1])[2])
+    host1 = dict(entry["hosts"]["host1"]["timeline"])
+    assert list(host1) == ["pulled", "configured", "uploading", "staged", "migrated", "started",
+                           "healthy", "switched", "serving", "recorded", "stopped", "done"]
+    assert list(host1.values()) == sorted(host1.values())
+    host2 = dict(entry["hosts"]["host2"]["timeline"])
+    assert list(host2) == ["pulled", "configured", "uploading", "staged", "migrated",
+                           "started"]  # then food never became healthy
+    assert "host3" not in entry["hosts"]
+    from ops.rollout.engine import HostResult
+    table = timeline_table([HostResult("host1", timeline=host1), HostResult("host2",
+                                                                            timeline=host2)])
+    header, row1, row2 = table.splitlines()
+    assert header.split() == ["host", *host1]
+    assert row1.split()[0] == "host1" and row2.split()[-1] == "-"
