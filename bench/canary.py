@@ -26,7 +26,7 @@ import time
 from pathlib import Path
 
 from bench.load import Load, LoadReport, Target
-from bench.pitr import progress
+from bench.pitr import progress, ssh
 from bench.release import release_copy
 from ops.catalog import load_environment
 
@@ -56,11 +56,7 @@ def run_loaded(status: dict, argv: list[str], cwd: Path):
 def current_tag(status: dict) -> str:
     """payments' tag on host1 now, from its record."""
     host = next(h for h in status["hosts"] if h["name"] == "host1")
-    out = subprocess.run(
-        ["ssh", "-i", status["ssh_key"], "-o", f"UserKnownHostsFile={status['ssh_known_hosts']}",
-         "-o", "BatchMode=yes", f"{status['ssh_user']}@{host['address']}",
-         f"cat /var/lib/superapp/services/{SERVICE}.json"],
-        capture_output=True, text=True, timeout=60).stdout
+    out = ssh(status, host, f"cat /var/lib/superapp/services/{SERVICE}.json", timeout=60)
     return json.loads(out)["image"].rsplit(":", 1)[-1]
 
 

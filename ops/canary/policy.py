@@ -16,6 +16,12 @@ from typing import Any
 MODES = ("run", "skip")  # --data canary=...
 
 
+def steps_rise_to_all(steps: list[int]) -> bool:
+    """Each step gives the new slot more than the one before, and the last gives it all."""
+    return bool(steps) and steps[-1] == 100 and all(
+        b > a for a, b in zip(steps, steps[1:], strict=False))
+
+
 class CanaryInputError(ValueError):
     """A bad `--data canary` / `canary_steps` value; the message names it."""
 
@@ -56,8 +62,7 @@ def policy_for_run(settings: Mapping[str, Any], mode: object, steps: object) -> 
             raise CanaryInputError(f"--data canary_steps={steps!r}: expected percents separated "
                                    "by commas, like 5,25,50,100") from None
         s = c["steps"]
-        if any(not 0 < x <= 100 for x in s) or any(b <= a for a, b in zip(s, s[1:], strict=False)) \
-                or s[-1] != 100:
+        if any(not 0 < x <= 100 for x in s) or not steps_rise_to_all(s):
             raise CanaryInputError(f"--data canary_steps={steps!r}: percents must rise and end "
                                    "at 100")
     if mode == "skip" or not c["steps"]:

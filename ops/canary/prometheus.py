@@ -15,6 +15,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 
 from ops.canary.policy import SlotStats
+from ops.render.traefik import slot_service as traefik_service
 
 TIMEOUT = 10
 TRAEFIK_JOB = "traefik"  # templates/prometheus/prometheus.yml.j2
@@ -26,7 +27,7 @@ class PrometheusError(RuntimeError):
 
 def slot_service(service: str, slot: str) -> str:
     """Traefik's name for one slot of a service during a canary (its metrics' `service`)."""
-    return f"{service}-{slot}@file"
+    return f"{traefik_service(service, slot)}@file"
 
 
 def selector(host: str, services: Iterable[str], extra: str = "") -> str:

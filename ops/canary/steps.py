@@ -26,6 +26,7 @@ from ops.catalog.model import Environment
 from ops.host.remote import Remote
 from ops.render.compose import PROMETHEUS_PORT
 from ops.render.traefik import render_dynamic, server_url
+from ops.render.traefik import slot_service as traefik_service
 from ops.rollout.plan import ServiceChange
 from ops.rollout.steps import RolloutError, say, upload
 
@@ -69,7 +70,7 @@ def run_canary(remote: Remote, environment: Environment, changes: Sequence[Servi
     for weight in policy.judged_steps:
         upload(remote, [render_dynamic(environment, environment.services[c.service], host,
                                        c.old_slot, (c.new_slot, weight)) for c in pairs])
-        serve({f"{c.service}-{s}": server_url(environment.services[c.service], s)
+        serve({traefik_service(c.service, s): server_url(environment.services[c.service], s)
                for c in pairs for s in (c.old_slot, c.new_slot)},
               f"waiting for Traefik to share traffic {100 - weight}/{weight}")
         checkpoint(f"canary-{weight}")

@@ -10,6 +10,7 @@ import ipaddress
 from collections.abc import Mapping
 from typing import Any
 
+from ops.canary.policy import steps_rise_to_all
 from ops.catalog.model import Service
 
 Errors = list[tuple[str, str]]
@@ -279,7 +280,7 @@ def check_canary(env: str, services: Mapping[str, Service], s: Mapping[str, Any]
     if not steps:
         return [("canary.steps", f"{env} must run a canary: give steps ending at 100, like "
                                  "[5, 25, 50, 100]")] if env in ("prod", "staging") else []
-    if any(b <= a for a, b in zip(steps, steps[1:], strict=False)) or steps[-1] != 100:
+    if not steps_rise_to_all(steps):
         return [("canary.steps", f"must rise and end at 100, got {steps}")]
     return []
 

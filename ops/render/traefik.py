@@ -68,9 +68,14 @@ def public_entrypoints(environment: Environment, host: Host) -> list[dict]:
     return found
 
 
+def slot_service(service_name: str, slot: str) -> str:
+    """The Traefik service of one slot during a canary (`payments-b`; `@file` in metrics)."""
+    return f"{service_name}-{slot}"
+
+
 def canary_backends(service: Service, slot: str, new_slot: str, weight: int) -> list[dict]:
     """The weighted pair of a canary step: the live slot, then the new one with `weight`%."""
-    return [{"slot": s, "service": f"{service.name}-{s}", "weight": w,
+    return [{"slot": s, "service": slot_service(service.name, s), "weight": w,
              "url": server_url(service, s)}
             for s, w in ((slot, 100 - weight), (new_slot, weight))]
 

@@ -20,7 +20,7 @@ from ops.catalog import load_environment
 
 from .conftest import REPO, Testbed
 from .release import output, pyinfra, release_copy
-from .test_rollout import versions
+from .test_rollout import other_version, versions
 
 pytestmark = pytest.mark.integration
 
@@ -74,11 +74,6 @@ def snapshot(testbed: Testbed, load: dict) -> dict:
             "versions": versions(testbed, SERVICE)}
 
 
-def other_tag(before: dict) -> str:
-    """A good release payments does not run now (so the deploy has something to do)."""
-    return "v3" if set(before["versions"].values()) == {"v2"} else "v2"
-
-
 def failures_since(load: dict, before: dict, host: str) -> list:
     return load[host].report.failed[before["counts"][host][1]:]
 
@@ -110,7 +105,7 @@ def assert_stopped_on_host1(testbed: Testbed, load: dict, before: dict, res) -> 
 def test_a_good_release_is_promoted_through_every_step_with_no_failed_request(
         testbed, trees, load):
     before = snapshot(testbed, load)
-    tag = other_tag(before)
+    tag = other_version(testbed, SERVICE)
     res = deploy(trees[tag], "--data", f"canary_steps={STEPS}")
     text = output(res)
     assert res.returncode == 0, text[-4000:]
@@ -153,7 +148,7 @@ def test_a_release_with_a_slow_tail_is_stopped_on_latency(testbed, trees, load):
 
 def test_too_little_traffic_to_judge_stops_the_run_and_says_how_to_go_on(testbed, trees, load):
     before = snapshot(testbed, load)
-    tag = other_tag(before)
+    tag = other_version(testbed, SERVICE)
     res = deploy(trees[f"thin-{tag}"], "--data", f"canary_steps={STEPS}")
     text = assert_stopped_on_host1(testbed, load, before, res)
     assert "host1: too little traffic to judge the canary after 30s: payments:" in text
@@ -164,7 +159,7 @@ def test_too_little_traffic_to_judge_stops_the_run_and_says_how_to_go_on(testbed
 
 def test_a_bad_canary_setting_is_refused_before_any_host_changes(testbed, trees, load):
     before = snapshot(testbed, load)
-    tag = other_tag(before)
+    tag = other_version(testbed, SERVICE)
     res = deploy(trees[tag], "--data", "canary=later")
     assert res.returncode != 0
     assert "--data canary='later': expected one of run, skip" in output(res)
