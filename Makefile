@@ -56,6 +56,7 @@ render: setup
 	@$(PY) -m ops.render --env $(ENV) --out $(OUT)
 
 bench: testbed-up
+	@$(PY) -m pip install -q -r bench/requirements.txt
 	@$(PY) -m ops.secrets.bootstrap local
 	@$(PY) -m bench.run
 

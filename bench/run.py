@@ -8,7 +8,9 @@ Measures, in one run, with a steady load through Traefik on every app host:
   - rendering the whole prod bundle, apart from its validators;
   - point-in-time recovery: archive RPO under writes, full/diff backup time and size, the
     time to restore the cluster (bench/pitr.py);
-  - central logs: delivery latency p50/p99 and the burst throughput (bench/logs.py).
+  - central logs: delivery latency p50/p99 and the burst throughput (bench/logs.py);
+  - the canary (bench/canary.py), and where a rollout's time goes: one service, one host, the
+    fleet at parallel_hosts 1 and 2 (bench/speed.py).
 Prints a table and writes JSON under bench/results/. A benchmark, not a test: nothing asserts.
 """
 
@@ -23,7 +25,7 @@ import time
 from datetime import UTC, datetime
 from pathlib import Path
 
-from bench import canary, pitr
+from bench import canary, pitr, speed
 from bench import logs as central_logs
 from bench import tls as edge_tls
 from bench.load import Load, LoadReport, Target
@@ -189,6 +191,7 @@ def main() -> int:
     results.update(central_logs.measure(status))
     results.update(edge_tls.measure(status))
     results.update(canary.measure(status))
+    results.update(speed.measure(status))
 
     progress("rendering the prod bundle")
     results.update(render_timing())
@@ -216,6 +219,7 @@ def main() -> int:
         *central_logs.rows(results),
         *edge_tls.rows(results),
         *canary.rows(results),
+        *speed.rows(results),
     ]
     width = max(len(r[0]) for r in rows)
     print()

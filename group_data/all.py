@@ -133,8 +133,10 @@ edge = {"rate_per_second": 100, "rate_burst": 200, "in_flight": 100, "max_body_b
 firewall = {"confirm_seconds": 60}
 
 # Before the first host changes, every host pulls what it lacks and shows this much free disk
-# for Docker's images, all hosts at once (ops/rollout/prestage.py).
-rollout = {"min_free_disk_mb": 2048}
+# for Docker's images, all hosts at once (ops/rollout/prestage.py). parallel_hosts: hosts
+# rolled at once once the first changed host (the canary) is done, never two hosts of one
+# `placement_group` (a host key); `--data parallel_hosts=N` for one run.
+rollout = {"min_free_disk_mb": 2048, "parallel_hosts": 1}
 
 # The canary (ops/canary): on the first host the rollout changes, the new slot of each changed
 # service gets `steps` percent of that host's traffic in turn, `interval_seconds` each, through

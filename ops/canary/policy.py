@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any
 
-MODES = ("run", "skip")  # --data canary=...
+MODES = ("run", "skip", "hold")  # --data canary=...
 
 
 def steps_rise_to_all(steps: list[int]) -> bool:
@@ -38,6 +38,7 @@ class Policy:
     success_max_drop_points: float
     p99_max_seconds: float
     p99_max_ratio: float
+    hold: bool = False  # --data canary=hold: stop after the last judged step, traffic shared
 
     @property
     def judged_steps(self) -> tuple[int, ...]:
@@ -65,15 +66,18 @@ def policy_for_run(settings: Mapping[str, Any], mode: object, steps: object) -> 
         if any(not 0 < x <= 100 for x in s) or not steps_rise_to_all(s):
             raise CanaryInputError(f"--data canary_steps={steps!r}: percents must rise and end "
                                    "at 100")
-    if mode == "skip" or not c["steps"]:
+    if mode == "skip" or (not c["steps"] and mode == "run"):
         return None
+    if mode == "hold" and not [x for x in c["steps"] if x < 100]:
+        raise CanaryInputError("--data canary=hold: the canary has no step below 100 to hold "
+                               "at; give one with --data canary_steps=10,100")
     return Policy(steps=tuple(c["steps"]), interval_seconds=int(c["interval_seconds"]),
                   min_requests=int(c["min_requests"]),
                   max_wait_seconds=int(c["max_wait_seconds"]),
                   success_min_percent=float(c["success_min_percent"]),
                   success_max_drop_points=float(c["success_max_drop_points"]),
                   p99_max_seconds=float(c["p99_max_seconds"]),
-                  p99_max_ratio=float(c["p99_max_ratio"]))
+                  p99_max_ratio=float(c["p99_max_ratio"]), hold=mode == "hold")
 
 
 @dataclass(frozen=True)

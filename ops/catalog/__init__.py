@@ -75,7 +75,8 @@ Example group_data::
     default_allowed_origins = ["https://app.superapp.sy"]   # CORS; never "*"
     allowed_origins = {"payments": ["https://pay.superapp.sy"]}  # per service overrides
     hosts = [                                      # ROLLOUT ORDER; roles: app, db, monitoring
-        {"name": "app-1", "address": "10.10.0.11", "roles": ["app"]},
+        {"name": "app-1", "address": "10.10.0.11", "roles": ["app"],
+         "placement_group": "rack-a"},             # never rolled at once with another of it
         {"name": "app-2", "address": "10.10.0.12", "roles": ["app"],
          "public_address": "10.10.5.12"},          # where :80 is published (default: address)
         {"name": "db-1", "address": "10.10.1.11", "roles": ["db"]},
@@ -104,7 +105,8 @@ Example group_data::
     ssh_strict_host_key_checking = "yes"           # pyinfra refuses unknown/changed keys
     edge = {"rate_per_second": 100, "rate_burst": 200,      # per client, at Traefik: 429
             "in_flight": 100, "max_body_bytes": 1048576}    # bigger body: 413
-    rollout = {"min_free_disk_mb": 2048}           # every host, before the first changes
+    rollout = {"min_free_disk_mb": 2048,           # every host, before the first changes
+               "parallel_hosts": 1}                # hosts at once after the canary host
     canary = {"steps": [5, 25, 50, 100],           # % to the new slot on the first host
               "interval_seconds": 60, "min_requests": 100, "max_wait_seconds": 300,
               "success_min_percent": 99.0, "success_max_drop_points": 0.5,  # vs old slot

@@ -38,6 +38,10 @@ HOST = Record({
     "roles": Field(ListOf(Str(choices=ROLES), min_len=1)),
     "public_address": Field(Optional(Str(hint="an IPv4 address")), required=False,
                             doc="where :80 is published; default `address`"),
+    "placement_group": Field(Optional(NAME), required=False,
+                             doc="hosts that fail together (a rack, a zone): a rollout with "
+                                 "rollout.parallel_hosts > 1 never changes two of one group at "
+                                 "once; default: the host is its own group"),
 })
 
 GROUP_DATA = Record({
@@ -198,6 +202,9 @@ GROUP_DATA = Record({
         "min_free_disk_mb": Field(Int(min=0),
                                   doc="free disk for Docker's images every host must show "
                                       "before the first host changes (pre-staging)"),
+        "parallel_hosts": Field(Int(min=1, max=50), required=False, default=1,
+                                doc="hosts rolled at once after the first changed host (the "
+                                    "canary) is done; never two of one placement_group"),
     })),
     "canary": Field(Record({
         "steps": Field(ListOf(Int(min=1, max=100)),

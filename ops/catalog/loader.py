@@ -177,7 +177,8 @@ def load_environment(env: str, root: Path = REPO_ROOT) -> Environment:
 
     hosts = tuple(
         Host(name=h["name"], address=h["address"], roles=tuple(h["roles"]),
-             public_address=h["public_address"] or h["address"])
+             public_address=h["public_address"] or h["address"],
+             placement_group=h["placement_group"] or "")
         for h in settings["hosts"]
     )
     return Environment(

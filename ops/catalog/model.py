@@ -106,6 +106,7 @@ class Host:
     address: str
     roles: tuple[str, ...]
     public_address: str
+    placement_group: str = ""  # "" : its own group (see rollout.parallel_hosts)
 
     def has_role(self, role: str) -> bool:
         return role in self.roles

@@ -35,7 +35,7 @@ from ops.fleet.logs import (
     sort_key,
     store_grep,
 )
-from ops.fleet.status import format_status, host_rows, unreachable_rows
+from ops.fleet.status import canary_lines, format_status, host_rows, unreachable_rows
 from ops.host.commands import read_log_store
 from ops.host.facts import ContainerDetails, ContainerLogs, SuperappHostState
 from ops.host.remote import PyinfraRemote
@@ -119,6 +119,9 @@ def show_status() -> None:
         elif h.name in _unreachable():
             rows += unreachable_rows(h.name)
     print(format_status(rows), flush=True)
+    for line in canary_lines({h.name: hosts[h.name]["state"] for h in environment.hosts
+                              if h.name in hosts}):
+        print(f"--> {line}", flush=True)
     pending = pending_bootstrap(environment, [e for d in hosts.values() for e in d["state"].ledger])
     if pending:
         print(f"--> waiting for their schema bootstrap (tasks/bootstrap_schema.py --data "

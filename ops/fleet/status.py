@@ -103,3 +103,24 @@ def format_status(rows: Sequence[StatusRow]) -> str:
          "last release"),
         [(r.host, r.service, r.container, r.version, r.digest, r.health, r.since, r.release)
          for r in rows])
+
+
+def canary_lines(states: Mapping[str, HostState]) -> list[str]:
+    """One line per service whose traffic a canary shares on a host: held on purpose
+    (`--data canary=hold`, its intent marked `held`) or left by an interrupted run."""
+    lines = []
+    for host, state in states.items():
+        for service, mark in sorted(state.canaries.items()):
+            slot, _, weight = mark.partition(" ")
+            intent = state.intents.get(service) or {}
+            tag = (intent.get("image") or "?").rpartition(":")[2]
+            if isinstance(intent.get("held"), int):
+                lines.append(f"{host} {service}: canary held at {weight}% ({tag} in slot {slot} "
+                             f"since {intent.get('at', '?')[:16]}, release "
+                             f"{intent.get('release', '?')}): re-run the deploy to continue, "
+                             "or run the rollback to put it back")
+            else:
+                lines.append(f"{host} {service}: {weight}% of its traffic goes to slot {slot}, "
+                             "left by an interrupted canary: the next deploy or rollback puts "
+                             "it back")
+    return lines

@@ -26,6 +26,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 import gevent
+import gevent.lock
 
 from ops.backup.commands import first_backups_command
 from ops.backup.freshness import check_backup_freshness
@@ -45,14 +46,16 @@ from ops.render.compose import (
     compose_path,
 )
 from ops.render.databases import PROVISION_SQL
-from ops.rollout.interrupt import Interrupted, interruptible
+from ops.rollout.interrupt import Interrupted
 from ops.rollout.ledger import Release, record_ledger
 from ops.rollout.lock import EnvironmentLock
 from ops.rollout.plan import HostPlan, ServiceChange
+from ops.rollout.pool import run_pool
 from ops.rollout.prestage import prestage
 from ops.rollout.steps import RolloutError, must, say, upload
 from ops.rollout.swap import (
     UNDO_SETTLE_SECONDS,
+    CanaryHeld,
     intent_path,
     record_path,
     swap,
@@ -116,6 +119,7 @@ class HostResult:
     slots: dict[str, str] = field(default_factory=dict)  # service -> slot this run started
     # step -> seconds since the host's rollout began, when the step was reached (the timeline)
     timeline: dict[str, float] = field(default_factory=dict)
+    began: float = 0.0  # seconds after the run's first host began (hosts at once overlap)
 
 
 # Units of files that a container of the monitoring project reads (at start, or on SIGHUP).
@@ -265,7 +269,8 @@ def roll_host(remote: Remote, environment: Environment, plan: HostPlan, release:
               migrated: set[tuple[str, str]], db_remote: Remote | None = None,
               checkpoints: Checkpoints | None = None,
               heads: dict[str, str] | None = None, canary: Canary | None = None,
-              timeline: dict[str, float] | None = None) -> HostResult:
+              timeline: dict[str, float] | None = None,
+              migrations: gevent.lock.Semaphore | None = None) -> HostResult:
     """`canary`: this host is the canary (ops/canary). `heads` collects service -> schema head
     of every migration run here, and `timeline` when each step was reached, both kept by the
     caller even when this host fails later (the schema moved all the same; the timeline says
@@ -293,12 +298,16 @@ def roll_host(remote: Remote, environment: Environment, plan: HostPlan, release:
     changes = plan.services
 
     def migrate() -> None:
-        for c in changes:
-            if c.migrate and (c.service, c.bits) not in migrated:
-                check_backup_freshness(db_remote or remote, environment, c)
-                heads[c.service] = run_migrations(remote, environment, c)
-                migrated.add((c.service, c.bits))
+        # hosts rolled at once share `migrated`: one migrates, the other waits and skips
+        with migrations or gevent.lock.DummySemaphore():
+            for c in changes:
+                if c.migrate and (c.service, c.bits) not in migrated:
+                    check_backup_freshness(db_remote or remote, environment, c)
+                    heads[c.service] = run_migrations(remote, environment, c)
+                    migrated.add((c.service, c.bits))
 
+    # a held canary migrated when it started: its bits count as migrated for later hosts
+    migrated.update((c.service, c.bits) for c in changes if c.held)
     if changes:
         swap(remote, environment, changes, result.digests, release.id, checkpoint, migrate,
              canary)
@@ -317,12 +326,74 @@ def roll_host(remote: Remote, environment: Environment, plan: HostPlan, release:
     return result
 
 
+@dataclass
+class Outcome:
+    """How one host's rollout ended: its result, and why it stopped when it did not finish
+    (RolloutError, Interrupted, CanaryHeld, or a bug in this tool)."""
+
+    plan: HostPlan
+    result: HostResult
+    error: BaseException | None = None
+
+
+@dataclass
+class HostRunner:
+    """Rolls one host of a run; what the hosts share (migrations done, the canary not yet
+    given) lives here, and migrations run one at a time even when hosts roll at once."""
+
+    environment: Environment
+    remotes: Mapping[str, Remote]
+    release: Release
+    migrated: set[tuple[str, str]]
+    checkpoints: Checkpoints
+    canary: Canary | None
+    migrations: gevent.lock.Semaphore = field(default_factory=gevent.lock.Semaphore)
+    t0: float = field(default_factory=time.monotonic)
+
+    def roll(self, plan: HostPlan) -> Outcome:
+        """Never raises: the outcome says how the host ended (its swap undid itself if not)."""
+        heads: dict[str, str] = {}
+        timeline: dict[str, float] = {}
+        resumes = any(c.held for c in plan.services)  # its canary passed in the run that held
+        canary = self.canary if judged(plan.services) and not resumes else None
+        if judged(plan.services) or resumes:
+            self.canary = None  # one canary host: the first with a live slot to compare
+        db = self.environment.db_host.name
+        began = round(time.monotonic() - self.t0, 1)
+        try:
+            print(f"--> {plan.host}: " + (
+                "nothing to change" if not plan.changed else
+                f"{len(plan.services)} service(s) to swap, {len(plan.infra_files)} file(s)"),
+                flush=True)
+            self.checkpoints.reach("host", plan.host)
+            result = roll_host(
+                self.remotes[plan.host], self.environment, plan, self.release, self.migrated,
+                self.remotes.get(db, self.remotes[plan.host]), self.checkpoints, heads, canary,
+                timeline, self.migrations)
+            result.began = began
+            return Outcome(plan, result)
+        except CanaryHeld as e:
+            result: str = "HELD"
+            error: BaseException = e
+        except Interrupted as e:
+            result, error = "INTERRUPTED", e
+        except Exception as e:  # noqa: BLE001 - RolloutError, or a bug the caller re-raises
+            result, error = "FAILED", e
+        return Outcome(plan, HostResult(
+            plan.host, changed=[c.service for c in plan.services] if result == "HELD" else [],
+            result=result, migrations=heads, timeline=timeline, began=began), error)
+
+
 def rollout(environment: Environment, plans: Sequence[HostPlan], remotes: Sequence[Remote],
             release: Release, migrated: set[tuple[str, str]] | None = None,
             on_host_done: Callable[[HostResult], None] | None = None,
             checkpoints: Checkpoints | None = None,
-            canary: Canary | None = None) -> list[HostResult]:
-    """Roll `plans` (already in rollout order) host by host; raise at the first failure.
+            canary: Canary | None = None, parallel_hosts: int | None = None) -> list[HostResult]:
+    """Roll `plans` (already in rollout order); raise at the first failure.
+
+    One host at a time until the first changed host (the canary host when the run has a
+    canary) is done, then up to `parallel_hosts` at once (default: group_data's
+    `rollout.parallel_hosts`), never two of one placement group (ops/rollout/pool.py).
 
     `canary`: the first host swapping a service that has a live slot to compare with is
     judged with it (ops/canary) before any later host changes.
@@ -334,50 +405,32 @@ def rollout(environment: Environment, plans: Sequence[HostPlan], remotes: Sequen
     cannot be written fails the rollout after it ran (a rollback depends on it), naming the
     host.
     """
-    results: list[HostResult] = []
     by_name = {r.name: r for r in remotes}
-    migrated = set(migrated or ())
-    checkpoints = checkpoints or Checkpoints()
+    runner = HostRunner(environment, by_name, release, set(migrated or ()),
+                        checkpoints or Checkpoints(), canary)
+    width = parallel_hosts or environment.settings["rollout"]["parallel_hosts"]
     prestage(plans, by_name, environment.settings["rollout"]["min_free_disk_mb"])
-    for plan in plans:
-        remote = by_name[plan.host]
-        print(f"--> {plan.host}: " + (
-            "nothing to change" if not plan.changed else
-            f"{len(plan.services)} service(s) to swap, {len(plan.infra_files)} file(s)"),
-            flush=True)
-        heads: dict[str, str] = {}
-        timeline: dict[str, float] = {}
-        try:
-            with interruptible():
-                checkpoints.reach("host", plan.host)
-                result = roll_host(remote, environment, plan, release, migrated,
-                                   by_name.get(environment.db_host.name, remote), checkpoints,
-                                   heads, canary if judged(plan.services) else None, timeline)
-            if judged(plan.services):
-                canary = None  # one canary host: the first with a live slot to compare
-        except Interrupted:
-            results.append(HostResult(plan.host, result="INTERRUPTED", migrations=heads,
-                                      timeline=timeline))
-            unrecorded = record_ledger(remotes, results, release, "interrupted")
-            raise RolloutError(
-                f"interrupted (Ctrl-C) while rolling {plan.host}: its changes were undone; "
-                + (f"already on the new release: {', '.join(r.host for r in results[:-1])}"
-                   if len(results) > 1 else "no host changed")
-                + ledger_warning(unrecorded)) from None
-        except RolloutError as e:
-            done = [r.host for r in results if r.result == "changed"]
-            failed = HostResult(plan.host, result="FAILED", migrations=heads, timeline=timeline)
-            results.append(failed)
-            unrecorded = record_ledger(remotes, results, release, "failed")
-            rest = [p.host for p in plans[len(results):]]
-            raise RolloutError(
-                f"{e}\nRollout stopped at {plan.host}. "
-                + (f"Already on the new release: {', '.join(done)}. " if done else "")
-                + (f"Not touched: {', '.join(rest)}." if rest else "")
-                + ledger_warning(unrecorded)) from None
-        results.append(result)
-        if on_host_done:
-            on_host_done(result)
+    first = next((i for i, p in enumerate(plans)
+                  if (judged(p.services) if canary else p.changed)), len(plans))
+    results: list[HostResult] = []
+
+    def go_on(outcome: Outcome) -> bool:
+        results.append(outcome.result)
+        if outcome.error is None and on_host_done:
+            on_host_done(outcome.result)
+        return outcome.error is None
+
+    groups = {h.name: h.placement_group or h.name for h in environment.hosts}
+    order = [p.host for p in plans]
+    serial, after = list(plans[:first + 1]), list(plans[first + 1:])
+    for part, at_once, later in ((serial, 1, after), (after, width, [])):
+        run = run_pool(part, at_once, lambda p: groups.get(p.host, p.host), runner.roll, go_on)
+        results.sort(key=lambda r: order.index(r.host))  # rollout order, not finishing order
+        stopped = sorted((o for o in run.outcomes if o.error is not None),
+                         key=lambda o: order.index(o.plan.host))
+        if stopped or run.interrupted:
+            untouched = [p.host for p in (*run.not_started, *later)]
+            return stop_rollout(remotes, results, release, stopped, untouched)
     if any(r.result == "changed" for r in results):
         unrecorded = record_ledger(remotes, results, release, "success")
         if unrecorded:
@@ -390,6 +443,44 @@ def rollout(environment: Environment, plans: Sequence[HostPlan], remotes: Sequen
                                + "fix the ledger on the named host(s) before the next rollback")
     setup_pitr(environment, plans, by_name)
     return results
+
+
+def stop_rollout(remotes: Sequence[Remote], results: list[HostResult], release: Release,
+                 stopped: Sequence[Outcome], untouched: Sequence[str]) -> list[HostResult]:
+    """A rollout that did not finish: the ledger says how, and the error says where.
+    A held canary returns (the operator asked for it); anything else raises RolloutError."""
+    bugs = [o.error for o in stopped if not isinstance(
+        o.error, RolloutError | Interrupted | CanaryHeld)]
+    if bugs:
+        raise bugs[0]
+    done = [r.host for r in results if r.result == "changed"]
+    rest = f"Not touched: {', '.join(untouched)}." if untouched else ""
+    held = [o for o in stopped if isinstance(o.error, CanaryHeld)]
+    if held:
+        unrecorded = record_ledger(remotes, results, release, "held")
+        print(f"\n--> {held[0].error}." + (f" Not touched yet: {', '.join(untouched)}."
+                                            if untouched else "")
+              + ledger_warning(unrecorded), flush=True)
+        if unrecorded:
+            raise RolloutError(ledger_warning(unrecorded).strip())
+        return results
+    interrupted = [o.plan.host for o in stopped if isinstance(o.error, Interrupted)]
+    if interrupted or not stopped:  # Ctrl-C, with hosts in progress or between hosts
+        unrecorded = record_ledger(remotes, results, release, "interrupted")
+        where = (f"while rolling {', '.join(interrupted)}: "
+                 + ("its changes were undone; " if len(interrupted) == 1 else
+                    "their changes were undone; ")) if interrupted else "between hosts: "
+        raise RolloutError(
+            f"interrupted (Ctrl-C) {where}"
+            + (f"already on the new release: {', '.join(done)}" if done else "no host changed")
+            + (f". {rest}" if rest else "") + ledger_warning(unrecorded))
+    unrecorded = record_ledger(remotes, results, release, "failed")
+    failed = [o.plan.host for o in stopped]
+    raise RolloutError(
+        "\n".join(str(o.error) for o in stopped)
+        + f"\nRollout stopped at {', '.join(failed)}. "
+        + (f"Already on the new release: {', '.join(done)}. " if done else "")
+        + rest + ledger_warning(unrecorded))
 
 
 def setup_pitr(environment: Environment, plans: Sequence[HostPlan],
@@ -428,9 +519,9 @@ def ledger_warning(unrecorded: list[str]) -> str:
 
 
 def summary_table(results: Sequence[HostResult]) -> str:
-    return format_table(("host", "services changed", "result", "time"),
-                        [(r.host, ", ".join(r.changed) or "-", r.result, f"{r.seconds:.1f}s")
-                         for r in results])
+    return format_table(("host", "services changed", "result", "time", "began"),
+                        [(r.host, ", ".join(r.changed) or "-", r.result, f"{r.seconds:.1f}s",
+                          f"+{r.began:.1f}s") for r in results])
 
 
 def timeline_table(results: Sequence[HostResult]) -> str:

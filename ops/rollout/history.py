@@ -120,6 +120,7 @@ def rollback_target(environment: Environment, states: Mapping[str, HostState],
     off = sorted({f"{h} runs {svc} {img.rpartition(':')[2] or 'nothing'}"
                   for (h, svc), img in running.items()
                   if not runs(states[h].services.get(svc) or {}, top, svc)})
+    off += held_canaries(states)
     if off:
         return RollbackTarget(top, f"the fleet is not all on release {top['release']} ("
                               + "; ".join(off[:3]) + ("; ..." if len(off) > 3 else "")
@@ -129,6 +130,15 @@ def rollback_target(environment: Environment, states: Mapping[str, HostState],
                           "complete release in the ledgers: there is nothing to go back to")
     return RollbackTarget(stack[-2], f"the fleet runs release {top['release']} everywhere: "
                           "back to the one before it")
+
+
+def held_canaries(states: Mapping[str, HostState]) -> list[str]:
+    """"<host> holds a canary of <service> <tag> at N%" for every held canary (`--data
+    canary=hold`): a rollback from a hold goes back to the release the fleet still records,
+    and puts that host's route back (the held change is not the current release)."""
+    return sorted(f"{h} holds a canary of {svc} {(i.get('image') or '').rpartition(':')[2]} "
+                  f"at {i['held']}%" for h, st in states.items()
+                  for svc, i in st.intents.items() if isinstance(i.get("held"), int))
 
 
 def rollback_lines(environment: Environment, states: Mapping[str, HostState],

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import signal
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 import gevent
 
@@ -18,12 +18,16 @@ class Interrupted(BaseException):  # noqa: N818 - not an error: the operator pre
 
 
 @contextlib.contextmanager
-def interruptible() -> Iterator[None]:
-    """Turn SIGINT into `Interrupted` inside the rollout's greenlet."""
+def interruptible(on_interrupt: Callable[[], None] | None = None) -> Iterator[None]:
+    """Turn SIGINT into `Interrupted` inside the rollout's greenlet, or call `on_interrupt`
+    (the pool of hosts rolled at once interrupts each of them: ops/rollout/pool.py)."""
     me = gevent.getcurrent()
 
     def handler(signum, frame) -> None:  # noqa: ARG001
-        gevent.kill(me, Interrupted)
+        if on_interrupt is not None:
+            on_interrupt()
+        else:
+            gevent.kill(me, Interrupted)
 
     previous = signal.signal(signal.SIGINT, handler)
     try:

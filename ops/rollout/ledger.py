@@ -70,7 +70,7 @@ def release_entry(results: Sequence[HostResult], release: Release, outcome: str)
         "hosts": {r.host: {"result": r.result, "changed": r.changed, "slots": r.slots,
                            "digests": r.digests,
                            "images": r.images, "image_digests": r.image_digests,
-                           "seconds": round(r.seconds, 1),
+                           "seconds": round(r.seconds, 1), "began": r.began,
                            # [step, seconds since the host began], in order (a list: the
                            # ledger's JSON sorts object keys)
                            "timeline": [[step, t] for step, t in r.timeline.items()]}

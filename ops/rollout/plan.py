@@ -77,6 +77,9 @@ class ServiceChange:
     old_digest: str = ""
     route_changed: bool = True  # False when the host's Traefik file already says this
     has_singleton: bool = False  # a singleton sidecar runs with it here (starts after the swap)
+    # a canary held at this percent (`--data canary=hold`) already runs this change in
+    # `new_slot`: the swap continues from there (files staged, migrated, containers up)
+    held: int | None = None
 
     @property
     def bits(self) -> str:
@@ -276,6 +279,7 @@ def plan_host(environment: Environment, host: str, secrets: SecretValues,
     for f in files:
         by_unit.setdefault(f.unit, []).append(f)
 
+    held = held_changes(environment, host, state, live, reasons, hashes)
     changes = []
     for name in services:
         if name not in reasons:
@@ -292,10 +296,11 @@ def plan_host(environment: Environment, host: str, secrets: SecretValues,
             new_project=project_name(service, new),
             old_project=project_name(service, old) if old else None,
             migrate=environment.migrations and bool(environment.migrate_command(service))
-            and bool(NEW_BITS & set(reasons[name])),
+            and bool(NEW_BITS & set(reasons[name])) and name not in held,
             digest=environment.digests.get(name, ""), old_digest=record.get("digest") or "",
             route_changed=file_changed(by_unit[f"route:{name}"][0], state),
             has_singleton=any(sc.singleton for sc in environment.sidecars_on(service, host)),
+            held=held.get(name),
         ))
 
     infra_files = [f for f in files if f.unit.split(":")[0] not in ("service", "route")
@@ -303,16 +308,21 @@ def plan_host(environment: Environment, host: str, secrets: SecretValues,
     infra_units = [u for u in INFRA_UNITS if any(f.unit == u for f in infra_files)]
     images = compose_images(files)
     stale = [c for c in state.containers.values() if c.labels.get("superapp.service")
-             and live.get(c.labels["superapp.service"]) != c.labels.get("superapp.slot")]
+             and live.get(c.labels["superapp.service"]) != c.labels.get("superapp.slot")
+             and not (c.labels["superapp.service"] in held
+                      and c.labels.get("superapp.slot") == other_slot(live.get(
+                          c.labels["superapp.service"])))]
     leftover_projects = sorted({c.labels["com.docker.compose.project"] for c in stale
                                 if c.labels.get("com.docker.compose.project")})
     leftover_containers = sorted(c.name for c in stale
                                  if not c.labels.get("com.docker.compose.project"))
-    leftover_files = sorted(p for p in state.files if LEFTOVER.search(p))
+    kept = {f"{f.path}.prev" for c in changes if c.held for f in (*c.files, c.route)}
+    leftover_files = sorted(p for p in state.files if LEFTOVER.search(p) and p not in kept)
     promote = {name: server_url(environment.services[name], x.slot)
                for name, x in lives.items() if x.promote}
-    stale_intents = sorted(name for name in state.intents if name not in promote)
-    shared = [n for n in sorted(state.canaries) if n in live]
+    stale_intents = sorted(name for name in state.intents
+                           if name not in promote and name not in held)
+    shared = [n for n in sorted(state.canaries) if n in live and n not in held]
     return HostPlan(
         host=host, address=environment.host(host).address,
         dirs=host_directories(environment, host), images=images,
@@ -328,6 +338,27 @@ def plan_host(environment: Environment, host: str, secrets: SecretValues,
                                       environment.host(host), live[n]) for n in shared],
         canary_servers={n: server_url(environment.services[n], live[n]) for n in shared},
     )
+
+
+def held_changes(environment: Environment, host: str, state: HostState, live: dict[str, str],
+                 reasons: dict[str, list[Reason]], hashes: dict[str, str]) -> dict[str, int]:
+    """service -> the percent its held canary shares, when this run continues that canary:
+    every held intent on the host is exactly a change this run makes (same slot, image,
+    digest, configuration) with its new containers running, and this run changes nothing
+    else there. Otherwise {}: a held canary this run does not continue is put back like an
+    interrupted one (route back to the live slot, then its containers removed)."""
+    held = {n: i for n, i in state.intents.items() if isinstance(i.get("held"), int)}
+    if not held or set(held) != set(reasons):
+        return {}
+    for name, intent in held.items():
+        digest = environment.digests.get(name)
+        if (intent.get("slot") != other_slot(live.get(name))
+                or intent.get("image") != environment.image(environment.services[name])
+                or (digest and intent.get("digest") and intent["digest"] != digest)
+                or intent.get("hash") != hashes[name]
+                or not service_running(environment, name, intent["slot"], state)):
+            return {}
+    return {n: i["held"] for n, i in held.items()}
 
 
 def missing_singletons(environment: Environment, host: str, state: HostState,
@@ -350,7 +381,8 @@ def plan_lines(plan: HostPlan) -> list[str]:
     """What the rollout will do on the host, one line per action (the plan's printed form)."""
     if not plan.changed:
         return ["nothing to change"]
-    lines = [f"{c.service}: swap slot {c.old_slot or '-'} -> {c.new_slot} "
+    lines = [(f"{c.service}: continue the canary held at {c.held}%, " if c.held else
+              f"{c.service}: ") + f"swap slot {c.old_slot or '-'} -> {c.new_slot} "
              f"({'; '.join(describe_reasons(c))})" + (" + migrations" if c.migrate else "")
              for c in plan.services]
     lines += [f"update {f.path}" for f in plan.infra_files]
@@ -367,7 +399,7 @@ def plan_signature(plan: HostPlan) -> tuple:
     """Everything a plan would do, comparable: two plans with the same signature change a host
     the same way (the rollout re-plans under the lock and refuses when this moved)."""
     return (
-        tuple((c.service, c.old_slot, c.new_slot, c.image, c.config_hash)
+        tuple((c.service, c.old_slot, c.new_slot, c.image, c.config_hash, c.held)
               for c in plan.services),
         tuple(sorted((f.path, sha256(f.content)) for f in plan.infra_files)),
         tuple(sorted(plan.missing_images)), tuple(plan.leftovers),

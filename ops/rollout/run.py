@@ -44,6 +44,7 @@ class Run:
     force_old_secrets: bool = False  # ... even those rotated since (--data force=true)
     plans: dict[str, HostPlan] = field(default_factory=dict)
     canary: Policy | None = None  # a deploy's canary (ops/canary); None: no canary this run
+    parallel_hosts: int = 1  # hosts rolled at once after the first (rollout.parallel_hosts)
 
     def ordered(self, names) -> list[str]:
         """`names` in the environment's rollout order (hosts it does not know are dropped)."""
@@ -92,7 +93,19 @@ def prepare_run(kind: str) -> Run:
         raise DeployRefused(f"refusing to deploy {name}: cannot reach {', '.join(names)} (see "
                             f"the connection errors above); no host was changed{hint}")
     return Run(environment, Release(env=name, commit=git_commit(), kind=kind),
-               canary=canary_of_run(environment, kind))
+               canary=canary_of_run(environment, kind),
+               parallel_hosts=parallel_hosts_of_run(environment))
+
+
+def parallel_hosts_of_run(environment: Environment) -> int:
+    """group_data's `rollout.parallel_hosts`, or this run's `--data parallel_hosts=N`."""
+    given = host.data.get("parallel_hosts")
+    if given in (None, ""):
+        return int(environment.settings["rollout"]["parallel_hosts"])
+    if isinstance(given, bool) or not str(given).isdigit() or not 1 <= int(given) <= 50:
+        raise DeployRefused(f"--data parallel_hosts={given!r}: expected a whole number of "
+                            "hosts from 1 to 50")
+    return int(given)
 
 
 def canary_of_run(environment: Environment, kind: str) -> Policy | None:

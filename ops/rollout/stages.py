@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import sys
 import tempfile
+import time
 import traceback
 from pathlib import Path
 
@@ -268,8 +269,10 @@ def rollout_callback(state, run: Run, lock: EnvironmentLock | None = None) -> bo
                         for st in run.states.values()
                         for name, rec in st.services.items()}
             canary = Canary.for_environment(run.environment, run.canary) if run.canary else None
+            began = time.monotonic()
             results = rollout(run.environment, plans, remotes, run.release, migrated=migrated,
-                              checkpoints=Checkpoints(lock), canary=canary)
+                              checkpoints=Checkpoints(lock), canary=canary,
+                              parallel_hosts=run.parallel_hosts)
         finally:
             if own_lock and lock is not None:
                 release_lock(lock)
@@ -282,6 +285,8 @@ def rollout_callback(state, run: Run, lock: EnvironmentLock | None = None) -> bo
               file=sys.stderr, flush=True)
         return False
     print("\n" + summary_table(results), flush=True)
+    print(f"--> rolled {len(results)} host(s) in {time.monotonic() - began:.1f}s "
+          f"(parallel_hosts {run.parallel_hosts})", flush=True)
     timeline = timeline_table(results)
     if timeline:
         print("\nseconds since each host's rollout began, per step:\n" + timeline, flush=True)

@@ -11,6 +11,9 @@ changed services at once:
     healthy   every new container answers its health check
     canary-N  (the canary host only, ops/canary) the route files share the traffic, N% to the
               new slots, and Prometheus judged the step; a failure is undone like any other
+    held      (`--data canary=hold`) the run stops after the last judged step, traffic shared,
+              each intent marked `held`; a later run making the same changes resumes at
+              `healthy` and goes on to `switched`; any other run puts the route back
     switched  the route files name the new slots
     serving   Traefik reports every new server up (`traefik_service_server_up`): traffic moved
     recorded  each intent becomes the service's record (`<service>.json`)
@@ -89,9 +92,7 @@ def stage(remote: Remote, changes: Sequence[ServiceChange], digests: dict[str, s
     """Keep the live files as `.prev`, upload the new ones, write each intent."""
     must(remote, cmd.backup_files(swapped_paths(changes)), "keeping the current service files")
     upload(remote, [f for c in changes for f in c.files], checkpoint)
-    must(remote, cmd.chain(cmd.sh("mkdir", "-p", SERVICE_STATE_DIR), *(
-        cmd.write_json_file(intent_path(c.service), record_of(c, digests, release_id))
-        for c in changes)), "recording the swaps about to start")
+    write_intents(remote, changes, digests, release_id)
 
 
 def start_new_slots(remote: Remote, changes: Sequence[ServiceChange]) -> None:
@@ -212,6 +213,21 @@ def undo(remote: Remote, environment: Environment, changes: Sequence[ServiceChan
     return problems
 
 
+def write_intents(remote: Remote, changes: Sequence[ServiceChange], digests: dict[str, str],
+                  release_id: str, held: int | None = None) -> None:
+    """Each change's intent; `held`: the percent a held canary stays at (a later run that makes
+    the same changes continues from there, see ops/rollout/plan.py `held_changes`)."""
+    mark = {} if held is None else {"held": held}
+    must(remote, cmd.chain(cmd.sh("mkdir", "-p", SERVICE_STATE_DIR), *(
+        cmd.write_json_file(intent_path(c.service), record_of(c, digests, release_id) | mark)
+        for c in changes)), "recording the swaps about to start" if held is None
+        else "recording the held canary")
+
+
+class CanaryHeld(Exception):  # noqa: N818 - not an error: the operator asked for it
+    """`--data canary=hold`: the canary passed its steps and stays there, traffic shared."""
+
+
 def swap(remote: Remote, environment: Environment, changes: Sequence[ServiceChange],
          digests: dict[str, str], release_id: str, checkpoint: Checkpoint,
          migrate: Callable[[], None], canary: Canary | None = None) -> None:
@@ -219,36 +235,56 @@ def swap(remote: Remote, environment: Environment, changes: Sequence[ServiceChan
 
     `migrate` runs between staging and starting (migrations need the new compose file);
     `checkpoint(step)` is called after each step (the lock check and the test fault hook);
-    `canary`: this host is the canary, judged step by step before the switch.
+    `canary`: this host is the canary, judged step by step before the switch; with
+    `canary.policy.hold` it stops after the last judged step (CanaryHeld), traffic shared.
+    Changes that continue a held canary (`held`, all of the host's or none) start at `healthy`.
     """
-    say(remote.name, "swapping " + ", ".join(
-        f"{c.service} ({'; '.join(c.describe())})" for c in changes))
-    routes_moved = False
+    resumed = bool(changes) and all(c.held for c in changes)
+    say(remote.name, ("continuing the canary held at "
+                      f"{max(c.held or 0 for c in changes)}%: " if resumed else "swapping ")
+        + ", ".join(f"{c.service} ({'; '.join(c.describe())})" for c in changes))
+    routes_moved = resumed  # a held canary's routes share traffic
+    held = False
     try:
-        stage(remote, changes, digests, release_id, checkpoint)
-        checkpoint("staged")
-        migrate()
-        checkpoint("migrated")
-        start_new_slots(remote, changes)
-        checkpoint("started")
+        if resumed:  # staged, migrated and started by the run that held: no longer held
+            write_intents(remote, changes, digests, release_id)
+        else:
+            stage(remote, changes, digests, release_id, checkpoint)
+            checkpoint("staged")
+            migrate()
+            checkpoint("migrated")
+            start_new_slots(remote, changes)
+            checkpoint("started")
         wait_healthy(remote, environment, changes)
         checkpoint("healthy")
-        if canary is not None:
+        if canary is not None and not resumed:
             routes_moved = True
             run_canary(remote, environment, changes, canary, checkpoint,
                        lambda servers, what: wait_serving(remote, servers, what))
-        routes_moved = routes_moved or any(c.route_changed for c in changes)
-        switch_routes(remote, changes)
-        checkpoint("switched")
-        wait_serving(remote, new_servers(environment, changes),
-                     "waiting for Traefik to serve the new containers")
-        checkpoint("serving")
+            held = canary.policy.hold
+        if held:
+            write_intents(remote, changes, digests, release_id, canary.policy.judged_steps[-1])
+        else:
+            routes_moved = routes_moved or any(c.route_changed for c in changes)
+            switch_routes(remote, changes)
+            checkpoint("switched")
+            wait_serving(remote, new_servers(environment, changes),
+                         "waiting for Traefik to serve the new containers")
+            checkpoint("serving")
     except BaseException as e:
         problems = undo(remote, environment, changes, routes_moved)
         if problems:
             raise RolloutError(f"{e}\n{remote.name}: the undo did not finish: "
                                + "; ".join(problems)) from None
         raise
+    if held:
+        checkpoint("held")
+        raise CanaryHeld(f"{remote.name}: the canary is held at {canary.policy.judged_steps[-1]}%"
+                         " as asked (--data canary=hold): " + ", ".join(
+                             f"{c.service} {c.image}" for c in changes)
+                         + " beside the live containers. Re-run this deploy (without "
+                         "canary=hold) to continue from there, or run the rollback to put "
+                         f"{remote.name} back")
     record(remote, changes)
     try:
         checkpoint("recorded")

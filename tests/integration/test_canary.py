@@ -120,6 +120,40 @@ def test_a_good_release_is_promoted_through_every_step_with_no_failed_request(
           "0 failed")
 
 
+def test_a_held_canary_stays_shared_shows_in_status_and_a_second_run_continues_it(
+        testbed, trees, load):
+    before = snapshot(testbed, load)
+    tag = other_version(testbed, SERVICE)
+    res = deploy(trees[tag], "--data", "canary=hold", "--data", "canary_steps=50,100")
+    text = output(res)
+    assert res.returncode == 0, text[-4000:]
+    assert "host1: the canary is held at 50% as asked (--data canary=hold)" in text, text[-3000:]
+    assert "Not touched yet: host2, host3." in text
+    assert "[host1] payments: running migrations once" in text
+    held = snapshot(testbed, load)
+    assert held["records"] == before["records"]  # the release the fleet had
+    assert held["versions"]["host1"] in (before["versions"]["host1"], tag)  # shared
+    assert [held["versions"][h] for h in ("host2", "host3")] == [
+        before["versions"][h] for h in ("host2", "host3")]
+    route = testbed.ssh(testbed.host("host1"), "cat /opt/superapp/traefik/dynamic/payments.yml")
+    assert re.search(r"# superapp-canary: [ab] 50\n", route.stdout), route.stdout
+    status = output(pyinfra(REPO, "inventories/local.py", "tasks/status.py", timeout=300))
+    assert "--> host1 payments: canary held at 50% (" + tag in status, status[-3000:]
+
+    res = deploy(trees[tag])  # no canary settings: the testbed's own have no steps
+    text = output(res)
+    assert res.returncode == 0, text[-4000:]
+    assert "[host1] continuing the canary held at 50%: payments" in text, text[-3000:]
+    assert "canary at" not in text and "running migrations" not in text  # the hold's stand
+    assert set(versions(testbed, SERVICE).values()) == {tag}
+    status = output(pyinfra(REPO, "inventories/local.py", "tasks/status.py", timeout=300))
+    assert "canary held" not in status
+    for host in load:
+        assert failures_since(load, before, host) == [], host
+    print(f"\nhold at 50%, then continued: {sum(requests_since(load, before, h) for h in load)}"
+          " requests, 0 failed")
+
+
 def test_a_release_with_5_percent_of_500s_is_stopped_at_the_first_step(testbed, trees, load):
     before = snapshot(testbed, load)
     res = deploy(trees["flaky"], "--data", f"canary_steps={STEPS}")
@@ -162,5 +196,5 @@ def test_a_bad_canary_setting_is_refused_before_any_host_changes(testbed, trees,
     tag = other_version(testbed, SERVICE)
     res = deploy(trees[tag], "--data", "canary=later")
     assert res.returncode != 0
-    assert "--data canary='later': expected one of run, skip" in output(res)
+    assert "--data canary='later': expected one of run, skip, hold" in output(res)
     assert snapshot(testbed, load)["records"] == before["records"]

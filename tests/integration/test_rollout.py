@@ -297,6 +297,43 @@ def test_ctrl_c_releases_the_lock(v2, testbed, tmp_path):
     assert set(versions(testbed, "chat").values()) == {target}
 
 
+def test_hosts_at_once_overlap_and_ctrl_c_undoes_every_host_in_progress(v2, testbed, tmp_path):
+    """`--data parallel_hosts=2` under load: host1 alone, then host2 and host3 at once; Ctrl-C
+    while host2 and host3 both swap undoes both; the next run converges. 0 failed requests."""
+    before, target = versions(testbed, "chat"), other_version(testbed, "chat")
+    trees = {tag: release_copy(tmp_path / tag, {"default_image_tag": '"v2"',
+                                                "image_tags": f'{{"chat": "{tag}"}}'})
+             for tag in (target, before["host1"])}
+    with Load(app_targets(testbed, (f"{ENV.services['chat'].routes[0]}/api/ping",)), rate=30,
+              workers=8) as load:
+        res = deploy(trees[target], "--data", "parallel_hosts=2")
+        assert res.returncode == 0, output(res)[-3000:]
+        assert "(parallel_hosts 2)" in output(res)
+        hosts = ledger(testbed, testbed.hosts[0])[-1]["hosts"]
+        h1, h2, h3 = (hosts[h] for h in ("host1", "host2", "host3"))
+        assert h1["began"] + h1["seconds"] <= min(h2["began"], h3["began"])  # host1 alone
+        assert h3["began"] < h2["began"] + h2["seconds"]  # host2 and host3 overlap
+        assert h2["began"] < h3["began"] + h3["seconds"]
+        assert set(versions(testbed, "chat").values()) == {target}
+
+        proc = start_deploy(trees[before["host1"]], "--data", "parallel_hosts=2")
+        wait_for_line(proc, r"\[host3\] swapping chat")
+        time.sleep(1)
+        out = interrupt(proc)
+        assert proc.returncode != 0
+        assert ("interrupted (Ctrl-C) while rolling host2, host3: their changes were undone; "
+                "already on the new release: host1") in out, out[-3000:]
+        now = versions(testbed, "chat")
+        assert (now["host1"], now["host2"], now["host3"]) == (before["host1"], target, target)
+        assert lock_is_free(testbed)
+        res = deploy(trees[before["host1"]], "--data", "parallel_hosts=2")
+        assert res.returncode == 0, output(res)[-3000:]
+        assert set(versions(testbed, "chat").values()) == {before["host1"]}
+        time.sleep(2)
+    assert load.report.total > 300
+    assert load.report.failed == [], load.report.failures_by_kind()
+
+
 def set_sshd(host: str, action: str) -> None:
     subprocess.run([str(REPO / ".venv/bin/python"), str(REPO / "testbed/testbed.py"), "sshd",
                     host, action], check=True, capture_output=True)

@@ -87,6 +87,14 @@ def test_skip_and_empty_steps_mean_no_canary() -> None:
     assert policy_for_run(load_environment("local").settings["canary"], None, None) is None
 
 
+def test_hold_keeps_the_steps_and_needs_one_to_hold_at() -> None:
+    held = policy_for_run(load_environment("prod").settings["canary"], "hold", None)
+    assert held is not None and held.hold and held.judged_steps == (5, 25, 50)
+    assert not policy_for_run(load_environment("prod").settings["canary"], "run", None).hold
+    with pytest.raises(CanaryInputError, match="no step below 100 to hold at"):
+        policy_for_run(load_environment("local").settings["canary"], "hold", None)
+
+
 @pytest.mark.parametrize(("given", "steps"), [("10,100", (10, 100)), (100, (100,)),
                                               ([5, 50, 100], (5, 50, 100))])
 def test_the_run_may_give_its_own_steps(given, steps) -> None:
@@ -95,10 +103,11 @@ def test_the_run_may_give_its_own_steps(given, steps) -> None:
 
 
 @pytest.mark.parametrize(("mode", "steps", "message"), [
-    ("hold-on", None, "--data canary='hold-on': expected one of run, skip"),
+    ("hold-on", None, "--data canary='hold-on': expected one of run, skip, hold"),
     (None, "ten", "--data canary_steps='ten': expected percents"),
     (None, "50,10,100", "--data canary_steps='50,10,100': percents must rise and end at 100"),
     (None, "10,50", "percents must rise and end at 100"),
+    ("hold", "100", "--data canary=hold: the canary has no step below 100 to hold at"),
 ])
 def test_a_bad_run_setting_is_refused_by_name(mode, steps, message) -> None:
     with pytest.raises(CanaryInputError, match=message.replace("(", r"\(").replace("[", r"\[")):

@@ -168,3 +168,112 @@ def test_an_interrupted_canary_is_put_back_before_its_new_slot_is_removed() -> N
     plain = remote.routes("payments")[0]
     assert CANARY_MARK not in plain and f"{LIVE_SLOT_MARK}a" in plain
     assert json.dumps(plan.canary_servers) == '{"payments": "http://payments-a:8000"}'
+
+
+HOLD = policy_for_run(ENV.settings["canary"], "hold", "10,50,100")
+
+
+def test_hold_stops_after_the_last_judged_step_with_traffic_still_shared(no_sleep) -> None:
+    plans, remotes = one_service_release()
+    prometheus = ScriptedPrometheus({"payments-b@file": (50, 0), "payments-a@file": (450, 1)})
+    results = rollout(ENV, plans, remotes, Release(env="local", commit="abc"),
+                      canary=Canary(HOLD, prometheus, sleep=no_sleep.append))
+    assert [(r.host, r.result) for r in results] == [("host1", "HELD")]
+    host1 = remotes[0]
+    assert remotes[0].routes("payments")[-1].count(f"{CANARY_MARK}b 50") == 1
+    held = [c for c in host1.commands if "payments.json.next" in c]
+    assert '"held":50' in held[-1] and '"slot":"b"' in held[-1]
+    assert not any("sa-payments-b down" in c or "sa-payments-a down" in c
+                   for c in host1.commands)  # neither undone nor switched
+    assert not any(f"{ROUTE}.prev" in c and "mv -f" in c for c in host1.commands)
+    ledger = [c for c in host1.commands if "releases.jsonl" in c][-1]
+    assert '"result":"held"' in ledger
+    assert only_the_ledger(remotes[1], "held") and only_the_ledger(remotes[2], "held")
+
+
+def held_state(**intent_changes):
+    """host1 as a hold left it: slot a live and recorded, slot b running the release, its
+    route shared 50%, its intent marked held; `intent_changes` alter the intent."""
+    plan = one_service_release()[0][0]
+    change = plan.services[0]
+    state = deployed_state("host1")
+    state.services["payments"]["image"] = "reg/superapp/standin:v0"
+    state.intents["payments"] = {"service": "payments", "slot": "b", "image": change.image,
+                                 "hash": change.config_hash, "release": "r1", "held": 50,
+                                 "at": "2026-12-04T10:00:00+00:00"} | intent_changes
+    state.canaries = {"payments": "b 50"}
+    a = state.containers["payments-a"]
+    state.containers["payments-b"] = type(a)("payments-b", change.image, "running", "Up",
+                                             {**a.labels, "superapp.slot": "b",
+                                              "com.docker.compose.project": "sa-payments-b"})
+    for f in change.files:  # staged by the run that held
+        state.files[f.path] = plan_sha(f.content)
+        state.files[f"{f.path}.prev"] = "x"
+    state.files[f"{ROUTE}.prev"] = "x"
+    return state
+
+
+def plan_sha(text: str) -> str:
+    from ops.rollout.plan import sha256
+    return sha256(text)
+
+
+def test_a_run_making_the_same_change_continues_the_held_canary(no_sleep) -> None:
+    plan = plan_host(ENV, "host1", SECRETS, held_state())
+    plan.services = [c for c in plan.services if c.service == "payments"]
+    [change] = plan.services
+    assert change.held == 50 and not change.migrate
+    assert not plan.canary_routes and not plan.stale_intents
+    assert not plan.leftover_projects and not plan.leftover_files
+    prometheus = ScriptedPrometheus({})
+    remote = Host("host1")
+    rollout(ENV, [plan], [remote], Release(env="local", commit="abc"),
+            canary=Canary(POLICY, prometheus, sleep=no_sleep.append))
+    assert prometheus.taken == 0  # judged by the run that held
+    assert not any("sa-payments-b" in c and " up " in c for c in remote.commands)  # running
+    assert not any(f"{ROUTE}.prev" in c and "cp" in c for c in remote.commands)  # kept .prev
+    switched = index_of(remote.commands, "PUT ", "payments.yml")
+    down = index_of(remote.commands, "compose -p sa-payments-a down")
+    assert switched < down
+    route = remote.routes("payments")[-1]
+    assert CANARY_MARK not in route and f"{LIVE_SLOT_MARK}b" in route
+
+
+@pytest.mark.parametrize("other", [{"hash": "another-config"}, {"slot": "a"}])
+def test_a_held_canary_another_run_does_not_continue_is_put_back(other) -> None:
+    plan = plan_host(ENV, "host1", SECRETS, held_state(**other))
+    assert [f.path for f in plan.canary_routes] == [ROUTE]
+    assert all(c.held is None for c in plan.services)
+    assert "payments" in plan.stale_intents
+
+
+def test_a_rollback_from_a_hold_goes_back_to_what_the_fleet_records() -> None:
+    from ops.rollout.history import held_canaries
+    states = {"host1": held_state(), "host2": deployed_state("host2")}
+    assert held_canaries(states) == ["host1 holds a canary of payments "
+                                     f"{ENV.image(ENV.services['payments']).rpartition(':')[2]}"
+                                     " at 50%"]
+
+
+def test_status_names_a_held_canary_and_an_interrupted_one() -> None:
+    from ops.fleet.status import canary_lines
+    interrupted = held_state()
+    del interrupted.intents["payments"]["held"]
+    lines = canary_lines({"host1": held_state(), "host2": interrupted})
+    assert lines[0].startswith("host1 payments: canary held at 50% (")
+    assert "release r1): re-run the deploy to continue, or run the rollback" in lines[0]
+    assert lines[1] == ("host2 payments: 50% of its traffic goes to slot b, left by an "
+                        "interrupted canary: the next deploy or rollback puts it back")
+
+
+def test_during_a_canary_prometheus_scrapes_the_live_slot_and_users_get_the_pair() -> None:
+    import yaml
+    shared = yaml.safe_load(render_dynamic(ENV, ENV.services["payments"], ENV.host("host1"),
+                                           "a", ("b", 10)).content)
+    routers = shared["http"]["routers"]
+    assert routers["payments-internal"]["service"] == "payments-a"  # never alternates
+    assert routers["payments"]["service"] == "payments"  # the weighted pair
+    assert routers["payments-internal-host"]["service"] == "payments"
+    plain = yaml.safe_load(render_dynamic(ENV, ENV.services["payments"], ENV.host("host1"),
+                                          "b").content)
+    assert plain["http"]["routers"]["payments-internal"]["service"] == "payments"

@@ -143,12 +143,12 @@ def prestaging(command: str) -> bool:
     return "DockerRootDir" in command or command.startswith("rc=0; docker pull")
 
 
-def only_the_ledger(remote: FakeRemote) -> bool:
+def only_the_ledger(remote: FakeRemote, result: str = "failed") -> bool:
     """Whether the one thing run on the host, besides pre-staging (which changes nothing that
-    runs), was appending the release to its ledger."""
+    runs), was appending the release (with `result`) to its ledger."""
     commands = [c for c in remote.commands if not prestaging(c)]
     return len(commands) == 1 and "/var/lib/superapp/releases.jsonl" in commands[0] and \
-        '"result":"failed"' in commands[0]
+        f'"result":"{result}"' in commands[0]
 
 
 class LostLock:
