@@ -248,6 +248,11 @@ def finish_interrupted(remote: Remote, environment: Environment, plan: HostPlan)
         wait_serving(remote, plan.promote, "waiting for Traefik to serve the live containers")
         must(remote, cmd.chain(*(cmd.sh("mv", "-f", intent_path(s), record_path(s))
                                  for s in sorted(plan.promote))), "recording the live slots")
+    if plan.restore_files:  # the live slot's own files again (staged ones were never live)
+        say(remote.name, "restoring the live files a swap that never switched replaced: "
+                         + ", ".join(plan.restore_files))
+        must(remote, cmd.chain(*(cmd.sh("mv", "-f", f"{p}.prev", p)
+                                 for p in plan.restore_files)), "restoring the live files")
     if plan.leftovers:
         say(remote.name, "removing what an interrupted run left: " + ", ".join(plan.leftovers))
         if plan.leftover_projects:
@@ -319,7 +324,7 @@ def roll_host(remote: Remote, environment: Environment, plan: HostPlan, release:
     result.slots = {c.service: c.new_slot for c in changes}
     result.changed = [c.service for c in changes] + plan.infra_units + (
         ["leftovers"] if plan.leftovers or plan.promote or plan.singletons
-        or plan.canary_routes else [])
+        or plan.canary_routes or plan.restore_files else [])
     result.result = "changed" if (result.changed or plan.missing_images) else "unchanged"
     result.seconds = time.monotonic() - t0
     timeline["done"] = round(result.seconds, 1)

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from enum import StrEnum
 
 from ops.catalog.model import Environment
@@ -142,12 +142,16 @@ class HostPlan:
     # put back before anything else (leftover containers may be the canary's new slot)
     canary_routes: list[RenderedFile] = field(default_factory=list)
     canary_servers: dict[str, str] = field(default_factory=dict)  # service -> live server URL
+    # live files a swap that never switched left as `<path>.prev` (the staged ones in their
+    # place): moved back, so the host's files describe what runs again
+    restore_files: list[str] = field(default_factory=list)
     prestaged: bool = False  # the missing images were pulled before any host changed
 
     @property
     def changed(self) -> bool:
         return bool(self.missing_images or self.infra_files or self.services
-                    or self.leftovers or self.promote or self.singletons or self.canary_routes)
+                    or self.leftovers or self.promote or self.singletons or self.canary_routes
+                    or self.restore_files)
 
     @property
     def leftovers(self) -> list[str]:
@@ -235,6 +239,7 @@ def plan_host(environment: Environment, host: str, secrets: SecretValues,
     lives = live_state(environment, host, state)
     live = {name: x.slot for name, x in lives.items()}
     records = {name: x.record or {} for name, x in lives.items()}
+
     services = service_names(environment, host)
     reasons: dict[str, list[Reason]] = {}
     hashes: dict[str, str] = {}
@@ -267,6 +272,9 @@ def plan_host(environment: Environment, host: str, secrets: SecretValues,
         return render_host(environment, host, secrets, slots_after(changed))
 
     files = render(reasons)
+    unswitched = unswitched_files(state, lives, files)
+    state = replace(state, files={**state.files, **{p: state.files[f"{p}.prev"]
+                                                    for p in unswitched}})
     # A service whose live files were edited on the host is redeployed too (drift repair).
     drifted = {f.unit.partition(":")[2] for f in files
                if f.unit.startswith(("service:", "route:")) and file_changed(f, state)}
@@ -317,6 +325,9 @@ def plan_host(environment: Environment, host: str, secrets: SecretValues,
     leftover_containers = sorted(c.name for c in stale
                                  if not c.labels.get("com.docker.compose.project"))
     kept = {f"{f.path}.prev" for c in changes if c.held for f in (*c.files, c.route)}
+    held_paths = {f.path for c in changes if c.held for f in (*c.files, c.route)}
+    restore = [p for p in unswitched if p not in held_paths]
+    kept |= {f"{p}.prev" for p in restore}
     leftover_files = sorted(p for p in state.files if LEFTOVER.search(p) and p not in kept)
     promote = {name: server_url(environment.services[name], x.slot)
                for name, x in lives.items() if x.promote}
@@ -337,7 +348,20 @@ def plan_host(environment: Environment, host: str, secrets: SecretValues,
         canary_routes=[render_dynamic(environment, environment.services[n],
                                       environment.host(host), live[n]) for n in shared],
         canary_servers={n: server_url(environment.services[n], live[n]) for n in shared},
+        restore_files=restore,
     )
+
+
+def unswitched_files(state: HostState, lives: dict[str, Live],
+                     files: list[RenderedFile]) -> list[str]:
+    """Files a swap staged over the live ones and never switched to (its intent is still
+    there, for another slot than the live one): each has a `.prev` copy, which is what the
+    live slot runs. Left by a crash after `staged`, a canary that died, or a held one."""
+    names = {n for n, i in state.intents.items()
+             if n in lives and not lives[n].promote and i.get("slot") != lives[n].slot}
+    return sorted(f.path for f in files
+                  if f.unit.partition(":")[0] in ("service", "route")
+                  and f.unit.partition(":")[2] in names and f"{f.path}.prev" in state.files)
 
 
 def held_changes(environment: Environment, host: str, state: HostState, live: dict[str, str],
@@ -390,6 +414,8 @@ def plan_lines(plan: HostPlan) -> list[str]:
         lines.append(f"pull {', '.join(sorted(plan.missing_images))}")
     lines += [f"{name}: finish the swap an interrupted run left (traffic is on {url})"
               for name, url in sorted(plan.promote.items())]
+    lines += [f"restore {path} from {path}.prev (a swap that never switched staged over it)"
+              for path in plan.restore_files]
     lines += [f"remove {leftover} (left by an interrupted run)" for leftover in plan.leftovers]
     lines += [f"{name}: start its singleton sidecar" for name in plan.singletons]
     return lines
@@ -404,5 +430,5 @@ def plan_signature(plan: HostPlan) -> tuple:
         tuple(sorted((f.path, sha256(f.content)) for f in plan.infra_files)),
         tuple(sorted(plan.missing_images)), tuple(plan.leftovers),
         tuple(sorted(plan.promote.items())), tuple(plan.singletons),
-        tuple(sorted(plan.canary_servers.items())),
+        tuple(sorted(plan.canary_servers.items())), tuple(plan.restore_files),
     )

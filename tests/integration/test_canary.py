@@ -120,16 +120,13 @@ def test_a_good_release_is_promoted_through_every_step_with_no_failed_request(
           "0 failed")
 
 
-def test_a_held_canary_stays_shared_shows_in_status_and_a_second_run_continues_it(
-        testbed, trees, load):
-    before = snapshot(testbed, load)
-    tag = other_version(testbed, SERVICE)
-    res = deploy(trees[tag], "--data", "canary=hold", "--data", "canary_steps=50,100")
+def hold(testbed: Testbed, load: dict, tree: Path, tag: str, before: dict) -> None:
+    """Deploy `tag` with `--data canary=hold` at 50%: held on host1, shown by status."""
+    res = deploy(tree, "--data", "canary=hold", "--data", "canary_steps=50,100")
     text = output(res)
     assert res.returncode == 0, text[-4000:]
     assert "host1: the canary is held at 50% as asked (--data canary=hold)" in text, text[-3000:]
     assert "Not touched yet: host2, host3." in text
-    assert "[host1] payments: running migrations once" in text
     held = snapshot(testbed, load)
     assert held["records"] == before["records"]  # the release the fleet had
     assert held["versions"]["host1"] in (before["versions"]["host1"], tag)  # shared
@@ -140,6 +137,27 @@ def test_a_held_canary_stays_shared_shows_in_status_and_a_second_run_continues_i
     status = output(pyinfra(REPO, "inventories/local.py", "tasks/status.py", timeout=300))
     assert "--> host1 payments: canary held at 50% (" + tag in status, status[-3000:]
 
+
+def test_a_held_canary_is_undone_by_a_rollback_or_continued_by_the_same_deploy(
+        testbed, trees, load):
+    before = snapshot(testbed, load)
+    tag = other_version(testbed, SERVICE)
+    hold(testbed, load, trees[tag], tag, before)
+    res = pyinfra(REPO, "-y", "inventories/local.py", "tasks/rollback.py", timeout=900)
+    text = output(res)
+    assert res.returncode == 0, text[-4000:]
+    assert f"host1 holds a canary of payments {tag} at 50%" in text, text[-3000:]
+    assert "[host1] an interrupted canary left traffic shared: payments back to the live slot" \
+        in text
+    after = snapshot(testbed, load)
+    assert after["records"] == before["records"] and after["versions"] == before["versions"]
+    host1 = testbed.host("host1")
+    assert "superapp-canary" not in testbed.ssh(
+        host1, "cat /opt/superapp/traefik/dynamic/payments.yml").stdout
+    assert testbed.ssh(host1, "ls /var/lib/superapp/services/ | grep -c next",
+                       check=False).stdout.strip() == "0"
+
+    hold(testbed, load, trees[tag], tag, before)  # again, and this time go on
     res = deploy(trees[tag])  # no canary settings: the testbed's own have no steps
     text = output(res)
     assert res.returncode == 0, text[-4000:]
@@ -150,8 +168,8 @@ def test_a_held_canary_stays_shared_shows_in_status_and_a_second_run_continues_i
     assert "canary held" not in status
     for host in load:
         assert failures_since(load, before, host) == [], host
-    print(f"\nhold at 50%, then continued: {sum(requests_since(load, before, h) for h in load)}"
-          " requests, 0 failed")
+    print(f"\nhold, rollback, hold, continue: "
+          f"{sum(requests_since(load, before, h) for h in load)} requests, 0 failed")
 
 
 def test_a_release_with_5_percent_of_500s_is_stopped_at_the_first_step(testbed, trees, load):

@@ -277,3 +277,27 @@ def test_during_a_canary_prometheus_scrapes_the_live_slot_and_users_get_the_pair
     plain = yaml.safe_load(render_dynamic(ENV, ENV.services["payments"], ENV.host("host1"),
                                           "b").content)
     assert plain["http"]["routers"]["payments-internal"]["service"] == "payments"
+
+
+def test_a_run_that_does_not_continue_a_hold_restores_the_live_files_and_swaps_nothing() -> None:
+    """A rollback (the fleet's recorded image) on a host holding a canary of another image:
+    the live slot's own files come back from `.prev`, so nothing looks drifted and payments is
+    not swapped again; the held slot, its intent and its route go."""
+    state = held_state(image="reg/superapp/standin:v9")
+    state.services["payments"]["image"] = ENV.image(ENV.services["payments"])
+    live = deployed_state("host1").files
+    for path in [p for p in state.files if p.endswith(".prev")]:
+        state.files[path] = live[path.removesuffix(".prev")]  # as the hold's staging kept them
+        state.files[path.removesuffix(".prev")] = "staged-by-the-hold"
+    plan = plan_host(ENV, "host1", SECRETS, state)
+    assert [c.service for c in plan.services] == []
+    assert ROUTE in plan.restore_files and "/opt/superapp/compose/payments.yml" in \
+        plan.restore_files
+    assert not [p for p in plan.leftover_files if p.endswith(".prev")]
+    assert plan.stale_intents == ["payments"] and plan.leftover_projects == ["sa-payments-b"]
+    remote = Host("host1")
+    rollout(ENV, [plan], [remote], Release(env="local", commit="abc"))
+    put_back = index_of(remote.commands, "PUT ", "payments.yml")
+    restored = index_of(remote.commands, "mv -f", f"{ROUTE}.prev")
+    removed = index_of(remote.commands, "compose -p sa-payments-b down")
+    assert put_back < restored < removed
