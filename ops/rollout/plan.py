@@ -239,7 +239,6 @@ def plan_host(environment: Environment, host: str, secrets: SecretValues,
     lives = live_state(environment, host, state)
     live = {name: x.slot for name, x in lives.items()}
     records = {name: x.record or {} for name, x in lives.items()}
-
     services = service_names(environment, host)
     reasons: dict[str, list[Reason]] = {}
     hashes: dict[str, str] = {}

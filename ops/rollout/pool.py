@@ -68,6 +68,9 @@ def run_pool(items: Sequence[T], width: int, group_of: Callable[[T], str],
                 break
             for g in gevent.wait(list(running), count=1):
                 running.pop(g)
+                if g.exception is not None:  # `work` broke its promise: a bug, say it whole
+                    gevent.killall(list(running))
+                    raise g.exception
                 run.outcomes.append(g.value)
                 if not go_on(g.value):  # called for every outcome: it records them
                     stop = True

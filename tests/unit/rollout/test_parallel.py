@@ -117,3 +117,14 @@ def test_the_next_host_is_the_first_whose_group_is_free() -> None:
     group = {"a": "r1", "b": "r1", "c": "r2"}.get
     assert next_startable(["b", "c"], {"r1"}, group) == "c"
     assert next_startable(["b"], {"r1"}, group) is None
+
+
+def test_work_that_raises_stops_the_pool_with_its_exception() -> None:
+    def work(n: int) -> int:
+        gevent.sleep(0.01 * n)
+        if n == 1:
+            raise ValueError("a bug")
+        return n
+
+    with pytest.raises(ValueError, match="a bug"):
+        run_pool([1, 2, 3], 2, str, work, lambda _: True)
