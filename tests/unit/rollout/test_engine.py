@@ -221,6 +221,24 @@ def test_a_swap_interrupted_before_the_route_moved_is_cleaned_and_redone() -> No
     assert (chat.old_slot, chat.new_slot) == ("a", "b")
 
 
+def test_a_rerun_puts_the_live_files_back_before_it_stages_over_them_again() -> None:
+    """A crash after `staged` left the new files over the live ones (the live ones as `.prev`):
+    the re-run restores them first, so its own `.prev` copies are the live files again (an
+    undo of the re-run puts back what runs, not what the crashed run staged)."""
+    state = interrupted_state(route="a", intent_slot="b")
+    live = deployed_state("host2").files
+    compose = "/opt/superapp/compose/chat.yml"
+    state.files[f"{compose}.prev"] = live[compose]
+    plan = plan_host(ENV, "host2", SECRETS, state)
+    assert plan.restore_files == [compose]
+    assert f"{compose}.prev" not in plan.leftover_files
+    remote = FakeRemote("host2")
+    rollout(ENV, [plan], [remote], Release(env="local", commit="abc"))
+    restored = index_of(remote.commands, "mv -f", f"{compose}.prev")
+    backed_up = index_of(remote.commands, "cp -p", f"{compose}.prev")
+    assert restored < backed_up
+
+
 def test_a_route_without_a_record_is_still_the_live_slot() -> None:
     state = interrupted_state(route="b", intent_slot=None)
     plan = plan_host(ENV, "host2", SECRETS, state)
