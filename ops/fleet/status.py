@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from ops.catalog.model import Environment
 from ops.console import format_table
 from ops.host.reads import ContainerDetail
-from ops.host.state import HostState
+from ops.host.state import HostState, held_percent
 from ops.images.refs import parse_ref
 from ops.rollout.ledger import last_release
 
@@ -114,7 +114,7 @@ def canary_lines(states: Mapping[str, HostState]) -> list[str]:
             slot, _, weight = mark.partition(" ")
             intent = state.intents.get(service) or {}
             tag = (intent.get("image") or "?").rpartition(":")[2]
-            if isinstance(intent.get("held"), int):
+            if held_percent(intent) is not None:
                 lines.append(f"{host} {service}: canary held at {weight}% ({tag} in slot {slot} "
                              f"since {intent.get('at', '?')[:16]}, release "
                              f"{intent.get('release', '?')}): re-run the deploy to continue, "

@@ -66,6 +66,13 @@ def state_script(root: str = "") -> str:
 STATE_SCRIPT = state_script()
 
 
+def held_percent(intent: dict) -> int | None:
+    """The percent a held canary stays at (`--data canary=hold` marks its swap intents so);
+    None for the intent of a swap in progress or interrupted."""
+    held = intent.get("held")
+    return held if isinstance(held, int) and not isinstance(held, bool) else None
+
+
 @dataclass
 class Container:
     name: str

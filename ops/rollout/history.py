@@ -18,7 +18,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
 from ops.catalog.model import Environment
-from ops.host.state import HostState
+from ops.host.state import HostState, held_percent
 
 RELEASE_KINDS = ("deploy", "rollback")
 HOST_OK = ("changed", "unchanged")
@@ -137,8 +137,8 @@ def held_canaries(states: Mapping[str, HostState]) -> list[str]:
     canary=hold`): a rollback from a hold goes back to the release the fleet still records,
     and puts that host's route back (the held change is not the current release)."""
     return sorted(f"{h} holds a canary of {svc} {(i.get('image') or '').rpartition(':')[2]} "
-                  f"at {i['held']}%" for h, st in states.items()
-                  for svc, i in st.intents.items() if isinstance(i.get("held"), int))
+                  f"at {held_percent(i)}%" for h, st in states.items()
+                  for svc, i in st.intents.items() if held_percent(i) is not None)
 
 
 def rollback_lines(environment: Environment, states: Mapping[str, HostState],

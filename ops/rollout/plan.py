@@ -13,7 +13,7 @@ from dataclasses import dataclass, field, replace
 from enum import StrEnum
 
 from ops.catalog.model import Environment
-from ops.host.state import HostState, has_image
+from ops.host.state import HostState, has_image, held_percent
 from ops.images.refs import pinned
 from ops.render import render_host, service_content_hash
 from ops.render.compose import SLOTS, project_name
@@ -370,7 +370,7 @@ def held_changes(environment: Environment, host: str, state: HostState, live: di
     digest, configuration) with its new containers running, and this run changes nothing
     else there. Otherwise {}: a held canary this run does not continue is put back like an
     interrupted one (route back to the live slot, then its containers removed)."""
-    held = {n: i for n, i in state.intents.items() if isinstance(i.get("held"), int)}
+    held = {n: i for n, i in state.intents.items() if held_percent(i) is not None}
     if not held or set(held) != set(reasons):
         return {}
     for name, intent in held.items():
@@ -381,7 +381,7 @@ def held_changes(environment: Environment, host: str, state: HostState, live: di
                 or intent.get("hash") != hashes[name]
                 or not service_running(environment, name, intent["slot"], state)):
             return {}
-    return {n: i["held"] for n, i in held.items()}
+    return {n: held_percent(i) for n, i in held.items()}
 
 
 def missing_singletons(environment: Environment, host: str, state: HostState,

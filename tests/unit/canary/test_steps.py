@@ -8,15 +8,18 @@ from __future__ import annotations
 import json
 
 import pytest
+import yaml
 
 from ops.canary.policy import policy_for_run
 from ops.canary.prometheus import Sample, queries, slot_service
 from ops.canary.steps import Canary
+from ops.fleet.status import canary_lines
 from ops.host.state import CANARY_MARK, LIVE_SLOT_MARK, parse_host_state
 from ops.render.traefik import render_dynamic
 from ops.rollout.engine import rollout
+from ops.rollout.history import held_canaries
 from ops.rollout.ledger import Release
-from ops.rollout.plan import plan_host
+from ops.rollout.plan import plan_host, sha256
 from ops.rollout.steps import RolloutError
 from tests.unit.rollout.test_engine import ENV, FakeRemote, index_of, only_the_ledger
 from tests.unit.rollout.test_plan import SECRETS, deployed_state
@@ -207,15 +210,10 @@ def held_state(**intent_changes):
                                              {**a.labels, "superapp.slot": "b",
                                               "com.docker.compose.project": "sa-payments-b"})
     for f in change.files:  # staged by the run that held
-        state.files[f.path] = plan_sha(f.content)
+        state.files[f.path] = sha256(f.content)
         state.files[f"{f.path}.prev"] = "x"
     state.files[f"{ROUTE}.prev"] = "x"
     return state
-
-
-def plan_sha(text: str) -> str:
-    from ops.rollout.plan import sha256
-    return sha256(text)
 
 
 def test_a_run_making_the_same_change_continues_the_held_canary(no_sleep) -> None:
@@ -248,7 +246,6 @@ def test_a_held_canary_another_run_does_not_continue_is_put_back(other) -> None:
 
 
 def test_a_rollback_from_a_hold_goes_back_to_what_the_fleet_records() -> None:
-    from ops.rollout.history import held_canaries
     states = {"host1": held_state(), "host2": deployed_state("host2")}
     assert held_canaries(states) == ["host1 holds a canary of payments "
                                      f"{ENV.image(ENV.services['payments']).rpartition(':')[2]}"
@@ -256,7 +253,6 @@ def test_a_rollback_from_a_hold_goes_back_to_what_the_fleet_records() -> None:
 
 
 def test_status_names_a_held_canary_and_an_interrupted_one() -> None:
-    from ops.fleet.status import canary_lines
     interrupted = held_state()
     del interrupted.intents["payments"]["held"]
     lines = canary_lines({"host1": held_state(), "host2": interrupted})
@@ -267,7 +263,6 @@ def test_status_names_a_held_canary_and_an_interrupted_one() -> None:
 
 
 def test_during_a_canary_prometheus_scrapes_the_live_slot_and_users_get_the_pair() -> None:
-    import yaml
     shared = yaml.safe_load(render_dynamic(ENV, ENV.services["payments"], ENV.host("host1"),
                                            "a", ("b", 10)).content)
     routers = shared["http"]["routers"]
