@@ -60,9 +60,11 @@ summary() {
 phase "lint (ruff)" .venv/bin/ruff check .
 start_background "testbed up" $PY testbed/testbed.py up
 phase "unit tests" .venv/bin/pytest -q -m "not integration" tests/unit
+# The repository's secret scans and pip-audit need no testbed either: they run while it still
+# comes up (it takes longer than the unit tests), not after the integration tests.
+phase "secret scan + dependency audit" $PY -m ops.audit --ci
 wait_background
 phase "vault bootstrap (local)" $PY -m ops.secrets.bootstrap local
 phase "integration tests" .venv/bin/pytest -q -m integration --durations=30 tests/integration
-phase "secret scan + dependency audit" $PY -m ops.audit --ci
 phase "testbed down (checked)" .venv/bin/pytest -q tests/teardown
 summary

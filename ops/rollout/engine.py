@@ -52,7 +52,7 @@ from ops.rollout.lock import EnvironmentLock
 from ops.rollout.plan import HostPlan, ServiceChange
 from ops.rollout.pool import run_pool
 from ops.rollout.prestage import prestage
-from ops.rollout.steps import RolloutError, must, say, upload
+from ops.rollout.steps import RolloutError, at_once, must, say, upload
 from ops.rollout.swap import (
     UNDO_SETTLE_SECONDS,
     CanaryHeld,
@@ -193,8 +193,8 @@ def run_migrations(remote: Remote, environment: Environment, change: ServiceChan
                                       "superapp.container": f"{service.name}-migrate"})
     out = must(remote, command, f"migration of {change.service}", timeout=900)
     lines = [line for line in out.strip().splitlines() if line.strip()]
-    for line in lines[-10:]:
-        say(remote.name, f"  migrate: {line}")
+    for line in lines[-10:]:  # prefixed: the migrations of several services run at once
+        say(remote.name, f"  {change.service} migrate: {line}")
     return migration_head(lines)
 
 
@@ -305,11 +305,23 @@ def roll_host(remote: Remote, environment: Environment, plan: HostPlan, release:
     def migrate() -> None:
         # hosts rolled at once share `migrated`: one migrates, the other waits and skips
         with migrations or gevent.lock.DummySemaphore():
-            for c in changes:
-                if c.migrate and (c.service, c.bits) not in migrated:
-                    check_backup_freshness(db_remote or remote, environment, c)
-                    heads[c.service] = run_migrations(remote, environment, c)
-                    migrated.add((c.service, c.bits))
+            pending = [c for c in changes if c.migrate and (c.service, c.bits) not in migrated]
+            for c in pending:  # every gate before the first migration starts
+                check_backup_freshness(db_remote or remote, environment, c)
+
+            def job(group: list[ServiceChange]) -> Callable[[], None]:
+                def run() -> None:
+                    for c in group:
+                        heads[c.service] = run_migrations(remote, environment, c)
+                        migrated.add((c.service, c.bits))
+                return run
+
+            # migrations of different databases are independent: those run at once
+            by_database: dict[str, list[ServiceChange]] = {}
+            for c in pending:
+                key = environment.services[c.service].database or c.service
+                by_database.setdefault(key, []).append(c)
+            at_once([(key, job(group)) for key, group in by_database.items()])
 
     # a held canary migrated when it started: its bits count as migrated for later hosts
     migrated.update((c.service, c.bits) for c in changes if c.held)
@@ -428,8 +440,8 @@ def rollout(environment: Environment, plans: Sequence[HostPlan], remotes: Sequen
     groups = {h.name: h.placement_group or h.name for h in environment.hosts}
     order = [p.host for p in plans]
     serial, after = list(plans[:first + 1]), list(plans[first + 1:])
-    for part, at_once, later in ((serial, 1, after), (after, width, [])):
-        run = run_pool(part, at_once, lambda p: groups.get(p.host, p.host), runner.roll, go_on)
+    for part, n_at_once, later in ((serial, 1, after), (after, width, [])):
+        run = run_pool(part, n_at_once, lambda p: groups.get(p.host, p.host), runner.roll, go_on)
         results.sort(key=lambda r: order.index(r.host))  # rollout order, not finishing order
         stopped = sorted((o for o in run.outcomes if o.error is not None),
                          key=lambda o: order.index(o.plan.host))

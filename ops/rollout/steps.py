@@ -8,6 +8,10 @@ from __future__ import annotations
 
 import secrets as pysecrets
 from collections.abc import Callable, Sequence
+from typing import TypeVar
+
+import gevent
+import gevent.lock
 
 from ops.host import commands as cmd
 from ops.host.remote import CONNECTION_ERRORS, Remote
@@ -16,6 +20,49 @@ from ops.render.files import RenderedFile
 
 class RolloutError(Exception):
     """A failure that stops the rollout; the message names host, service and why."""
+
+
+R = TypeVar("R")
+
+# Commands one host runs at once over its one SSH connection (each is a channel): OpenSSH's
+# sshd refuses more than MaxSessions (10 by default) per connection, and the lock's heartbeat
+# and the fault hooks need one too. Three, not more: each is CPU work on the host (a container
+# started) beside the live slots, which must keep answering within their clients' timeouts.
+AT_ONCE_PER_HOST = 3
+
+
+def at_once(jobs: Sequence[tuple[str, Callable[[], R]]],
+            width: int = AT_ONCE_PER_HOST) -> dict[str, R]:
+    """Run `jobs` (name, work) at most `width` at once, in the given order, each in its own
+    greenlet; name -> result when all succeeded.
+
+    Why: a host's migrations are independent per service (each owns its database), and one
+    after another they were a third of the first host's swap. After a job fails
+    (RolloutError) no other starts; those running finish (killing a migration half-way is
+    worse than letting it end), then one RolloutError names every failure in job order.
+    Anything else (Ctrl-C, a bug) stops the others and propagates."""
+    gate = gevent.lock.BoundedSemaphore(max(1, width))
+    failures: dict[str, RolloutError] = {}
+    results: dict[str, R] = {}
+
+    def run(name: str, work: Callable[[], R]) -> None:
+        with gate:
+            if failures:
+                return
+            try:
+                results[name] = work()
+            except RolloutError as e:
+                failures[name] = e
+
+    greenlets = [gevent.spawn(run, name, work) for name, work in jobs]
+    try:
+        gevent.joinall(greenlets, raise_error=True)
+    except BaseException:
+        gevent.killall(greenlets)
+        raise
+    if failures:
+        raise RolloutError("\n".join(str(failures[n]) for n, _ in jobs if n in failures))
+    return results
 
 
 def say(host: str, message: str) -> None:

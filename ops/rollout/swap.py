@@ -96,6 +96,9 @@ def stage(remote: Remote, changes: Sequence[ServiceChange], digests: dict[str, s
 
 
 def start_new_slots(remote: Remote, changes: Sequence[ServiceChange]) -> None:
+    """One `docker compose up` after another, on purpose: starting containers is CPU-bound,
+    and six at once (`steps.at_once`) saved nothing measurable on the testbed while the live
+    slots' requests on the same host slowed past the load's 5 s timeout (`make bench`)."""
     ups = [cmd.compose_up(c.compose_file) for c in changes]
     must(remote, cmd.chain(*ups), "starting new containers", timeout=600)
 
