@@ -8,6 +8,7 @@ TESTBED := $(PY) testbed/testbed.py
 ENV ?= prod
 OUT ?= out/$(ENV)
 HOSTS ?=
+FLEET ?=
 
 .PHONY: help setup testbed-up testbed-down testbed-status demo test lint render bench \
         prod-audit vault-bootstrap drift status releases logs clean
@@ -18,6 +19,7 @@ help:
 	@echo "make render ENV=prod OUT=dir   render and validate every artifact of an environment"
 	@echo "make prod-audit [APPS=path]  static production audit [+ the Super-App monorepo]"
 	@echo "make bench           benchmarks (table + JSON under bench/results/)"
+	@echo "make bench FLEET=1   also how deploys grow at 3, 6, 12 hosts (restarts the testbed)"
 	@echo "make drift ENV=prod  hosts that differ from their last release (exit 1 if any)"
 	@echo "make status ENV=prod the fleet: versions, digests, health, last release"
 	@echo "make logs ENV=prod SERVICE=payments [SINCE=15m] [GREP=text] [RELEASE=id] [FOLLOW=1]"
@@ -58,7 +60,7 @@ render: setup
 bench: testbed-up
 	@$(PY) -m pip install -q -r bench/requirements.txt
 	@$(PY) -m ops.secrets.bootstrap local
-	@$(PY) -m bench.run
+	@$(PY) -m bench.run $(if $(FLEET),--fleet)
 
 drift: setup
 	@$(PYINFRA) inventories/$(ENV).py tasks/drift.py

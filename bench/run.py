@@ -10,12 +10,16 @@ Measures, in one run, with a steady load through Traefik on every app host:
     time to restore the cluster (bench/pitr.py);
   - central logs: delivery latency p50/p99 and the burst throughput (bench/logs.py);
   - the canary (bench/canary.py), and where a rollout's time goes: one service, one host, the
-    fleet at parallel_hosts 1 and 2 (bench/speed.py).
+    fleet at parallel_hosts 1 and 2 (bench/speed.py);
+  - only with `--fleet` (`make bench FLEET=1`), last: how the no-op, the dry run and a
+    one-service rollout grow at 3, 6 and 12 hosts (bench/fleet.py: restarts the testbed at each
+    count, long; it ends at 3 hosts).
 Prints a table and writes JSON under bench/results/. A benchmark, not a test: nothing asserts.
 """
 
 from __future__ import annotations
 
+import argparse
 import json
 import statistics
 import subprocess
@@ -25,7 +29,7 @@ import time
 from datetime import UTC, datetime
 from pathlib import Path
 
-from bench import canary, pitr, speed
+from bench import canary, fleet, pitr, speed
 from bench import logs as central_logs
 from bench import tls as edge_tls
 from bench.load import Load, LoadReport, Target
@@ -68,9 +72,12 @@ def must(res: subprocess.CompletedProcess, what: str) -> None:
 
 
 def targets(status: dict, environment) -> list[Target]:
+    """Each app host with the services it runs (a testbed past 3 hosts runs two on the extra
+    ones: a path it has no route for would be a 404, not a failed rollout)."""
     domain = environment.settings["api_domains"][0]
-    paths = tuple(f"{s.routes[0]}/api/ping" for s in environment.services.values())
-    return [Target(h["address"], domain, paths) for h in status["hosts"] if "app" in h["roles"]]
+    return [Target(h["address"], domain,
+                   tuple(f"{s.routes[0]}/api/ping" for s in environment.services_on(h["name"])))
+            for h in status["hosts"] if "app" in h["roles"]]
 
 
 def under_load(status: dict, environment, action) -> tuple[LoadReport, float, object]:
@@ -133,6 +140,10 @@ def standalone(kind: str, measure, rows) -> int:
 
 
 def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--fleet", action="store_true",
+                    help="also bench.fleet: the testbed restarted at 3, 6 and 12 hosts (long)")
+    with_fleet = ap.parse_args().fleet
     status = testbed_status()
     if not status["running"]:
         sys.exit("bench: the testbed is not running (make testbed-up)")
@@ -192,6 +203,8 @@ def main() -> int:
     results.update(edge_tls.measure(status))
     results.update(canary.measure(status))
     results.update(speed.measure(status))
+    if with_fleet:  # last: it restarts the testbed (back at 3 hosts when it ends)
+        results.update(fleet.measure())
 
     progress("rendering the prod bundle")
     results.update(render_timing())
@@ -220,6 +233,7 @@ def main() -> int:
         *edge_tls.rows(results),
         *canary.rows(results),
         *speed.rows(results),
+        *(fleet.rows(results) if with_fleet else []),
     ]
     width = max(len(r[0]) for r in rows)
     print()

@@ -16,6 +16,16 @@ hosts = [
     {"name": "host2", "address": "10.231.0.12", "roles": ["app"]},
     {"name": "host3", "address": "10.231.0.13", "roles": ["app", "monitoring", "backup"]},
 ]
+# `testbed.py up --hosts N` with N > 3 starts host4..hostN at 10.231.0.(10+i), plain app hosts;
+# the loader adds them from the testbed's state.json (ops/catalog/testbed_fleet.py). Two cores
+# hold 17 services on three hosts, not on twelve: the extra hosts run payments (the service the
+# fleet bench rolls) and chat (no sidecar, calls no one) only; every other service stays on
+# host1..host3. No state file, or N <= 3: exactly the three hosts above.
+testbed_fleet = {
+    "state_dir": "/var/lib/superapp-testbed",
+    "name_prefix": "host", "address_base": "10.231.0.10", "roles": ["app"],
+    "services": ["payments", "chat"],
+}
 
 registry = "10.231.0.1:5000"
 registry_api = {"url": "http://10.231.0.1:5000", "ca_path": None}

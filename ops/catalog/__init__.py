@@ -151,6 +151,8 @@ Example group_data::
                  "seaweedfs": 65534, "log_store": 65534}
     relaxations = []                               # local only: standin-image,
                                                    # vault-token-auth, vault-plain-http
+    testbed_fleet = None                           # local only: the hosts a testbed started
+                                                   # past `hosts` (ops/catalog/testbed_fleet.py)
 '''
 
 from ops.catalog.errors import ConfigError

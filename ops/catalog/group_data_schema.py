@@ -257,4 +257,19 @@ GROUP_DATA = Record({
             "host on first use, then pushes secrets to it)"),
     "ssh_port": Field(Int(min=1, max=65535), required=False),
     "relaxations": Field(ListOf(Str(choices=tuple(RELAXATIONS))), required=False, default=[]),
+    "testbed_fleet": Field(Optional(Record({
+        "state_dir": Field(Str(pattern=r"/\S+", hint="an absolute path"),
+                           doc="the testbed's state directory ($SA_TESTBED_STATE overrides it, "
+                               "as for testbed.py): its state.json's hosts_count is how many "
+                               "hosts it started"),
+        "name_prefix": Field(NAME, doc="host i (past the listed ones) is <name_prefix><i>"),
+        "address_base": Field(Str(hint="an IPv4 address"),
+                              doc="host i's address is this one plus i"),
+        "roles": Field(ListOf(Str(choices=ROLES), min_len=1)),
+        "services": Field(ListOf(NAME, min_len=1),
+                          doc="the only services those hosts run; every other service stays "
+                              "on the listed hosts"),
+    })), required=False, default=None,
+        doc="local only: the hosts a testbed started beyond those `hosts` lists "
+            "(ops/catalog/testbed_fleet.py)"),
 })

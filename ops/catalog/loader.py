@@ -19,6 +19,7 @@ from ops.catalog.errors import ConfigError, Problems
 from ops.catalog.group_data_schema import GROUP_DATA
 from ops.catalog.model import Catalog, Environment, Host, Resources, Service, Sidecar
 from ops.catalog.services_schema import CATALOG, DEFAULTS, SERVICE
+from ops.catalog.testbed_fleet import with_testbed_hosts
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 CATALOG_FILE = "ops/catalog/services.yml"
@@ -152,7 +153,9 @@ def load_group_data(env: str, root: Path, problems: Problems) -> tuple[dict, dic
 def load_environment(env: str, root: Path = REPO_ROOT) -> Environment:
     """Load the catalog and `group_data` for `env`; validate everything; raise one ConfigError.
 
-    `root` is the repository root (tests pass a temporary copy with a broken file).
+    `root` is the repository root (tests pass a temporary copy with a broken file). Hosts a
+    testbed started beyond those group_data lists (`testbed_fleet`, local only) are added
+    before the rules run, so they are checked like the listed ones.
     """
     root = Path(root)
     problems = Problems()
@@ -169,6 +172,10 @@ def load_environment(env: str, root: Path = REPO_ROOT) -> Environment:
         problems.add(origin.get(key, env_label), path, message)
     if problems.lines:
         raise ConfigError(problems.lines)
+    started = with_testbed_hosts(settings, catalog.services)
+    if len(started["hosts"]) > len(settings["hosts"]):  # the placement is testbed_fleet's now
+        origin["placement"] = origin["testbed_fleet"]
+    settings = started
 
     for path, message in rules.check_environment(env, catalog.services, settings):
         problems.add(origin.get(path.split(".", 1)[0], env_label), path, message)

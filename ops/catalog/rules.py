@@ -78,7 +78,7 @@ def check_environment(env: str, services: Mapping[str, Service], s: Mapping[str,
                  check_origins, check_images, check_singletons, check_proxies, check_network,
                  check_vault, check_registry_api, check_relaxations, check_payments_promo,
                  check_jwks, check_schedules, check_settings_refs, check_tls,
-                 check_canary):
+                 check_canary, check_testbed_fleet):
         errors += rule(env, services, s)
     return errors
 
@@ -283,6 +283,24 @@ def check_canary(env: str, services: Mapping[str, Service], s: Mapping[str, Any]
     if not steps_rise_to_all(steps):
         return [("canary.steps", f"must rise and end at 100, got {steps}")]
     return []
+
+
+def check_testbed_fleet(env: str, services: Mapping[str, Service],
+                        s: Mapping[str, Any]) -> Errors:
+    """Only the testbed's environment takes hosts from a file on the controller: prod and
+    staging list every host they deploy to."""
+    fleet = s["testbed_fleet"]
+    if not fleet:
+        return []
+    if env in STRICT_ENVS:
+        return [("testbed_fleet", f"{env} lists every host it deploys to in `hosts`: remove "
+                                  "testbed_fleet (the local testbed's extra hosts)")]
+    errors = [(f"testbed_fleet.services.{i}", unknown_service(name, services))
+              for i, name in enumerate(fleet["services"]) if name not in services]
+    if parse_ip(fleet["address_base"]) is None:
+        errors.append(("testbed_fleet.address_base",
+                       f"{fleet['address_base']!r} is not an IPv4 address"))
+    return errors
 
 
 def check_network(env: str, services: Mapping[str, Service], s: Mapping[str, Any]) -> Errors:

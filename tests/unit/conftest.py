@@ -2,14 +2,43 @@
 
 from __future__ import annotations
 
+import json
+import os
 import re
 import shutil
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
 
 from ops.catalog import REPO_ROOT, load_environment
 from ops.catalog.loader import CATALOG_FILE, GROUP_DATA_DIR
+from ops.catalog.model import Environment
+from ops.catalog.testbed_fleet import STATE_DIR_ENV, STATE_FILE
+
+# Unit tests never see a running testbed: the local environment is the hosts group_data lists,
+# whatever `testbed.py up --hosts N` started (`make test` brings the testbed up while the unit
+# tests run). $SA_TESTBED_STATE names a directory that cannot exist while the unit test modules
+# load (several load an environment at import) and while they run, and is put back in between:
+# integration tests in the same session, and the testbed.py they run, see the real testbed.
+# A test that wants more hosts writes its own state file (`testbed_started`).
+NO_TESTBED = os.path.join(os.devnull, "no-testbed")
+REAL_TESTBED = os.environ.get(STATE_DIR_ENV)
+os.environ[STATE_DIR_ENV] = NO_TESTBED
+
+
+def pytest_collection_finish(session: pytest.Session) -> None:
+    if REAL_TESTBED is None:
+        os.environ.pop(STATE_DIR_ENV, None)
+    else:
+        os.environ[STATE_DIR_ENV] = REAL_TESTBED
+
+
+@pytest.fixture(scope="package", autouse=True)
+def no_testbed() -> Iterator[None]:
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv(STATE_DIR_ENV, NO_TESTBED)
+        yield
 
 
 class RepoCopy:
@@ -45,6 +74,20 @@ def repo_copy(tmp_path: Path) -> RepoCopy:
     return RepoCopy(tmp_path / "repo")
 
 
-@pytest.fixture(scope="session")
-def environments():
+@pytest.fixture(scope="package")
+def environments(no_testbed):
     return {env: load_environment(env) for env in ("prod", "staging", "local")}
+
+
+@pytest.fixture
+def testbed_started(tmp_path: Path,
+                    monkeypatch: pytest.MonkeyPatch) -> Callable[[int], Environment]:
+    """The local environment as loaded while a testbed of `count` hosts runs (its state file,
+    written where $SA_TESTBED_STATE points, as testbed.py writes it)."""
+    def load(count: int) -> Environment:
+        state = tmp_path / "testbed-state"
+        state.mkdir(exist_ok=True)
+        (state / STATE_FILE).write_text(json.dumps({"hosts_count": count, "procs": {}}))
+        monkeypatch.setenv(STATE_DIR_ENV, str(state))
+        return load_environment("local")
+    return load
