@@ -18,53 +18,76 @@ phase() {  # phase NAME COMMAND...
   if [ $rc -ne 0 ]; then failed="$name"; wait_background_quietly; summary; exit $rc; fi
 }
 
-# One phase may run in the background while the next runs in the foreground: the testbed's
-# images build (mostly waiting on apt, debootstrap and Docker) while the unit tests (which need
-# no testbed) use the CPU. Its output is printed, in one piece, when it is waited for.
-bg_pid="" bg_name="" bg_log="" bg_t0=0
+# Phases may run in the background, beside the ones in the foreground. The testbed's setup
+# (hosts, Vault, the first deploy of the repo's release: mostly waiting on Docker, apt and SSH)
+# runs while the unit tests (CPU, no testbed) run in the foreground. The repository audit
+# (secret scans of tree and history, pip-audit: no testbed, no timing of its own) runs at the
+# lowest priority (`nice -n 19`) from the start until the integration tests end: it takes the
+# CPU that the testbed's waits leave idle (Prometheus scrapes, leases, canary steps) and yields
+# it whenever a host or a test needs it. Each background phase's output is printed, in one
+# piece, when it is waited for.
+declare -A bg_pids=() bg_logs=() bg_t0s=()
 
 start_background() {  # start_background NAME COMMAND...
-  bg_name=$1; shift
-  bg_log=$(mktemp "${TMPDIR:-/tmp}/superapp-phase.XXXXXX")
-  bg_t0=$SECONDS
+  local name=$1; shift
+  bg_logs[$name]=$(mktemp "${TMPDIR:-/tmp}/superapp-phase.XXXXXX")
+  bg_t0s[$name]=$SECONDS
   echo
-  echo "=== phase: $bg_name (in the background; its output follows when it ends) ==="
-  "$@" >"$bg_log" 2>&1 &
-  bg_pid=$!
+  echo "=== phase: $name (in the background; its output follows when it ends) ==="
+  "$@" >"${bg_logs[$name]}" 2>&1 &
+  bg_pids[$name]=$!
 }
 
-wait_background() {  # the background phase's output; fails the run when it failed
-  [ -n "$bg_pid" ] || return 0
-  wait "$bg_pid"
+wait_background() {  # wait_background NAME: its output; fails the run when it failed
+  local name=$1
+  [ -n "${bg_pids[$name]:-}" ] || return 0
+  wait "${bg_pids[$name]}"
   local rc=$?
   echo
-  echo "=== phase: $bg_name (output) ==="
-  cat "$bg_log"; rm -f "$bg_log"
-  names+=("$bg_name (background)"); secs+=($((SECONDS - bg_t0)))
-  bg_pid=""
-  if [ $rc -ne 0 ]; then failed="$bg_name"; summary; exit $rc; fi
+  echo "=== phase: $name (output) ==="
+  cat "${bg_logs[$name]}"; rm -f "${bg_logs[$name]}"
+  names+=("$name (background)"); secs+=($((SECONDS - bg_t0s[$name])))
+  unset "bg_pids[$name]"
+  if [ $rc -ne 0 ]; then failed="$name"; wait_background_quietly; summary; exit $rc; fi
 }
 
-wait_background_quietly() {  # a foreground phase failed: never leave the background one running
-  if [ -n "$bg_pid" ]; then wait "$bg_pid"; cat "$bg_log"; rm -f "$bg_log"; bg_pid=""; fi
+failed_already() {  # fails the run now when a background phase has already ended and failed
+  local name=$1
+  [ -n "${bg_pids[$name]:-}" ] || return 0
+  kill -0 "${bg_pids[$name]}" 2>/dev/null && return 0
+  wait_background "$name"
+}
+
+wait_background_quietly() {  # a phase failed: never leave a background one running
+  local name
+  for name in "${!bg_pids[@]}"; do
+    wait "${bg_pids[$name]}"; echo; echo "=== phase: $name (output) ==="
+    cat "${bg_logs[$name]}"; rm -f "${bg_logs[$name]}"; unset "bg_pids[$name]"
+  done
 }
 
 summary() {
   echo
   echo "=== phase timings ==="
-  for i in "${!names[@]}"; do printf '%-28s %5ss\n' "${names[$i]}" "${secs[$i]}"; done
+  for i in "${!names[@]}"; do printf '%-44s %5ss\n' "${names[$i]}" "${secs[$i]}"; done
   if [ -n "$failed" ]; then echo "FAILED in phase: $failed"; fi
   return 0
 }
 
+TESTBED="testbed up, Vault bootstrap, first deploy"
+AUDIT="secret scan + dependency audit (nice 19)"
+
 phase "lint (ruff)" .venv/bin/ruff check .
-start_background "testbed up" $PY testbed/testbed.py up
+start_background "$AUDIT" nice -n 19 $PY -m ops.audit --ci
+start_background "$TESTBED" bash -c "set -e
+  $PY testbed/testbed.py up
+  $PY -m ops.secrets.bootstrap local
+  echo '--> deploying the release of this checkout: the integration tests start from it'
+  .venv/bin/pyinfra -y inventories/local.py deploy.py"
 phase "unit tests" .venv/bin/pytest -q -m "not integration" tests/unit
-# The repository's secret scans and pip-audit need no testbed either: they run while it still
-# comes up (it takes longer than the unit tests), not after the integration tests.
-phase "secret scan + dependency audit" $PY -m ops.audit --ci
-wait_background
-phase "vault bootstrap (local)" $PY -m ops.secrets.bootstrap local
+wait_background "$TESTBED"
+failed_already "$AUDIT"  # a blocking finding already: stop before the long phase
 phase "integration tests" .venv/bin/pytest -q -m integration --durations=30 tests/integration
+wait_background "$AUDIT"
 phase "testbed down (checked)" .venv/bin/pytest -q tests/teardown
 summary

@@ -16,8 +16,9 @@ from pyinfra.api.exceptions import PyinfraError
 from pyinfra.context import ctx_state
 
 from ops.audit import run_audit
+from ops.audit.passed import audit_unless_passed
 from ops.canary.policy import CanaryInputError, Policy, policy_for_run
-from ops.catalog import ConfigError, load_environment
+from ops.catalog import REPO_ROOT, ConfigError, load_environment
 from ops.catalog.model import Environment
 from ops.host.known_hosts import explain_unreachable
 from ops.host.state import HostState
@@ -78,8 +79,8 @@ def prepare_run(kind: str) -> Run:
         environment = load_environment(name)
     except ConfigError as e:
         raise DeployRefused(str(e)) from None
-    report = run_audit(name)
-    if report.blocking:
+    report = audit_unless_passed(name, environment.settings, run_audit, REPO_ROOT)
+    if report is not None:
         raise DeployRefused(
             f"refusing to deploy {name}: the audit found {len(report.blocking)} blocking "
             f"finding(s):\n{report.format_table(only_blocking=True)}")

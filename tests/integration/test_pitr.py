@@ -18,6 +18,7 @@ import urllib.request
 
 import pytest
 
+from ops.backup import pitr as pitr_sql
 from ops.catalog import load_environment
 from ops.render import pitr
 from tests.integration.conftest import REPO, Testbed
@@ -109,10 +110,11 @@ def test_the_cluster_restores_to_a_point_between_two_markers(testbed, hosts):
     [present] = [ln for ln in lines if ln.startswith("marker before")]
     [absent] = [ln for ln in lines if ln.startswith("marker after")]
     assert present.split()[-1] == "ok" and absent.split()[-1] == "ok", out[-3000:]
-    # the drill names production's first marker after the target: `after`, or a heartbeat
-    # marker the PITR cron job wrote between the target and `after` (one a minute)
+    # the drill names production's first marker after the target and its margin (a marker's
+    # `at` is its transaction's start, not its commit): `after`, or a heartbeat marker the PITR
+    # cron job wrote between the target and `after` (one a minute)
     first_after = sql(testbed, db, "SELECT min(id) FROM superapp_pitr.marker "  # noqa: S608
-                                   f"WHERE at > '{target.isoformat()}'")
+                                   f"WHERE at > '{pitr_sql.iso(target + pitr_sql.MARKER_MARGIN)}'")
     assert int(before) < int(first_after) <= int(after)
     assert f"0 row(s) newer than the target; id {first_after} not restored" in absent
     assert int(before) <= int(present.split("id ")[1].split()[0]) < int(first_after)
