@@ -34,7 +34,8 @@ start_background() {  # start_background NAME COMMAND...
   bg_t0s[$name]=$SECONDS
   echo
   echo "=== phase: $name (in the background; its output follows when it ends) ==="
-  "$@" >"${bg_logs[$name]}" 2>&1 &
+  # the subshell keeps counting $SECONDS: it writes when the phase really ended
+  ( "$@"; rc=$?; echo "$SECONDS" >"${bg_logs[$name]}.end"; exit $rc ) >"${bg_logs[$name]}" 2>&1 &
   bg_pids[$name]=$!
 }
 
@@ -45,8 +46,10 @@ wait_background() {  # wait_background NAME: its output; fails the run when it f
   local rc=$?
   echo
   echo "=== phase: $name (output) ==="
-  cat "${bg_logs[$name]}"; rm -f "${bg_logs[$name]}"
-  names+=("$name (background)"); secs+=($((SECONDS - bg_t0s[$name])))
+  cat "${bg_logs[$name]}"
+  local ended; ended=$(cat "${bg_logs[$name]}.end" 2>/dev/null || echo "$SECONDS")
+  rm -f "${bg_logs[$name]}" "${bg_logs[$name]}.end"
+  names+=("$name (background)"); secs+=($((ended - bg_t0s[$name])))
   unset "bg_pids[$name]"
   if [ $rc -ne 0 ]; then failed="$name"; wait_background_quietly; summary; exit $rc; fi
 }
@@ -62,14 +65,15 @@ wait_background_quietly() {  # a phase failed: never leave a background one runn
   local name
   for name in "${!bg_pids[@]}"; do
     wait "${bg_pids[$name]}"; echo; echo "=== phase: $name (output) ==="
-    cat "${bg_logs[$name]}"; rm -f "${bg_logs[$name]}"; unset "bg_pids[$name]"
+    cat "${bg_logs[$name]}"; rm -f "${bg_logs[$name]}" "${bg_logs[$name]}.end"
+    unset "bg_pids[$name]"
   done
 }
 
 summary() {
   echo
   echo "=== phase timings ==="
-  for i in "${!names[@]}"; do printf '%-44s %5ss\n' "${names[$i]}" "${secs[$i]}"; done
+  for i in "${!names[@]}"; do printf '%-58s %5ss\n' "${names[$i]}" "${secs[$i]}"; done
   if [ -n "$failed" ]; then echo "FAILED in phase: $failed"; fi
   return 0
 }
