@@ -11,7 +11,10 @@ import ssl
 import threading
 import time
 from collections import Counter
+from collections.abc import Iterable
 from dataclasses import dataclass, field
+
+from ops.catalog.model import Environment
 
 
 @dataclass(frozen=True)
@@ -22,6 +25,17 @@ class Target:
     # HTTPS on Traefik's `websecure` (443) with this client context, SNI = host_header;
     # None: plain HTTP on `web` (80). A worker keeps its connection: one handshake each.
     tls: ssl.SSLContext | None = None
+
+
+def placed_targets(hosts: Iterable[tuple[str, str]], environment: Environment,
+                   path: str = "/api/ping") -> list[Target]:
+    """One target per app host (name, address), with the routes of the services placed on it
+    only: a testbed past three hosts runs two services on the extra ones, and a path a host has
+    no route for is a 404, not a failed swap."""
+    domain = environment.settings["api_domains"][0]
+    return [Target(address, domain, tuple(f"{s.routes[0]}{path}"
+                                          for s in environment.services_on(name)))
+            for name, address in hosts]
 
 
 class SNIConnection(http.client.HTTPSConnection):

@@ -32,7 +32,7 @@ from pathlib import Path
 from bench import canary, fleet, pitr, speed
 from bench import logs as central_logs
 from bench import tls as edge_tls
-from bench.load import Load, LoadReport, Target
+from bench.load import Load, LoadReport, Target, placed_targets
 from bench.release import release_copy
 from ops.catalog import load_environment
 from ops.render import PlaceholderSecrets, render_environment
@@ -72,12 +72,8 @@ def must(res: subprocess.CompletedProcess, what: str) -> None:
 
 
 def targets(status: dict, environment) -> list[Target]:
-    """Each app host with the services it runs (a testbed past 3 hosts runs two on the extra
-    ones: a path it has no route for would be a 404, not a failed rollout)."""
-    domain = environment.settings["api_domains"][0]
-    return [Target(h["address"], domain,
-                   tuple(f"{s.routes[0]}/api/ping" for s in environment.services_on(h["name"])))
-            for h in status["hosts"] if "app" in h["roles"]]
+    return placed_targets([(h["name"], h["address"]) for h in status["hosts"]
+                           if "app" in h["roles"]], environment)
 
 
 def under_load(status: dict, environment, action) -> tuple[LoadReport, float, object]:

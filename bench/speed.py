@@ -24,7 +24,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from bench.load import Load, LoadReport, Target
+from bench.load import Load, LoadReport, placed_targets
 from bench.pitr import progress
 from bench.plot import RolloutPicture, draw, parse_began, parse_timeline
 from bench.release import release_copy
@@ -75,8 +75,6 @@ def picture(label: str, text: str, wall: float, report: LoadReport,
 
 def measure(status: dict) -> dict:
     environment = load_environment("local")
-    domain = environment.settings["api_domains"][0]
-    paths = tuple(f"{s.routes[0]}/api/ping" for s in environment.services.values())
     apps = [h for h in status["hosts"] if "app" in h["roles"]]
     out: dict = {"speed_rate_per_app_host": RATE_PER_HOST, "speed_hosts": len(apps)}
     with tempfile.TemporaryDirectory(prefix="superapp-bench-speed-") as tmp:
@@ -85,8 +83,8 @@ def measure(status: dict) -> dict:
         single = tree("single", {"image_tags": '{"payments": "v3"}'})
         every = {tag: tree(tag, {"default_image_tag": f'"{tag}"', "image_tags": "{}"})
                  for tag in ("v2", "v3")}
-        with Load([Target(h["address"], domain, paths) for h in apps], rate=RATE_PER_HOST,
-                  workers=12) as load:
+        with Load(placed_targets([(h["name"], h["address"]) for h in apps], environment),
+                  rate=RATE_PER_HOST, workers=12) as load:
             time.sleep(3)
             progress("speed: starting point, the repo's release everywhere")
             deploy(REPO)

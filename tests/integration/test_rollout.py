@@ -14,13 +14,14 @@ import shlex
 import subprocess
 import threading
 import time
+from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
 
 import hvac
 import pytest
 
-from bench.load import Load, Target
+from bench.load import Load, Target, placed_targets
 from ops.catalog import load_environment
 
 from .conftest import REPO, Testbed
@@ -30,21 +31,28 @@ pytestmark = pytest.mark.integration
 
 ENV = load_environment("local")
 DOMAIN = ENV.settings["api_domains"][0]
-APP_ROUTES = tuple(f"{s.routes[0]}/api/ping" for s in ENV.services.values())
 CANARY_JWT = "CANARY-jwt-" + hashlib.sha256(str(time.time()).encode()).hexdigest()[:24]
 # every character an env file could mangle: quotes, $, #, =, spaces, unicode, newline
 CANARY_SPECIAL = "CANARY-sp3c1al $HOME ${X} 'q' \"dq\" #hash a=b ünï \\ tail\nline2"
 
 
-def app_targets(testbed: Testbed, paths=APP_ROUTES) -> list[Target]:
-    return [Target(h.address, DOMAIN, paths) for h in testbed.hosts if "app" in h.roles]
+def app_targets(testbed: Testbed, service: str | None = None,
+                path: str = "/api/ping") -> list[Target]:
+    """Each app host with the routes of the services placed on it (every service, or only
+    `service`: then hosts without it are left out), as a testbed past three hosts runs them."""
+    targets = placed_targets([(h.name, h.address) for h in testbed.hosts if "app" in h.roles],
+                             ENV, path)
+    if service is None:
+        return targets
+    route = f"{ENV.services[service].routes[0]}{path}"
+    return [replace(t, paths=(route,)) for t in targets if route in t.paths]
 
 
 def versions(testbed: Testbed, service: str) -> dict[str, str]:
     """host -> version a request through that host's Traefik is answered by."""
     route = ENV.services[service].routes[0]
     out = {}
-    for t in app_targets(testbed, (f"{route}/health",)):
+    for t in app_targets(testbed, service, "/health"):
         res = subprocess.run(["curl", "-s", "-m", "5", "-H", f"Host: {DOMAIN}",
                               f"http://{t.address}{route}/health"], capture_output=True,
                              text=True)
@@ -206,8 +214,7 @@ def test_broken_release_stops_on_the_first_host_and_keeps_serving(v2, testbed, t
     tree = release_copy(tmp_path, {"default_image_tag": '"v2"',
                                    "image_tags": '{"food": "broken"}'})
     untouched = [deploy_tree_hash(testbed, h) for h in testbed.hosts[1:]]
-    route = ENV.services["food"].routes[0]
-    with Load(app_targets(testbed, (f"{route}/api/ping",)), rate=10, workers=2) as load:
+    with Load(app_targets(testbed, "food"), rate=10, workers=2) as load:
         res = deploy(tree, timeout=600)
     out = output(res)
     assert res.returncode != 0
@@ -306,7 +313,7 @@ def test_hosts_at_once_ctrl_c_undoes_every_host_in_progress_then_they_roll_toget
     before, target = versions(testbed, "chat"), other_version(testbed, "chat")
     tree = release_copy(tmp_path, {"default_image_tag": '"v2"',
                                    "image_tags": f'{{"chat": "{target}"}}'})
-    with Load(app_targets(testbed, (f"{ENV.services['chat'].routes[0]}/api/ping",)), rate=30,
+    with Load(app_targets(testbed, "chat"), rate=30,
               workers=8) as load:
         proc = start_deploy(tree, "--data", "parallel_hosts=2")
         wait_for_line(proc, r"\[host3\] swapping chat")
