@@ -183,3 +183,27 @@ def test_heartbeats_through_a_store_become_each_hosts_newest_time(tmp_path):
         textfile / "superapp_logs.prom").read_text()
     # the heartbeat file is emptied once it holds max_lines lines
     assert [len(beat("app-3", max_lines=2)) for _ in range(4)] == [1, 2, 1, 2]
+
+
+def test_heartbeat_metrics_runs_at_once_never_fail_and_leave_one_readable_file(tmp_path):
+    """Cron's run and an operator's (or a test's) may overlap: each writes a file of its own and
+    renames it into place, so none finds its temporary file taken by the other."""
+    store, textfile = tmp_path / "store", tmp_path / "textfile"
+    store.mkdir()
+    textfile.mkdir()
+    (store / "2026-12-03.jsonl").write_text(json.dumps({
+        "ts": "2026-12-03T10:00:00Z", "host": "app-1", "service": HEARTBEAT_SERVICE,
+        "msg": f"{HEARTBEAT_MARKER} app-1 1060"}) + "\n")
+    metrics = tmp_path / "metrics.sh"
+    metrics.write_text(render_template("logs/heartbeat_metrics.sh.j2", host="mon-1", env="t",
+                                       textfile_dir=textfile, store_dir=store,
+                                       marker=HEARTBEAT_MARKER))
+    for _ in range(5):
+        runs = [subprocess.Popen(["sh", str(metrics)], stderr=subprocess.PIPE, text=True)
+                for _ in range(8)]
+        errors = [(p.wait(timeout=30), p.stderr.read()) for p in runs]
+        assert errors == [(0, "")] * 8
+    assert [p.name for p in textfile.iterdir()] == ["superapp_logs.prom"]
+    prom = textfile / "superapp_logs.prom"
+    assert prom.stat().st_mode & 0o777 == 0o644
+    assert 'superapp_logs_heartbeat_timestamp_seconds{shipper="app-1"} 1060' in prom.read_text()
