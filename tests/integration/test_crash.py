@@ -80,20 +80,15 @@ def break_prefix(text: str) -> str:
     return match.group(1)
 
 
-def rerun_breaking_the_dead_lock(testbed: Testbed, tree: Path, ask_first: bool) -> None:
-    """The re-run after a SIGKILL, within the dead run's lease: with `ask_first`, a plain re-run
-    is refused first and its message gives the break command; otherwise (to keep `make test`
-    short: every refusal reads the same lock) the prefix is the holder's shown token."""
-    if ask_first:
-        refused = deploy(tree, "--limit", "host2")
-        assert refused.returncode != 0 and "deploy lock is held by" in output(refused)
-        prefix = break_prefix(output(refused))
-    else:
-        holder = lock_holder(testbed)
-        assert holder is not None and lock_live(testbed)
-        prefix = holder.shown_token
-    rerun = deploy(tree, "--limit", "host2", "--data", f"break_lock={prefix}")
+def rerun_breaking_the_dead_lock(tree: Path) -> str:
+    """The re-run after a SIGKILL, within the dead run's lease: a plain re-run is refused, and
+    the break command its message prints finishes the job (its output is returned)."""
+    refused = deploy(tree, "--limit", "host2")
+    assert refused.returncode != 0 and "deploy lock is held by" in output(refused)
+    rerun = deploy(tree, "--limit", "host2", "--data",
+                   f"break_lock={break_prefix(output(refused))}")
     assert rerun.returncode == 0, output(rerun)[-4000:]
+    return output(rerun)
 
 
 def host2_facts(testbed: Testbed) -> dict:
@@ -183,7 +178,7 @@ def test_sigkill_at_each_step_then_a_rerun_finishes_the_job(testbed, cells, load
         assert rerun.returncode == 0 and "nothing to change on any host" in output(rerun)
         wait_lock_free(testbed)  # the dead run's lock frees itself
     else:
-        rerun_breaking_the_dead_lock(testbed, tree, ask_first=step == KILL_STEPS[0])
+        rerun_breaking_the_dead_lock(tree)
     assert_settled(testbed, tag)
 
 
@@ -198,12 +193,7 @@ def test_sigkill_mid_canary_then_a_rerun_puts_the_shared_route_back_first(testbe
     shared = testbed.ssh(testbed.host("host2"), "grep '^# superapp-canary:' "
                          "/opt/superapp/traefik/dynamic/chat.yml").stdout.split()
     assert shared[-1] == "10", shared  # the route shares traffic, 10% to the new slot
-    refused = deploy(tree, "--limit", "host2")
-    assert refused.returncode != 0 and "deploy lock is held by" in output(refused)
-    rerun = deploy(tree, "--limit", "host2", "--data",
-                   f"break_lock={break_prefix(output(refused))}")
-    assert rerun.returncode == 0, output(rerun)[-4000:]
-    text = output(rerun)
+    text = rerun_breaking_the_dead_lock(tree)
     assert "an interrupted canary left traffic shared: chat back to the live slot" in text
     assert text.index("interrupted canary") < text.index("removing what an interrupted run left")
     assert_settled(testbed, tag)
@@ -278,7 +268,7 @@ def test_a_run_killed_mid_upload_leaves_no_secret_readable_and_the_rerun_no_temp
                            ).stdout.split()
     leaked = [p for p in readable if SECRET_FILES.search(p) or "/.staging/" in p]
     assert not leaked, f"readable by nobody: {leaked}"
-    rerun_breaking_the_dead_lock(testbed, tree, ask_first=False)
+    rerun_breaking_the_dead_lock(tree)
     left = testbed.ssh(h, "find /etc/superapp /opt/superapp \\( -path '*/.staging/*' -o "
                           "-name '*.tmp-*' -o -name '*.prev' \\) -type f").stdout.split()
     assert left == []
