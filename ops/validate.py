@@ -27,8 +27,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
-import yaml
-
+from ops import yamlio
 from ops.catalog.model import Environment
 from ops.firewall.commands import check_command
 from ops.firewall.ruleset import RULESET_PATH
@@ -86,6 +85,13 @@ def compose_binary() -> str:
     if spec and spec.submodule_search_locations:
         candidates.insert(0, Path(list(spec.submodule_search_locations)[0]) / "docker-compose")
     return find_tool("docker-compose", tuple(candidates))
+
+
+def locate_tool(name: str) -> str:
+    """Where the validator `name` (as ops.validate_passed.TOOLS names it) is found."""
+    if name == "docker-compose":
+        return compose_binary()
+    return find_tool(name, RSYSLOGD_PATHS if name == "rsyslogd" else ())
 
 
 def run_tool(tool: str, file: Path, argv: list[str], cwd: Path | None = None) -> CheckResult:
@@ -169,7 +175,7 @@ NO_ACME_SERVER = "https://127.0.0.1:9/directory"
 def traefik_test_config(static_file: Path, dynamic_dir: Path, tmp: Path) -> dict:
     """The static config with every entrypoint on 127.0.0.1:<ephemeral> and debug logs; ACME
     state in `tmp`, its server unreachable (see NO_ACME_SERVER)."""
-    config = yaml.safe_load(static_file.read_text())
+    config = yamlio.load(static_file.read_text())
     for entrypoint in config.get("entryPoints", {}).values():
         entrypoint["address"] = "127.0.0.1:0"
     config["providers"]["file"]["directory"] = str(dynamic_dir)
@@ -189,7 +195,7 @@ def traefik_test_dynamic(static_file: Path, dynamic_dir: Path, tmp: Path) -> Pat
     in_container = IN_CONTAINER_DIR + "/"
     for file in sorted(dynamic_dir.glob("*.yml")):
         text = file.read_text()
-        doc = yaml.safe_load(text)
+        doc = yamlio.load(text)
         certs = (doc.get("tls") or {}).get("certificates") if isinstance(doc, dict) else None
         if certs:
             kept = []
@@ -200,7 +206,7 @@ def traefik_test_dynamic(static_file: Path, dynamic_dir: Path, tmp: Path) -> Pat
                 if cert_file.exists() and "BEGIN CERTIFICATE" in cert_file.read_text():
                     kept.append({k: str(v) for k, v in paths.items()})
             doc["tls"]["certificates"] = kept
-            text = yaml.safe_dump(doc)
+            text = yamlio.dump(doc)
         (out / file.name).write_text(text)
     return out
 
@@ -214,7 +220,7 @@ def check_traefik(static_file: Path, dynamic_dir: Path) -> CheckResult:
         config_file = Path(tmp) / "traefik.yml"
         log_file = Path(tmp) / "traefik.log"
         dynamic_copy = traefik_test_dynamic(static_file, dynamic_dir, Path(tmp))
-        config_file.write_text(yaml.safe_dump(
+        config_file.write_text(yamlio.dump(
             traefik_test_config(static_file, dynamic_copy, Path(tmp))))
         with open(log_file, "w") as log:
             proc = subprocess.Popen([binary, f"--configfile={config_file}"], stdout=log,

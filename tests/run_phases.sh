@@ -78,6 +78,12 @@ summary() {
   return 0
 }
 
+# The passes deploys remember (audit: ops/audit/passed.py, validation: ops/validate_passed.py)
+# are this run's own: the suite starts cold, whatever earlier runs left, and leaves none behind.
+CACHES=$(mktemp -d "${TMPDIR:-/tmp}/superapp-passes.XXXXXX") || exit 1
+trap 'rm -rf "$CACHES"' EXIT
+export SUPERAPP_AUDIT_CACHE="$CACHES/audit-passed" SUPERAPP_VALIDATE_CACHE="$CACHES/validate-passed"
+
 TESTBED="testbed up, Vault bootstrap, first deploy"
 AUDIT="secret scan + dependency audit (nice 19)"
 

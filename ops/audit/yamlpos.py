@@ -10,7 +10,7 @@ from typing import Any
 
 import yaml
 
-LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+from ops.yamlio import LOADER
 
 
 @dataclass

@@ -14,6 +14,7 @@ from typing import Any
 
 import yaml
 
+from ops import yamlio
 from ops.catalog import rules
 from ops.catalog.errors import ConfigError, Problems
 from ops.catalog.group_data_schema import GROUP_DATA
@@ -62,7 +63,7 @@ def load_catalog(root: Path = REPO_ROOT, problems: Problems | None = None) -> Ca
     own = problems is None
     problems = problems if problems is not None else Problems()
     try:
-        raw = yaml.safe_load((root / CATALOG_FILE).read_text(encoding="utf-8")) or {}
+        raw = yamlio.load((root / CATALOG_FILE).read_text(encoding="utf-8")) or {}
     except (OSError, yaml.YAMLError) as exc:
         problems.add(CATALOG_FILE, "", f"cannot read: {exc}")
         raw = {}

@@ -43,7 +43,8 @@ from ops.schema.plan import pending_bootstrap
 from ops.scope import current_scope
 from ops.secrets.vault import VaultError, VaultSettings
 from ops.secrets.vault import fetch_secrets as vault_fetch
-from ops.validate import ValidationError, validate_tree
+from ops.validate import ValidationError, locate_tool, validate_tree
+from ops.validate_passed import validate_unless_passed
 
 
 @deploy("Check the environment and its production invariants")
@@ -169,7 +170,7 @@ def validate_changed(run: Run, plan: HostPlan) -> None:
     with tempfile.TemporaryDirectory(prefix="superapp-validate-") as tmp:
         write_tree(Path(tmp), {plan.host: files})
         try:
-            validate_tree(Path(tmp), run.environment)
+            validate_unless_passed(Path(tmp), run.environment, validate_tree, locate_tool)
         except ValidationError as e:
             raise DeployRefused(f"{plan.host}: a rendered file fails validation:\n{e}") from None
 

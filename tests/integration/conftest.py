@@ -106,6 +106,16 @@ class Testbed:
         return res
 
 
+# Modules that leave the fleet on another release than the repo's run last: the modules
+# after them would otherwise start with a full redeploy of all 17 services (about 2.5 min in
+# make test), and test_rotation's rotations refuse a fleet that is not on the repo's release.
+RUN_LAST = ("test_rollout.py",)
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    items.sort(key=lambda item: item.path.name in RUN_LAST)  # stable: file order otherwise
+
+
 def read_testbed_status() -> dict:
     res = subprocess.run([str(REPO / ".venv/bin/python"), str(REPO / "testbed/testbed.py"),
                           "status"], capture_output=True, text=True, check=True)

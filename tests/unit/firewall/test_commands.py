@@ -6,6 +6,7 @@ from __future__ import annotations
 import contextlib
 import os
 import secrets
+import select
 import signal
 import socket
 import subprocess
@@ -222,6 +223,11 @@ def test_save_command_records_the_table_or_its_absence(ns: Ns) -> None:
 # Docker's publish, played in three namespaces: the controller (root) -> the host (`ns`,
 # forwarding) -> a "container" namespace behind a second veth; the host DNATs :80 to the
 # container's :8000 and an `ip filter` FORWARD chain accepts DNATed traffic, as Docker's does.
+LISTENER = ("import http.server, sys\n"
+            "server = http.server.HTTPServer((sys.argv[1], 8000), "
+            "http.server.BaseHTTPRequestHandler)\n"
+            "print('ready', flush=True)\n"
+            "server.serve_forever()\n")
 DOCKER_LIKE = """
 table ip safw_nat {
   chain prerouting { type nat hook prerouting priority dstnat; tcp dport 80 dnat to %s:8000; }
@@ -251,10 +257,12 @@ def container(ns: Ns) -> Iterator[str]:
                      ["ip", "link", "set", c_if, "up"], ["ip", "link", "set", "lo", "up"],
                      ["ip", "route", "add", "default", "via", gateway]):
             subprocess.run(["ip", "netns", "exec", name, *argv], check=True, timeout=30)
-        listener = subprocess.Popen(
-            ["ip", "netns", "exec", name, sys.executable, "-m", "http.server", "8000",
-             "--bind", address], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-            stdin=subprocess.DEVNULL)
+        listener = subprocess.Popen(  # says "ready" once it listens: no race with the checks
+            ["ip", "netns", "exec", name, sys.executable, "-c", LISTENER, address],
+            stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, stdin=subprocess.DEVNULL,
+            text=True)
+        ready, _, _ = select.select([listener.stdout], [], [], 60)
+        assert ready and listener.stdout.readline().strip() == "ready", "no listener"
         ns.run(["nft", "-f", write(ns, DOCKER_LIKE % address, "docker.nft")])
         yield address
     finally:
@@ -265,15 +273,13 @@ def container(ns: Ns) -> Iterator[str]:
 
 
 def published_reachable(ns: Ns) -> bool:
-    for _ in range(40):  # the container's listener may still be starting
-        try:
-            with socket.create_connection((ns.address, 80), timeout=0.5):
-                return True
-        except ConnectionRefusedError:
-            time.sleep(0.05)
-        except OSError:
-            return False
-    return False
+    """The listener is up (the fixture waited for it): a connection either completes or its
+    SYN is dropped. The timeout is generous because make test runs this on a busy machine."""
+    try:
+        with socket.create_connection((ns.address, 80), timeout=3):
+            return True
+    except OSError:
+        return False
 
 
 def proxies_ruleset(ns: Ns, proxies: list[str]) -> str:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import datetime as dt
+import hashlib
 from pathlib import Path
 
 from ops.catalog import load_environment
@@ -31,10 +33,36 @@ RECORDING = Path(__file__).parents[2] / "fixtures" / "hoststate" / "host2-known-
 RECORD_COMMAND = ".venv/bin/python tests/fixtures/hoststate/record_known_secrets.py"
 
 
+def known_certificate(domain: str) -> str:
+    """A key + certificate bundle for `domain` that is the same on every call: an Ed25519 key
+    from a seed (its signatures are deterministic too) and fixed dates, so a deploy accepts it
+    (tls.certificate_problems) and the recording's file hashes stay reproducible. Test-only."""
+    from cryptography import x509
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric import ed25519
+    from cryptography.x509.oid import NameOID
+
+    key = ed25519.Ed25519PrivateKey.from_private_bytes(
+        hashlib.sha256(f"superapp-test-plan {domain}".encode()).digest())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, domain)])
+    cert = (x509.CertificateBuilder().subject_name(name).issuer_name(name)
+            .public_key(key.public_key()).serial_number(1)
+            .not_valid_before(dt.datetime(2026, 1, 1, tzinfo=dt.UTC))
+            .not_valid_after(dt.datetime(2126, 1, 1, tzinfo=dt.UTC))
+            .add_extension(x509.SubjectAlternativeName([x509.DNSName(domain)]), critical=False)
+            .sign(key, None))
+    return (key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                              serialization.NoEncryption()).decode()
+            + cert.public_bytes(serialization.Encoding.PEM).decode())
+
+
 def known_value(ref: SecretRef) -> str:
     """A deterministic test value for `ref`. Settings issued elsewhere (URL, e-mail, SMTP
     host:port, plain strings) get the bootstrap's well-formed fakes, since Alertmanager refuses a
-    smarthost without a port; every generated kind (jwt, password, hmac...) a marked string."""
+    smarthost without a port; an edge certificate a usable fixed bundle; every generated kind
+    (jwt, password, hmac...) a marked string."""
+    if ref.kind == "tls-certificate":  # the key is the domain
+        return known_certificate(ref.key)
     try:
         return fake_value(ref, ENV.name)
     except VaultError:  # no fake for a kind the bootstrap generates at random
