@@ -24,6 +24,7 @@ from pathlib import Path
 
 from ops.audit.passed import passed_before, remember_pass
 from ops.catalog.model import Environment
+from ops.render.prometheus import render_rule_tests
 
 CACHE_ENV = "SUPERAPP_VALIDATE_CACHE"
 FORMAT = 1  # bump when what a digest covers changes
@@ -68,11 +69,13 @@ def tool_identities(find: Callable[[str], str]) -> list[str]:
 
 def tree_digest(root: Path, environment: Environment, tools: list[str]) -> str:
     """Every input of `validate_tree(root, environment)`: each file under `root` (its path
-    there and its bytes), the environment's name and settings (the rule tests are rendered
-    from them), the validators and the checking code."""
+    there and its bytes), the environment's name and settings, the alert rule tests rendered
+    from its catalog, the validators and the checking code."""
     digest = hashlib.sha256()
+    # the rule tests promtool runs beside a prometheus.yml come from the catalog, not the tree
+    tests = (render_rule_tests(environment) if any(root.rglob("prometheus.yml")) else {})
     digest.update(json.dumps([FORMAT, environment.name, environment.settings, tools,
-                              code_digest()], sort_keys=True, default=str).encode())
+                              code_digest(), tests], sort_keys=True, default=str).encode())
     for path in sorted(p for p in root.rglob("*") if p.is_file()):
         content = path.read_bytes()
         digest.update(f"\0{path.relative_to(root)}\0{len(content)}\0".encode())

@@ -67,6 +67,19 @@ def test_any_changed_input_is_validated_again(tmp_path, change):
     assert validate.runs == 2
 
 
+def test_a_prometheus_tree_is_validated_again_when_the_catalog_changes_its_rule_tests(
+        tmp_path):
+    root, validate, cache = tree(tmp_path), Validate(), tmp_path / "cache"
+    (root / "host1/opt/superapp/prometheus").mkdir(parents=True)
+    (root / "host1/opt/superapp/prometheus/prometheus.yml").write_text("global: {}\n")
+    validate_unless_passed(root, ENV, validate, tools(), cache)
+    services = dict(ENV.catalog.services)
+    services.pop(list(services)[-1])  # the last database is the rule tests' never-backed-up one
+    fewer = replace(ENV, catalog=replace(ENV.catalog, services=services))
+    assert validate_unless_passed(root, fewer, validate, tools(), cache)
+    assert validate.runs == 2
+
+
 def test_a_failure_is_raised_every_time_and_never_remembered(tmp_path):
     root, validate, cache = tree(tmp_path), Validate(), tmp_path / "cache"
     validate.failing = True
