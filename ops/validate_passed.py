@@ -8,7 +8,7 @@ phases and every redeploy of the same release check the very same files again. A
 remembered as an empty file named by the digest of exactly those inputs (see `tree_digest`);
 a failure is never remembered, so a refusal always comes from a fresh check.
 
-Same rules as the audit's remembered passes (ops/audit/passed.py): the user's own 0700
+Same rules as the audit's remembered passes (ops/passes.py): the user's own 0700
 directory (`$SUPERAPP_VALIDATE_CACHE`, default `~/.cache/superapp/validate-passed`), digests
 only, and a cache that cannot be read or written only costs the time of the check.
 """
@@ -18,11 +18,10 @@ from __future__ import annotations
 import functools
 import hashlib
 import json
-import os
 from collections.abc import Callable
 from pathlib import Path
 
-from ops.audit.passed import passed_before, remember_pass
+from ops import passes
 from ops.catalog.model import Environment
 from ops.render.prometheus import render_rule_tests
 
@@ -35,8 +34,7 @@ TOOLS = ("traefik", "promtool", "amtool", "prometheus-blackbox-exporter", "rsysl
 
 
 def cache_dir() -> Path:
-    given = os.environ.get(CACHE_ENV)
-    return Path(given) if given else Path.home() / ".cache" / "superapp" / "validate-passed"
+    return passes.cache_dir(CACHE_ENV, "validate-passed")
 
 
 @functools.cache
@@ -76,10 +74,8 @@ def tree_digest(root: Path, environment: Environment, tools: list[str]) -> str:
     tests = (render_rule_tests(environment) if any(root.rglob("prometheus.yml")) else {})
     digest.update(json.dumps([FORMAT, environment.name, environment.settings, tools,
                               code_digest(), tests], sort_keys=True, default=str).encode())
-    for path in sorted(p for p in root.rglob("*") if p.is_file()):
-        content = path.read_bytes()
-        digest.update(f"\0{path.relative_to(root)}\0{len(content)}\0".encode())
-        digest.update(content)
+    passes.add_files(digest, root,
+                     sorted(str(p.relative_to(root)) for p in root.rglob("*") if p.is_file()))
     return digest.hexdigest()
 
 
@@ -91,8 +87,8 @@ def validate_unless_passed(root: Path, environment: Environment,
     passed before; True when it ran. A pass is remembered, a failure propagates."""
     directory = directory or cache_dir()
     digest = tree_digest(Path(root), environment, tool_identities(find))
-    if passed_before(directory, digest):
+    if passes.passed_before(directory, digest):
         return False
     validate(root, environment)
-    remember_pass(directory, digest)
+    passes.remember_pass(directory, digest)
     return True

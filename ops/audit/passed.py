@@ -17,12 +17,12 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import json
-import os
 import sys
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
+from ops import passes
 from ops.audit.findings import AuditReport
 from ops.audit.repository import repo_files
 
@@ -31,8 +31,7 @@ FORMAT = 1  # bump when what a digest covers changes
 
 
 def cache_dir() -> Path:
-    given = os.environ.get(CACHE_ENV)
-    return Path(given) if given else Path.home() / ".cache" / "superapp" / "audit-passed"
+    return passes.cache_dir(CACHE_ENV, "audit-passed")
 
 
 def inputs_digest(root: Path, env_name: str, settings: Mapping[str, Any],
@@ -43,30 +42,8 @@ def inputs_digest(root: Path, env_name: str, settings: Mapping[str, Any],
     digest = hashlib.sha256()
     digest.update(json.dumps([FORMAT, env_name, str(root.resolve()), today.isoformat(),
                               sys.version, settings], sort_keys=True, default=str).encode())
-    for name in repo_files(root):
-        try:
-            content = (root / name).read_bytes()
-        except OSError:
-            content = b"\0unreadable"
-        digest.update(f"\0{name}\0{len(content)}\0".encode())
-        digest.update(content)
+    passes.add_files(digest, root, repo_files(root))
     return digest.hexdigest()
-
-
-def passed_before(directory: Path, digest: str) -> bool:
-    try:
-        return (directory / digest).is_file()
-    except OSError:
-        return False
-
-
-def remember_pass(directory: Path, digest: str) -> None:
-    """Best effort: a cache that cannot be written costs time, never correctness."""
-    try:
-        directory.mkdir(mode=0o700, parents=True, exist_ok=True)
-        os.close(os.open(directory / digest, os.O_WRONLY | os.O_CREAT, 0o600))
-    except OSError:
-        pass
 
 
 def audit_unless_passed(env_name: str, settings: Mapping[str, Any],
@@ -77,10 +54,10 @@ def audit_unless_passed(env_name: str, settings: Mapping[str, Any],
     on a previous run with the same inputs (then it is not run)."""
     directory = directory or cache_dir()
     digest = inputs_digest(root, env_name, settings, today or dt.date.today())
-    if passed_before(directory, digest):
+    if passes.passed_before(directory, digest):
         return None
     report = audit(env_name)
     if report.blocking:
         return report
-    remember_pass(directory, digest)
+    passes.remember_pass(directory, digest)
     return None
