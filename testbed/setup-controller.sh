@@ -11,6 +11,8 @@ APT_PACKAGES=(
   # validators the orchestrator runs before it uploads anything
   prometheus prometheus-alertmanager prometheus-node-exporter prometheus-blackbox-exporter shellcheck nftables
   prometheus-postgres-exporter prometheus-redis-exporter
+  # the database cluster's parts (ops/dbha): its rendered files are checked by their own binaries
+  haproxy patroni python3-etcd
   rsyslog rsyslog-relp
   # the ACME test server (Let's Encrypt's Pebble): the testbed's certificate authority for TLS at the edge
   pebble openssl

@@ -69,6 +69,15 @@ BASE_PACKAGES = [
     "python3", "python3-psycopg2", "postgresql-15", "postgresql-client-15", "redis-server",
     "busybox", "ca-certificates", "pgbackrest", "rsyslog", "rsyslog-relp",
 ]
+# Postgres high availability (ops/dbha): Patroni on etcd, HAProxy following the leader. A base
+# of their own: adding them to BASE_PACKAGES renumbers the system users debootstrap creates
+# (postgres 101 -> 103), and the data directories of the running images are owned by those uids
+# (group_data `data_uids`).
+HA_PACKAGES = [
+    "python3", "python3-psycopg2", "postgresql-15", "postgresql-client-15", "busybox",
+    "ca-certificates", "pgbackrest", "patroni", "python3-etcd", "etcd-server", "etcd-client",
+    "haproxy",
+]
 
 # Images every bundle references, built here (no public registry is reachable) and pushed to the
 # testbed registry. Versions mirror the binaries Debian / PyPI give us.
@@ -458,20 +467,20 @@ def builder(*args: str) -> str:
     return res.stdout
 
 
-def base_image() -> str:
-    """The Debian base every testbed image starts from: debootstrap once, cached by content."""
+def base_image(packages: list[str] = BASE_PACKAGES, name: str = "base") -> str:
+    """A Debian base the testbed images start from: debootstrap once, cached by content."""
     import hashlib
-    digest = hashlib.sha256(" ".join(BASE_PACKAGES).encode()).hexdigest()[:12]
-    tag = f"superapp/base:bookworm-{digest}"
+    digest = hashlib.sha256(" ".join(packages).encode()).hexdigest()[:12]
+    tag = f"superapp/{name}:bookworm-{digest}"
     inspect = ["docker", "-H", f"unix://{BUILDER_SOCK}", "image", "inspect", tag]
     if run(inspect, capture=True, check=False).returncode == 0:
         return tag
     tarball = CACHE_DIR / f"base-{digest}.tar"
     if not tarball.exists():
         rootfs = Path(tempfile.mkdtemp(prefix="sa-rootfs-", dir=CACHE_DIR))
-        log("debootstrap of the Debian base image (about a minute; cached afterwards)...")
+        log(f"debootstrap of the Debian {name} image (about a minute; cached afterwards)...")
         t0 = time.time()
-        run(["debootstrap", "--variant=minbase", "--include=" + ",".join(BASE_PACKAGES),
+        run(["debootstrap", "--variant=minbase", "--include=" + ",".join(packages),
              "bookworm", str(rootfs), "http://deb.debian.org/debian"], capture=True)
         for junk in ("var/cache/apt/archives", "usr/share/doc", "usr/share/man",
                      "usr/share/locale", "var/lib/apt/lists"):
@@ -482,7 +491,7 @@ def base_image() -> str:
         os.replace(part, tarball)
         shutil.rmtree(rootfs, ignore_errors=True)
         log(f"debootstrap done in {time.time() - t0:.0f}s")
-    log("importing the base image")
+    log(f"importing the {name} image")
     with open(tarball, "rb") as f:
         subprocess.run(["docker", "-H", f"unix://{BUILDER_SOCK}", "import", "-", tag],
                        stdin=f, check=True, capture_output=True)
@@ -495,9 +504,11 @@ def build_images() -> list[str]:
     images_dir = REPO / "testbed" / "images"
     refs = []
 
-    def build(context: Path, name: str, tag: str, args: dict[str, str] | None = None) -> None:
+    def build(context: Path, name: str, tag: str, args: dict[str, str] | None = None,
+              from_base: str = base) -> None:
         ref = f"{REGISTRY}/superapp/{name}:{tag}"
-        cmd = ["build", "-q", "--network", "none", "--build-arg", f"BASE_IMAGE={base}", "-t", ref]
+        cmd = ["build", "-q", "--network", "none", "--build-arg", f"BASE_IMAGE={from_base}",
+               "-t", ref]
         for k, v in (args or {}).items():
             cmd += ["--build-arg", f"{k}={v}"]
         builder(*cmd, str(context))
@@ -527,6 +538,10 @@ def build_images() -> list[str]:
         build(images_dir / "postgres", "postgres", "15.18.0")  # Debian postgresql-15, pgbackrest
         build(images_dir / "redis", "redis", "7.0.15")  # Debian bookworm redis-server
         build(images_dir / "rsyslog", "rsyslog", "8.2302.0")  # Debian rsyslog + rsyslog-relp
+        ha_base = base_image(HA_PACKAGES, "base-ha")
+        build(images_dir / "patroni", "patroni", "3.0.2", from_base=ha_base)  # + postgresql-15
+        build(images_dir / "etcd", "etcd", "3.4.23", from_base=ha_base)  # Debian etcd-server
+        build(images_dir / "haproxy", "haproxy", "2.6.12", from_base=ha_base)  # Debian haproxy
         for version, args in STANDIN_VERSIONS.items():
             log(f"building stand-in service image {version}")
             build(REPO / "testbed" / "standin", "standin", version, {"VERSION": version, **args})

@@ -14,7 +14,8 @@ PURE = (
     "ops.fleet.status", "ops.fleet.drift", "ops.backup.manifest", "ops.backup.commands",
     "ops.secrets.rotation", "ops.console", "ops.schema.plan", "ops.grafana_schema",
     "ops.firewall.policy", "ops.firewall.ruleset", "ops.firewall.commands", "ops.secrets.approle",
-    "ops.canary.policy", "ops.canary.prometheus",
+    "ops.canary.policy", "ops.canary.prometheus", "ops.dbha.model", "ops.dbha.render",
+    "ops.dbha.status", "ops.dbha.commands",
 )
 
 

@@ -1,0 +1,50 @@
+"""Command lines for the cluster's parts, as argv lists (never shell text with a secret in it).
+
+patronictl reads the REST API's credentials from the member's own patroni.yml, so a switchover
+needs no password on its command line. Run inside a member's container
+(`docker exec <container> ...`: see `in_container`).
+"""
+
+from __future__ import annotations
+
+from ops.dbha.render import PATRONI_PORT
+
+PATRONI_CONFIG = "/etc/patroni/patroni.yml"
+
+
+def in_container(container: str, argv: list[str]) -> list[str]:
+    return ["docker", "exec", container, *argv]
+
+
+# Patroni is Python, so a member always has python3 (busybox's wget segfaults with -T here)
+FETCH = ("import sys, urllib.request; "
+         "sys.stdout.write(urllib.request.urlopen(sys.argv[1], timeout=float(sys.argv[2]))"
+         ".read().decode())")
+
+
+def rest_get(address: str, path: str, timeout_seconds: float = 3) -> list[str]:
+    """GET one of Patroni's REST endpoints; exits non-zero on any answer but 200."""
+    return ["python3", "-c", FETCH, f"http://{address}:{PATRONI_PORT}{path}",
+            str(timeout_seconds)]
+
+
+def cluster_status(address: str, timeout_seconds: float = 3) -> list[str]:
+    """Patroni's `/cluster` document (members, roles, states, timelines, lag) from a member."""
+    return rest_get(address, "/cluster", timeout_seconds)
+
+
+def switchover(leader: str, candidate: str) -> list[str]:
+    """A planned switchover: the leader checkpoints, demotes, and the candidate takes over."""
+    return ["patronictl", "-c", PATRONI_CONFIG, "switchover", "--leader", leader,
+            "--candidate", candidate, "--force"]
+
+
+def set_dcs_config(key: str, value: str) -> list[str]:
+    """Change one cluster-wide setting through etcd (`patronictl edit-config`), never a file."""
+    return ["patronictl", "-c", PATRONI_CONFIG, "edit-config", "--force", "--set",
+            f"{key}={value}"]
+
+
+def restart_member(member: str, scope: str) -> list[str]:
+    """Restart one member's PostgreSQL (the rollout restarts members one at a time)."""
+    return ["patronictl", "-c", PATRONI_CONFIG, "restart", scope, member, "--force"]

@@ -1,0 +1,114 @@
+"""The `db_ha` block of group_data: who runs Patroni, who runs etcd, how replication commits.
+
+Pure: the checked settings and the hosts' addresses in, a frozen `Cluster` out. Errors name the
+key (`db_ha.members: ...`), collected before anything is raised, like the catalog's.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from ops.catalog.schema import Bool, Errors, Field, Int, ListOf, Record, Str
+
+NAME = Str(pattern=r"[a-z][a-z0-9_-]*", hint="a lowercase name")
+MODES = ("asynchronous", "synchronous")
+
+DB_HA = Record({
+    "scope": Field(NAME, doc="the Patroni cluster's name (its etcd prefix)"),
+    "members": Field(ListOf(NAME, min_len=2),
+                     doc="hosts running a Patroni member (PostgreSQL); two or more"),
+    "etcd": Field(ListOf(NAME, min_len=3),
+                  doc="hosts running an etcd member; an odd number, three or more (may be the "
+                      "db hosts themselves plus one more)"),
+    "replication": Field(Str(choices=MODES),
+                         doc="synchronous: a commit returns once a standby has it (RPO 0 on a "
+                             "failover), at the price of a network round trip per commit"),
+    "synchronous_strict": Field(Bool(), required=False, default=False,
+                                doc="with synchronous replication and the only standby down: "
+                                    "true blocks every write, false (default) lets the "
+                                    "primary commit alone until a standby is back"),
+    "ttl_seconds": Field(Int(min=5, max=300), required=False, default=30,
+                         doc="the leader lease: a leader that cannot renew it for this long is "
+                             "replaced (and demotes itself)"),
+    "loop_wait_seconds": Field(Int(min=1, max=60), required=False, default=10),
+    "retry_timeout_seconds": Field(Int(min=1, max=120), required=False, default=10),
+    "maximum_lag_on_failover_bytes": Field(Int(min=0), required=False, default=1048576,
+                                           doc="a standby further behind is never promoted"),
+    "failsafe": Field(Bool(), required=False, default=True,
+                      doc="etcd lost quorum: the primary stays primary while it reaches every "
+                          "member's REST API (Patroni's failsafe_mode); false demotes it"),
+})
+
+
+class DbHaError(ValueError):
+    """The `db_ha` block cannot describe a safe cluster; the message names every key at fault."""
+
+
+@dataclass(frozen=True)
+class Node:
+    name: str
+    address: str
+
+
+@dataclass(frozen=True)
+class Cluster:
+    scope: str
+    members: tuple[Node, ...]
+    etcd: tuple[Node, ...]
+    synchronous: bool
+    synchronous_strict: bool
+    ttl: int
+    loop_wait: int
+    retry_timeout: int
+    maximum_lag_on_failover: int
+    failsafe: bool
+
+    def member(self, name: str) -> Node:
+        for node in self.members:
+            if node.name == name:
+                return node
+        raise KeyError(f"{name} is not a member of the Patroni cluster {self.scope}")
+
+
+def cluster_from_settings(raw: Any, addresses: Mapping[str, str],
+                          source: str = "group_data") -> Cluster:
+    """Check `db_ha` and resolve its host names; raise one DbHaError naming every fault."""
+    errors: Errors = []
+    data = DB_HA.check(raw, "db_ha", errors)
+    if not errors:
+        errors += _consistency(data, addresses)
+    if errors:
+        raise DbHaError("\n".join(f"{source}: {path}: {msg}" for path, msg in errors))
+
+    def nodes(key: str) -> tuple[Node, ...]:
+        return tuple(Node(name, addresses[name]) for name in data[key])
+
+    return Cluster(
+        scope=data["scope"], members=nodes("members"), etcd=nodes("etcd"),
+        synchronous=data["replication"] == "synchronous",
+        synchronous_strict=data["synchronous_strict"], ttl=data["ttl_seconds"],
+        loop_wait=data["loop_wait_seconds"], retry_timeout=data["retry_timeout_seconds"],
+        maximum_lag_on_failover=data["maximum_lag_on_failover_bytes"], failsafe=data["failsafe"])
+
+
+def _consistency(data: Mapping[str, Any], addresses: Mapping[str, str]) -> Errors:
+    errors: Errors = []
+    for key in ("members", "etcd"):
+        names = data[key]
+        for i, name in enumerate(names):
+            if name not in addresses:
+                errors.append((f"db_ha.{key}.{i}", f"{name!r} is not a host of this environment"))
+        if len(set(names)) != len(names):
+            errors.append((f"db_ha.{key}", "names a host twice"))
+    if len(data["etcd"]) % 2 == 0:
+        errors.append(("db_ha.etcd", f"{len(data['etcd'])} members: an even count tolerates no "
+                                     "more failures than one fewer; use an odd number"))
+    # Patroni's own rule: the leader must be able to retry a failed lease update twice within
+    # the lease, or a slow etcd demotes a healthy primary.
+    if data["loop_wait_seconds"] + 2 * data["retry_timeout_seconds"] > data["ttl_seconds"]:
+        errors.append(("db_ha.ttl_seconds",
+                       f"must be at least loop_wait_seconds + 2 x retry_timeout_seconds "
+                       f"({data['loop_wait_seconds'] + 2 * data['retry_timeout_seconds']})"))
+    return errors

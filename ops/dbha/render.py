@@ -1,0 +1,166 @@
+"""The text each part of the cluster runs from. Pure: a `Cluster` (and passwords) in, text out.
+
+- etcd: its `ETCD_*` environment (etcd reads its whole configuration from it);
+- Patroni: `patroni.yml` for one member; it carries the database passwords, so it is written
+  0600 for the postgres user only, like every secret file;
+- HAProxy: `haproxy.cfg` for an app host: one TCP listener per role, routed to the member
+  whose Patroni answers 200 on `/primary` (writes) or `/replica` (reads). A member that stops
+  answering is marked down after two 1 s checks and its sessions are cut, so a client never
+  keeps writing to a demoted primary.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from ops import yamlio
+from ops.dbha.model import Cluster, Node
+
+ETCD_CLIENT_PORT = 2379
+ETCD_PEER_PORT = 2380
+POSTGRES_PORT = 5432
+PATRONI_PORT = 8008
+ROUTER_PRIMARY_PORT = 5432
+ROUTER_REPLICA_PORT = 5433
+DATA_DIR = "/var/lib/postgresql/data/pgdata"
+BIN_DIR = "/usr/lib/postgresql/15/bin"
+SUPERUSER = "postgres"
+REPLICATION_USER = "replicator"
+REST_USER = "patroni"
+REWIND_USER = "rewinder"  # pg_rewind's own login: reads WAL and files, no superuser
+PG_HBA = [
+    "local all all trust",
+    f"host replication {REPLICATION_USER} 0.0.0.0/0 scram-sha-256",
+    "host all all 0.0.0.0/0 scram-sha-256",
+]
+
+
+@dataclass(frozen=True)
+class Passwords:
+    """Read from Vault by the caller; never logged, never on a command line."""
+
+    superuser: str
+    replication: str
+    rewind: str
+    rest_api: str
+
+    def __repr__(self) -> str:
+        return "Passwords(<hidden>)"
+
+
+def etcd_environment(cluster: Cluster, node: Node) -> dict[str, str]:
+    """etcd's configuration for one member, as the variables etcd reads at start."""
+    peers = ",".join(f"{n.name}=http://{n.address}:{ETCD_PEER_PORT}" for n in cluster.etcd)
+    return {
+        "ETCD_NAME": node.name,
+        "ETCD_DATA_DIR": "/var/lib/etcd/data",
+        "ETCD_LISTEN_PEER_URLS": f"http://0.0.0.0:{ETCD_PEER_PORT}",
+        "ETCD_LISTEN_CLIENT_URLS": f"http://0.0.0.0:{ETCD_CLIENT_PORT}",
+        "ETCD_ADVERTISE_CLIENT_URLS": f"http://{node.address}:{ETCD_CLIENT_PORT}",
+        "ETCD_INITIAL_ADVERTISE_PEER_URLS": f"http://{node.address}:{ETCD_PEER_PORT}",
+        "ETCD_INITIAL_CLUSTER": peers,
+        "ETCD_INITIAL_CLUSTER_STATE": "new",
+        "ETCD_INITIAL_CLUSTER_TOKEN": cluster.scope,
+        # one lease renewal of Patroni's must never wait out an election: keep elections short
+        "ETCD_HEARTBEAT_INTERVAL": "100",
+        "ETCD_ELECTION_TIMEOUT": "1000",
+    }
+
+
+def patroni_config(cluster: Cluster, node: Node, passwords: Passwords) -> dict:
+    """patroni.yml for one member, as data (see `patroni_yaml`)."""
+    return {
+        "scope": cluster.scope,
+        "name": node.name,
+        "restapi": {
+            "listen": f"0.0.0.0:{PATRONI_PORT}",
+            "connect_address": f"{node.address}:{PATRONI_PORT}",
+            # reads (/primary, /replica, /cluster) stay open for the routers' checks; changes
+            # (switchover, restart, config) need these credentials
+            "authentication": {"username": REST_USER, "password": passwords.rest_api},
+        },
+        "etcd3": {"hosts": [f"{n.address}:{ETCD_CLIENT_PORT}" for n in cluster.etcd],
+                  "protocol": "http"},
+        "bootstrap": {
+            # written to etcd once, by the member that initialises the cluster; later changes
+            # go through `patronictl edit-config` (ops.dbha.commands), never this file
+            "dcs": {
+                "ttl": cluster.ttl,
+                "loop_wait": cluster.loop_wait,
+                "retry_timeout": cluster.retry_timeout,
+                "maximum_lag_on_failover": cluster.maximum_lag_on_failover,
+                "synchronous_mode": cluster.synchronous,
+                "synchronous_mode_strict": cluster.synchronous and cluster.synchronous_strict,
+                "failsafe_mode": cluster.failsafe,
+                "postgresql": {
+                    "use_pg_rewind": True,
+                    "use_slots": True,
+                    "parameters": {
+                        "wal_level": "replica", "hot_standby": "on", "wal_log_hints": "on",
+                        "max_wal_senders": 10, "max_replication_slots": 10,
+                        "max_connections": 200, "wal_keep_size": "256MB",
+                    },
+                },
+            },
+            "initdb": [{"encoding": "UTF8"}, {"locale": "C.UTF-8"}, "data-checksums"],
+            "pg_hba": PG_HBA,
+        },
+        "postgresql": {
+            "listen": f"0.0.0.0:{POSTGRES_PORT}",
+            "connect_address": f"{node.address}:{POSTGRES_PORT}",
+            "data_dir": DATA_DIR,
+            "bin_dir": BIN_DIR,
+            "pgpass": "/tmp/pgpass",
+            "authentication": {
+                "superuser": {"username": SUPERUSER, "password": passwords.superuser},
+                "replication": {"username": REPLICATION_USER,
+                                "password": passwords.replication},
+                "rewind": {"username": REWIND_USER, "password": passwords.rewind},
+            },
+            "pg_hba": PG_HBA,
+        },
+        "tags": {"nofailover": False, "noloadbalance": False, "clonefrom": False,
+                 "nosync": False},
+    }
+
+
+def patroni_yaml(cluster: Cluster, node: Node, passwords: Passwords) -> str:
+    head = f"# Patroni member {node.name} of cluster {cluster.scope}. Rendered by ops.dbha.\n"
+    return head + yamlio.dump(patroni_config(cluster, node, passwords))
+
+
+def haproxy_cfg(cluster: Cluster) -> str:
+    """The leader-following router for an app host (no secret in it)."""
+    def servers() -> list[str]:
+        return [f"    server {n.name} {n.address}:{POSTGRES_PORT} check port {PATRONI_PORT}"
+                for n in cluster.members]
+
+    def listener(name: str, port: int, path: str) -> list[str]:
+        return [
+            f"listen {name}",
+            f"    bind *:{port}",
+            # OPTIONS: Patroni answers with the status and no body (a GET's body meets a
+            # closed socket: a traceback in Patroni's log per check)
+            f"    option httpchk OPTIONS {path}",
+            "    http-check expect status 200",
+            # 1 s checks, down after 2 misses, back after 1 success; a server marked down
+            # has its connections cut (a demoted primary keeps no writer)
+            "    default-server inter 1s fall 2 rise 1 on-marked-down shutdown-sessions",
+            *servers(),
+            "",
+        ]
+
+    return "\n".join([
+        f"# PostgreSQL router for the Patroni cluster {cluster.scope}. Rendered by ops.dbha.",
+        "global",
+        "    maxconn 2000",
+        "defaults",
+        "    mode tcp",
+        "    timeout connect 2s",
+        "    timeout client 30m",
+        "    timeout server 30m",
+        "    timeout check 2s",
+        "",
+        *listener("primary", ROUTER_PRIMARY_PORT, "/primary"),
+        *listener("replicas", ROUTER_REPLICA_PORT, "/replica"),
+    ])

@@ -1,0 +1,245 @@
+"""A Patroni cluster on one testbed host's Docker engine, from ops.dbha's rendered files.
+
+Three etcd members, two Patroni members and an HAProxy router, each its own container on a
+private Docker network of the host (`sa-dbha`) at a fixed address, like a host. Faults
+are real: a member's container SIGKILLed (the process tree of a db host dies), or cut off the
+network (`docker network disconnect`: the host's link is gone, its processes keep running).
+
+Secret files (patroni.yml, the writer's password) reach the host on SSH's stdin into 0600
+files; no password is on any command line.
+"""
+
+from __future__ import annotations
+
+import json
+import secrets
+import shlex
+import time
+from dataclasses import dataclass
+
+from ops import yamlio
+from ops.dbha import commands
+from ops.dbha.model import Cluster, cluster_from_settings
+from ops.dbha.render import Passwords, etcd_environment, haproxy_cfg, patroni_yaml
+from ops.dbha.status import ClusterState, parse_cluster
+
+NETWORK = "sa-dbha"
+# Fixed addresses, like real hosts: a name would go through Docker's DNS, which forwards the
+# name of a killed container to resolvers this testbed cannot reach (seconds of timeouts that
+# no production host has).
+SUBNET = "172.31.231.0/24"
+DIR = "/var/lib/superapp-dbha-test"
+MEMBERS = ("pg1", "pg2")
+ETCD = ("etcd1", "etcd2", "etcd3")
+ROUTER = "router"
+WRITER = "writer"
+
+# How the writer counts: one INSERT per 20 ms in autocommit, through the router; an id is
+# "acknowledged" only when COMMIT returned. It prints every acknowledged id and the time of
+# every failed attempt. psycopg2 is in the base image.
+WRITER_SCRIPT = r"""
+import json, os, sys, time
+import psycopg2
+duration = float(sys.argv[1])
+dsn = "host=" + os.environ["ROUTER"] + " port=5432 dbname=postgres user=postgres connect_timeout=2"
+acked, failed = [], []
+conn = None
+i = 0
+t0 = time.time()
+while time.time() - t0 < duration:
+    i += 1
+    now = time.time()
+    try:
+        if conn is None:
+            conn = psycopg2.connect(dsn)
+            conn.autocommit = True
+        with conn.cursor() as cur:
+            cur.execute("SET statement_timeout = '3s'")
+            cur.execute("INSERT INTO ha_probe (id) VALUES (%s)", (i,))
+        acked.append([i, now])
+    except Exception:
+        failed.append(now)
+        try:
+            conn.close()
+        except Exception:
+            pass
+        conn = None
+        time.sleep(0.1)
+    time.sleep(0.02)
+print(json.dumps({"acked": acked, "failed": failed}))
+"""
+
+
+@dataclass
+class Writes:
+    acked: list[tuple[int, float]]
+    failed: list[float]
+
+    @property
+    def outage_seconds(self) -> float:
+        """From the first failed write to the first acknowledged one after the last failure."""
+        if not self.failed:
+            return 0.0
+        last = max(self.failed)
+        after = [t for _, t in self.acked if t > last]
+        return (min(after) if after else last) - min(self.failed)
+
+
+class DbCluster:
+    def __init__(self, testbed, host, image_prefix: str, replication: str = "synchronous"):
+        self.testbed = testbed
+        self.host = host
+        self.images = {name: f"{image_prefix}/superapp/{name}"
+                       for name in ("patroni:3.0.2", "etcd:3.4.23", "haproxy:2.6.12")}
+        self.passwords = Passwords(superuser=secrets.token_urlsafe(24),
+                                   replication=secrets.token_urlsafe(24),
+                                   rewind=secrets.token_urlsafe(24),
+                                   rest_api=secrets.token_urlsafe(24))
+        settings = {"scope": "superapp", "members": list(MEMBERS), "etcd": list(ETCD),
+                    "replication": replication, "ttl_seconds": 10, "loop_wait_seconds": 2,
+                    "retry_timeout_seconds": 4}
+        self.addresses = {name: f"172.31.231.{10 + i}"
+                          for i, name in enumerate((*ETCD, *MEMBERS, ROUTER, WRITER))}
+        self.cluster: Cluster = cluster_from_settings(
+            settings, self.addresses, source="tests/integration")
+
+    # -- plumbing ---------------------------------------------------------------------------
+    def sh(self, command: str, check: bool = True, timeout: float = 120, stdin: str = ""):
+        import subprocess
+        res = subprocess.run(self.testbed.ssh_argv(self.host, command), input=stdin,
+                             capture_output=True, text=True, timeout=timeout)
+        if check and res.returncode != 0:
+            raise AssertionError(f"{self.host.name}: `{command}` exited {res.returncode}:\n"
+                                 f"{res.stdout}\n{res.stderr}")
+        return res
+
+    def put(self, path: str, text: str, owner: str = "0") -> None:
+        """A 0600 file written from stdin: the content never reaches a command line."""
+        self.sh(f"umask 077 && mkdir -p {shlex.quote(path.rsplit('/', 1)[0])} && "
+                f"cat > {shlex.quote(path)} && chown {owner} {shlex.quote(path)}", stdin=text)
+
+    def net(self, name: str) -> str:
+        return f"--network {NETWORK} --ip {self.addresses[name]}"
+
+    def image(self, name: str) -> str:
+        return next(ref for key, ref in self.images.items() if key.startswith(name + ":"))
+
+    # -- lifecycle --------------------------------------------------------------------------
+    def start(self) -> None:
+        self.remove()
+        self.sh(f"docker network create --subnet {SUBNET} {NETWORK} >/dev/null && "
+                f"mkdir -p {DIR} && chmod 700 {DIR}")
+        pg_uid = self.sh(f"docker run --rm {self.image('patroni')} id -u postgres").stdout.strip()
+        for node in self.cluster.etcd:
+            env = " ".join(f"-e {k}={shlex.quote(v)}"
+                           for k, v in etcd_environment(self.cluster, node).items())
+            self.sh(f"docker run -d --name {node.name} {self.net(node.name)} {env} "
+                    f"{self.image('etcd')} >/dev/null")
+        for node in self.cluster.members:
+            conf = f"{DIR}/{node.name}.yml"
+            self.put(conf, patroni_yaml(self.cluster, node, self.passwords), owner=pg_uid)
+            self.sh(f"docker run -d --name {node.name} {self.net(node.name)} "
+                    f"-v {conf}:{commands.PATRONI_CONFIG}:ro {self.image('patroni')} >/dev/null")
+        self.put(f"{DIR}/haproxy.cfg", haproxy_cfg(self.cluster))
+        self.sh(f"chmod 644 {DIR}/haproxy.cfg && docker run -d --name {ROUTER} "
+                f"{self.net(ROUTER)} -v {DIR}/haproxy.cfg:/etc/haproxy/haproxy.cfg:ro "
+                f"{self.image('haproxy')} >/dev/null")
+        self.put(f"{DIR}/writer.env", f"PGPASSWORD={self.passwords.superuser}\n")
+        self.put(f"{DIR}/writer.py", WRITER_SCRIPT)
+        self.sh(f"chmod 644 {DIR}/writer.py")
+        self.wait_healthy(timeout=120)
+        self.psql("CREATE TABLE IF NOT EXISTS ha_probe (id bigint PRIMARY KEY, "
+                  "at timestamptz DEFAULT now())")
+
+    def remove(self) -> None:
+        names = " ".join((WRITER, ROUTER, *MEMBERS, *ETCD))
+        self.sh(f"docker rm -f {names} >/dev/null 2>&1; docker network rm {NETWORK} "
+                f">/dev/null 2>&1; rm -rf {DIR}", check=False)
+
+    # -- reading the cluster ----------------------------------------------------------------
+    def state(self, via: str | None = None) -> ClusterState:
+        """`/cluster` from a member's REST API (the first that answers)."""
+        for name in ([via] if via else MEMBERS):
+            res = self.sh(shlex.join(commands.in_container(
+                name, commands.cluster_status("127.0.0.1"))), check=False, timeout=30)
+            if res.returncode == 0 and res.stdout.strip():
+                return parse_cluster(res.stdout)
+        raise AssertionError("no Patroni member answers /cluster")
+
+    def refusal(self, via: str | None = None) -> str | None:
+        return self.state(via).deploy_refusal(self.cluster.scope, MEMBERS)
+
+    def wait_healthy(self, timeout: float, expect_members: int = 2) -> ClusterState:
+        deadline = time.monotonic() + timeout
+        last: object = None
+        while time.monotonic() < deadline:
+            try:
+                st = self.state()
+                last = st
+                # synchronous replication: healthy once a standby is the synchronous one
+                synced = (not self.cluster.synchronous
+                          or any(m.role == "sync_standby" for m in st.members))
+                if (st.deploy_refusal("superapp", MEMBERS) is None
+                        and len(st.members) == expect_members and synced):
+                    return st
+            except AssertionError as exc:
+                last = exc
+            time.sleep(1)
+        raise AssertionError(f"the cluster is not healthy after {timeout} s: {last}\n"
+                             + self.logs())
+
+    def logs(self) -> str:
+        out = []
+        for name in (*MEMBERS, ROUTER):
+            res = self.sh(f"docker logs --tail 15 {name} 2>&1", check=False)
+            out.append(f"--- {name}\n{res.stdout}")
+        return "\n".join(out)
+
+    def psql(self, sql: str) -> str:
+        """One statement as the superuser through the router (password from the env file)."""
+        res = self.sh(f"docker run --rm --network {NETWORK} --env-file {DIR}/writer.env "
+                      f"{self.image('patroni')} psql -h {self.addresses[ROUTER]} -U postgres "
+                      f"-d postgres -Atc {shlex.quote(sql)}", timeout=60)
+        return res.stdout.strip()
+
+    # -- load -------------------------------------------------------------------------------
+    def start_writer(self, seconds: float) -> None:
+        self.sh(f"docker rm -f {WRITER} >/dev/null 2>&1; docker run -d --name {WRITER} "
+                f"{self.net(WRITER)} --env-file {DIR}/writer.env -v {DIR}/writer.py:/w.py:ro "
+                f"-e ROUTER={self.addresses[ROUTER]} {self.image('patroni')} "
+                f"python3 /w.py {seconds} >/dev/null")
+
+    def writer_result(self) -> Writes:
+        self.sh(f"docker wait {WRITER} >/dev/null", timeout=300)
+        out = self.sh(f"docker logs {WRITER} 2>/dev/null").stdout
+        doc = json.loads(out.strip().splitlines()[-1])
+        self.psql("SELECT 1")  # the router answers again
+        return Writes(acked=[(i, t) for i, t in doc["acked"]], failed=doc["failed"])
+
+    def lost_rows(self, writes: Writes) -> int:
+        """Acknowledged ids the current leader does not have (RPO, in rows)."""
+        ids = {int(x) for x in self.psql("SELECT id FROM ha_probe").split()}
+        return sum(1 for i, _ in writes.acked if i not in ids)
+
+    def truncate(self) -> None:
+        self.psql("TRUNCATE ha_probe")
+
+    def cut(self, name: str) -> None:
+        self.sh(f"docker network disconnect {NETWORK} {name}")
+
+    def reconnect(self, name: str) -> None:
+        self.sh(f"docker network connect --ip {self.addresses[name]} {NETWORK} {name}")
+
+    def switchover(self, leader: str, candidate: str, check: bool = True):
+        return self.sh(shlex.join(commands.in_container(
+            leader, commands.switchover(leader, candidate))), check=check, timeout=90)
+
+    def primary_is(self, name: str) -> bool:
+        """Asked of the member itself (REST `/primary`): works without etcd."""
+        res = self.sh(shlex.join(commands.in_container(
+            name, commands.rest_get("127.0.0.1", "/primary"))), check=False)
+        return res.returncode == 0
+
+    def dcs_config(self) -> dict:
+        return yamlio.load(self.sh(shlex.join(commands.in_container(
+            MEMBERS[0], ["patronictl", "-c", commands.PATRONI_CONFIG, "show-config"]))).stdout)

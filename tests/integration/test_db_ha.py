@@ -1,0 +1,140 @@
+"""Postgres high availability on the testbed (ops.dbha): Patroni on etcd, HAProxy routing to
+the leader, with writes running through the router during every fault.
+
+Each fault test prints its RTO (seconds of failed writes, from the first failed INSERT to the
+first acknowledged one after the last failure) and its RPO (acknowledged rows the new leader
+does not have). Synchronous replication: no acknowledged row may be lost.
+"""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+
+from tests.integration.dbha_cluster import ETCD, MEMBERS, DbCluster, Writes
+
+pytestmark = pytest.mark.integration
+
+
+@pytest.fixture(scope="module")
+def db(testbed):
+    host = testbed.host("host2")
+    print("\n[db_ha] starting 3 etcd, 2 Patroni members and a router on host2", flush=True)
+    t0 = time.monotonic()
+    cluster = DbCluster(testbed, host, testbed.registry, replication="synchronous")
+    cluster.start()
+    print(f"[db_ha] cluster healthy in {time.monotonic() - t0:.1f} s", flush=True)
+    yield cluster
+    cluster.remove()
+
+
+def report(what: str, writes: Writes, lost: int) -> None:
+    print(f"\n[db_ha] {what}: {len(writes.acked)} writes acknowledged, "
+          f"{len(writes.failed)} failed attempts, RTO {writes.outage_seconds:.1f} s, "
+          f"RPO {lost} rows", flush=True)
+
+
+def fault_under_writes(db: DbCluster, inject, seconds: float = 30) -> Writes:
+    db.truncate()
+    db.start_writer(seconds)
+    time.sleep(5)
+    inject()
+    return db.writer_result()
+
+
+def test_the_cluster_has_one_leader_and_a_synchronous_standby(db: DbCluster) -> None:
+    st = db.wait_healthy(timeout=60)
+    assert st.leader is not None
+    roles = sorted(m.role for m in st.members)
+    assert roles == ["leader", "sync_standby"], st.lines()
+    assert db.dcs_config()["synchronous_mode"] is True
+
+
+def test_a_killed_leader_is_replaced_no_acknowledged_write_is_lost_and_it_rejoins(db) -> None:
+    before = db.wait_healthy(timeout=60)
+    old = before.leader.name
+    writes = fault_under_writes(db, lambda: db.sh(f"docker kill {old} >/dev/null"))
+    lost = db.lost_rows(writes)
+    report(f"leader {old} SIGKILLed", writes, lost)
+    assert writes.failed, "the kill caused no failed write: the fault did not happen"
+    assert any(t > max(writes.failed) for _, t in writes.acked), "writes never resumed"
+    assert lost == 0
+    after = db.state()
+    assert after.leader is not None and after.leader.name != old
+    refusal = db.refusal()
+    assert refusal and old in refusal, after.lines()  # a deploy now would be refused
+    db.sh(f"docker start {old} >/dev/null")
+    rejoined = db.wait_healthy(timeout=120)
+    assert {m.name: m.role for m in rejoined.members}[old] in ("replica", "sync_standby")
+    assert rejoined.leader.timeline > before.leader.timeline
+
+
+def test_a_leader_cut_off_the_network_demotes_itself_and_rejoins_rewound(db) -> None:
+    before = db.wait_healthy(timeout=60)
+    old = before.leader.name
+    survivor = next(m for m in MEMBERS if m != old)
+    refusals: list[str] = []
+
+    def cut() -> None:
+        db.cut(old)
+        # while the lease runs out, the survivor's view refuses a deploy
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline:
+            refusal = db.refusal(via=survivor)
+            if refusal:
+                refusals.append(refusal)
+            if db.state(via=survivor).leader and db.state(via=survivor).leader.name == survivor:
+                break
+            time.sleep(0.5)
+
+    writes = fault_under_writes(db, cut)
+    lost = db.lost_rows(writes)
+    report(f"leader {old} cut off the network", writes, lost)
+    assert refusals, "no moment of the failover refused a deploy"
+    assert any(t > max(writes.failed) for _, t in writes.acked), "writes never resumed"
+    assert lost == 0
+    assert db.state(via=survivor).leader.name == survivor
+    db.reconnect(old)
+    rejoined = db.wait_healthy(timeout=120)
+    assert {m.name: m.role for m in rejoined.members}[old] in ("replica", "sync_standby")
+
+
+def test_a_planned_switchover_fails_writes_only_within_its_window(db) -> None:
+    before = db.wait_healthy(timeout=60)
+    old = before.leader.name
+    target = next(m for m in MEMBERS if m != old)
+    writes = fault_under_writes(db, lambda: db.switchover(old, target))
+    lost = db.lost_rows(writes)
+    report(f"switchover {old} -> {target}", writes, lost)
+    assert lost == 0
+    assert db.wait_healthy(timeout=60).leader.name == target
+
+
+def test_etcd_losing_one_member_changes_nothing_and_two_stop_failover_not_the_leader(db) -> None:
+    before = db.wait_healthy(timeout=60)
+    leader = before.leader.name
+    other = next(m for m in MEMBERS if m != leader)
+    try:
+        db.sh(f"docker stop -t 1 {ETCD[0]} >/dev/null")
+        writes = fault_under_writes(db, lambda: None, seconds=12)
+        report("one etcd member stopped", writes, db.lost_rows(writes))
+        assert not writes.failed and db.lost_rows(writes) == 0
+        db.switchover(leader, other)  # failover still works on a quorum of two
+        leader, other = other, leader
+        assert db.wait_healthy(timeout=60).leader.name == leader
+
+        db.sh(f"docker stop -t 1 {ETCD[1]} >/dev/null")
+        writes = fault_under_writes(db, lambda: None, seconds=3 * db.cluster.ttl)
+        report("two etcd members stopped (no quorum)", writes, db.lost_rows(writes))
+        # failsafe mode: the leader reaches every member, so it stays primary
+        assert not writes.failed, f"{len(writes.failed)} writes failed without quorum"
+        assert db.lost_rows(writes) == 0
+        # patronictl exits 0 either way: what counts is who is primary afterwards
+        attempt = db.switchover(leader, other, check=False)
+        time.sleep(2 * db.cluster.loop_wait)
+        assert db.primary_is(leader) and not db.primary_is(other), attempt.stdout
+        assert "timed out" in attempt.stdout + attempt.stderr, attempt.stdout
+    finally:
+        db.sh(f"docker start {ETCD[0]} {ETCD[1]} >/dev/null")
+    db.wait_healthy(timeout=90)
