@@ -11,6 +11,8 @@ Measures, in one run, with a steady load through Traefik on every app host:
   - central logs: delivery latency p50/p99 and the burst throughput (bench/logs.py);
   - the canary (bench/canary.py), and where a rollout's time goes: one service, one host, the
     fleet at parallel_hosts 1 and 2 (bench/speed.py);
+  - Postgres failover (Patroni): RTO and RPO with synchronous and asynchronous replication,
+    and the throughput synchronous replication costs (bench/dbha.py);
   - only with `--fleet` (`make bench FLEET=1`), last: how the no-op, the dry run and a
     one-service rollout grow at 3, 6 and 12 hosts (bench/fleet.py: restarts the testbed at each
     count, long; it ends at 3 hosts).
@@ -29,7 +31,7 @@ import time
 from datetime import UTC, datetime
 from pathlib import Path
 
-from bench import canary, fleet, pitr, speed
+from bench import canary, dbha, fleet, pitr, speed
 from bench import logs as central_logs
 from bench import tls as edge_tls
 from bench.load import Load, LoadReport, Target, placed_targets
@@ -199,6 +201,7 @@ def main() -> int:
     results.update(edge_tls.measure(status))
     results.update(canary.measure(status))
     results.update(speed.measure(status))
+    results.update(dbha.measure(status))
     if with_fleet:  # last: it restarts the testbed (back at 3 hosts when it ends)
         results.update(fleet.measure())
 
@@ -229,6 +232,7 @@ def main() -> int:
         *edge_tls.rows(results),
         *canary.rows(results),
         *speed.rows(results),
+        *dbha.rows(results),
         *(fleet.rows(results) if with_fleet else []),
     ]
     width = max(len(r[0]) for r in rows)

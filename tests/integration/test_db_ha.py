@@ -12,7 +12,7 @@ import time
 
 import pytest
 
-from tests.integration.dbha_cluster import ETCD, MEMBERS, DbCluster, Writes
+from bench.dbha_cluster import ETCD, MEMBERS, DbCluster, Writes
 
 pytestmark = pytest.mark.integration
 
@@ -22,7 +22,8 @@ def db(testbed):
     host = testbed.host("host2")
     print("\n[db_ha] starting 3 etcd, 2 Patroni members and a router on host2", flush=True)
     t0 = time.monotonic()
-    cluster = DbCluster(testbed, host, testbed.registry, replication="synchronous")
+    cluster = DbCluster(lambda command: testbed.ssh_argv(host, command), testbed.registry,
+                        replication="synchronous")
     cluster.start()
     print(f"[db_ha] cluster healthy in {time.monotonic() - t0:.1f} s", flush=True)
     yield cluster

@@ -1,4 +1,5 @@
-"""A Patroni cluster on one testbed host's Docker engine, from ops.dbha's rendered files.
+"""A Patroni cluster on one testbed host's Docker engine, from ops.dbha's rendered files: what
+tests/integration/test_db_ha.py injects faults into and bench/dbha.py measures.
 
 Three etcd members, two Patroni members and an HAProxy router, each its own container on a
 private Docker network of the host (`sa-dbha`) at a fixed address, like a host. Faults
@@ -12,9 +13,12 @@ files; no password is on any command line.
 from __future__ import annotations
 
 import json
+import re
 import secrets
 import shlex
+import subprocess
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from ops import yamlio
@@ -70,6 +74,12 @@ print(json.dumps({"acked": acked, "failed": failed}))
 """
 
 
+# One payment per transaction, like the payments service's ledger insert.
+PAYMENTS_SCRIPT = """\\set amount random(1, 1000000)
+INSERT INTO bench_payments (account, amount, note) VALUES (:client_id, :amount, 'payment');
+"""
+
+
 @dataclass
 class Writes:
     acked: list[tuple[int, float]]
@@ -86,9 +96,11 @@ class Writes:
 
 
 class DbCluster:
-    def __init__(self, testbed, host, image_prefix: str, replication: str = "synchronous"):
-        self.testbed = testbed
-        self.host = host
+    """`ssh_argv(command)`: the argv that runs a shell command on the testbed host."""
+
+    def __init__(self, ssh_argv: Callable[[str], list[str]], image_prefix: str,
+                 replication: str = "synchronous"):
+        self.ssh_argv = ssh_argv
         self.images = {name: f"{image_prefix}/superapp/{name}"
                        for name in ("patroni:3.0.2", "etcd:3.4.23", "haproxy:2.6.12")}
         self.passwords = Passwords(superuser=secrets.token_urlsafe(24),
@@ -105,11 +117,10 @@ class DbCluster:
 
     # -- plumbing ---------------------------------------------------------------------------
     def sh(self, command: str, check: bool = True, timeout: float = 120, stdin: str = ""):
-        import subprocess
-        res = subprocess.run(self.testbed.ssh_argv(self.host, command), input=stdin,
-                             capture_output=True, text=True, timeout=timeout)
+        res = subprocess.run(self.ssh_argv(command), input=stdin, capture_output=True,
+                             text=True, timeout=timeout)
         if check and res.returncode != 0:
-            raise AssertionError(f"{self.host.name}: `{command}` exited {res.returncode}:\n"
+            raise AssertionError(f"`{command}` exited {res.returncode}:\n"
                                  f"{res.stdout}\n{res.stderr}")
         return res
 
@@ -215,6 +226,22 @@ class DbCluster:
         doc = json.loads(out.strip().splitlines()[-1])
         self.psql("SELECT 1")  # the router answers again
         return Writes(acked=[(i, t) for i, t in doc["acked"]], failed=doc["failed"])
+
+    def insert_tps(self, seconds: int, clients: int) -> float:
+        """pgbench through the router: payments-like single-row INSERTs, one per transaction."""
+        self.psql("CREATE TABLE IF NOT EXISTS bench_payments (id bigserial PRIMARY KEY, "
+                  "account int, amount bigint, note text, at timestamptz DEFAULT now())")
+        self.put(f"{DIR}/payments.sql", PAYMENTS_SCRIPT)
+        self.sh(f"chmod 644 {DIR}/payments.sql")
+        out = self.sh(f"docker run --rm --network {NETWORK} --env-file {DIR}/writer.env "
+                      f"-v {DIR}/payments.sql:/payments.sql:ro {self.image('patroni')} "
+                      f"pgbench -h {self.addresses[ROUTER]} -U postgres -n -c {clients} -j 2 "
+                      f"-T {seconds} -f /payments.sql postgres", timeout=seconds + 120).stdout
+        match = re.search(r"tps = ([0-9.]+)", out)
+        if not match:
+            raise AssertionError(f"pgbench printed no tps:\n{out}")
+        self.psql("DROP TABLE bench_payments")
+        return float(match.group(1))
 
     def lost_rows(self, writes: Writes) -> int:
         """Acknowledged ids the current leader does not have (RPO, in rows)."""
