@@ -58,4 +58,8 @@ src=$(.venv/bin/python -c 'import compose, os; print(os.path.join(os.path.dirnam
 if ! cmp -s "$src" "$plugin" 2>/dev/null; then
   install -D -m 0755 "$src" "$plugin"
 fi
+# This machine sets PYTHONDONTWRITEBYTECODE for every process, so without this each pyinfra run
+# compiles ops/ from source again (about 0.2 s of CPU per run; make test starts hundreds).
+# Python still checks each .pyc against its source's mtime: an edited module is recompiled.
+PYTHONDONTWRITEBYTECODE= .venv/bin/python -m compileall -q ops tasks >/dev/null
 echo "setup: controller ready"
