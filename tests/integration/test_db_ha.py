@@ -9,10 +9,12 @@ does not have). Synchronous replication: no acknowledged row may be lost.
 from __future__ import annotations
 
 import time
+from shlex import quote as q
 
 import pytest
 
 from bench.dbha_cluster import ETCD, MEMBERS, DbCluster, Writes
+from ops.dbha.render import DATA_DIR
 
 pytestmark = pytest.mark.integration
 
@@ -69,6 +71,22 @@ def test_a_killed_leader_is_replaced_no_acknowledged_write_is_lost_and_it_rejoin
     rejoined = db.wait_healthy(timeout=120)
     assert {m.name: m.role for m in rejoined.members}[old] in ("replica", "sync_standby")
     assert rejoined.leader.timeline > before.leader.timeline
+
+
+def test_the_leaders_postgres_killed_alone_is_restarted_by_patroni_and_loses_nothing(db) -> None:
+    before = db.wait_healthy(timeout=60)
+    leader = before.leader.name
+    # the postmaster SIGKILLed, Patroni left running: it still holds the lease, so it brings
+    # PostgreSQL back (crash recovery) on the same member rather than failing over
+    kill = f"kill -KILL $(head -1 {DATA_DIR}/postmaster.pid)"
+    writes = fault_under_writes(db, lambda: db.sh(f"docker exec {leader} sh -c {q(kill)}"))
+    lost = db.lost_rows(writes)
+    report(f"PostgreSQL of leader {leader} SIGKILLed", writes, lost)
+    assert writes.failed, "the kill caused no failed write: the fault did not happen"
+    assert any(t > max(writes.failed) for _, t in writes.acked), "writes never resumed"
+    assert lost == 0
+    after = db.wait_healthy(timeout=90)
+    assert after.leader.name == leader, after.lines()
 
 
 def test_a_leader_cut_off_the_network_demotes_itself_and_rejoins_rewound(db) -> None:
