@@ -28,9 +28,23 @@ from ops.catalog import REPO_ROOT, ConfigError
 
 
 def run_ci(root: Path, waivers: Path | None) -> AuditReport:
-    """Repository secret scans (tree + history vs baseline) and the dependency audit."""
+    """Repository secret scans (tree + history vs baseline) and the dependency audit.
+
+    The tree's checks come first and take seconds; the history scan and pip-audit take
+    minutes. When the tree already blocks, those are skipped (and said so): the run fails
+    either way, and `make test` learns it before its long integration phase, not after.
+    """
     from ops.audit import known_rules, rule_scope
     from ops.audit.deps import audit_dependencies
+
+    path = waivers or root / WAIVERS_FILE
+    loaded = load_waivers(path, WAIVERS_FILE if not waivers else str(path), known_rules())
+
+    def waived(findings: list) -> list:
+        import datetime as dt
+        return apply_waivers(findings, loaded, dt.date.today(),
+                             lambda rule: rule_scope(rule) in {"repo", "secrets", "deps",
+                                                               "always"})
 
     report = AuditReport(env="ci")
     files: list[str] = []
@@ -41,16 +55,15 @@ def run_ci(root: Path, waivers: Path | None) -> AuditReport:
         "secrets-history": lambda: repo_rules.check_history(root),
         "pip-audit": lambda: audit_dependencies(root),
     }
+    quick = ("repo", "secrets-tree")
     for name, step in steps.items():
+        if name not in quick and any(f.blocking for f in waived(list(report.findings))):
+            report.skipped.append(f"{name}: the tree already has a blocking finding")
+            continue
         start = time.perf_counter()
         report.findings += step()
         report.timings[name] = time.perf_counter() - start
-    path = waivers or root / WAIVERS_FILE
-    import datetime as dt
-    report.findings = apply_waivers(
-        report.findings, load_waivers(path, WAIVERS_FILE if not waivers else str(path),
-                                      known_rules()),
-        dt.date.today(), lambda rule: rule_scope(rule) in {"repo", "secrets", "deps", "always"})
+    report.findings = waived(report.findings)
     report.sort()
     return report
 

@@ -56,6 +56,7 @@ class AuditReport:
     findings: list[Finding] = field(default_factory=list)
     timings: dict[str, float] = field(default_factory=dict)
     apps: str | None = None
+    skipped: list[str] = field(default_factory=list)  # steps not run, and why (one line each)
 
     @property
     def apps_line(self) -> str | None:
@@ -85,6 +86,7 @@ class AuditReport:
         """
         shown = self.blocking if only_blocking else self.findings
         tail = "" if only_blocking or self.apps_line is None else self.apps_line + "\n"
+        tail += "".join(f"skipped: {line}\n" for line in self.skipped)
         if not shown:
             return f"audit {self.env}: no finding\n" + tail
         rows = []
@@ -115,6 +117,7 @@ class AuditReport:
             "env": self.env,
             "apps": self.apps,
             "blocking": len(self.blocking),
+            "skipped": self.skipped,
             "findings": [asdict(f) for f in self.findings],
             "timings_seconds": {k: round(v, 4) for k, v in self.timings.items()},
         }, indent=2) + "\n"

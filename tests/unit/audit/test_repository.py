@@ -129,3 +129,26 @@ def test_this_repository_has_no_env_file_and_no_literal_secret_in_data():
     from ops.catalog import REPO_ROOT
     assert repository.check_env_files(REPO_ROOT, repository.repo_files(REPO_ROOT)) == []
     assert repository.check_data_secrets(REPO_ROOT) == []
+
+
+def test_a_blocking_tree_skips_the_slow_scans_and_says_so(scratch, monkeypatch):
+    # make test must learn of a secret in the tree in seconds, not after the history scan and
+    # pip-audit (minutes): both are skipped, named in the report, and the run still fails
+    from ops.audit import __main__ as cli
+    from ops.audit import deps
+
+    def never(*_args, **_kwargs):
+        raise AssertionError("a slow step ran although the tree already blocks")
+
+    monkeypatch.setattr(repository, "check_history", never)
+    monkeypatch.setattr(deps, "audit_dependencies", never)
+    (scratch / "deploy.cfg").write_text(f"key = {FAKE_AWS_KEY}\n")
+    commit(scratch, "a key")
+    waivers = scratch / "waivers.yml"
+    waivers.write_text("waivers: []\n")
+    report = cli.run_ci(scratch, waivers)
+    assert report.blocking
+    assert [line.split(":")[0] for line in report.skipped] == ["secrets-history", "pip-audit"]
+    assert "skipped: secrets-history: the tree already has a blocking finding" in \
+        report.format_table()
+    assert json.loads(report.to_json())["skipped"] == report.skipped
