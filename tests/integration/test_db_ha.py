@@ -46,6 +46,17 @@ def fault_under_writes(db: DbCluster, inject, seconds: float = 30) -> Writes:
     return db.writer_result()
 
 
+def survived(db: DbCluster, what: str, inject) -> Writes:
+    """Writes through the router around `inject`: they failed, resumed, and lost nothing."""
+    writes = fault_under_writes(db, inject)
+    lost = db.lost_rows(writes)
+    report(what, writes, lost)
+    assert writes.failed, f"{what}: no write failed: the fault did not happen"
+    assert any(t > max(writes.failed) for _, t in writes.acked), f"{what}: writes never resumed"
+    assert lost == 0, f"{what}: {lost} acknowledged rows lost"
+    return writes
+
+
 def test_the_cluster_has_one_leader_and_a_synchronous_standby(db: DbCluster) -> None:
     st = db.wait_healthy(timeout=60)
     assert st.leader is not None
@@ -57,12 +68,7 @@ def test_the_cluster_has_one_leader_and_a_synchronous_standby(db: DbCluster) -> 
 def test_a_killed_leader_is_replaced_no_acknowledged_write_is_lost_and_it_rejoins(db) -> None:
     before = db.wait_healthy(timeout=60)
     old = before.leader.name
-    writes = fault_under_writes(db, lambda: db.sh(f"docker kill {old} >/dev/null"))
-    lost = db.lost_rows(writes)
-    report(f"leader {old} SIGKILLed", writes, lost)
-    assert writes.failed, "the kill caused no failed write: the fault did not happen"
-    assert any(t > max(writes.failed) for _, t in writes.acked), "writes never resumed"
-    assert lost == 0
+    survived(db, f"leader {old} SIGKILLed", lambda: db.sh(f"docker kill {old} >/dev/null"))
     after = db.state()
     assert after.leader is not None and after.leader.name != old
     refusal = db.refusal()
@@ -79,12 +85,8 @@ def test_the_leaders_postgres_killed_alone_is_restarted_by_patroni_and_loses_not
     # the postmaster SIGKILLed, Patroni left running: it still holds the lease, so it brings
     # PostgreSQL back (crash recovery) on the same member rather than failing over
     kill = f"kill -KILL $(head -1 {DATA_DIR}/postmaster.pid)"
-    writes = fault_under_writes(db, lambda: db.sh(f"docker exec {leader} sh -c {q(kill)}"))
-    lost = db.lost_rows(writes)
-    report(f"PostgreSQL of leader {leader} SIGKILLed", writes, lost)
-    assert writes.failed, "the kill caused no failed write: the fault did not happen"
-    assert any(t > max(writes.failed) for _, t in writes.acked), "writes never resumed"
-    assert lost == 0
+    survived(db, f"PostgreSQL of leader {leader} SIGKILLed",
+             lambda: db.sh(f"docker exec {leader} sh -c {q(kill)}"))
     after = db.wait_healthy(timeout=90)
     assert after.leader.name == leader, after.lines()
 
@@ -103,16 +105,13 @@ def test_a_leader_cut_off_the_network_demotes_itself_and_rejoins_rewound(db) -> 
             refusal = db.refusal(via=survivor)
             if refusal:
                 refusals.append(refusal)
-            if db.state(via=survivor).leader and db.state(via=survivor).leader.name == survivor:
+            leader = db.state(via=survivor).leader
+            if leader and leader.name == survivor:
                 break
             time.sleep(0.5)
 
-    writes = fault_under_writes(db, cut)
-    lost = db.lost_rows(writes)
-    report(f"leader {old} cut off the network", writes, lost)
+    survived(db, f"leader {old} cut off the network", cut)
     assert refusals, "no moment of the failover refused a deploy"
-    assert any(t > max(writes.failed) for _, t in writes.acked), "writes never resumed"
-    assert lost == 0
     assert db.state(via=survivor).leader.name == survivor
     db.reconnect(old)
     rejoined = db.wait_healthy(timeout=120)
