@@ -152,7 +152,9 @@ def test_etcd_losing_one_member_changes_nothing_and_two_stop_failover_not_the_le
         attempt = db.switchover(leader, other, check=False)
         time.sleep(2 * db.cluster.loop_wait)
         assert db.primary_is(leader) and not db.primary_is(other), attempt.stdout
-        assert "timed out" in attempt.stdout + attempt.stderr, attempt.stdout
+        # seen: "Switchover failed, details: 503, failed to write switchover key into DCS",
+        # or patronictl's own request to etcd failing (timed out, no route to host)
+        assert "failed" in (attempt.stdout + attempt.stderr).lower(), attempt.stdout
     finally:
         db.sh(f"docker start {ETCD[0]} {ETCD[1]} >/dev/null")
     db.wait_healthy(timeout=90)
