@@ -9,7 +9,7 @@ Patroni's REST `/primary`, so the services' database URLs never change.
 
 - `model`: the `db_ha` block of group_data, checked, with the members' addresses;
 - `render`: pure text for each part (etcd's environment, patroni.yml, haproxy.cfg);
-- `commands`: the command lines an operator or the rollout runs (patronictl, etcdctl);
+- `commands`: the command lines run inside a member (patronictl, its REST API);
 - `status`: what `patronictl list` says, read into leader / replicas / lag / timeline, and the
   verdict "is a deploy safe now".
 """

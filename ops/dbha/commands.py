@@ -37,14 +37,3 @@ def switchover(leader: str, candidate: str) -> list[str]:
     """A planned switchover: the leader checkpoints, demotes, and the candidate takes over."""
     return ["patronictl", "-c", PATRONI_CONFIG, "switchover", "--leader", leader,
             "--candidate", candidate, "--force"]
-
-
-def set_dcs_config(key: str, value: str) -> list[str]:
-    """Change one cluster-wide setting through etcd (`patronictl edit-config`), never a file."""
-    return ["patronictl", "-c", PATRONI_CONFIG, "edit-config", "--force", "--set",
-            f"{key}={value}"]
-
-
-def restart_member(member: str, scope: str) -> list[str]:
-    """Restart one member's PostgreSQL (the rollout restarts members one at a time)."""
-    return ["patronictl", "-c", PATRONI_CONFIG, "restart", scope, member, "--force"]

@@ -83,7 +83,7 @@ def patroni_config(cluster: Cluster, node: Node, passwords: Passwords) -> dict:
                   "protocol": "http"},
         "bootstrap": {
             # written to etcd once, by the member that initialises the cluster; later changes
-            # go through `patronictl edit-config` (ops.dbha.commands), never this file
+            # go through `patronictl edit-config` on a member, never this file
             "dcs": {
                 "ttl": cluster.ttl,
                 "loop_wait": cluster.loop_wait,
