@@ -16,6 +16,7 @@ import sys
 import time
 
 from bench.dbha_cluster import DbCluster
+from bench.hosts import ssh_argv
 
 MODES = {"sync": "synchronous", "async": "asynchronous"}
 TPS_SECONDS = 20
@@ -26,19 +27,12 @@ def progress(msg: str) -> None:
     print(f"bench: {msg}", flush=True)
 
 
-def ssh_argv(status: dict, host: dict):
-    def argv(command: str) -> list[str]:
-        return ["ssh", "-i", status["ssh_key"], "-o",
-                f"UserKnownHostsFile={status['ssh_known_hosts']}", "-o", "BatchMode=yes",
-                f"{status['ssh_user']}@{host['address']}", command]
-    return argv
-
-
 def measure(status: dict) -> dict:
     host = next(h for h in status["hosts"] if h["name"] == "host2")
     out: dict = {}
     for key, mode in MODES.items():
-        db = DbCluster(ssh_argv(status, host), status["registry"], replication=mode)
+        db = DbCluster(lambda command: ssh_argv(status, host, command), status["registry"],
+                       replication=mode)
         try:
             progress(f"DB HA ({mode}): starting the cluster")
             db.start()

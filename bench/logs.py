@@ -22,6 +22,7 @@ import time
 import uuid
 from datetime import UTC, datetime
 
+from bench.hosts import ssh_argv
 from bench.pitr import progress, ssh
 from ops.render.logs import STORE_DIR
 
@@ -68,9 +69,7 @@ def watch(status: dict, store: dict, marker: str, expect: int, timeout: float) -
     command = (f"python3 -c {shlex.quote(WATCHER)} {STORE_DIR}/{SERVICE}/{day}.jsonl "
                f"{marker} {expect} {timeout}")
     proc = subprocess.Popen(
-        ["ssh", "-i", status["ssh_key"], "-o", f"UserKnownHostsFile={status['ssh_known_hosts']}",
-         "-o", "BatchMode=yes", f"{status['ssh_user']}@{store['address']}", command],
-        stdout=subprocess.PIPE, text=True)
+        ssh_argv(status, store, command), stdout=subprocess.PIPE, text=True)
     time.sleep(WATCHER_START_SECONDS)
     return proc
 

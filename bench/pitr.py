@@ -18,6 +18,8 @@ import sys
 import time
 from pathlib import Path
 
+from bench.hosts import ssh_argv
+
 REPO = Path(__file__).resolve().parent.parent
 PYINFRA = str(REPO / ".venv/bin/pyinfra")
 BENCH_DB = "bench_pitr"
@@ -37,9 +39,7 @@ def progress(msg: str) -> None:
 
 def ssh(status: dict, host: dict, command: str, timeout: int = 1800) -> str:
     res = subprocess.run(
-        ["ssh", "-i", status["ssh_key"], "-o", f"UserKnownHostsFile={status['ssh_known_hosts']}",
-         "-o", "BatchMode=yes", f"{status['ssh_user']}@{host['address']}", command],
-        capture_output=True, text=True, timeout=timeout)
+        ssh_argv(status, host, command), capture_output=True, text=True, timeout=timeout)
     if res.returncode != 0:
         sys.exit(f"bench: `{command[:80]}` on {host['name']} failed:\n{res.stderr[-2000:]}")
     return res.stdout
@@ -84,11 +84,9 @@ def measure(status: dict) -> dict:
                     f"pgbench -q -i -s 5 {BENCH_DB} >/dev/null 2>&1")
     try:
         load = subprocess.Popen(
-            ["ssh", "-i", status["ssh_key"], "-o",
-             f"UserKnownHostsFile={status['ssh_known_hosts']}", "-o", "BatchMode=yes",
-             f"{status['ssh_user']}@{db['address']}",
-             f"docker exec -u postgres postgres pgbench -n -R {LOAD_TPS} -T {LOAD_SECONDS} "
-             f"{BENCH_DB}"], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+            ssh_argv(status, db, f"docker exec -u postgres postgres pgbench -n -R {LOAD_TPS} "
+                                 f"-T {LOAD_SECONDS} {BENCH_DB}"),
+            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
         # sample during the load and 90 s beyond it (archive_timeout ships the last segment)
         lines = ssh(status, db, SAMPLER.format(n=LOAD_SECONDS + 90)).splitlines()
         report, _ = load.communicate(timeout=120)

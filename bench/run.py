@@ -34,6 +34,7 @@ from pathlib import Path
 from bench import canary, dbha, fleet, pitr, speed
 from bench import logs as central_logs
 from bench import tls as edge_tls
+from bench.hosts import ssh_argv
 from bench.load import Load, LoadReport, Target, placed_targets
 from bench.release import release_copy
 from ops.catalog import load_environment
@@ -90,9 +91,7 @@ def under_load(status: dict, environment, action) -> tuple[LoadReport, float, ob
 
 def ssh(status: dict, host: dict, command: str) -> subprocess.CompletedProcess:
     return subprocess.run(
-        ["ssh", "-i", status["ssh_key"], "-o", f"UserKnownHostsFile={status['ssh_known_hosts']}",
-         "-o", "BatchMode=yes", f"{status['ssh_user']}@{host['address']}", command],
-        capture_output=True, text=True, timeout=900)
+        ssh_argv(status, host, command), capture_output=True, text=True, timeout=900)
 
 
 def baseline_in_place(status: dict, environment, tag: str) -> None:
