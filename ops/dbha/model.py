@@ -10,6 +10,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from ops.catalog.errors import ConfigError, Problems
 from ops.catalog.schema import Bool, Errors, Field, Int, ListOf, Record, Str
 
 NAME = Str(pattern=r"[a-z][a-z0-9_-]*", hint="a lowercase name")
@@ -42,7 +43,7 @@ DB_HA = Record({
 })
 
 
-class DbHaError(ValueError):
+class DbHaError(ConfigError):
     """The `db_ha` block cannot describe a safe cluster; the message names every key at fault."""
 
 
@@ -79,8 +80,10 @@ def cluster_from_settings(raw: Any, addresses: Mapping[str, str],
     data = DB_HA.check(raw, "db_ha", errors)
     if not errors:
         errors += _consistency(data, addresses)
-    if errors:
-        raise DbHaError("\n".join(f"{source}: {path}: {msg}" for path, msg in errors))
+    problems = Problems()
+    problems.extend(source, errors)
+    if problems.lines:
+        raise DbHaError(problems.lines)
 
     def nodes(key: str) -> tuple[Node, ...]:
         return tuple(Node(name, addresses[name]) for name in data[key])
