@@ -85,19 +85,31 @@ trap 'rm -rf "$CACHES"' EXIT
 export SUPERAPP_AUDIT_CACHE="$CACHES/audit-passed" SUPERAPP_VALIDATE_CACHE="$CACHES/validate-passed"
 
 TESTBED="testbed up, Vault bootstrap, first deploy"
+HOSTS_ONLY="integration tests that need the hosts only (database HA)"
 AUDIT="secret scan + dependency audit (nice 19)"
+# The hosts-only tests (marker `hosts_only`: their own containers on a testbed host, no Vault,
+# no deploy; the database HA cluster, about 6 min of waiting on leases) start as soon as the
+# hosts are up, beside the first deploy and the unit tests, instead of after them. UP says
+# whether the hosts came up ("up"), or not ("down"): they never wait on a phase that failed.
+UP="$CACHES/testbed-up"
 
 phase "lint (ruff)" .venv/bin/ruff check .
 start_background "$AUDIT" nice -n 19 $PY -m ops.audit --ci
 start_background "$TESTBED" bash -c "set -e
-  $PY testbed/testbed.py up
+  $PY testbed/testbed.py up && echo up >$UP || { echo down >$UP; exit 1; }
   $PY -m ops.secrets.bootstrap local
   echo '--> deploying the release of this checkout: the integration tests start from it'
   .venv/bin/pyinfra -y inventories/local.py deploy.py"
+start_background "$HOSTS_ONLY" bash -c "
+  until [ -s $UP ]; do sleep 2; done
+  [ \"\$(cat $UP)\" = up ] || { echo 'not run: the testbed did not come up'; exit 1; }
+  .venv/bin/pytest -q -m 'integration and hosts_only' --durations=10 tests/integration"
 phase "unit tests" .venv/bin/pytest -q -m "not integration" tests/unit
 wait_background "$TESTBED"
+wait_background "$HOSTS_ONLY"
 failed_already "$AUDIT"  # a blocking finding already: stop before the long phase
-phase "integration tests" .venv/bin/pytest -q -m integration --durations=30 tests/integration
+phase "integration tests" .venv/bin/pytest -q -m "integration and not hosts_only" \
+  --durations=30 tests/integration
 wait_background "$AUDIT"
 phase "testbed down (checked)" .venv/bin/pytest -q tests/teardown
 summary

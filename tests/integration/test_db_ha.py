@@ -16,7 +16,8 @@ import pytest
 from bench.dbha_cluster import ETCD, MEMBERS, DbCluster, Writes
 from ops.dbha.render import DATA_DIR
 
-pytestmark = pytest.mark.integration
+# hosts_only: make test runs this module beside the first deploy (tests/run_phases.sh)
+pytestmark = [pytest.mark.integration, pytest.mark.hosts_only]
 
 
 @pytest.fixture(scope="module")
