@@ -198,19 +198,27 @@ def redis_acl_load(container: str, path: str) -> str:
     """Load the Redis users: redis-cli inside `container` reads its commands (AUTH as the
     admin first) from the root-only file at `path` on stdin, so no password is on any command
     line. redis-cli exits 0 even when the server refuses a command: this fails unless every
-    reply is OK, printing the refusals (a reply never echoes an AUTH argument). When the
-    server refuses the admin's AUTH, the admin password itself changed: the running server
-    cannot be told, so the container restarts and loads its users from the new aclfile
-    (connected clients reconnect; the data is kept)."""
+    reply is OK, printing the refusals (a reply never echoes an AUTH argument).
+
+    The AUTH line goes alone first. When the server refuses it, the admin password itself
+    changed: the running server cannot be told, so the container restarts and loads its users
+    from the new aclfile (connected clients reconnect; the data is kept). The other commands
+    are never sent unauthenticated: Redis closes a connection that sends an unauthenticated
+    command of more than 10 arguments (a service's ACL SETUSER has more), and `docker exec`
+    hands redis-cli's "Server closed the connection" (stderr) and the WRONGPASS reply (stdout)
+    over in either order, which made the restart depend on a race."""
+    cli = sh("docker", "exec", "-i", container, "redis-cli")
+    file = shlex.quote(path)
     each_line = "printf '%s\\n' \"$out\""
-    return (f"out=$({sh('docker', 'exec', '-i', container, 'redis-cli')} "
-            f"< {shlex.quote(path)} 2>&1); "
+    return (f"auth=$(head -n 1 {file} | {cli} 2>&1); "
+            f'if [ "$auth" = OK ]; then out=$({cli} < {file} 2>&1); '
             f'if [ -n "$out" ] && ! {each_line} | grep -qvx OK; then '
             f'echo "redis users loaded: $({each_line} | wc -l) command(s), all OK"; '
-            f'elif {each_line} | head -1 | grep -q "^WRONGPASS"; then '
+            f"else {each_line} | grep -vx OK | head -5; exit 1; fi; "
+            f"elif printf '%s\\n' \"$auth\" | grep -q '^WRONGPASS'; then "
             f"{sh('docker', 'restart', container)} >/dev/null && "
             'echo "redis: the admin password changed: restarted to load its users"; '
-            f"else {each_line} | grep -vx OK | head -5; exit 1; fi")
+            f"else printf '%s\\n' \"$auth\" | head -5; exit 1; fi")
 
 
 def count_tables(container: str, database: str) -> str:
