@@ -6,6 +6,11 @@ private Docker network of the host (`sa-dbha`) at a fixed address, like a host. 
 are real: a member's container SIGKILLed (the process tree of a db host dies), or cut off the
 network (`docker network disconnect`: the host's link is gone, its processes keep running).
 
+pgBackRest archives from whichever member leads into a repository on a Docker volume both
+members mount (`sa-dbha-repo`: a posix repository standing in for the environment's S3 bucket;
+the archiving and restoring are the same, only pgbackrest.conf's `repo1-*` lines differ); the
+stanza and a first full backup are made once the cluster is healthy.
+
 Secret files (patroni.yml, the writer's password) reach the host on SSH's stdin into 0600
 files; no password is on any command line.
 """
@@ -24,7 +29,14 @@ from dataclasses import dataclass
 from ops import yamlio
 from ops.dbha import commands
 from ops.dbha.model import Cluster, cluster_from_settings
-from ops.dbha.render import Passwords, etcd_environment, haproxy_cfg, patroni_yaml
+from ops.dbha.render import (
+    Archive,
+    Passwords,
+    etcd_environment,
+    haproxy_cfg,
+    patroni_yaml,
+    pgbackrest_conf,
+)
 from ops.dbha.status import ClusterState, parse_cluster
 
 NETWORK = "sa-dbha"
@@ -37,6 +49,9 @@ MEMBERS = ("pg1", "pg2")
 ETCD = ("etcd1", "etcd2", "etcd3")
 ROUTER = "router"
 WRITER = "writer"
+REPO_VOLUME = "sa-dbha-repo"
+REPO_PATH = "/var/lib/pgbackrest"
+ARCHIVE = Archive(stanza="superapp", timeout_seconds=60)
 
 # How the writer counts: one INSERT per 20 ms in autocommit, through the router; an id is
 # "acknowledged" only when COMMIT returned. It prints every acknowledged id and the time of
@@ -146,11 +161,20 @@ class DbCluster:
                            for k, v in etcd_environment(self.cluster, node).items())
             self.sh(f"docker run -d --name {node.name} {self.net(node.name)} {env} "
                     f"{self.image('etcd')} >/dev/null")
+        self.sh(f"docker volume create {REPO_VOLUME} >/dev/null && docker run --rm -u 0 "
+                f"-v {REPO_VOLUME}:{REPO_PATH} {self.image('patroni')} "
+                f"sh -c 'chown postgres: {REPO_PATH} && chmod 700 {REPO_PATH}'")
+        self.put(f"{DIR}/pgbackrest.conf", pgbackrest_conf(ARCHIVE, {"repo1-path": REPO_PATH,
+                                                                     "repo1-retention-full": "2"}),
+                 owner=pg_uid)
         for node in self.cluster.members:
             conf = f"{DIR}/{node.name}.yml"
-            self.put(conf, patroni_yaml(self.cluster, node, self.passwords), owner=pg_uid)
+            self.put(conf, patroni_yaml(self.cluster, node, self.passwords, ARCHIVE),
+                     owner=pg_uid)
             self.sh(f"docker run -d --name {node.name} {self.net(node.name)} "
-                    f"-v {conf}:{commands.PATRONI_CONFIG}:ro {self.image('patroni')} >/dev/null")
+                    f"-v {conf}:{commands.PATRONI_CONFIG}:ro "
+                    f"-v {DIR}/pgbackrest.conf:/etc/pgbackrest/pgbackrest.conf:ro "
+                    f"-v {REPO_VOLUME}:{REPO_PATH} {self.image('patroni')} >/dev/null")
         self.put(f"{DIR}/haproxy.cfg", haproxy_cfg(self.cluster))
         self.sh(f"chmod 644 {DIR}/haproxy.cfg && docker run -d --name {ROUTER} "
                 f"{self.net(ROUTER)} -v {DIR}/haproxy.cfg:/etc/haproxy/haproxy.cfg:ro "
@@ -158,14 +182,18 @@ class DbCluster:
         self.put(f"{DIR}/writer.env", f"PGPASSWORD={self.passwords.superuser}\n")
         self.put(f"{DIR}/writer.py", WRITER_SCRIPT)
         self.sh(f"chmod 644 {DIR}/writer.py")
-        self.wait_healthy(timeout=120)
+        leader = self.wait_healthy(timeout=120).leader
+        assert leader is not None
+        self.pgbackrest(leader.name, "stanza-create")
+        self.pgbackrest(leader.name, "--type=full", "backup", timeout=300)
         self.psql("CREATE TABLE IF NOT EXISTS ha_probe (id bigint PRIMARY KEY, "
                   "at timestamptz DEFAULT now())")
 
     def remove(self) -> None:
         names = " ".join((WRITER, ROUTER, *MEMBERS, *ETCD))
         self.sh(f"docker rm -f {names} >/dev/null 2>&1; docker network rm {NETWORK} "
-                f">/dev/null 2>&1; rm -rf {DIR}", check=False)
+                f">/dev/null 2>&1; docker volume rm {REPO_VOLUME} >/dev/null 2>&1; "
+                f"rm -rf {DIR}", check=False)
 
     # -- reading the cluster ----------------------------------------------------------------
     def state(self, via: str | None = None) -> ClusterState:
@@ -256,6 +284,21 @@ class DbCluster:
 
     def reconnect(self, name: str) -> None:
         self.sh(f"docker network connect --ip {self.addresses[name]} {NETWORK} {name}")
+
+    def pgbackrest(self, member: str, *args: str, check: bool = True, timeout: float = 120):
+        """pgBackRest as postgres inside `member` (`check`: archiving works from there)."""
+        return self.sh(shlex.join(["docker", "exec", "-u", "postgres", member,
+                                   *ARCHIVE.pgbackrest(*args).split()]),
+                       check=check, timeout=timeout)
+
+    def reinit(self, member: str):
+        return self.sh(shlex.join(commands.in_container(
+            member, commands.reinit(self.cluster.scope, member))), timeout=300)
+
+    def member_sql(self, member: str, sql: str) -> str:
+        """One statement on `member` itself (its local socket), leader or replica."""
+        return self.sh(shlex.join(["docker", "exec", "-u", "postgres", member, "psql", "-X",
+                                   "-Atc", sql]), timeout=60).stdout.strip()
 
     def switchover(self, leader: str, candidate: str, check: bool = True):
         return self.sh(shlex.join(commands.in_container(

@@ -37,3 +37,9 @@ def switchover(leader: str, candidate: str) -> list[str]:
     """A planned switchover: the leader checkpoints, demotes, and the candidate takes over."""
     return ["patronictl", "-c", PATRONI_CONFIG, "switchover", "--leader", leader,
             "--candidate", candidate, "--force"]
+
+
+def reinit(scope: str, member: str) -> list[str]:
+    """Rebuild `member` (a replica): Patroni empties its data directory and creates it again
+    by `create_replica_methods` (from the backup repository first), then it streams."""
+    return ["patronictl", "-c", PATRONI_CONFIG, "reinit", scope, member, "--force", "--wait"]

@@ -3,6 +3,11 @@
 - etcd: its `ETCD_*` environment (etcd reads its whole configuration from it);
 - Patroni: `patroni.yml` for one member; it carries the database passwords, so it is written
   0600 for the postgres user only, like every secret file;
+- pgBackRest (`Archive`): whichever member leads archives its WAL to the repository
+  (`archive_mode: on` archives on the primary only, so a promoted standby takes over by
+  itself), and a new or rebuilt member is restored from the repository's last backup plus
+  WAL before streaming the rest from the leader (`create_replica_methods`), instead of a full
+  copy from the leader over the network; `basebackup` stays as the fallback;
 - HAProxy: `haproxy.cfg` for an app host: one TCP listener per role, routed to the member
   whose Patroni answers 200 on `/primary` (writes) or `/replica` (reads). A member that stops
   answering is marked down after two 1 s checks and its sessions are cut, so a client never
@@ -23,6 +28,7 @@ PATRONI_PORT = 8008
 ROUTER_PRIMARY_PORT = 5432
 ROUTER_REPLICA_PORT = 5433
 DATA_DIR = "/var/lib/postgresql/data/pgdata"
+SOCKET_DIR = "/var/run/postgresql"
 BIN_DIR = "/usr/lib/postgresql/15/bin"
 SUPERUSER = "postgres"
 REPLICATION_USER = "replicator"
@@ -48,6 +54,28 @@ class Passwords:
         return "Passwords(<hidden>)"
 
 
+@dataclass(frozen=True)
+class Archive:
+    """The cluster's pgBackRest stanza; the repository itself is pgbackrest.conf's business
+    (`pgbackrest_conf`: the S3 bucket on the backup host in an environment, a shared
+    directory in the tests)."""
+
+    stanza: str
+    timeout_seconds: int = 60  # archive_timeout: a quiet primary still ships a segment
+
+    def pgbackrest(self, *args: str) -> str:
+        return " ".join(["pgbackrest", f"--stanza={self.stanza}", *args])
+
+
+def pgbackrest_conf(archive: Archive, repository: dict[str, str]) -> str:
+    """pgbackrest.conf for a member: `repository` holds the `repo1-*` options. Holds the
+    repository's keys when it is S3: written 0600 for the postgres user, like patroni.yml."""
+    lines = ["[global]", *(f"{k}={v}" for k, v in repository.items()),
+             "log-level-console=warn", "log-level-file=off", "start-fast=y", "",
+             f"[{archive.stanza}]", f"pg1-path={DATA_DIR}", f"pg1-socket-path={SOCKET_DIR}", ""]
+    return "\n".join(lines)
+
+
 def etcd_environment(cluster: Cluster, node: Node) -> dict[str, str]:
     """etcd's configuration for one member, as the variables etcd reads at start."""
     peers = ",".join(f"{n.name}=http://{n.address}:{ETCD_PEER_PORT}" for n in cluster.etcd)
@@ -67,8 +95,27 @@ def etcd_environment(cluster: Cluster, node: Node) -> dict[str, str]:
     }
 
 
-def patroni_config(cluster: Cluster, node: Node, passwords: Passwords) -> dict:
-    """patroni.yml for one member, as data (see `patroni_yaml`)."""
+def archive_parameters(archive: Archive) -> dict[str, str | int]:
+    return {"archive_mode": "on", "archive_command": archive.pgbackrest("archive-push", "%p"),
+            "archive_timeout": archive.timeout_seconds}
+
+
+def replica_methods(archive: Archive) -> dict:
+    """Patroni's `postgresql` keys that create a replica from the repository first. `--delta`
+    reuses what a rebuilt member's data directory still holds; `restore_command` lets a
+    replica that fell behind the leader's WAL catch up from the archive."""
+    return {
+        "create_replica_methods": ["pgbackrest", "basebackup"],
+        "pgbackrest": {"command": archive.pgbackrest("--delta", "restore"),
+                       "keep_data": True, "no_params": True},
+        "recovery_conf": {"restore_command": archive.pgbackrest("archive-get", "%f", '"%p"')},
+    }
+
+
+def patroni_config(cluster: Cluster, node: Node, passwords: Passwords,
+                   archive: Archive | None = None) -> dict:
+    """patroni.yml for one member, as data (see `patroni_yaml`). `archive`: pgBackRest
+    archives from the leader and seeds new replicas (see the module docstring)."""
     return {
         "scope": cluster.scope,
         "name": node.name,
@@ -99,6 +146,7 @@ def patroni_config(cluster: Cluster, node: Node, passwords: Passwords) -> dict:
                         "wal_level": "replica", "hot_standby": "on", "wal_log_hints": "on",
                         "max_wal_senders": 10, "max_replication_slots": 10,
                         "max_connections": 200, "wal_keep_size": "256MB",
+                        **(archive_parameters(archive) if archive else {}),
                     },
                 },
             },
@@ -118,15 +166,17 @@ def patroni_config(cluster: Cluster, node: Node, passwords: Passwords) -> dict:
                 "rewind": {"username": REWIND_USER, "password": passwords.rewind},
             },
             "pg_hba": PG_HBA,
+            **(replica_methods(archive) if archive else {}),
         },
         "tags": {"nofailover": False, "noloadbalance": False, "clonefrom": False,
                  "nosync": False},
     }
 
 
-def patroni_yaml(cluster: Cluster, node: Node, passwords: Passwords) -> str:
+def patroni_yaml(cluster: Cluster, node: Node, passwords: Passwords,
+                 archive: Archive | None = None) -> str:
     head = f"# Patroni member {node.name} of cluster {cluster.scope}. Rendered by ops.dbha.\n"
-    return head + yamlio.dump(patroni_config(cluster, node, passwords))
+    return head + yamlio.dump(patroni_config(cluster, node, passwords, archive))
 
 
 def haproxy_cfg(cluster: Cluster) -> str:

@@ -74,10 +74,34 @@ def test_a_killed_leader_is_replaced_no_acknowledged_write_is_lost_and_it_rejoin
     assert after.leader is not None and after.leader.name != old
     refusal = db.refusal()
     assert refusal and old in refusal, after.lines()  # a deploy now would be refused
+    # the promoted member archives now: a WAL switch there reaches the repository
+    db.pgbackrest(after.leader.name, "check")
     db.sh(f"docker start {old} >/dev/null")
     rejoined = db.wait_healthy(timeout=120)
     assert {m.name: m.role for m in rejoined.members}[old] in ("replica", "sync_standby")
     assert rejoined.leader.timeline > before.leader.timeline
+
+
+def test_a_rebuilt_replica_is_restored_from_the_repository_then_streams(db) -> None:
+    """`patronictl reinit` empties the replica's data directory; Patroni creates it again from
+    the repository's backup and archived WAL (pgBackRest), not a full copy from the leader,
+    and the replica then streams what the leader wrote meanwhile."""
+    st = db.wait_healthy(timeout=60)
+    replica = next(m.name for m in st.members if m.role != "leader")
+    db.truncate()
+    db.psql("INSERT INTO ha_probe (id) SELECT generate_series(1, 1000)")
+    db.pgbackrest(st.leader.name, "check")  # those rows' WAL is in the repository
+    since = db.sh("date -u +%Y-%m-%dT%H:%M:%S").stdout.strip()
+    db.reinit(replica)
+    log = db.sh(f"docker logs --since {since} {replica} 2>&1").stdout
+    assert "replica has been created using pgbackrest" in log, log[-3000:]
+    db.psql("INSERT INTO ha_probe (id) SELECT generate_series(1001, 1100)")
+    after = db.wait_healthy(timeout=120)
+    assert {m.name: m.role for m in after.members}[replica] == "sync_standby", after.lines()
+    deadline = time.monotonic() + 30  # synchronous commit waits for the flush, not the replay
+    while (count := db.member_sql(replica, "SELECT count(*) FROM ha_probe")) != "1100":
+        assert time.monotonic() < deadline, f"{replica} holds {count} of 1100 rows"
+        time.sleep(0.5)
 
 
 def test_the_leaders_postgres_killed_alone_is_restarted_by_patroni_and_loses_nothing(db) -> None:

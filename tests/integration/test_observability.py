@@ -106,6 +106,12 @@ def test_missing_data_rules_are_loaded_and_quiet_on_a_healthy_fleet(testbed, dep
     assert not active & {"ServiceMetricsAbsent", "TargetDown", "ServiceDown"}, active
 
 
+def firing(base: str, alert: str, labels: dict[str, str]) -> bool:
+    alerts = get_json(f"{base}/alerts")["data"]["alerts"]
+    return any(a["labels"]["alertname"] == alert and a["state"] == "firing"
+               and labels.items() <= a["labels"].items() for a in alerts)
+
+
 def alert_state(base: str, alert: str, labels: dict[str, str]) -> str:
     """The live Prometheus's state of `alert` for `labels`: pending, firing or "" (inactive)."""
     alerts = get_json(f"{base}/alerts")["data"]["alerts"]

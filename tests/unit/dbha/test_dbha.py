@@ -13,7 +13,14 @@ import pytest
 from ops import yamlio
 from ops.dbha import commands
 from ops.dbha.model import DbHaError, cluster_from_settings
-from ops.dbha.render import Passwords, etcd_environment, haproxy_cfg, patroni_yaml
+from ops.dbha.render import (
+    Archive,
+    Passwords,
+    etcd_environment,
+    haproxy_cfg,
+    patroni_yaml,
+    pgbackrest_conf,
+)
 from ops.dbha.status import ClusterStatusError, parse_cluster
 
 ADDRESSES = {"db-1": "10.0.0.11", "db-2": "10.0.0.12", "db-3": "10.0.0.13", "app-1": "10.0.0.21"}
@@ -71,15 +78,40 @@ def test_patroni_yml_carries_the_replication_mode(replication, strict) -> None:
     assert dcs["failsafe_mode"] is True and dcs["postgresql"]["use_pg_rewind"] is True
 
 
-def test_patroni_yml_passes_patronis_own_validator(tmp_path: Path) -> None:
+@pytest.mark.parametrize("archive", [None, Archive("superapp", 30)])
+def test_patroni_yml_passes_patronis_own_validator(tmp_path: Path, archive) -> None:
     c = cluster()
     for node in c.members:
         conf = tmp_path / f"{node.name}.yml"
-        conf.write_text(patroni_yaml(c, node, PASSWORDS))
+        conf.write_text(patroni_yaml(c, node, PASSWORDS, archive))
         res = subprocess.run(["patroni", "--validate-config", str(conf)], capture_output=True,
                              text=True, timeout=60)
         assert res.returncode == 0 and not (res.stdout + res.stderr).strip(), \
             res.stdout + res.stderr
+
+
+def test_with_an_archive_the_leader_archives_and_replicas_start_from_the_repository() -> None:
+    c = cluster()
+    conf = yamlio.load(patroni_yaml(c, c.members[1], PASSWORDS, Archive("superapp", 30)))
+    parameters = conf["bootstrap"]["dcs"]["postgresql"]["parameters"]
+    # `on`, not `always`: only the primary archives, so a promoted standby takes over alone
+    assert parameters["archive_mode"] == "on" and parameters["archive_timeout"] == 30
+    assert parameters["archive_command"] == "pgbackrest --stanza=superapp archive-push %p"
+    pg = conf["postgresql"]
+    assert pg["create_replica_methods"] == ["pgbackrest", "basebackup"]  # basebackup: fallback
+    assert pg["pgbackrest"] == {"command": "pgbackrest --stanza=superapp --delta restore",
+                                "keep_data": True, "no_params": True}
+    assert pg["recovery_conf"]["restore_command"] == \
+        'pgbackrest --stanza=superapp archive-get %f "%p"'
+    without = yamlio.load(patroni_yaml(c, c.members[1], PASSWORDS))
+    assert "archive_command" not in without["bootstrap"]["dcs"]["postgresql"]["parameters"]
+    assert "create_replica_methods" not in without["postgresql"]
+
+
+def test_pgbackrest_conf_names_the_stanzas_data_directory_and_the_repository() -> None:
+    text = pgbackrest_conf(Archive("superapp"), {"repo1-path": "/var/lib/pgbackrest"})
+    assert text.splitlines()[:2] == ["[global]", "repo1-path=/var/lib/pgbackrest"]
+    assert "[superapp]\npg1-path=/var/lib/postgresql/data/pgdata\n" in text
 
 
 def test_patroni_validator_would_see_a_broken_file(tmp_path: Path) -> None:
@@ -111,7 +143,8 @@ def test_haproxy_cfg_passes_haproxys_check_and_follows_patronis_primary(tmp_path
 def test_no_password_in_the_routers_file_or_in_any_command_line() -> None:
     c = cluster()
     text = haproxy_cfg(c) + json.dumps(etcd_environment(c, c.etcd[0]))
-    argvs = [commands.switchover("db-1", "db-2"), commands.cluster_status("10.0.0.11")]
+    argvs = [commands.switchover("db-1", "db-2"), commands.cluster_status("10.0.0.11"),
+             commands.reinit("superapp", "db-2")]
     for secret in (PASSWORDS.superuser, PASSWORDS.replication, PASSWORDS.rewind,
                    PASSWORDS.rest_api):
         assert secret not in text and all(secret not in " ".join(a) for a in argvs)
