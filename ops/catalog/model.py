@@ -333,6 +333,13 @@ class Environment:
         services' users); no service holds it."""
         return SecretRef(self.vault_path("shared", "redis"), "REDIS_PASSWORD", "password")
 
+    def redis_admin_previous_ref(self) -> SecretRef:
+        """The admin password being replaced, set only while a change rolls out: the deploy
+        authenticates with it when the running server does not know the new one yet, and the
+        admin user holds both until this key is gone (no Redis restart, ops/render/redis_acl)."""
+        return SecretRef(self.vault_path("shared", "redis"), REDIS_PREVIOUS_KEY, "password",
+                         optional=True)
+
     def postgres_password_ref(self) -> SecretRef:
         return SecretRef(self.vault_path("shared", "postgres"), "POSTGRES_PASSWORD", "password")
 
@@ -389,6 +396,7 @@ class Environment:
         refs.update((str(r), r) for r in self.alertmanager_refs().values())
         refs[str(self.postgres_password_ref())] = self.postgres_password_ref()
         refs[str(self.redis_admin_password_ref())] = self.redis_admin_password_ref()
+        refs[str(self.redis_admin_previous_ref())] = self.redis_admin_previous_ref()
         refs.update((str(r), r) for r in self.monitor_password_refs().values())
         refs.update((str(r), r) for r in self.pitr_refs().values())
         for host in self.hosts_with_role("app"):

@@ -195,23 +195,28 @@ def run_sql_file(container: str, path: str) -> str:
 
 
 def redis_acl_load(container: str, path: str) -> str:
-    """Load the Redis users: redis-cli inside `container` reads its commands (AUTH as the
-    admin first) from the root-only file at `path` on stdin, so no password is on any command
-    line. redis-cli exits 0 even when the server refuses a command: this fails unless every
-    reply is OK, printing the refusals (a reply never echoes an AUTH argument).
+    """Load the Redis users: redis-cli inside `container` reads its commands from the
+    root-only file at `path` on stdin, so no password is on any command line. redis-cli exits
+    0 even when the server refuses a command: this fails unless every reply is OK, printing
+    the refusals (a reply never echoes an AUTH argument).
 
-    The AUTH line goes alone first. When the server refuses it, the admin password itself
-    changed: the running server cannot be told, so the container restarts and loads its users
-    from the new aclfile (connected clients reconnect; the data is kept). The other commands
-    are never sent unauthenticated: Redis closes a connection that sends an unauthenticated
-    command of more than 10 arguments (a service's ACL SETUSER has more), and `docker exec`
-    hands redis-cli's "Server closed the connection" (stderr) and the WRONGPASS reply (stdout)
-    over in either order, which made the restart depend on a race."""
+    The file starts with one AUTH line per admin password (the new one, then, while a change
+    rolls out, the one it replaces: ops/render/redis_acl.py). Each is tried alone, in order;
+    the users are sent after the first the server accepts. When it accepts none, the admin
+    password changed in Vault alone: the running server cannot be told, so the container
+    restarts and loads its users from the new aclfile (connected clients reconnect; the data
+    is kept). The users are never sent unauthenticated: Redis closes a connection that sends an
+    unauthenticated command of more than 10 arguments, and `docker exec` hands redis-cli's
+    "Server closed the connection" (stderr) and the WRONGPASS reply (stdout) over in either
+    order, which once made the restart depend on a race."""
     cli = sh("docker", "exec", "-i", container, "redis-cli")
     file = shlex.quote(path)
     each_line = "printf '%s\\n' \"$out\""
-    return (f"auth=$(head -n 1 {file} | {cli} 2>&1); "
-            f'if [ "$auth" = OK ]; then out=$({cli} < {file} 2>&1); '
+    return (f"ok=; for n in $(grep -n '^AUTH ' {file} | cut -d: -f1); do "
+            f'auth=$(sed -n "${{n}}p" {file} | {cli} 2>&1); '
+            f'if [ "$auth" = OK ]; then ok=$n; break; fi; done; '
+            f'if [ -n "$ok" ]; then out=$({{ sed -n "${{ok}}p" {file}; '
+            f"grep -v '^AUTH ' {file}; }} | {cli} 2>&1); "
             f'if [ -n "$out" ] && ! {each_line} | grep -qvx OK; then '
             f'echo "redis users loaded: $({each_line} | wc -l) command(s), all OK"; '
             f"else {each_line} | grep -vx OK | head -5; exit 1; fi; "

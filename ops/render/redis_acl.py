@@ -18,8 +18,13 @@ Two files, one unit (`redis-acl`):
   admin, fed to redis-cli on stdin (ops/host/commands.py: redis_acl_load). SETUSER changes a
   user in place, so connected clients stay connected (ACL LOAD would drop them all), and each
   user is replaced in one command: never a moment with neither password.
-A changed admin password cannot be loaded that way (the server refuses the new one): Redis is
-then restarted and reads `users.acl`. A marker written after the load succeeded (like the
+A changed admin password is rolled in two steps like a service's: while `shared/redis` also
+holds the one it replaces (`REDIS_PASSWORD_PREVIOUS`), the admin user has both, and `load.redis`
+offers both AUTH lines (new first): the deploy authenticates with whichever the running server
+knows, and SETUSER gives the admin the new one in place, so nothing restarts. Once the previous
+key is gone, the next deploy leaves the new one only. Only when the server knows neither
+(changed in Vault alone) is Redis restarted to read `users.acl`: connected clients are cut
+for about a second. A marker written after the load succeeded (like the
 databases' provisioning) makes a run that died between upload and load load again next time.
 Users of services removed from the catalog are left in the running server until it restarts
 (nothing is dropped while it runs).
@@ -71,8 +76,8 @@ def acl_users(environment: Environment, secrets: SecretValues) -> dict[str, str]
     commands = environment.settings["redis_acl"]["commands"]
     users = {
         "default": DEFAULT_USER_RULES,
-        ADMIN_USER: " ".join(["on", password_hash(
-            secrets.get(environment.redis_admin_password_ref()) or ""), "~*", "&*", "+@all"]),
+        ADMIN_USER: " ".join(["on", *(password_hash(p) for p in admin_passwords(
+            environment, secrets)), "~*", "&*", "+@all"]),
     }
     monitor = secrets.get(environment.monitor_password_refs()["redis"])
     if monitor:
@@ -86,6 +91,13 @@ def acl_users(environment: Environment, secrets: SecretValues) -> dict[str, str]
     return users
 
 
+def admin_passwords(environment: Environment, secrets: SecretValues) -> list[str]:
+    """The admin's password, then the one it replaces while a change rolls out."""
+    current = secrets.get(environment.redis_admin_password_ref()) or ""
+    previous = secrets.get(environment.redis_admin_previous_ref())
+    return [current, *([previous] if previous and previous != current else [])]
+
+
 def acl_file(users: Mapping[str, str]) -> str:
     return "".join(f"user {name} {rules}\n" for name, rules in users.items())
 
@@ -95,9 +107,10 @@ def quoted(text: str) -> str:
     return '"' + text.replace("\\", "\\\\").replace('"', '\\"') + '"'
 
 
-def load_script(users: Mapping[str, str], admin_password: str) -> str:
-    """redis-cli input: authenticate as the admin, then set every user in place."""
-    lines = [f"AUTH {ADMIN_USER} {quoted(admin_password)}"]
+def load_script(users: Mapping[str, str], admin_passwords: Sequence[str]) -> str:
+    """redis-cli input: one AUTH line per admin password (the loader uses the first the
+    server accepts: ops/host/commands.py redis_acl_load), then every user set in place."""
+    lines = [f"AUTH {ADMIN_USER} {quoted(p)}" for p in admin_passwords]
     lines += [f"ACL SETUSER {name} reset {rules}" for name, rules in users.items()]
     return "\n".join(lines) + "\n"
 
@@ -107,9 +120,9 @@ def render_files(environment: Environment, secrets: SecretValues) -> list[Render
     content = acl_file(users)
     digest = hashlib.sha256(content.encode()).hexdigest()
     uid = environment.settings["data_uids"]["redis"]
-    admin = secrets.get(environment.redis_admin_password_ref()) or ""
     return [
         RenderedFile(ACL_FILE, content, mode=0o600, secret=True, owner=uid),
-        RenderedFile(LOAD_SCRIPT, load_script(users, admin), mode=0o600, secret=True),
+        RenderedFile(LOAD_SCRIPT, load_script(users, admin_passwords(environment, secrets)),
+                     mode=0o600, secret=True),
         RenderedFile(LOADED_MARKER, f"{digest}  {ACL_FILE}\n", mode=0o600, after_apply=True),
     ]

@@ -20,7 +20,9 @@ from typing import Any
 import hvac
 import pytest
 
+from bench.load import Load, Target
 from ops.catalog import load_environment
+from ops.catalog.model import REDIS_PREVIOUS_KEY
 from ops.render.compose import REDIS_PORT
 from ops.render.redis_acl import ACL_FILE, ADMIN_USER, LOAD_SCRIPT
 from tests.unit.testbed.test_standin import load_module
@@ -188,3 +190,35 @@ def test_a_changed_admin_password_restarts_redis_once_and_every_user_works(
     test_every_service_on_every_host_counts_in_redis_as_its_own_user(testbed)
     again = deploy(REPO)
     assert again.returncode == 0 and "restarted to load its users" not in output(again)
+
+
+def test_the_admin_password_changed_in_two_steps_restarts_nothing_and_fails_no_request(
+        testbed, passwords):
+    """New password in REDIS_PASSWORD, the old one in REDIS_PASSWORD_PREVIOUS: the deploy
+    authenticates with the old one and gives the admin both, with no restart, under requests
+    that need Redis; without the previous key, the next deploy leaves the new one only."""
+    client = hvac.Client(testbed.vault_addr, token=testbed.vault_token)
+    ref = ENV.redis_admin_password_ref()
+    kv = client.secrets.kv.v2
+    data = kv.read_secret_version(path=ref.path, mount_point=MOUNT,
+                                  raise_on_deleted_version=False)["data"]["data"]
+    old, new = data[ref.key], "Adm1n-" + secrets.token_urlsafe(24)
+    kv.create_or_update_secret(path=ref.path, mount_point=MOUNT,
+                               secret={**data, ref.key: new, REDIS_PREVIOUS_KEY: old})
+    targets = [Target(h.address, DOMAIN, (f"{ENV.services['food'].routes[0]}/api/rate-limited",))
+               for h in testbed.hosts if "app" in h.roles]
+    with Load(targets, rate=10, workers=2) as load:
+        first = deploy(REPO)
+    text = output(first)
+    assert first.returncode == 0, text[-4000:]
+    assert "redis users loaded" in text and "restarted" not in text
+    assert new not in text and old not in text
+    assert load.report.total > 50 and not load.report.failed, load.report.failures_by_kind()
+    assert as_user(testbed, ADMIN_USER, new, "ACL", "WHOAMI") == ADMIN_USER
+    assert as_user(testbed, ADMIN_USER, old, "ACL", "WHOAMI") == ADMIN_USER  # both, for now
+    kv.create_or_update_secret(path=ref.path, mount_point=MOUNT, secret={**data, ref.key: new})
+    second = deploy(REPO)
+    assert second.returncode == 0 and "restarted" not in output(second), output(second)[-3000:]
+    assert as_user(testbed, ADMIN_USER, old, "PING") == "error WRONGPASS"
+    assert as_user(testbed, ADMIN_USER, new, "ACL", "WHOAMI") == ADMIN_USER
+    test_every_service_on_every_host_counts_in_redis_as_its_own_user(testbed)

@@ -261,6 +261,30 @@ def test_redis_acl_load_fails_on_any_refusal_and_prints_it(tmp_path, redis_serve
     assert not (tmp_path / "calls").exists()
 
 
+def test_redis_acl_load_takes_the_previous_admin_password_while_a_change_rolls_out(
+        tmp_path, redis_server) -> None:
+    """The server knows the old admin password only: the second AUTH line is accepted, the
+    users are set in place (the admin now has both), nothing restarts; the next load, with the
+    previous password gone, leaves the admin the new one only."""
+    new = "#" + hashlib.sha256(b"new-admin-pw").hexdigest()
+    both = (f'AUTH superapp-admin "new-admin-pw"\nAUTH superapp-admin "admin-pw"\n'
+            f"ACL SETUSER superapp-admin reset on {new} {ADMIN_HASH} ~* &* +@all\n{FOOD_USER}\n")
+    res, command = run_acl_load(tmp_path, redis_server, both)
+    assert res.returncode == 0, res.stdout + res.stderr
+    assert res.stdout.strip() == "redis users loaded: 3 command(s), all OK"
+    assert "admin-pw" not in command and not (tmp_path / "calls").exists()
+    assert "food" in acl_users(redis_server)
+    after = (f'AUTH superapp-admin "new-admin-pw"\n'
+             f"ACL SETUSER superapp-admin reset on {new} ~* &* +@all\n{FOOD_USER}\n")
+    res, _ = run_acl_load(tmp_path, redis_server, after)
+    assert res.returncode == 0, res.stdout + res.stderr
+    old_login = subprocess.run(["redis-cli", "-s", redis_server["sock"], "--user",
+                                "superapp-admin", "--pass", "admin-pw", "--no-auth-warning",
+                                "PING"], capture_output=True, text=True)
+    assert "WRONGPASS" in old_login.stdout + old_login.stderr
+    assert not (tmp_path / "calls").exists()
+
+
 def test_redis_acl_load_restarts_redis_when_the_admin_password_changed(
         tmp_path, redis_server) -> None:
     """The server refuses the new admin password: Redis restarts (it reads the new aclfile),

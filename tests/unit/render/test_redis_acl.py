@@ -93,6 +93,24 @@ def test_the_load_script_authenticates_then_sets_every_user_in_place(local):
         f" {line.split()[1]} ", f" {line.split()[1]} reset ", 1) for line in acl]
 
 
+def test_while_the_admin_password_changes_the_admin_has_both_and_both_auth_lines(local):
+    values = {str(r): f"value-of-{r.path}-{r.key}" for r in local.all_secret_refs()
+              if not r.optional}
+    values[str(local.redis_admin_password_ref())] = "admin-pw"
+    values[str(local.redis_admin_previous_ref())] = "old-admin-pw"
+    files = files_by_path(local, MappingSecrets(values))
+    admin = next(line for line in files[redis_acl.ACL_FILE].content.splitlines()
+                 if line.startswith(f"user {redis_acl.ADMIN_USER} "))
+    assert admin.split()[3:5] == [sha("admin-pw"), sha("old-admin-pw")]  # the new one first
+    lines = files[redis_acl.LOAD_SCRIPT].content.splitlines()
+    assert lines[:2] == [f'AUTH {redis_acl.ADMIN_USER} "admin-pw"',
+                         f'AUTH {redis_acl.ADMIN_USER} "old-admin-pw"']
+    assert not lines[2].startswith("AUTH") and "old-admin-pw" not in admin
+    # once the previous key is gone: the new one only
+    assert files_by_path(local, secrets_for(local))[redis_acl.LOAD_SCRIPT].content.count(
+        "AUTH ") == 1
+
+
 def test_a_quote_or_backslash_in_the_admin_password_stays_one_argument():
     assert redis_acl.quoted('a"b\\c d') == '"a\\"b\\\\c d"'
 
