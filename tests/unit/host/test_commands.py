@@ -193,6 +193,7 @@ def test_read_file_prints_a_file_or_nothing(tmp_path) -> None:
 
 
 ADMIN_HASH = "#" + hashlib.sha256(b"admin-pw").hexdigest()
+WEAK_HASH = "#" + hashlib.sha256(b"weak-pw").hexdigest()  # a user that may not run ACL
 # a service user as ops/render/redis_acl.py writes it: more than 10 arguments
 FOOD_USER = ("ACL SETUSER food reset on #" + hashlib.sha256(b"food-pw").hexdigest()
              + " ~food:* resetchannels &food:* -@all +get +set +incr +expire +del +eval +publish")
@@ -207,7 +208,8 @@ def redis_server(tmp_path):
     (the order that made the restart depend on a race); any other call is logged to `calls`."""
     sock = tmp_path / "redis.sock"
     (tmp_path / "users.acl").write_text(f"user default off resetkeys -@all\n"
-                                        f"user superapp-admin on {ADMIN_HASH} ~* &* +@all\n")
+                                        f"user superapp-admin on {ADMIN_HASH} ~* &* +@all\n"
+                                        f"user weak on {WEAK_HASH} ~* &* +@all -acl\n")
     server = subprocess.Popen(["redis-server", "--port", "0", "--unixsocket", str(sock),
                                "--unixsocketperm", "700", "--save", "", "--appendonly", "no",
                                "--aclfile", str(tmp_path / "users.acl")],
@@ -218,7 +220,8 @@ def redis_server(tmp_path):
         time.sleep(0.05)
     fake = tmp_path / "docker"
     fake.write_text("#!/bin/sh\n"
-                    f'if [ "$1" = exec ]; then redis-cli -s {sock} >{tmp_path}/o 2>{tmp_path}/e; '
+                    f'if [ "$1" = exec ]; then tee -a {tmp_path}/stdin | '
+                    f"redis-cli -s {sock} >{tmp_path}/o 2>{tmp_path}/e; "
                     f"rc=$?; cat {tmp_path}/e >&2; cat {tmp_path}/o; exit $rc; "
                     f'else echo "$*" >> {tmp_path}/calls; fi\n')
     fake.chmod(0o755)
@@ -249,15 +252,32 @@ def test_redis_acl_load_sets_every_user_in_place_and_needs_every_reply_ok(
     assert res.returncode == 0, res.stdout + res.stderr
     assert res.stdout.strip() == "redis users loaded: 2 command(s), all OK"
     assert "admin-pw" not in command
+    # the passwords only ever on redis-cli's stdin: the AUTH alone, then the whole file
+    assert (tmp_path / "stdin").read_text() == script.splitlines(keepends=True)[0] + script
     assert "food" in acl_users(redis_server)
     assert not (tmp_path / "calls").exists()  # no restart
 
 
-def test_redis_acl_load_fails_on_any_refusal_and_prints_it(tmp_path, redis_server) -> None:
-    script = f'AUTH superapp-admin "admin-pw"\n{FOOD_USER} +nope\n'
+@pytest.mark.parametrize("script, refusal", [
+    (f'AUTH superapp-admin "admin-pw"\n{FOOD_USER} +nope\n', "+nope"),
+    (f'AUTH weak "weak-pw"\n{FOOD_USER}\n', "NOPERM")])
+def test_redis_acl_load_fails_on_any_refusal_and_prints_it(tmp_path, redis_server, script,
+                                                           refusal) -> None:
     res, _ = run_acl_load(tmp_path, redis_server, script)
     assert res.returncode == 1
-    assert "+nope" in res.stdout and "OK" not in res.stdout.split()
+    assert refusal in res.stdout and "OK" not in res.stdout.split()
+    assert not (tmp_path / "calls").exists()
+
+
+def test_redis_acl_load_fails_when_redis_cli_answers_nothing(tmp_path) -> None:
+    """A container that prints nothing (no reply at all) is a failure, never a restart."""
+    fake = tmp_path / "docker"
+    fake.write_text("#!/bin/sh\n"
+                    f'[ "$1" = exec ] && cat >/dev/null || echo "$*" >> {tmp_path}/calls\n')
+    fake.chmod(0o755)
+    res, _ = run_acl_load(tmp_path, {"PATH": f"{tmp_path}:/usr/bin:/bin"},
+                          'AUTH superapp-admin "admin-pw"\n')
+    assert res.returncode == 1 and "OK" not in res.stdout.split()
     assert not (tmp_path / "calls").exists()
 
 
