@@ -288,7 +288,7 @@ class DbCluster:
     def pgbackrest(self, member: str, *args: str, check: bool = True, timeout: float = 120):
         """pgBackRest as postgres inside `member` (`check`: archiving works from there)."""
         return self.sh(shlex.join(["docker", "exec", "-u", "postgres", member,
-                                   *ARCHIVE.pgbackrest(*args).split()]),
+                                   *ARCHIVE.argv(*args)]),
                        check=check, timeout=timeout)
 
     def reinit(self, member: str):

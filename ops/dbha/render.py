@@ -63,8 +63,13 @@ class Archive:
     stanza: str
     timeout_seconds: int = 60  # archive_timeout: a quiet primary still ships a segment
 
+    def argv(self, *args: str) -> list[str]:
+        """A pgBackRest command on this stanza."""
+        return ["pgbackrest", f"--stanza={self.stanza}", *args]
+
     def pgbackrest(self, *args: str) -> str:
-        return " ".join(["pgbackrest", f"--stanza={self.stanza}", *args])
+        """The same as one line of Patroni's and PostgreSQL's settings."""
+        return " ".join(self.argv(*args))
 
 
 def pgbackrest_conf(archive: Archive, repository: dict[str, str]) -> str:

@@ -164,8 +164,17 @@ def test_no_password_in_clear_on_the_db_host_and_the_files_are_private(testbed, 
         assert password not in env, f"{user}'s password in the redis container's config"
 
 
+def admin_secret(testbed: Testbed) -> tuple[Any, Any, dict[str, str]]:
+    """(KV v2 client, the admin password's ref, the data at its Vault path now)."""
+    kv = hvac.Client(testbed.vault_addr, token=testbed.vault_token).secrets.kv.v2
+    ref = ENV.redis_admin_password_ref()
+    data = kv.read_secret_version(path=ref.path, mount_point=MOUNT,
+                                  raise_on_deleted_version=False)["data"]["data"]
+    return kv, ref, data
+
+
 def test_a_changed_admin_password_restarts_redis_once_and_every_user_works(
-        testbed, passwords, tmp_path):
+        testbed, passwords):
     """The admin's password changed in Vault: the running server cannot be told (its AUTH is
     refused), so the deploy restarts Redis to load the new aclfile, on every run the same way
     (it once depended on a race: ops/host/commands.py redis_acl_load). Afterwards the new
@@ -173,13 +182,9 @@ def test_a_changed_admin_password_restarts_redis_once_and_every_user_works(
     and a second deploy has nothing to restart. Not zero-downtime: while Redis restarts,
     requests that need it fail (measured once: 9 rate-limited requests answered 503, at 10
     requests/s per app host), which is why only a changed admin password takes this path."""
-    client = hvac.Client(testbed.vault_addr, token=testbed.vault_token)
-    ref = ENV.redis_admin_password_ref()
-    data = client.secrets.kv.v2.read_secret_version(
-        path=ref.path, mount_point=MOUNT, raise_on_deleted_version=False)["data"]["data"]
+    kv, ref, data = admin_secret(testbed)
     old, new = passwords[ADMIN_USER], "Adm1n-" + secrets.token_urlsafe(24)
-    client.secrets.kv.v2.create_or_update_secret(path=ref.path, mount_point=MOUNT,
-                                                 secret={**data, ref.key: new})
+    kv.create_or_update_secret(path=ref.path, mount_point=MOUNT, secret={**data, ref.key: new})
     res = deploy(REPO)
     text = output(res)
     assert res.returncode == 0, text[-4000:]
@@ -197,11 +202,7 @@ def test_the_admin_password_changed_in_two_steps_restarts_nothing_and_fails_no_r
     """New password in REDIS_PASSWORD, the old one in REDIS_PASSWORD_PREVIOUS: the deploy
     authenticates with the old one and gives the admin both, with no restart, under requests
     that need Redis; without the previous key, the next deploy leaves the new one only."""
-    client = hvac.Client(testbed.vault_addr, token=testbed.vault_token)
-    ref = ENV.redis_admin_password_ref()
-    kv = client.secrets.kv.v2
-    data = kv.read_secret_version(path=ref.path, mount_point=MOUNT,
-                                  raise_on_deleted_version=False)["data"]["data"]
+    kv, ref, data = admin_secret(testbed)
     old, new = data[ref.key], "Adm1n-" + secrets.token_urlsafe(24)
     kv.create_or_update_secret(path=ref.path, mount_point=MOUNT,
                                secret={**data, ref.key: new, REDIS_PREVIOUS_KEY: old})
