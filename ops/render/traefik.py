@@ -19,8 +19,11 @@ from ops.render.files import TRAEFIK_DIR, TRAEFIK_DYNAMIC_DIR, RenderedFile, ren
 
 GRACE_SECONDS = 30
 # Traefik's own probe of each service's live server: the swap waits for it to report the new
-# server up, so its interval bounds how long a switch takes to be proven (plus the reload).
-HEALTH_INTERVAL_SECONDS = 2
+# server up, so its interval bounds how long a switch takes to be proven (plus the reload):
+# a new server's `server_up` line appears with its first check, one interval after the load.
+# Measured on a testbed host (a route file written, then the metrics polled): 2 s -> 2.6 s to
+# the up line, 1 s -> 1.3-1.8 s, 0.5 s -> 0.9 s. Every switch and every undo waits for it.
+HEALTH_INTERVAL_SECONDS = 1
 # Generous on purpose: Traefik takes a service's only server out after ONE failed check (no
 # threshold), and its 503s last until the next check passes. With 1 s, a CPU-starved host (a
 # rollout's pulls and starts under load) timed checks out: 17 of 45,735 requests failed in
