@@ -174,13 +174,10 @@ NO_ACME_SERVER = "https://127.0.0.1:9/directory"
 
 def traefik_test_config(static_file: Path, dynamic_dir: Path, tmp: Path) -> dict:
     """The static config with every entrypoint on 127.0.0.1:<ephemeral> and debug logs; ACME
-    state in `tmp`, its server unreachable (see NO_ACME_SERVER). No grace period on any
-    entrypoint: on SIGTERM Traefik would otherwise wait up to its `graceTimeOut` (10 s when
-    unset) for connections this copy never has, and every deploy that validates would wait it."""
+    state in `tmp`, its server unreachable (see NO_ACME_SERVER)."""
     config = yamlio.load(static_file.read_text())
     for entrypoint in config.get("entryPoints", {}).values():
         entrypoint["address"] = "127.0.0.1:0"
-        entrypoint.setdefault("transport", {})["lifeCycle"] = {"graceTimeOut": "0s"}
     config["providers"]["file"]["directory"] = str(dynamic_dir)
     config["log"] = {"level": "DEBUG", "format": "json"}
     config.pop("accessLog", None)
