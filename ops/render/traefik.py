@@ -25,9 +25,10 @@ GRACE_SECONDS = 30
 # the up line, 1 s -> 1.3-1.8 s, 0.5 s -> 0.9 s. Every switch and every undo waits for it.
 HEALTH_INTERVAL_SECONDS = 1
 # Generous on purpose: Traefik takes a service's only server out after ONE failed check (no
-# threshold), and its 503s last until the next check passes. With 1 s, a CPU-starved host (a
-# rollout's pulls and starts under load) timed checks out: 17 of 45,735 requests failed in
-# `make bench`; with 10 s, 0 of 40,223. A hung server is still out within 12 s.
+# threshold), and its 503s last until the next check passes. With a 1 s timeout, a CPU-starved
+# host (a rollout's pulls and starts under load) timed checks out: 17 of 45,735 requests failed
+# in `make bench`; with 10 s, 0 of 40,223. A hung server is still out within timeout + interval
+# (11 s).
 HEALTH_TIMEOUT_SECONDS = 10
 # Sub-paths of every public route that only other services or operators may call: never public.
 PRIVATE_SUBPATHS = ("internal", "admin")
