@@ -5,7 +5,8 @@ Measures, in one run, with a steady load through Traefik on every app host:
   - the same for a plain in-place `docker compose up -d` (what most tools do), as a baseline;
   - a no-op redeploy's wall time over a bare pyinfra connect + one fact (the no-op ratio);
   - wall times of the full rollout and of a rollback;
-  - rendering the whole prod bundle, apart from its validators;
+  - rendering the whole prod bundle, apart from its validators, and the audit of it that
+    every deploy's preflight runs;
   - point-in-time recovery: archive RPO under writes, full/diff backup time and size, the
     time to restore the cluster (bench/pitr.py);
   - central logs: delivery latency p50/p99 and the burst throughput (bench/logs.py);
@@ -37,6 +38,7 @@ from bench import tls as edge_tls
 from bench.hosts import ssh_argv
 from bench.load import Load, LoadReport, Target, placed_targets
 from bench.release import release_copy
+from ops.audit import run_audit
 from ops.catalog import load_environment
 from ops.render import PlaceholderSecrets, render_environment
 from ops.render.files import write_tree
@@ -119,8 +121,12 @@ def render_timing() -> dict:
         t0 = time.perf_counter()
         validate_tree(Path(tmp), prod)
         validate_s = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    run_audit("prod", repo=False)  # the part of the audit every deploy's preflight runs
+    audit_s = time.perf_counter() - t0
     return {"render_prod_seconds": round(render_s, 3),
             "validate_prod_seconds": round(validate_s, 3),
+            "audit_rendered_prod_seconds": round(audit_s, 3),
             "render_prod_files": sum(len(f) for f in rendered.values())}
 
 
@@ -226,6 +232,8 @@ def main() -> int:
         ("render prod bundle (goal < 3 s)", f"{results['render_prod_seconds']}s "
          f"({results['render_prod_files']} files)"),
         ("validate prod bundle (real tools)", f"{results['validate_prod_seconds']}s"),
+        ("audit of the rendered prod bundle (the preflight's part; goal < 1 s)",
+         f"{results['audit_rendered_prod_seconds']}s"),
         *pitr.rows(results),
         *central_logs.rows(results),
         *edge_tls.rows(results),

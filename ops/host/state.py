@@ -23,6 +23,9 @@ INTENT_SUFFIX = ".next"  # `<service>.json.next`: the slot a swap in progress mo
 ROUTES_DIR = "/opt/superapp/traefik/dynamic"
 LIVE_SLOT_MARK = "# superapp-live-slot: "  # the route file's line naming the slot it serves
 CANARY_MARK = "# superapp-canary: "  # ... and, during a canary, the new slot and its weight
+# The rollout's slot/version info for Prometheus (ops/render/slot_metrics.py): hashed like the
+# managed files, so a host whose file is missing or stale is a change
+SLOT_INFO_PATH = "/var/lib/node_exporter/textfile/superapp_services.prom"
 
 # "lock": recordings made when the lock lived on a host (ignored)
 SECTIONS = ("files", "containers", "container_images", "images", "services", "intents",
@@ -37,7 +40,8 @@ def state_script(root: str = "") -> str:
     return "; ".join([
         "echo '@@files'",
         f"find {managed} -type f -exec sha256sum {{}} + 2>/dev/null",
-        f"for f in {root}{CRON_GLOB}; do [ -f \"$f\" ] && sha256sum \"$f\"; done",
+        f"for f in {root}{CRON_GLOB} {root}{SLOT_INFO_PATH}; do [ -f \"$f\" ] && "
+        "sha256sum \"$f\"; done",
         "echo '@@containers'",
         "docker ps -a --format '{{json .}}' 2>/dev/null",
         # the reference each container was created from (`docker ps` shows a local tag of the

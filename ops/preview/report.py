@@ -194,6 +194,9 @@ def format_host(preview: HostPreview, position: int, total: int,
         lines.append(f"    apply {unit}: {', '.join(paths)}")
     for image in sorted(plan.missing_images):
         lines.append(f"    pull {image}")
+    if plan.slot_info_stale and plan.slot_info and not plan.services:
+        lines.append(f"    write {plan.slot_info.path} (the slots and versions Prometheus "
+                     "joins on: missing or out of date)")
     for path, new, secret in preview.changed_files:
         lines.append(f"    {'create' if new else 'change'} {path}"
                      + (" (holds secrets: masked)" if secret else ""))

@@ -1,7 +1,8 @@
 """Grafana provisioning and dashboards, generated from the catalog as plain dicts -> JSON.
 
-One dashboard per service (req/s, error rate, p90/p99 latency; `full` ones add status codes,
-targets up and memory), the catalog's extra dashboards (taxi_wallet) and an overview.
+One dashboard per service (req/s, error rate, p90/p99 latency, req/s by version; `full` ones
+add status codes, targets up and memory), the catalog's extra dashboards (taxi_wallet) and an
+overview (with the hosts per version of each service).
 Output is deterministic: same catalog, same bytes.
 """
 
@@ -11,6 +12,7 @@ import json
 from typing import Any
 
 from ops.catalog.model import Environment, Service
+from ops.render import slot_metrics
 from ops.render.compose import PROMETHEUS_PORT
 from ops.render.files import GRAFANA_DIR, RenderedFile, render_template
 
@@ -84,9 +86,17 @@ def full_panels(selector: str) -> list[tuple[str, dict[str, str], str]]:
     ]
 
 
+def version_panel(selector: str) -> tuple[str, dict[str, str], str]:
+    """req/s per version and slot: the rollout's info series joined on (service, host), so a
+    half-rolled fleet shows old and new side by side (ops/render/slot_metrics.py)."""
+    return ("Requests per second by version", {"{{version}} ({{slot}})": (
+        f"sum by (version, slot) (rate({REQ}{{{selector}}}[5m]) * on (service, host) "
+        f"group_left (version, slot) {slot_metrics.METRIC})")}, "reqps")
+
+
 def service_dashboard(service: Service) -> dict[str, Any]:
     selector = f'service="{service.name}"'
-    panels = service_panels(selector)
+    panels = [*service_panels(selector), version_panel(selector)]
     if service.dashboard == "full":
         panels += full_panels(selector)
     return dashboard(f"superapp-{service.dns_name}", f"Super-App / {service.name}", panels,
@@ -114,6 +124,8 @@ def overview_dashboard(environment: Environment) -> dict[str, Any]:
         ("p99 latency by service", {"{{service}}": (
             f"histogram_quantile(0.99, sum by (service, le) (rate({DURATION}{{{sel}}}[5m])))")},
          "s"),
+        ("Hosts per version", {"{{service}} {{version}}": (
+            f"count by (service, version) ({slot_metrics.METRIC}{{{sel}}})")}, "none"),
         # a count per service (0 when all are up), not only the down ones: a panel with data
         ("Targets down by service",
          {"{{service}}": 'sum by (service) (up{tier="service"} == bool 0)'}, "none"),

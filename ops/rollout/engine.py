@@ -60,6 +60,7 @@ from ops.rollout.swap import (
     record_path,
     swap,
     wait_serving,
+    write_slot_info,
 )
 
 FAULT_VARIABLE = "SUPERAPP_FAULT"  # tests: `after:<step>[@<host>]` stops the controller there
@@ -325,9 +326,9 @@ def roll_host(remote: Remote, environment: Environment, plan: HostPlan, release:
 
     # a held canary migrated when it started: its bits count as migrated for later hosts
     migrated.update((c.service, c.bits) for c in changes if c.held)
-    if changes:
+    if changes:  # the slot info Prometheus joins on is written once traffic moved
         swap(remote, environment, changes, result.digests, release.id, checkpoint, migrate,
-             canary)
+             canary, plan.slot_info)
     if "backup" in plan.infra_units:
         out = must(remote, first_backups_command(all_databases(environment)), "first backups",
                    timeout=900)
@@ -337,6 +338,10 @@ def roll_host(remote: Remote, environment: Environment, plan: HostPlan, release:
     result.changed = [c.service for c in changes] + plan.infra_units + (
         ["leftovers"] if plan.leftovers or plan.promote or plan.singletons
         or plan.canary_routes or plan.restore_files else [])
+    # no swap wrote it: a host deployed before the file existed, or a run died before it did
+    if plan.slot_info_stale and plan.slot_info and not changes:
+        write_slot_info(remote, plan.slot_info)
+        result.changed.append("slot info")
     result.result = "changed" if (result.changed or plan.missing_images) else "unchanged"
     result.seconds = time.monotonic() - t0
     timeline["done"] = round(result.seconds, 1)

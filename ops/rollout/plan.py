@@ -15,7 +15,7 @@ from enum import StrEnum
 from ops.catalog.model import Environment
 from ops.host.state import HostState, has_image, held_percent
 from ops.images.refs import pinned
-from ops.render import render_host, service_content_hash
+from ops.render import render_host, service_content_hash, slot_metrics
 from ops.render.compose import SLOTS, project_name
 from ops.render.files import RenderedFile
 from ops.render.host import host_directories
@@ -146,12 +146,15 @@ class HostPlan:
     # place): moved back, so the host's files describe what runs again
     restore_files: list[str] = field(default_factory=list)
     prestaged: bool = False  # the missing images were pulled before any host changed
+    # the slot/version info for Prometheus after the rollout, and whether the host's differs
+    slot_info: RenderedFile | None = None
+    slot_info_stale: bool = False
 
     @property
     def changed(self) -> bool:
         return bool(self.missing_images or self.infra_files or self.services
                     or self.leftovers or self.promote or self.singletons or self.canary_routes
-                    or self.restore_files)
+                    or self.restore_files or self.slot_info_stale)
 
     @property
     def leftovers(self) -> list[str]:
@@ -333,13 +336,15 @@ def plan_host(environment: Environment, host: str, secrets: SecretValues,
     stale_intents = sorted(name for name in state.intents
                            if name not in promote and name not in held)
     shared = [n for n in sorted(state.canaries) if n in live and n not in held]
+    images_after = {n: environment.image(environment.services[n]) for n in services}
+    slot_info = slot_metrics.render(slots_after(reasons), images_after)
     return HostPlan(
         host=host, address=environment.host(host).address,
         dirs=host_directories(environment, host), images=images,
         missing_images={i for i in images if not has_image(state, i)},
         infra_files=infra_files, infra_units=infra_units, services=changes,
         unchanged=[n for n in services if n not in reasons], slots=slots_after(reasons),
-        images_after={n: environment.image(environment.services[n]) for n in services},
+        images_after=images_after,
         digests_after={n: environment.digests[n] for n in services if n in environment.digests},
         leftover_containers=leftover_containers, leftover_projects=leftover_projects,
         leftover_files=leftover_files, stale_intents=stale_intents, promote=promote,
@@ -348,6 +353,7 @@ def plan_host(environment: Environment, host: str, secrets: SecretValues,
                                       environment.host(host), live[n]) for n in shared],
         canary_servers={n: server_url(environment.services[n], live[n]) for n in shared},
         restore_files=restore,
+        slot_info=slot_info, slot_info_stale=bool(services) and file_changed(slot_info, state),
     )
 
 
@@ -417,6 +423,8 @@ def plan_lines(plan: HostPlan) -> list[str]:
               for path in plan.restore_files]
     lines += [f"remove {leftover} (left by an interrupted run)" for leftover in plan.leftovers]
     lines += [f"{name}: start its singleton sidecar" for name in plan.singletons]
+    if plan.slot_info_stale and not plan.services:
+        lines.append(f"update {slot_metrics.PATH} (the slots and versions for Prometheus)")
     return lines
 
 
@@ -430,4 +438,5 @@ def plan_signature(plan: HostPlan) -> tuple:
         tuple(sorted(plan.missing_images)), tuple(plan.leftovers),
         tuple(sorted(plan.promote.items())), tuple(plan.singletons),
         tuple(sorted(plan.canary_servers.items())), tuple(plan.restore_files),
+        plan.slot_info_stale,
     )

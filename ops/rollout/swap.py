@@ -38,6 +38,7 @@ from ops.host import commands as cmd
 from ops.host.remote import Remote
 from ops.host.state import INTENT_SUFFIX, SERVICE_STATE_DIR
 from ops.render.compose import SINGLETON_PROFILE
+from ops.render.files import RenderedFile
 from ops.render.traefik import HEALTH_INTERVAL_SECONDS
 from ops.rollout.interrupt import Interrupted
 from ops.rollout.plan import ServiceChange, server_url
@@ -162,6 +163,16 @@ def old_servers(environment: Environment, changes: Sequence[ServiceChange]) -> d
             for c in changes if c.old_slot}
 
 
+def write_slot_info(remote: Remote, slot_info: RenderedFile) -> None:
+    """Monitoring's view of the slots: a failure to write it is said, never fatal to a swap
+    whose traffic already moved (the next run's plan sees the file differ and writes it)."""
+    try:
+        upload(remote, [slot_info])
+    except RolloutError as e:
+        say(remote.name, f"warning: {slot_info.path} not written ({e}); dashboards show the "
+            "previous versions of this host until the next run")
+
+
 def record(remote: Remote, changes: Sequence[ServiceChange]) -> None:
     """Each intent becomes its service's record: the new slot is live, by the book."""
     must(remote, cmd.chain(*(cmd.sh("mv", "-f", intent_path(c.service), record_path(c.service))
@@ -233,7 +244,8 @@ class CanaryHeld(Exception):  # noqa: N818 - not an error: the operator asked fo
 
 def swap(remote: Remote, environment: Environment, changes: Sequence[ServiceChange],
          digests: dict[str, str], release_id: str, checkpoint: Checkpoint,
-         migrate: Callable[[], None], canary: Canary | None = None) -> None:
+         migrate: Callable[[], None], canary: Canary | None = None,
+         slot_info: RenderedFile | None = None) -> None:
     """Run the state machine for `changes` on one host (see the module docstring).
 
     `migrate` runs between staging and starting (migrations need the new compose file);
@@ -241,6 +253,8 @@ def swap(remote: Remote, environment: Environment, changes: Sequence[ServiceChan
     `canary`: this host is the canary, judged step by step before the switch; with
     `canary.policy.hold` it stops after the last judged step (CanaryHeld), traffic shared.
     Changes that continue a held canary (`held`, all of the host's or none) start at `healthy`.
+    `slot_info` (ops/render/slot_metrics.py) is written once traffic moved, before the record:
+    a run that dies in between leaves it true to the traffic, and its intent promoted next.
     """
     resumed = bool(changes) and all(c.held for c in changes)
     say(remote.name, ("continuing the canary held at "
@@ -288,6 +302,8 @@ def swap(remote: Remote, environment: Environment, changes: Sequence[ServiceChan
                          + " beside the live containers. Re-run this deploy (without "
                          "canary=hold) to continue from there, or run the rollback to put "
                          f"{remote.name} back")
+    if slot_info is not None:
+        write_slot_info(remote, slot_info)
     record(remote, changes)
     try:
         checkpoint("recorded")

@@ -24,6 +24,7 @@ import pytest
 
 from bench.load import Load, Target
 from ops.catalog import load_environment
+from ops.host.state import SLOT_INFO_PATH
 from ops.rollout.lock import Holder, lease_expired
 
 from .conftest import REPO, Testbed
@@ -105,6 +106,8 @@ def host2_facts(testbed: Testbed) -> dict:
                                  "--filter label=superapp.service=chat").split()),
         "route": run("grep '^# superapp-live-slot:' "
                      "/opt/superapp/traefik/dynamic/chat.yml").rsplit(" ", 1)[-1],
+        # what Prometheus joins chat's metrics with (ops/render/slot_metrics.py)
+        "slot_info": run(f"grep 'service=\"chat\"' {SLOT_INFO_PATH}"),
     }
 
 
@@ -115,6 +118,7 @@ def assert_settled(testbed: Testbed, tag: str) -> None:
     assert facts["record"]["image"].endswith(f":{tag}") and facts["route"] == slot
     assert facts["intents"] == [], facts
     assert facts["containers"] == [f"chat-{slot}"], facts  # no leftover of the other slot
+    assert f'slot="{slot}",version="{tag}",' in facts["slot_info"], facts
     assert not lock_live(testbed)
     for entry in ledger(testbed, testbed.host("host2")):  # every line a whole JSON record
         assert entry.get("release") or entry.get("kind")

@@ -26,6 +26,7 @@ from ops.catalog import load_environment
 
 from .conftest import REPO, Testbed
 from .release import deploy, interrupt, output, release_copy, start_deploy, wait_for_line
+from .test_observability import prometheus, query
 
 pytestmark = pytest.mark.integration
 
@@ -126,6 +127,29 @@ def test_v2_reaches_every_host_in_inventory_order(v2, testbed):
     assert positions == sorted(positions)
     for service in ENV.services:
         assert set(versions(testbed, service).values()) == {"v2"}, service
+
+
+def test_prometheus_joins_every_service_with_the_slot_and_version_its_host_recorded(v2, testbed):
+    """The rollout's slot info (ops/render/slot_metrics.py), as the live Prometheus scraped it
+    from node-exporter: per app host and service, the recorded slot and version v2."""
+    base = prometheus(testbed)
+    want = {}
+    for h in (h for h in testbed.hosts if "app" in h.roles):
+        out = testbed.ssh(h, 'for f in /var/lib/superapp/services/*.json; do cat "$f"; '
+                             "echo; done").stdout
+        for record in (json.loads(line) for line in out.splitlines() if line.strip()):
+            want[(h.name, record["service"])] = (record["slot"], "v2")
+    assert len(want) == sum(len(ENV.services_on(h.name)) for h in testbed.hosts
+                            if "app" in h.roles)
+    deadline, seen = time.time() + 60, {}
+    while time.time() < deadline:  # the last host's file is at most one scrape (15 s) old
+        answer = query(base, "superapp_service_slot_info")
+        seen = {(r["metric"]["host"], r["metric"]["service"]):
+                (r["metric"]["slot"], r["metric"]["version"]) for r in answer["data"]["result"]}
+        if seen == want:
+            break
+        time.sleep(3)
+    assert seen == want, {k: (seen.get(k), v) for k, v in want.items() if seen.get(k) != v}
 
 
 def test_v2_rollout_dropped_no_request(v2):

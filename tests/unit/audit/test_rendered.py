@@ -4,7 +4,6 @@ group_data cannot express the break, in the rendered text itself."""
 from __future__ import annotations
 
 import dataclasses
-import time
 
 import pytest
 
@@ -68,12 +67,6 @@ def test_prod_rendered_config_passes_every_rule(prod, rendered):
     assert {f.severity for f in bootstrap} == {"low"}
     assert "tasks/bootstrap_schema.py --data service=food" in next(
         f.fix for f in bootstrap if f.key == "services.food")
-
-
-def test_rendered_part_is_fast_enough_for_the_preflight():
-    start = time.perf_counter()
-    run_audit("prod", repo=False)
-    assert time.perf_counter() - start < 1.0
 
 
 def test_hmac_off_on_payments(prod, rendered):

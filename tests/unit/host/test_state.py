@@ -14,6 +14,7 @@ from ops.host.state import (
     INTENT_SUFFIX,
     LEDGER_PATH,
     SERVICE_STATE_DIR,
+    SLOT_INFO_PATH,
     parse_host_state,
     state_script,
 )
@@ -88,6 +89,8 @@ def test_the_script_run_on_a_host_tree_returns_hashes_records_lock_and_ledger(tm
         "/opt/superapp/traefik/dynamic/payments.yml": "http: {}\n",
         CRON_GLOB.replace("*", "backup-payments"): "0 2 * * * root true\n",
         "/etc/cron.d/someone-else": "not ours\n",
+        SLOT_INFO_PATH: 'superapp_service_slot_info{service="payments",slot="b"} 1\n',
+        "/var/lib/node_exporter/textfile/superapp_sidecars.prom": "not hashed\n",
     }
     files["/opt/superapp/traefik/dynamic/food.yml"] = (
         "# food: routes to the live slot.\n# superapp-live-slot: a\nhttp: {}\n")
@@ -105,7 +108,9 @@ def test_the_script_run_on_a_host_tree_returns_hashes_records_lock_and_ledger(tm
     state = parse_host_state([line.replace(str(tmp_path), "") for line in lines])
 
     managed = {p: hashlib.sha256(c.encode()).hexdigest() for p, c in files.items()
-               if p.startswith(("/etc/superapp/", "/opt/superapp/", CRON_GLOB.rstrip("*")))}
+               if p.startswith(("/etc/superapp/", "/opt/superapp/", CRON_GLOB.rstrip("*")))
+               or p == SLOT_INFO_PATH}
+    assert SLOT_INFO_PATH in managed
     assert state.files == managed  # every managed file (and ours only), by sha256
     assert CANARY not in "\n".join(lines)  # a secret file's content never leaves the host
     assert state.services == {"payments": record}  # the intent is not a record

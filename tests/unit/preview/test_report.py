@@ -220,8 +220,22 @@ def test_unchanged_host_says_so():
     for f in render_host(ENV, "host1", canary_secrets(), plan.slots):
         state.files[f.path] = sha256(f.content)
     plan.services, plan.infra_files, plan.missing_images = [], [], set()
+    plan.slot_info_stale = False
     assert format_host(HostPreview(plan), 2, 3, {}) == [
         "--> host1 (10.231.0.11), 2nd of 3 in rollout order: nothing to change"]
+
+
+def test_a_host_whose_slot_info_is_missing_says_it_will_write_it():
+    """A host deployed before the slot info existed (ops/render/slot_metrics.py): the only
+    change a dry run shows for it."""
+    plan = fresh_plan()
+    plan.services, plan.infra_files, plan.infra_units, plan.missing_images = [], [], [], set()
+    assert plan.slot_info_stale
+    assert format_host(HostPreview(plan), 2, 3, {}) == [
+        "--> host1 (10.231.0.11), 2nd of 3 in rollout order: 0 service(s) to swap, 0 file(s) "
+        "to change, 0 to create, 0 image(s) to pull",
+        "    write /var/lib/node_exporter/textfile/superapp_services.prom (the slots and "
+        "versions Prometheus joins on: missing or out of date)"]
 
 
 def test_last_release_is_the_newest_success():

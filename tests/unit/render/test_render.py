@@ -271,7 +271,8 @@ def test_grafana_dashboards_from_the_catalog(prod, prod_files):
               if p.startswith("/opt/superapp/grafana/dashboards/")}
     assert set(boards) == {*prod.services, "taxi_wallet", "superapp_overview"}
     titles = [p["title"] for p in boards["bus"]["panels"]]
-    assert titles == ["Requests per second", "Error rate (5xx)", "Latency p90 / p99"]
+    assert titles == ["Requests per second", "Error rate (5xx)", "Latency p90 / p99",
+                      "Requests per second by version"]
     assert len(boards["payments"]["panels"]) > len(titles)  # full dashboard
     exprs = [t["expr"] for t in boards["bus"]["panels"][2]["targets"]]
     assert any("histogram_quantile(0.90" in e for e in exprs)

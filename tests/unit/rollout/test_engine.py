@@ -10,6 +10,7 @@ import pytest
 
 from ops.catalog import load_environment
 from ops.host.state import Container, HostState
+from ops.render import slot_metrics
 from ops.rollout.engine import Checkpoints, apply_infra, parse_fault, rollout
 from ops.rollout.ledger import Release
 from ops.rollout.lock import LockLost
@@ -210,6 +211,9 @@ def test_a_swap_interrupted_after_the_route_moved_is_finished_not_redone() -> No
     promoted = index_of(remote.commands, "mv -f", "chat.json.next")
     stopped = index_of(remote.commands, "compose -p sa-chat-a down")
     assert serving < promoted < stopped  # the live slot is never the one removed
+    # monitoring's slot info (a run killed before it wrote it) names the promoted slot now
+    info = [c.decode() for p, c in remote.files.items() if p.startswith(slot_metrics.PATH)]
+    assert len(info) == 1 and 'service="chat",slot="b",' in info[0]
 
 
 def test_a_swap_interrupted_before_the_route_moved_is_cleaned_and_redone() -> None:
@@ -393,3 +397,29 @@ def test_every_host_records_when_it_reached_each_step_failed_hosts_too() -> None
     header, row1, row2 = table.splitlines()
     assert header.split() == ["host", *host1]
     assert row1.split()[0] == "host1" and row2.split()[-1] == "-"
+
+
+def test_a_changed_host_gets_the_slot_and_version_of_each_service_an_unchanged_one_nothing():
+    """The info file Prometheus joins on (ops/render/slot_metrics.py) names every service of
+    the host after the swap: the new slot and image of the swapped ones, the live slot of the
+    others."""
+    plans = [plan_host(ENV, h.name, SECRETS, deployed_state(h.name)) for h in ENV.hosts]
+    plans[1] = plan_host(ENV, "host2", SECRETS,
+                         deployed_state("host2", image="reg/superapp/standin:v0"))
+    remotes = [FakeRemote(h.name) for h in ENV.hosts]
+    rollout(ENV, plans, remotes, Release(env="local", commit="abc"))
+    uploaded = [[c for p, c in r.files.items() if p.startswith(slot_metrics.PATH)]
+                for r in remotes]  # staged beside it, then moved into place
+    assert [len(u) for u in uploaded] == [0, 1, 0]  # written once, just before the record
+    assert index_of(remotes[1].commands, "mv", slot_metrics.PATH) < index_of(
+        remotes[1].commands, "mv -f /var/lib/superapp/services/chat.json.next "
+                             "/var/lib/superapp/services/chat.json")
+    text = uploaded[1][0].decode()
+    lines = [ln for ln in text.splitlines() if not ln.startswith("#")]
+    swapped = {c.service for c in plans[1].services}
+    assert swapped and len(lines) == len(ENV.services_on("host2"))
+    for s in ENV.services_on("host2"):
+        slot = "b" if s.name in swapped else "a"
+        version = ENV.image(s).rsplit(":", 1)[-1]
+        assert any(ln.startswith(f'superapp_service_slot_info{{service="{s.name}",slot="{slot}",'
+                                 f'version="{version}",') for ln in lines), (s.name, lines)

@@ -9,7 +9,7 @@ from pathlib import Path
 from ops.catalog import load_environment
 from ops.catalog.model import SecretRef
 from ops.host.state import Container, HostState, parse_host_state
-from ops.render import MappingSecrets, render_host, service_content_hash
+from ops.render import MappingSecrets, render_host, service_content_hash, slot_metrics
 from ops.rollout.plan import (
     HostPlan,
     Reason,
@@ -105,6 +105,9 @@ def deployed_state(host: str, slot: str = "a", image: str | None = None) -> Host
         state.services[s.name] = {"service": s.name, "slot": slot,
                                   "image": image or ENV.image(s),
                                   "hash": service_content_hash(ENV, s.name, host, SECRETS)}
+    info = slot_metrics.render(slots, {s.name: image or ENV.image(s)
+                                       for s in ENV.services_on(host)})
+    state.files[info.path] = sha256(info.content)
     state.images = {ENV.image(s) for s in ENV.services_on(host)}
     for f in render_host(ENV, host, SECRETS, slots):
         if "/compose/" in f.path:
