@@ -17,10 +17,13 @@ import json
 import os
 import re
 import shutil
+import socket
 import subprocess
 import sys
 import tempfile
 import time
+import urllib.error
+import urllib.request
 from collections import defaultdict
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -172,12 +175,36 @@ def check_grafana_dashboard(file: Path) -> CheckResult:
 NO_ACME_SERVER = "https://127.0.0.1:9/directory"
 
 
-def traefik_test_config(static_file: Path, dynamic_dir: Path, tmp: Path) -> dict:
+# The loopback copy's marker that it has applied the dynamic files: an entrypoint of its own and
+# a router in a file of its own that serves Traefik's API there. Traefik applies a configuration
+# in order: TLS certificates, then routers and services (their errors are logged as they are
+# built), then it switches the entrypoints to the new routers. So once this router answers,
+# every error the files cause is in the log; waiting for it replaces a guess of how long
+# building takes on a busy machine.
+CHECK_ENTRYPOINT = "superapp-check"
+CHECK_FILE = "zz-superapp-check.yml"
+CHECK_ROUTER = {"http": {"routers": {CHECK_ENTRYPOINT: {
+    "entryPoints": [CHECK_ENTRYPOINT], "rule": "PathPrefix(`/api`)", "service": "api@internal"}}}}
+
+
+def free_port() -> int:
+    """A loopback port free now (Traefik binds it a moment later; see `check_traefik`)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def traefik_test_config(static_file: Path, dynamic_dir: Path, tmp: Path,
+                        check_port: int = 0) -> dict:
     """The static config with every entrypoint on 127.0.0.1:<ephemeral> and debug logs; ACME
-    state in `tmp`, its server unreachable (see NO_ACME_SERVER)."""
+    state in `tmp`, its server unreachable (see NO_ACME_SERVER); the API on `check_port`
+    (see CHECK_ENTRYPOINT)."""
     config = yamlio.load(static_file.read_text())
     for entrypoint in config.get("entryPoints", {}).values():
         entrypoint["address"] = "127.0.0.1:0"
+    config.setdefault("entryPoints", {})[CHECK_ENTRYPOINT] = {
+        "address": f"127.0.0.1:{check_port}"}
+    config["api"] = {"dashboard": False}
     config["providers"]["file"]["directory"] = str(dynamic_dir)
     config["log"] = {"level": "DEBUG", "format": "json"}
     config.pop("accessLog", None)
@@ -208,33 +235,44 @@ def traefik_test_dynamic(static_file: Path, dynamic_dir: Path, tmp: Path) -> Pat
             doc["tls"]["certificates"] = kept
             text = yamlio.dump(doc)
         (out / file.name).write_text(text)
+    (out / CHECK_FILE).write_text(yamlio.dump(CHECK_ROUTER))
     return out
 
 
 def check_traefik(static_file: Path, dynamic_dir: Path) -> CheckResult:
-    """Run Traefik itself on a loopback copy of the config until the file provider has loaded
-    (plus a moment for routers to build), then stop it and report error-level log lines."""
+    """Run Traefik itself on a loopback copy of the config until it has applied the dynamic
+    files (CHECK_ENTRYPOINT answers), then stop it and report error-level log lines."""
     start = time.perf_counter()
+    for _ in range(3):  # another process may take the free port first: then a new one
+        port = free_port()
+        loaded, errors, code = run_traefik_copy(static_file, dynamic_dir, port)
+        if not any(f"127.0.0.1:{port}" in e for e in errors):
+            break
+    if not loaded and not errors:
+        errors = [f"traefik did not apply the dynamic files within {TRAEFIK_LOAD_TIMEOUT:.0f}s "
+                  f"(exit code {code})"]
+    return CheckResult("traefik (static + dynamic)", f"{static_file} + {dynamic_dir}/",
+                       time.perf_counter() - start, "\n".join(errors) or None)
+
+
+def run_traefik_copy(static_file: Path, dynamic_dir: Path,
+                     port: int) -> tuple[bool, list[str], int | None]:
+    """(applied, error lines, exit code) of one run of the loopback copy."""
     binary = find_tool("traefik")
     with tempfile.TemporaryDirectory(prefix="superapp-traefik-") as tmp:
         config_file = Path(tmp) / "traefik.yml"
         log_file = Path(tmp) / "traefik.log"
         dynamic_copy = traefik_test_dynamic(static_file, dynamic_dir, Path(tmp))
         config_file.write_text(yamlio.dump(
-            traefik_test_config(static_file, dynamic_copy, Path(tmp))))
+            traefik_test_config(static_file, dynamic_copy, Path(tmp), port)))
         with open(log_file, "w") as log:
             proc = subprocess.Popen([binary, f"--configfile={config_file}"], stdout=log,
                                     stderr=subprocess.STDOUT, cwd=tmp)
         try:
-            loaded = wait_for_traefik(proc, log_file)
+            loaded = wait_for_traefik(proc, log_file, port)
         finally:
             stop_process(proc)
-        errors = traefik_errors(log_file.read_text(errors="replace"))
-    if not loaded and not errors:
-        errors = [f"traefik did not load the file provider within {TRAEFIK_LOAD_TIMEOUT:.0f}s "
-                  f"(exit code {proc.returncode})"]
-    return CheckResult("traefik (static + dynamic)", f"{static_file} + {dynamic_dir}/",
-                       time.perf_counter() - start, "\n".join(errors) or None)
+        return loaded, traefik_errors(log_file.read_text(errors="replace")), proc.returncode
 
 
 def stop_process(proc: subprocess.Popen, grace: float = 5) -> None:
@@ -247,16 +285,25 @@ def stop_process(proc: subprocess.Popen, grace: float = 5) -> None:
         proc.wait()
 
 
-def wait_for_traefik(proc: subprocess.Popen, log_file: Path) -> bool:
+def wait_for_traefik(proc: subprocess.Popen, log_file: Path, port: int) -> bool:
+    """Whether the copy applied the dynamic files (its check router answers on `port`).
+
+    Stops waiting earlier when the copy exits or logs an error the check reports (the check
+    fails then whatever else comes: a moment more collects the lines that follow; a file that
+    does not parse never gets its routers applied), and at TRAEFIK_LOAD_TIMEOUT."""
     deadline = time.monotonic() + TRAEFIK_LOAD_TIMEOUT
+    url = f"http://127.0.0.1:{port}/api/version"
     while time.monotonic() < deadline and proc.poll() is None:
+        try:
+            with urllib.request.urlopen(url, timeout=2) as answer:
+                if answer.status == 200:
+                    return True
+        except (OSError, urllib.error.URLError):
+            pass  # not listening yet (connection refused), or no router yet (404)
         text = log_file.read_text(errors="replace")
-        if '"providerName":"file"' in text and "Configuration received" in text:
-            time.sleep(0.5)  # routers, middlewares and services are built right after
-            return True
-        if '"level":"fatal"' in text or '"level":"error"' in text:
+        if ('"level":"error"' in text or '"level":"fatal"' in text) and traefik_errors(text):
             time.sleep(0.3)
-            return True
+            return False
         time.sleep(0.05)
     return False
 
