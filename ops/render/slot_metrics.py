@@ -37,9 +37,9 @@ def label_value(value: str) -> str:
 
 def render(slots: Mapping[str, str], images: Mapping[str, str]) -> RenderedFile:
     """The file for a host whose services run in `slots` (service -> live slot) the
-    `images` (service -> image reference, as recorded: the tag, no digest; the records and
-    the ledger keep the digest, and a label that changed with every digest resolution would
-    make the file differ from one run to the next)."""
+    `images` (service -> image reference as the records name it: the tag, no digest). The
+    records and the ledger keep the digest; the plan must render this file byte for byte from
+    the catalog alone, also where no digest was resolved (the unit tests have no registry)."""
     lines = [f"# HELP {METRIC} The slot and version each service's live containers run on "
              "this host (written by the rollout).",
              f"# TYPE {METRIC} gauge"]
