@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import http.client
 import json
-import socket
 import ssl
 import subprocess
 import threading
@@ -21,7 +20,13 @@ import pytest
 import yaml
 
 from ops.render import PlaceholderSecrets, render_host
-from ops.validate import find_tool, stop_process, traefik_test_config, traefik_test_dynamic
+from ops.validate import (
+    find_tool,
+    free_port,
+    stop_process,
+    traefik_test_config,
+    traefik_test_dynamic,
+)
 
 DOMAIN = "api.superapp.sy"
 
@@ -51,12 +56,6 @@ class RecorderHandler(BaseHTTPRequestHandler):
 
     def log_message(self, *args: object) -> None:
         pass
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 class Edge:
