@@ -11,8 +11,11 @@ members mount (`sa-dbha-repo`: a posix repository standing in for the environmen
 the archiving and restoring are the same, only pgbackrest.conf's `repo1-*` lines differ); the
 stanza and a first full backup are made once the cluster is healthy.
 
-Secret files (patroni.yml, the writer's password) reach the host on SSH's stdin into 0600
-files; no password is on any command line.
+etcd speaks mutual TLS only (ops.dbha.render `ETCD_TLS`): a CA made for this cluster signs each
+etcd member's certificate and each Patroni's client certificate.
+
+Secret files (patroni.yml, the writer's password, the TLS keys) reach the host on SSH's stdin
+into 0600 files; no password or key is on any command line.
 """
 
 from __future__ import annotations
@@ -30,14 +33,20 @@ from ops import yamlio
 from ops.dbha import commands
 from ops.dbha.model import Cluster, cluster_from_settings
 from ops.dbha.render import (
+    ETCD_TLS,
+    PATRONI_ETCD_TLS,
+    PATRONI_PORT,
+    ROUTER_METRICS_PORT,
     Archive,
     Passwords,
+    TlsFiles,
     etcd_environment,
     haproxy_cfg,
     patroni_yaml,
     pgbackrest_conf,
 )
 from ops.dbha.status import ClusterState, parse_cluster
+from ops.secrets.tls import certificate_authority, issue, split_bundle
 
 NETWORK = "sa-dbha"
 # Fixed addresses, like real hosts: a name would go through Docker's DNS, which forwards the
@@ -89,6 +98,13 @@ print(json.dumps({"acked": acked, "failed": failed}))
 """
 
 
+# A GET to etcd trusting only the cluster CA (argv: url, CA file[, certificate, key]).
+ETCD_GET = ("import ssl, sys, urllib.request as u; "
+            "c = ssl.create_default_context(cafile=sys.argv[2]); "
+            "len(sys.argv) > 3 and c.load_cert_chain(sys.argv[3], sys.argv[4]); "
+            "sys.stdout.write(u.urlopen(sys.argv[1], context=c, timeout=3).read().decode())")
+
+
 # One payment per transaction, like the payments service's ledger insert.
 PAYMENTS_SCRIPT = """\\set amount random(1, 1000000)
 INSERT INTO bench_payments (account, amount, note) VALUES (:client_id, :amount, 'payment');
@@ -128,7 +144,9 @@ class DbCluster:
         self.addresses = {name: f"172.31.231.{10 + i}"
                           for i, name in enumerate((*ETCD, *MEMBERS, ROUTER, WRITER))}
         self.cluster: Cluster = cluster_from_settings(
-            settings, self.addresses, source="tests/integration")
+            settings, self.addresses, routers=(ROUTER,), source="tests/integration")
+        # etcd's own CA: it signs each etcd member's certificate and each Patroni's client one
+        self.ca = certificate_authority(f"{self.cluster.scope} etcd CA")
 
     # -- plumbing ---------------------------------------------------------------------------
     def sh(self, command: str, check: bool = True, timeout: float = 120, stdin: str = ""):
@@ -143,6 +161,18 @@ class DbCluster:
         """A 0600 file written from stdin: the content never reaches a command line."""
         self.sh(f"umask 077 && mkdir -p {shlex.quote(path.rsplit('/', 1)[0])} && "
                 f"cat > {shlex.quote(path)} && chown {owner} {shlex.quote(path)}", stdin=text)
+
+    def put_tls(self, name: str, files: TlsFiles, owner: str) -> str:
+        """The CA certificate, `name`'s certificate and its key (0600, `owner`) on the host;
+        returns the `-v` options that mount them where `files` says."""
+        key, cert = split_bundle(issue(self.ca, name, [self.addresses[name]]))
+        mounts = []
+        for text, inside in ((split_bundle(self.ca)[1], files.ca), (cert, files.cert),
+                             (key, files.key)):
+            path = f"{DIR}/tls/{name}-{inside.rsplit('/', 1)[1]}"
+            self.put(path, text, owner=owner)
+            mounts.append(f"-v {path}:{inside}:ro")
+        return " ".join(mounts)
 
     def net(self, name: str) -> str:
         return f"--network {NETWORK} --ip {self.addresses[name]}"
@@ -159,7 +189,8 @@ class DbCluster:
         for node in self.cluster.etcd:
             env = " ".join(f"-e {k}={shlex.quote(v)}"
                            for k, v in etcd_environment(self.cluster, node).items())
-            self.sh(f"docker run -d --name {node.name} {self.net(node.name)} {env} "
+            tls = self.put_tls(node.name, ETCD_TLS, owner="0")
+            self.sh(f"docker run -d --name {node.name} {self.net(node.name)} {env} {tls} "
                     f"{self.image('etcd')} >/dev/null")
         self.sh(f"docker volume create {REPO_VOLUME} >/dev/null && docker run --rm -u 0 "
                 f"-v {REPO_VOLUME}:{REPO_PATH} {self.image('patroni')} "
@@ -171,7 +202,8 @@ class DbCluster:
             conf = f"{DIR}/{node.name}.yml"
             self.put(conf, patroni_yaml(self.cluster, node, self.passwords, ARCHIVE),
                      owner=pg_uid)
-            self.sh(f"docker run -d --name {node.name} {self.net(node.name)} "
+            tls = self.put_tls(node.name, PATRONI_ETCD_TLS, owner=pg_uid)
+            self.sh(f"docker run -d --name {node.name} {self.net(node.name)} {tls} "
                     f"-v {conf}:{commands.PATRONI_CONFIG}:ro "
                     f"-v {DIR}/pgbackrest.conf:/etc/pgbackrest/pgbackrest.conf:ro "
                     f"-v {REPO_VOLUME}:{REPO_PATH} {self.image('patroni')} >/dev/null")
@@ -240,6 +272,29 @@ class DbCluster:
                       f"{self.image('patroni')} psql -h {self.addresses[ROUTER]} -U postgres "
                       f"-d postgres -Atc {shlex.quote(sql)}", timeout=60)
         return res.stdout.strip()
+
+    def metrics(self, name: str) -> str:
+        """The Prometheus metrics `name` serves (a member's Patroni, or the router's HAProxy),
+        fetched from inside the first member (the network is the host's private one)."""
+        port = ROUTER_METRICS_PORT if name == ROUTER else PATRONI_PORT
+        return self.sh(shlex.join(commands.in_container(MEMBERS[0], commands.http_get(
+            f"http://{self.addresses[name]}:{port}/metrics")))).stdout
+
+    def etcd_get(self, path: str, scheme: str = "https", client_cert: bool = True):
+        """GET `path` from the first etcd member, from inside the first Patroni member, with
+        that member's client certificate or without one (trusting the cluster CA either way)."""
+        files = PATRONI_ETCD_TLS
+        argv = ["python3", "-c", ETCD_GET, f"{scheme}://{self.addresses[ETCD[0]]}:2379{path}",
+                files.ca, *((files.cert, files.key) if client_cert else ())]
+        return self.sh(shlex.join(commands.in_container(MEMBERS[0], argv)), check=False,
+                       timeout=30)
+
+    def psql_elsewhere(self, member: str, sql: str):
+        """The same statement and password, straight to `member` from an address of the
+        network that is neither a member nor the router (Docker picks it)."""
+        return self.sh(f"docker run --rm --network {NETWORK} --env-file {DIR}/writer.env "
+                       f"{self.image('patroni')} psql -h {self.addresses[member]} -U postgres "
+                       f"-d postgres -Atc {shlex.quote(sql)}", check=False, timeout=60)
 
     # -- load -------------------------------------------------------------------------------
     def start_writer(self, seconds: float) -> None:

@@ -8,7 +8,10 @@ it rejoins as a replica. HAProxy on each app host routes to whichever member ans
 Patroni's REST `/primary`, so the services' database URLs never change.
 
 - `model`: the `db_ha` block of group_data, checked, with the members' addresses;
-- `render`: pure text for each part (etcd's environment, patroni.yml, haproxy.cfg);
+- `render`: pure text for each part (etcd's environment with mutual TLS, patroni.yml with a
+  pg_hba naming the members and the routers' hosts, haproxy.cfg);
+- `monitoring`: Prometheus' scrape jobs (Patroni's and HAProxy's own exporters) and the
+  alerts on what failover does not fix by itself;
 - `commands`: the command lines run inside a member (patronictl, its REST API);
 - `status`: what `patronictl list` says, read into leader / replicas / lag / timeline, and the
   verdict "is a deploy safe now".

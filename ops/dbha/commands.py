@@ -22,10 +22,14 @@ FETCH = ("import sys, urllib.request; "
          ".read().decode())")
 
 
+def http_get(url: str, timeout_seconds: float = 3) -> list[str]:
+    """GET `url` and print the body; exits non-zero on any answer but 200."""
+    return ["python3", "-c", FETCH, url, str(timeout_seconds)]
+
+
 def rest_get(address: str, path: str, timeout_seconds: float = 3) -> list[str]:
     """GET one of Patroni's REST endpoints; exits non-zero on any answer but 200."""
-    return ["python3", "-c", FETCH, f"http://{address}:{PATRONI_PORT}{path}",
-            str(timeout_seconds)]
+    return http_get(f"http://{address}:{PATRONI_PORT}{path}", timeout_seconds)
 
 
 def cluster_status(address: str, timeout_seconds: float = 3) -> list[str]:

@@ -6,7 +6,7 @@ key (`db_ha.members: ...`), collected before anything is raised, like the catalo
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -58,6 +58,7 @@ class Cluster:
     scope: str
     members: tuple[Node, ...]
     etcd: tuple[Node, ...]
+    routers: tuple[Node, ...]  # the hosts whose router connects to PostgreSQL (the app hosts)
     synchronous: bool
     synchronous_strict: bool
     ttl: int
@@ -73,13 +74,19 @@ class Cluster:
         raise KeyError(f"{name} is not a member of the Patroni cluster {self.scope}")
 
 
-def cluster_from_settings(raw: Any, addresses: Mapping[str, str],
+def cluster_from_settings(raw: Any, addresses: Mapping[str, str], *, routers: Sequence[str],
                           source: str = "group_data") -> Cluster:
-    """Check `db_ha` and resolve its host names; raise one DbHaError naming every fault."""
+    """Check `db_ha` and resolve its host names; raise one DbHaError naming every fault.
+
+    `routers`: the hosts that run a router to the leader (the inventory's app hosts, not a
+    group_data key): with the members, the only addresses PostgreSQL accepts connections from.
+    """
     errors: Errors = []
     data = DB_HA.check(raw, "db_ha", errors)
     if not errors:
         errors += _consistency(data, addresses)
+    errors += [("db_ha", f"router host {name!r} is not a host of this environment")
+               for name in routers if name not in addresses]
     problems = Problems()
     problems.extend(source, errors)
     if problems.lines:
@@ -90,6 +97,7 @@ def cluster_from_settings(raw: Any, addresses: Mapping[str, str],
 
     return Cluster(
         scope=data["scope"], members=nodes("members"), etcd=nodes("etcd"),
+        routers=tuple(Node(name, addresses[name]) for name in routers),
         synchronous=data["replication"] == "synchronous",
         synchronous_strict=data["synchronous_strict"], ttl=data["ttl_seconds"],
         loop_wait=data["loop_wait_seconds"], retry_timeout=data["retry_timeout_seconds"],

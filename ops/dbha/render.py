@@ -1,6 +1,7 @@
 """The text each part of the cluster runs from. Pure: a `Cluster` (and passwords) in, text out.
 
-- etcd: its `ETCD_*` environment (etcd reads its whole configuration from it);
+- etcd: its `ETCD_*` environment (etcd reads its whole configuration from it), mutual TLS
+  between the members and with Patroni (`ETCD_TLS`, `PATRONI_ETCD_TLS`);
 - Patroni: `patroni.yml` for one member; it carries the database passwords, so it is written
   0600 for the postgres user only, like every secret file;
 - pgBackRest (`Archive`): whichever member leads archives its WAL to the repository
@@ -17,6 +18,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from ipaddress import ip_network
 
 from ops import yamlio
 from ops.dbha.model import Cluster, Node
@@ -27,6 +29,7 @@ POSTGRES_PORT = 5432
 PATRONI_PORT = 8008
 ROUTER_PRIMARY_PORT = 5432
 ROUTER_REPLICA_PORT = 5433
+ROUTER_METRICS_PORT = 8404
 DATA_DIR = "/var/lib/postgresql/data/pgdata"
 SOCKET_DIR = "/var/run/postgresql"
 BIN_DIR = "/usr/lib/postgresql/15/bin"
@@ -34,11 +37,6 @@ SUPERUSER = "postgres"
 REPLICATION_USER = "replicator"
 REST_USER = "patroni"
 REWIND_USER = "rewinder"  # pg_rewind's own login: reads WAL and files, no superuser
-PG_HBA = [
-    "local all all trust",
-    f"host replication {REPLICATION_USER} 0.0.0.0/0 scram-sha-256",
-    "host all all 0.0.0.0/0 scram-sha-256",
-]
 
 
 @dataclass(frozen=True)
@@ -81,23 +79,74 @@ def pgbackrest_conf(archive: Archive, repository: dict[str, str]) -> str:
     return "\n".join(lines)
 
 
+@dataclass(frozen=True)
+class TlsFiles:
+    """Where a container finds the cluster's CA certificate, its own certificate and its key
+    (each mounted read-only; the key 0600 for the process's user)."""
+
+    ca: str
+    cert: str
+    key: str
+
+
+# etcd speaks mutual TLS only, to its peers and to its clients, with the cluster's own CA
+# (ops.secrets.tls.certificate_authority): whoever can write etcd can name the leader, so an
+# address on the network is not enough, a certificate the CA signed is needed.
+ETCD_TLS = TlsFiles("/etc/etcd/tls/ca.crt", "/etc/etcd/tls/member.crt", "/etc/etcd/tls/member.key")
+PATRONI_ETCD_TLS = TlsFiles("/etc/patroni/tls/ca.crt", "/etc/patroni/tls/etcd-client.crt",
+                            "/etc/patroni/tls/etcd-client.key")
+
+
 def etcd_environment(cluster: Cluster, node: Node) -> dict[str, str]:
     """etcd's configuration for one member, as the variables etcd reads at start."""
-    peers = ",".join(f"{n.name}=http://{n.address}:{ETCD_PEER_PORT}" for n in cluster.etcd)
+    peers = ",".join(f"{n.name}=https://{n.address}:{ETCD_PEER_PORT}" for n in cluster.etcd)
     return {
         "ETCD_NAME": node.name,
         "ETCD_DATA_DIR": "/var/lib/etcd/data",
-        "ETCD_LISTEN_PEER_URLS": f"http://0.0.0.0:{ETCD_PEER_PORT}",
-        "ETCD_LISTEN_CLIENT_URLS": f"http://0.0.0.0:{ETCD_CLIENT_PORT}",
-        "ETCD_ADVERTISE_CLIENT_URLS": f"http://{node.address}:{ETCD_CLIENT_PORT}",
-        "ETCD_INITIAL_ADVERTISE_PEER_URLS": f"http://{node.address}:{ETCD_PEER_PORT}",
+        "ETCD_LISTEN_PEER_URLS": f"https://0.0.0.0:{ETCD_PEER_PORT}",
+        "ETCD_LISTEN_CLIENT_URLS": f"https://0.0.0.0:{ETCD_CLIENT_PORT}",
+        "ETCD_ADVERTISE_CLIENT_URLS": f"https://{node.address}:{ETCD_CLIENT_PORT}",
+        "ETCD_INITIAL_ADVERTISE_PEER_URLS": f"https://{node.address}:{ETCD_PEER_PORT}",
         "ETCD_INITIAL_CLUSTER": peers,
+        "ETCD_TRUSTED_CA_FILE": ETCD_TLS.ca,
+        "ETCD_CERT_FILE": ETCD_TLS.cert,
+        "ETCD_KEY_FILE": ETCD_TLS.key,
+        "ETCD_CLIENT_CERT_AUTH": "true",
+        "ETCD_PEER_TRUSTED_CA_FILE": ETCD_TLS.ca,
+        "ETCD_PEER_CERT_FILE": ETCD_TLS.cert,
+        "ETCD_PEER_KEY_FILE": ETCD_TLS.key,
+        "ETCD_PEER_CLIENT_CERT_AUTH": "true",
         "ETCD_INITIAL_CLUSTER_STATE": "new",
         "ETCD_INITIAL_CLUSTER_TOKEN": cluster.scope,
         # one lease renewal of Patroni's must never wait out an election: keep elections short
         "ETCD_HEARTBEAT_INTERVAL": "100",
         "ETCD_ELECTION_TIMEOUT": "1000",
     }
+
+
+def pg_hba(cluster: Cluster) -> list[str]:
+    """Who may connect, and as whom: no rule matches any other address, so PostgreSQL refuses
+    it before asking for a password (a leaked password is useless from anywhere else).
+
+    - the members, to each other: streaming replication and pg_basebackup as the replication
+      user, pg_rewind as its own login (a rejoining old leader reads the new one);
+    - the routers' hosts (a router in a container on a bridge network connects from its
+      host's address): every database, every login but replication, password checked;
+    - the member itself: its socket (pgBackRest, psql in the member's container) and its
+      loopback (Patroni's own connections go to `localhost` over TCP, replication included).
+    """
+    def cidr(node: Node) -> str:
+        return str(ip_network(node.address))  # /32, or /128 for an IPv6 address
+
+    loopback = ("127.0.0.1/32", "::1/128")
+    return [
+        "local all all trust",
+        *(f"host all all {net} scram-sha-256" for net in loopback),
+        *(f"host replication {REPLICATION_USER} {net} scram-sha-256" for net in loopback),
+        *(f"host replication {REPLICATION_USER} {cidr(n)} scram-sha-256" for n in cluster.members),
+        *(f"host postgres {REWIND_USER} {cidr(n)} scram-sha-256" for n in cluster.members),
+        *(f"host all all {cidr(n)} scram-sha-256" for n in cluster.routers),
+    ]
 
 
 def archive_parameters(archive: Archive) -> dict[str, str | int]:
@@ -132,7 +181,8 @@ def patroni_config(cluster: Cluster, node: Node, passwords: Passwords,
             "authentication": {"username": REST_USER, "password": passwords.rest_api},
         },
         "etcd3": {"hosts": [f"{n.address}:{ETCD_CLIENT_PORT}" for n in cluster.etcd],
-                  "protocol": "http"},
+                  "protocol": "https", "cacert": PATRONI_ETCD_TLS.ca,
+                  "cert": PATRONI_ETCD_TLS.cert, "key": PATRONI_ETCD_TLS.key},
         "bootstrap": {
             # written to etcd once, by the member that initialises the cluster; later changes
             # go through `patronictl edit-config` on a member, never this file
@@ -156,7 +206,7 @@ def patroni_config(cluster: Cluster, node: Node, passwords: Passwords,
                 },
             },
             "initdb": [{"encoding": "UTF8"}, {"locale": "C.UTF-8"}, "data-checksums"],
-            "pg_hba": PG_HBA,
+            "pg_hba": pg_hba(cluster),
         },
         "postgresql": {
             "listen": f"0.0.0.0:{POSTGRES_PORT}",
@@ -170,7 +220,7 @@ def patroni_config(cluster: Cluster, node: Node, passwords: Passwords,
                                 "password": passwords.replication},
                 "rewind": {"username": REWIND_USER, "password": passwords.rewind},
             },
-            "pg_hba": PG_HBA,
+            "pg_hba": pg_hba(cluster),
             **(replica_methods(archive) if archive else {}),
         },
         "tags": {"nofailover": False, "noloadbalance": False, "clonefrom": False,
@@ -218,4 +268,10 @@ def haproxy_cfg(cluster: Cluster) -> str:
         "",
         *listener("primary", ROUTER_PRIMARY_PORT, "/primary"),
         *listener("replicas", ROUTER_REPLICA_PORT, "/replica"),
+        # HAProxy's own exporter: which members each listener can route to (ops.dbha.monitoring)
+        "frontend metrics",
+        "    mode http",
+        f"    bind *:{ROUTER_METRICS_PORT}",
+        "    http-request use-service prometheus-exporter if { path /metrics }",
+        "",
     ])

@@ -8,12 +8,14 @@ does not have). Synchronous replication: no acknowledged row may be lost.
 
 from __future__ import annotations
 
+import re
 import time
 from shlex import quote as q
 
 import pytest
 
-from bench.dbha_cluster import ETCD, MEMBERS, DbCluster, Writes
+from bench.dbha_cluster import ETCD, MEMBERS, ROUTER, DbCluster, Writes
+from ops.dbha import monitoring
 from ops.dbha.render import DATA_DIR
 
 # hosts_only: make test runs this module beside the first deploy (tests/run_phases.sh)
@@ -64,6 +66,59 @@ def test_the_cluster_has_one_leader_and_a_synchronous_standby(db: DbCluster) -> 
     roles = sorted(m.role for m in st.members)
     assert roles == ["leader", "sync_standby"], st.lines()
     assert db.dcs_config()["synchronous_mode"] is True
+
+
+def test_postgres_answers_the_router_and_refuses_any_other_address(db: DbCluster) -> None:
+    leader = db.wait_healthy(timeout=60).leader.name
+    assert db.psql("SELECT 1") == "1"  # through the router
+    direct = db.psql_elsewhere(leader, "SELECT 1")  # the right password, the wrong address
+    assert direct.returncode != 0 and "no pg_hba.conf entry for host" in direct.stderr, \
+        direct.stdout + direct.stderr
+
+
+def test_etcd_answers_patronis_certificate_only(db: DbCluster) -> None:
+    """Whoever writes etcd names the leader: a client on the network without a certificate
+    from the cluster's CA gets nothing, over TLS or plain HTTP."""
+    db.wait_healthy(timeout=60)
+    ok = db.etcd_get("/version")
+    assert ok.returncode == 0 and '"etcdserver":"3.4' in ok.stdout, ok.stdout + ok.stderr
+    anonymous = db.etcd_get("/version", client_cert=False)
+    # the server's TLS alert: "bad certificate" (TLS 1.2), "certificate required" (1.3)
+    assert anonymous.returncode != 0 and re.search(
+        r"alert (bad certificate|certificate required)", anonymous.stderr), \
+        anonymous.stdout + anonymous.stderr
+    plain = db.etcd_get("/version", scheme="http", client_cert=False)
+    # etcd closes a plain-HTTP connection on a TLS-only port without a word
+    assert plain.returncode != 0 and "closed connection without response" in plain.stderr, \
+        plain.stdout + plain.stderr
+
+
+def test_the_metrics_the_alerts_read_are_the_ones_patroni_and_haproxy_serve(db) -> None:
+    """ops.dbha.monitoring's rules are unit-tested on series named like these; here the
+    names and labels come from the running exporters, so a rule on a metric that does not
+    exist (always silent) fails."""
+    st = db.wait_healthy(timeout=60)
+    served = {name: db.metrics(name) for name in (*MEMBERS, ROUTER)}
+    rules = monitoring.alert_group(db.cluster, "https://runbooks.example")["rules"]
+    used = {m for r in rules for m in re.findall(r"\b((?:patroni|haproxy)_[a-z_]+)\b", r["expr"])}
+    assert len(used) >= 7, used
+    for metric in used:
+        where = ROUTER if metric.startswith("haproxy_") else MEMBERS[0]
+        assert re.search(rf"^{metric}{{", served[where], re.M), f"{where} serves no {metric}"
+
+    def value(name: str, series: str) -> float:
+        match = re.search(rf"^{re.escape(series)} (\S+)$", served[name], re.M)
+        assert match, f"{name}: no {series}"
+        return float(match.group(1))
+
+    leader = st.leader.name
+    standby = next(m for m in MEMBERS if m != leader)
+    assert value(leader, 'patroni_primary{scope="superapp"}') == 1
+    assert value(standby, 'patroni_primary{scope="superapp"}') == 0
+    assert value(standby, 'patroni_sync_standby{scope="superapp"}') == 1
+    assert value(standby, 'patroni_xlog_received_location{scope="superapp"}') > 0
+    assert value(ROUTER, 'haproxy_backend_active_servers{proxy="primary"}') == 1
+    assert value(ROUTER, 'haproxy_backend_active_servers{proxy="replicas"}') == 1
 
 
 def test_a_killed_leader_is_replaced_no_acknowledged_write_is_lost_and_it_rejoins(db) -> None:

@@ -15,7 +15,7 @@ PURE = (
     "ops.secrets.rotation", "ops.console", "ops.schema.plan", "ops.grafana_schema",
     "ops.firewall.policy", "ops.firewall.ruleset", "ops.firewall.commands", "ops.secrets.approle",
     "ops.canary.policy", "ops.canary.prometheus", "ops.dbha.model", "ops.dbha.render",
-    "ops.dbha.status", "ops.dbha.commands",
+    "ops.dbha.status", "ops.dbha.commands", "ops.dbha.monitoring",
 )
 
 

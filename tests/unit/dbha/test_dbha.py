@@ -31,7 +31,8 @@ PASSWORDS = Passwords(superuser="su-CANARY-x1", replication="rep-CANARY-x2", rew
 
 
 def cluster(**changes):
-    return cluster_from_settings({**SETTINGS, **changes}, ADDRESSES, source="group_data/prod.py")
+    return cluster_from_settings({**SETTINGS, **changes}, ADDRESSES, routers=["app-1"],
+                                 source="group_data/prod.py")
 
 
 def test_defaults_give_patronis_own_timings() -> None:
@@ -58,13 +59,55 @@ def test_a_bad_block_is_refused_naming_the_file_and_key(changes, expected) -> No
     assert str(err.value).startswith("group_data/prod.py: db_ha")
 
 
+def test_postgres_accepts_the_members_the_routers_hosts_and_its_own_loopback_only() -> None:
+    c = cluster()
+    hba = yamlio.load(patroni_yaml(c, c.members[0], PASSWORDS))["postgresql"]["pg_hba"]
+    assert hba == [
+        "local all all trust",
+        "host all all 127.0.0.1/32 scram-sha-256",
+        "host all all ::1/128 scram-sha-256",
+        "host replication replicator 127.0.0.1/32 scram-sha-256",
+        "host replication replicator ::1/128 scram-sha-256",
+        "host replication replicator 10.0.0.11/32 scram-sha-256",
+        "host replication replicator 10.0.0.12/32 scram-sha-256",
+        "host postgres rewinder 10.0.0.11/32 scram-sha-256",
+        "host postgres rewinder 10.0.0.12/32 scram-sha-256",
+        "host all all 10.0.0.21/32 scram-sha-256",
+    ]
+    # the cluster's first member writes the same rules into the bootstrap configuration
+    assert yamlio.load(patroni_yaml(c, c.members[1], PASSWORDS))["bootstrap"]["pg_hba"] == hba
+    six = cluster_from_settings(SETTINGS, {**ADDRESSES, "app-1": "fd00::21"}, routers=["app-1"])
+    assert "host all all fd00::21/128 scram-sha-256" in \
+        yamlio.load(patroni_yaml(six, six.members[0], PASSWORDS))["postgresql"]["pg_hba"]
+
+
+def test_a_router_host_the_environment_does_not_have_is_refused() -> None:
+    with pytest.raises(DbHaError) as err:
+        cluster_from_settings(SETTINGS, ADDRESSES, routers=["app-9"], source="inventories/prod.py")
+    assert str(err.value) == ("inventories/prod.py: db_ha: router host 'app-9' is not a host of "
+                              "this environment")
+
+
 def test_etcd_members_know_every_peer_and_advertise_their_own_address() -> None:
     c = cluster()
     env = etcd_environment(c, c.etcd[2])
-    assert env["ETCD_INITIAL_CLUSTER"] == ("db-1=http://10.0.0.11:2380,db-2=http://10.0.0.12:2380,"
-                                           "db-3=http://10.0.0.13:2380")
-    assert env["ETCD_ADVERTISE_CLIENT_URLS"] == "http://10.0.0.13:2379"
+    assert env["ETCD_INITIAL_CLUSTER"] == ("db-1=https://10.0.0.11:2380,db-2=https://10.0.0.12:2380,"
+                                           "db-3=https://10.0.0.13:2380")
+    assert env["ETCD_ADVERTISE_CLIENT_URLS"] == "https://10.0.0.13:2379"
     assert env["ETCD_NAME"] == "db-3"
+
+
+def test_etcd_speaks_mutual_tls_only_and_patroni_brings_its_certificate() -> None:
+    c = cluster()
+    env = etcd_environment(c, c.etcd[0])
+    assert all(env[k].startswith("https://") for k in env if k.endswith("_URLS"))
+    assert env["ETCD_CLIENT_CERT_AUTH"] == env["ETCD_PEER_CLIENT_CERT_AUTH"] == "true"
+    assert env["ETCD_TRUSTED_CA_FILE"] == env["ETCD_PEER_TRUSTED_CA_FILE"] == "/etc/etcd/tls/ca.crt"
+    etcd3 = yamlio.load(patroni_yaml(c, c.members[0], PASSWORDS))["etcd3"]
+    assert etcd3 == {"hosts": ["10.0.0.11:2379", "10.0.0.12:2379", "10.0.0.13:2379"],
+                     "protocol": "https", "cacert": "/etc/patroni/tls/ca.crt",
+                     "cert": "/etc/patroni/tls/etcd-client.crt",
+                     "key": "/etc/patroni/tls/etcd-client.key"}
 
 
 @pytest.mark.parametrize("replication, strict", [("synchronous", False), ("synchronous", True),
@@ -134,6 +177,9 @@ def test_haproxy_cfg_passes_haproxys_check_and_follows_patronis_primary(tmp_path
     assert "option httpchk OPTIONS /primary" in text
     assert "server db-2 10.0.0.12:5432 check port 8008" in text
     assert "on-marked-down shutdown-sessions" in text
+    # its own exporter, for ops.dbha.monitoring's DbRouterNoPrimary
+    exporter = "    http-request use-service prometheus-exporter if { path /metrics }"
+    assert f"    bind *:8404\n{exporter}" in text
     broken = tmp_path / "broken.cfg"
     broken.write_text(text.replace("mode tcp", "mode tcpx"))
     assert subprocess.run(["haproxy", "-c", "-f", str(broken)], capture_output=True,
