@@ -126,6 +126,24 @@ class Writes:
         return (min(after) if after else last) - min(self.failed)
 
 
+class ContainerMembers:
+    """ops.dbha.maintenance's way into this cluster: each member is its container."""
+
+    def __init__(self, db: DbCluster):
+        self.db = db
+
+    def run(self, member: str, argv: list[str], stdin: str = "") -> tuple[int, str]:
+        res = self.db.sh(shlex.join(commands.in_container(member, argv, stdin=bool(stdin))),
+                         check=False, timeout=180, stdin=stdin)
+        return res.returncode, res.stdout + res.stderr
+
+    def state(self) -> ClusterState:
+        try:
+            return self.db.state()
+        except AssertionError as exc:  # no member answers /cluster: maintenance waits on
+            raise OSError(str(exc)) from None
+
+
 class DbCluster:
     """`ssh_argv(command)`: the argv that runs a shell command on the testbed host."""
 

@@ -13,6 +13,8 @@ Patroni's REST `/primary`, so the services' database URLs never change.
 - `monitoring`: Prometheus' scrape jobs (Patroni's and HAProxy's own exporters) and the
   alerts on what failover does not fix by itself;
 - `commands`: the command lines run inside a member (patronictl, its REST API);
+- `maintenance`: a settings change through `patronictl edit-config`, and the restarts it
+  needs, one member at a time, leader last;
 - `status`: what `patronictl list` says, read into leader / replicas / lag / timeline, and the
   verdict "is a deploy safe now".
 """

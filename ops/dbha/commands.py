@@ -12,8 +12,9 @@ from ops.dbha.render import PATRONI_PORT
 PATRONI_CONFIG = "/etc/patroni/patroni.yml"
 
 
-def in_container(container: str, argv: list[str]) -> list[str]:
-    return ["docker", "exec", container, *argv]
+def in_container(container: str, argv: list[str], stdin: bool = False) -> list[str]:
+    """`stdin`: the command reads its input (a configuration patch) from the caller's."""
+    return ["docker", "exec", *(["-i"] if stdin else []), container, *argv]
 
 
 # Patroni is Python, so a member always has python3 (busybox's wget segfaults with -T here)
@@ -47,3 +48,21 @@ def reinit(scope: str, member: str) -> list[str]:
     """Rebuild `member` (a replica): Patroni empties its data directory and creates it again
     by `create_replica_methods` (from the backup repository first), then it streams."""
     return ["patronictl", "-c", PATRONI_CONFIG, "reinit", scope, member, "--force", "--wait"]
+
+
+def show_config() -> list[str]:
+    """The cluster-wide settings Patroni keeps in etcd, as YAML."""
+    return ["patronictl", "-c", PATRONI_CONFIG, "show-config"]
+
+
+def edit_config() -> list[str]:
+    """Merge the YAML patch read from stdin into those settings: one write, refused by etcd if
+    someone changed them since patronictl read them."""
+    return ["patronictl", "-c", PATRONI_CONFIG, "edit-config", "--force", "--quiet",
+            "--apply", "-"]
+
+
+def restart(scope: str, member: str) -> list[str]:
+    """Restart `member`'s PostgreSQL through Patroni, only if a setting asks for it; returns
+    once it runs again."""
+    return ["patronictl", "-c", PATRONI_CONFIG, "restart", scope, member, "--force", "--pending"]

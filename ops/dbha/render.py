@@ -166,6 +166,32 @@ def replica_methods(archive: Archive) -> dict:
     }
 
 
+def dcs_config(cluster: Cluster, archive: Archive | None = None,
+               parameters: dict[str, str | int] | None = None) -> dict:
+    """The cluster-wide settings Patroni keeps in etcd (what `patronictl show-config` shows).
+    `parameters`: PostgreSQL settings over the defaults below (group_data's, once deployed)."""
+    return {
+        "ttl": cluster.ttl,
+        "loop_wait": cluster.loop_wait,
+        "retry_timeout": cluster.retry_timeout,
+        "maximum_lag_on_failover": cluster.maximum_lag_on_failover,
+        "synchronous_mode": cluster.synchronous,
+        "synchronous_mode_strict": cluster.synchronous and cluster.synchronous_strict,
+        "failsafe_mode": cluster.failsafe,
+        "postgresql": {
+            "use_pg_rewind": True,
+            "use_slots": True,
+            "parameters": {
+                "wal_level": "replica", "hot_standby": "on", "wal_log_hints": "on",
+                "max_wal_senders": 10, "max_replication_slots": 10,
+                "max_connections": 200, "wal_keep_size": "256MB",
+                **(archive_parameters(archive) if archive else {}),
+                **(parameters or {}),
+            },
+        },
+    }
+
+
 def patroni_config(cluster: Cluster, node: Node, passwords: Passwords,
                    archive: Archive | None = None) -> dict:
     """patroni.yml for one member, as data (see `patroni_yaml`). `archive`: pgBackRest
@@ -185,26 +211,8 @@ def patroni_config(cluster: Cluster, node: Node, passwords: Passwords,
                   "cert": PATRONI_ETCD_TLS.cert, "key": PATRONI_ETCD_TLS.key},
         "bootstrap": {
             # written to etcd once, by the member that initialises the cluster; later changes
-            # go through `patronictl edit-config` on a member, never this file
-            "dcs": {
-                "ttl": cluster.ttl,
-                "loop_wait": cluster.loop_wait,
-                "retry_timeout": cluster.retry_timeout,
-                "maximum_lag_on_failover": cluster.maximum_lag_on_failover,
-                "synchronous_mode": cluster.synchronous,
-                "synchronous_mode_strict": cluster.synchronous and cluster.synchronous_strict,
-                "failsafe_mode": cluster.failsafe,
-                "postgresql": {
-                    "use_pg_rewind": True,
-                    "use_slots": True,
-                    "parameters": {
-                        "wal_level": "replica", "hot_standby": "on", "wal_log_hints": "on",
-                        "max_wal_senders": 10, "max_replication_slots": 10,
-                        "max_connections": 200, "wal_keep_size": "256MB",
-                        **(archive_parameters(archive) if archive else {}),
-                    },
-                },
-            },
+            # go through `patronictl edit-config` (ops.dbha.maintenance), never this file
+            "dcs": dcs_config(cluster, archive),
             "initdb": [{"encoding": "UTF8"}, {"locale": "C.UTF-8"}, "data-checksums"],
             "pg_hba": pg_hba(cluster),
         },

@@ -31,6 +31,7 @@ class MemberState:
     state: str
     timeline: int | None
     lag_bytes: int | None  # None: the leader itself, or unknown
+    pending_restart: bool = False  # a setting changed that PostgreSQL reads only at start
 
     @property
     def is_leader(self) -> bool:
@@ -88,7 +89,8 @@ class ClusterState:
             lag = "" if m.is_leader else ("lag unknown" if m.lag_bytes is None
                                           else f"lag {m.lag_bytes} B")
             tl = f"timeline {m.timeline}" if m.timeline is not None else "timeline ?"
-            rows.append(f"{m.name}: {m.role}, {m.state}, {tl}" + (f", {lag}" if lag else ""))
+            rows.append(f"{m.name}: {m.role}, {m.state}, {tl}" + (f", {lag}" if lag else "")
+                        + (", restart pending" if m.pending_restart else ""))
         return rows
 
 
@@ -107,4 +109,5 @@ def _member(m: dict) -> MemberState:
     timeline = m.get("timeline")
     return MemberState(name=str(m["name"]), role=str(m["role"]), state=str(m.get("state", "")),
                        timeline=int(timeline) if isinstance(timeline, int) else None,
-                       lag_bytes=lag if isinstance(lag, int) else None)
+                       lag_bytes=lag if isinstance(lag, int) else None,
+                       pending_restart=bool(m.get("pending_restart")))

@@ -14,9 +14,9 @@ from shlex import quote as q
 
 import pytest
 
-from bench.dbha_cluster import ETCD, MEMBERS, ROUTER, DbCluster, Writes
-from ops.dbha import monitoring
-from ops.dbha.render import DATA_DIR
+from bench.dbha_cluster import ARCHIVE, ETCD, MEMBERS, ROUTER, ContainerMembers, DbCluster, Writes
+from ops.dbha import maintenance, monitoring
+from ops.dbha.render import DATA_DIR, dcs_config
 
 # hosts_only: make test runs this module beside the first deploy (tests/run_phases.sh)
 pytestmark = [pytest.mark.integration, pytest.mark.hosts_only]
@@ -238,3 +238,43 @@ def test_etcd_losing_one_member_changes_nothing_and_two_stop_failover_not_the_le
     finally:
         db.sh(f"docker start {ETCD[0]} {ETCD[1]} >/dev/null")
     db.wait_healthy(timeout=90)
+
+
+def test_a_setting_that_needs_a_restart_rolls_one_member_at_a_time_under_writes(db) -> None:
+    """max_connections through `patronictl edit-config`, then the restarts it asks for: the
+    replica first, the leader last and in place, never both at once; writes fail only while
+    the leader restarts, and none is lost."""
+    before = db.wait_healthy(timeout=60)
+    leader = before.leader.name
+    replica = next(m for m in MEMBERS if m != leader)
+    members = ContainerMembers(db)
+    desired = dcs_config(db.cluster, ARCHIVE, {"max_connections": 250})
+    restarts: list[maintenance.Restart] = []
+    changes: dict = {}
+
+    def change() -> None:
+        changes.update(maintenance.apply_config(members, db.cluster, desired))
+        restarts.extend(maintenance.rolling_restart(members, db.cluster))
+
+    writes = fault_under_writes(db, change, seconds=60)
+    lost = db.lost_rows(writes)
+    report("max_connections 200 -> 250, rolling restart", writes, lost)
+    for r in restarts:
+        print(f"[db_ha] restarted {r.member} in {r.ended - r.started:.1f} s; others: {r.others}",
+              flush=True)
+    assert changes == {"postgresql.parameters.max_connections": 250}
+    assert [r.member for r in restarts] == [replica, leader]
+    for r in restarts:  # the other member ran while each one restarted
+        assert all(state in ("running", "streaming") for state in r.others.values()), r
+    assert restarts[0].ended <= restarts[1].started
+    assert lost == 0
+    window = restarts[1]
+    outside = [t for t in writes.failed if not window.started - 1 <= t <= window.ended + 1]
+    assert not outside, f"{len(outside)} writes failed outside the leader's restart"
+    after = db.wait_healthy(timeout=60)
+    assert after.leader.name == leader and after.leader.timeline == before.leader.timeline
+    for name in MEMBERS:
+        assert db.member_sql(name, "SHOW max_connections") == "250", name
+    # once applied, nothing is left to change or restart
+    assert maintenance.apply_config(members, db.cluster, desired) == {}
+    assert maintenance.rolling_restart(members, db.cluster) == []
