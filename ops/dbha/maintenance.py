@@ -6,8 +6,8 @@ time, never two at once.
 Why this order: a replica restarts first, and the next member restarts only once the last one
 is back streaming (Patroni's `/cluster` says `running`/`streaming`, no restart pending), so
 the cluster always keeps a member that can take over. The leader restarts last, in place
-(Patroni holds the lease through it: no failover, no new timeline); its restart is the only
-window in which writes fail. A replica may briefly run with a lower `max_connections` than
+(Patroni holds the lease through it: no failover); its restart is the only window in which
+writes fail. A replica may briefly run with a lower `max_connections` than
 the leader after an increase: Patroni starts a replica with the higher of the two, which is
 why replicas first is safe both ways.
 
@@ -102,12 +102,15 @@ def apply_config(members: Members, cluster: Cluster, desired: Mapping[str, Any])
 @dataclass
 class Restart:
     """One member's restart: when it began and ended (time.time(), to compare with a load's
-    clock), and the other members' states when it began."""
+    clock), the other members' states when it began, and the leader and its timeline before
+    and after (a new timeline: PostgreSQL was promoted again)."""
 
     member: str
     started: float
     ended: float = 0.0
     others: dict[str, str] = field(default_factory=dict)
+    leader: tuple[str | None, int | None] = (None, None)
+    leader_after: tuple[str | None, int | None] = (None, None)
 
 
 def rolling_restart(members: Members, cluster: Cluster, timeout: float = 120,
@@ -122,13 +125,15 @@ def rolling_restart(members: Members, cluster: Cluster, timeout: float = 120,
     for name in restart_order(state):
         state = _ready(members, cluster)
         others = {m.name: m.state for m in state.members if m.name != name}
-        restart = Restart(name, clock(), others=others)
+        restart = Restart(name, clock(), others=others, leader=_leader(state))
         code, out = members.run(name, commands.restart(cluster.scope, name))
         if code != 0:
             raise DbHaError([f"{cluster.scope}: restart of {name} failed: {out.strip()[-300:]}"])
-        _wait(members, cluster, timeout, clock, sleep,
-              lambda st, name=name: _back(st, name, cluster), f"{name} back after its restart")
+        back = _wait(members, cluster, timeout, clock, sleep,
+                     lambda st, name=name: _back(st, name, cluster),
+                     f"{name} back after its restart")
         restart.ended = clock()
+        restart.leader_after = _leader(back)
         done.append(restart)
     return done
 
@@ -139,6 +144,10 @@ def _ready(members: Members, cluster: Cluster) -> ClusterState:
     if refusal:
         raise DbHaError([refusal])
     return state
+
+
+def _leader(state: ClusterState) -> tuple[str | None, int | None]:
+    return (state.leader.name, state.leader.timeline) if state.leader else (None, None)
 
 
 def _back(state: ClusterState, name: str, cluster: Cluster) -> bool:

@@ -251,6 +251,7 @@ def test_a_setting_that_needs_a_restart_rolls_one_member_at_a_time_under_writes(
     desired = dcs_config(db.cluster, ARCHIVE, {"max_connections": 250})
     restarts: list[maintenance.Restart] = []
     changes: dict = {}
+    since = db.sh("date -u +%Y-%m-%dT%H:%M:%S").stdout.strip()
 
     def change() -> None:
         changes.update(maintenance.apply_config(members, db.cluster, desired))
@@ -260,8 +261,8 @@ def test_a_setting_that_needs_a_restart_rolls_one_member_at_a_time_under_writes(
     lost = db.lost_rows(writes)
     report("max_connections 200 -> 250, rolling restart", writes, lost)
     for r in restarts:
-        print(f"[db_ha] restarted {r.member} in {r.ended - r.started:.1f} s; others: {r.others}",
-              flush=True)
+        print(f"[db_ha] restarted {r.member} in {r.ended - r.started:.1f} s; others: {r.others}; "
+              f"leader, timeline: {r.leader} -> {r.leader_after}", flush=True)
     assert changes == {"postgresql.parameters.max_connections": 250}
     assert [r.member for r in restarts] == [replica, leader]
     for r in restarts:  # the other member ran while each one restarted
@@ -272,7 +273,15 @@ def test_a_setting_that_needs_a_restart_rolls_one_member_at_a_time_under_writes(
     outside = [t for t in writes.failed if not window.started - 1 <= t <= window.ended + 1]
     assert not outside, f"{len(outside)} writes failed outside the leader's restart"
     after = db.wait_healthy(timeout=60)
-    assert after.leader.name == leader and after.leader.timeline == before.leader.timeline
+    # no failover: the same member leads. Its timeline may move on: once in three runs Patroni
+    # brought the restarted leader back on a new timeline (a promotion of the same member,
+    # the replica following it); the log says which path it took
+    assert after.leader.name == leader, after.lines()
+    assert all(r.leader[0] == r.leader_after[0] == leader for r in restarts), restarts
+    if after.leader.timeline != before.leader.timeline:
+        print(f"[db_ha] {leader} came back on timeline {after.leader.timeline} (was "
+              f"{before.leader.timeline}); its log:\n" + db.sh(
+                  f"docker logs --since {since} {leader} 2>&1").stdout[-4000:], flush=True)
     for name in MEMBERS:
         assert db.member_sql(name, "SHOW max_connections") == "250", name
     # once applied, nothing is left to change or restart
