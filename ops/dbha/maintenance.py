@@ -160,7 +160,8 @@ def _back(state: ClusterState, name: str, cluster: Cluster) -> bool:
             and state.leader is not None and synced)
 
 
-def _settled(members, cluster, timeout, clock, sleep) -> ClusterState:
+def _settled(members: Members, cluster: Cluster, timeout: float, clock: Callable[[], float],
+             sleep: Callable[[float], None]) -> ClusterState:
     """The cluster once every member has seen the latest settings: Patroni flags a pending
     restart at its next loop, so a restart plan read at once could miss a member."""
     deadline = clock() + max(timeout, 3 * cluster.loop_wait)
@@ -178,7 +179,9 @@ def _settled(members, cluster, timeout, clock, sleep) -> ClusterState:
         sleep(cluster.loop_wait + 1)
 
 
-def _wait(members, cluster, timeout, clock, sleep, done, what: str) -> ClusterState:
+def _wait(members: Members, cluster: Cluster, timeout: float, clock: Callable[[], float],
+          sleep: Callable[[float], None], done: Callable[[ClusterState], bool],
+          what: str) -> ClusterState:
     deadline = clock() + timeout
     last: object = None
     while clock() < deadline:
