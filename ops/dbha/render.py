@@ -157,10 +157,16 @@ def archive_parameters(archive: Archive) -> dict[str, str | int]:
 def replica_methods(archive: Archive) -> dict:
     """Patroni's `postgresql` keys that create a replica from the repository first. `--delta`
     reuses what a rebuilt member's data directory still holds; `restore_command` lets a
-    replica that fell behind the leader's WAL catch up from the archive."""
+    replica that fell behind the leader's WAL catch up from the archive.
+
+    `--type=standby`: pgBackRest writes `standby.signal`, the file Patroni writes for a
+    replica too. Its default writes `recovery.signal`, and PostgreSQL, finding both, reads
+    only the standby one and at promotion removes only that one: the member later led with a
+    stale `recovery.signal`, and its next restart ran archive recovery to a new timeline
+    (seen in the rolling-restart test after a rebuild and a failover)."""
     return {
         "create_replica_methods": ["pgbackrest", "basebackup"],
-        "pgbackrest": {"command": archive.pgbackrest("--delta", "restore"),
+        "pgbackrest": {"command": archive.pgbackrest("--delta", "--type=standby", "restore"),
                        "keep_data": True, "no_params": True},
         "recovery_conf": {"restore_command": archive.pgbackrest("archive-get", "%f", '"%p"')},
     }

@@ -150,6 +150,9 @@ def test_a_rebuilt_replica_is_restored_from_the_repository_then_streams(db) -> N
     db.reinit(replica)
     log = db.sh(f"docker logs --since {since} {replica} 2>&1").stdout
     assert "replica has been created using pgbackrest" in log, log[-3000:]
+    # a standby, not an archive recovery: no recovery.signal to outlive a later promotion
+    signals = db.sh(f"docker exec {replica} ls {DATA_DIR}").stdout.split()
+    assert "standby.signal" in signals and "recovery.signal" not in signals, signals
     db.psql("INSERT INTO ha_probe (id) SELECT generate_series(1001, 1100)")
     after = db.wait_healthy(timeout=120)
     assert {m.name: m.role for m in after.members}[replica] == "sync_standby", after.lines()
@@ -273,15 +276,16 @@ def test_a_setting_that_needs_a_restart_rolls_one_member_at_a_time_under_writes(
     outside = [t for t in writes.failed if not window.started - 1 <= t <= window.ended + 1]
     assert not outside, f"{len(outside)} writes failed outside the leader's restart"
     after = db.wait_healthy(timeout=60)
-    # no failover: the same member leads. Its timeline may move on: in two runs of four the
-    # restarted leader started in archive recovery and took a new timeline (the same member,
-    # the replica following it; cause not known yet): the log says which path it took
-    assert after.leader.name == leader, after.lines()
+    # no failover: the same member leads, on the same timeline (a new one would mean its
+    # PostgreSQL ran archive recovery and promoted itself again: the stale recovery.signal
+    # that --type=standby removes; the log shows which path it took)
     assert all(r.leader[0] == r.leader_after[0] == leader for r in restarts), restarts
     if after.leader.timeline != before.leader.timeline:
         print(f"[db_ha] {leader} came back on timeline {after.leader.timeline} (was "
               f"{before.leader.timeline}); its log:\n" + db.sh(
                   f"docker logs --since {since} {leader} 2>&1").stdout[-4000:], flush=True)
+    assert after.leader.name == leader, after.lines()
+    assert after.leader.timeline == before.leader.timeline, after.lines()
     for name in MEMBERS:
         assert db.member_sql(name, "SHOW max_connections") == "250", name
     # once applied, nothing is left to change or restart

@@ -142,7 +142,9 @@ def test_with_an_archive_the_leader_archives_and_replicas_start_from_the_reposit
     assert parameters["archive_command"] == "pgbackrest --stanza=superapp archive-push %p"
     pg = conf["postgresql"]
     assert pg["create_replica_methods"] == ["pgbackrest", "basebackup"]  # basebackup: fallback
-    assert pg["pgbackrest"] == {"command": "pgbackrest --stanza=superapp --delta restore",
+    # --type=standby: no recovery.signal left behind to outlive a promotion (render.py)
+    assert pg["pgbackrest"] == {"command": "pgbackrest --stanza=superapp --delta --type=standby "
+                                           "restore",
                                 "keep_data": True, "no_params": True}
     assert pg["recovery_conf"]["restore_command"] == \
         'pgbackrest --stanza=superapp archive-get %f "%p"'
