@@ -22,10 +22,8 @@ from ops.dbha.render import (
     pgbackrest_conf,
 )
 from ops.dbha.status import ClusterStatusError, parse_cluster
+from tests.unit.dbha.cluster_data import ADDRESSES, SETTINGS
 
-ADDRESSES = {"db-1": "10.0.0.11", "db-2": "10.0.0.12", "db-3": "10.0.0.13", "app-1": "10.0.0.21"}
-SETTINGS = {"scope": "superapp", "members": ["db-1", "db-2"],
-            "etcd": ["db-1", "db-2", "db-3"], "replication": "synchronous"}
 PASSWORDS = Passwords(superuser="su-CANARY-x1", replication="rep-CANARY-x2", rewind="rw-CANARY-x4",
                       rest_api="rest-CANARY-x3")
 

@@ -13,8 +13,8 @@ from ops.dbha import commands, maintenance
 from ops.dbha.model import DbHaError, cluster_from_settings
 from ops.dbha.render import dcs_config
 from ops.dbha.status import parse_cluster
+from tests.unit.dbha.cluster_data import ADDRESSES
 
-ADDRESSES = {"db-1": "10.0.0.11", "db-2": "10.0.0.12", "db-3": "10.0.0.13", "app-1": "10.0.0.21"}
 CLUSTER = cluster_from_settings(
     {"scope": "superapp", "members": ["db-1", "db-2", "db-3"], "etcd": ["db-1", "db-2", "db-3"],
      "replication": "synchronous", "loop_wait_seconds": 2, "retry_timeout_seconds": 4,

@@ -14,11 +14,8 @@ import yaml
 from ops.dbha.model import cluster_from_settings
 from ops.dbha.monitoring import ALERT_NAMES, alert_group, scrape_configs
 from ops.render.prometheus import runbook_slug
+from tests.unit.dbha.cluster_data import ADDRESSES, SETTINGS
 
-ADDRESSES = {"db-1": "10.0.0.11", "db-2": "10.0.0.12", "db-3": "10.0.0.13",
-             "app-1": "10.0.0.21", "app-2": "10.0.0.22"}
-SETTINGS = {"scope": "superapp", "members": ["db-1", "db-2"],
-            "etcd": ["db-1", "db-2", "db-3"], "replication": "synchronous"}
 BASE = "https://runbooks.example/ops"
 RUNBOOKS = Path(__file__).resolve().parents[3] / "ops" / "runbooks"
 
