@@ -11,7 +11,7 @@ HOSTS ?=
 FLEET ?=
 
 .PHONY: help setup testbed-up testbed-down testbed-status demo test lint render bench \
-        prod-audit vault-bootstrap drift status releases logs clean
+        prod-audit vault-bootstrap drift status failover releases logs clean
 
 help:
 	@echo "make demo            set everything up, deploy to the local testbed, print where to look"
@@ -22,6 +22,7 @@ help:
 	@echo "make bench FLEET=1   also how deploys grow at 3, 6, 12 hosts (restarts the testbed)"
 	@echo "make drift ENV=prod  hosts that differ from their last release (exit 1 if any)"
 	@echo "make status ENV=prod the fleet: versions, digests, health, last release"
+	@echo "make failover ENV=prod [TO=db-2] [DRY=1]  the database cluster; TO: switch its leader"
 	@echo "make logs ENV=prod SERVICE=payments [SINCE=15m] [GREP=text] [RELEASE=id] [FOLLOW=1]"
 	@echo "make releases ENV=prod  the release history from every host's ledger [LAST=n]"
 	@echo "make testbed-up [HOSTS=n] | testbed-down | testbed-status"
@@ -67,6 +68,10 @@ drift: setup
 
 status: setup
 	@$(PYINFRA) inventories/$(ENV).py tasks/status.py
+
+failover: setup
+	@$(PYINFRA) inventories/$(ENV).py tasks/failover.py $(if $(TO),--data to=$(TO)) \
+		$(if $(DRY),--dry)
 
 logs: setup
 	@$(PYINFRA) inventories/$(ENV).py tasks/logs.py --data service=$(SERVICE) \

@@ -144,6 +144,25 @@ class ContainerMembers:
             raise OSError(str(exc)) from None
 
 
+class HostRemote:
+    """ops.host.remote's `Remote` over the testbed host's SSH (what ops.dbha.hosts drives in
+    an environment through pyinfra's connections); uploads go through stdin into 0600 files."""
+
+    def __init__(self, db: DbCluster, name: str = "host2"):
+        self.db, self.name = db, name
+
+    def run(self, command: str, timeout: int | None = None) -> tuple[bool, str, str]:
+        res = self.db.sh(command, check=False, timeout=timeout or 180)
+        return res.returncode == 0, res.stdout, res.stderr
+
+    def put(self, content: bytes, path: str) -> bool:
+        self.db.put(path, content.decode())
+        return True
+
+    def run_fresh(self, command: str, timeout: int) -> tuple[bool, str, str]:
+        return self.run(command, timeout)
+
+
 class DbCluster:
     """`ssh_argv(command)`: the argv that runs a shell command on the testbed host."""
 

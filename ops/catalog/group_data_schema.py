@@ -6,6 +6,7 @@ documented example validates against this schema, so the two cannot drift apart.
 
 from __future__ import annotations
 
+from ops.catalog.db_ha_schema import DB_HA
 from ops.catalog.model import ROLES
 from ops.catalog.schema import Bool, Field, Int, ListOf, MapOf, Number, Optional, Record, Str
 from ops.catalog.services_schema import EDGE_LIMITS
@@ -257,6 +258,9 @@ GROUP_DATA = Record({
             "host on first use, then pushes secrets to it)"),
     "ssh_port": Field(Int(min=1, max=65535), required=False),
     "relaxations": Field(ListOf(Str(choices=tuple(RELAXATIONS))), required=False, default=[]),
+    "db_ha": Field(Optional(DB_HA), required=False, default=None,
+                   doc="PostgreSQL high availability (ops/dbha): Patroni members on etcd, a "
+                       "router on each app host; the `db` host is one of the members"),
     "testbed_fleet": Field(Optional(Record({
         "state_dir": Field(Str(pattern=r"/\S+", hint="an absolute path"),
                            doc="the testbed's state directory ($SA_TESTBED_STATE overrides it, "

@@ -10,7 +10,7 @@ from __future__ import annotations
 import ast
 import re
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import yaml
 
@@ -21,6 +21,9 @@ from ops.catalog.group_data_schema import GROUP_DATA
 from ops.catalog.model import Catalog, Environment, Host, Resources, Service, Sidecar
 from ops.catalog.services_schema import CATALOG, DEFAULTS, SERVICE
 from ops.catalog.testbed_fleet import with_testbed_hosts
+
+if TYPE_CHECKING:
+    from ops.dbha.model import Cluster
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 CATALOG_FILE = "ops/catalog/services.yml"
@@ -181,6 +184,7 @@ def load_environment(env: str, root: Path = REPO_ROOT) -> Environment:
     for path, message in rules.check_environment(env, catalog.services, settings):
         problems.add(origin.get(path.split(".", 1)[0], env_label), path, message)
     problems.extend(CATALOG_FILE, rules.check_schema_provisioning(env, catalog.services))
+    cluster = load_cluster(settings, origin.get("db_ha", env_label), problems)
     problems.raise_if_any()
 
     hosts = tuple(
@@ -197,7 +201,30 @@ def load_environment(env: str, root: Path = REPO_ROOT) -> Environment:
         placement=rules.resolve_placement(catalog.services, settings),
         singleton_hosts=rules.resolve_singletons(catalog.services, settings),
         setting_files=origin,
+        db_ha=cluster,
     )
+
+
+def load_cluster(settings: dict[str, Any], label: str, problems: Problems) -> Cluster | None:
+    """The Patroni cluster `db_ha` describes, its names resolved to the hosts' addresses; the
+    routers are the app hosts (each runs one). The members are exactly the hosts with role
+    `db`: with `db_ha` Patroni runs every PostgreSQL, and a db host outside the cluster would
+    be a second, unreplicated primary."""
+    if settings.get("db_ha") is None:
+        return None
+    from ops.dbha.model import DbHaError, cluster_from_settings  # ops.dbha imports ops.catalog
+    hosts = settings["hosts"]
+    db = [h["name"] for h in hosts if "db" in h["roles"]]
+    if sorted(db) != sorted(settings["db_ha"]["members"]):
+        problems.add(label, "db_ha.members", f"must be the hosts with role 'db' "
+                                             f"({', '.join(db) or 'none'})")
+    try:
+        return cluster_from_settings(
+            settings["db_ha"], {h["name"]: h["address"] for h in hosts},
+            routers=[h["name"] for h in hosts if "app" in h["roles"]], source=label)
+    except DbHaError as e:
+        problems.lines.extend(e.problems)
+        return None
 
 
 __all__ = ["ConfigError", "REPO_ROOT", "load_catalog", "load_environment"]

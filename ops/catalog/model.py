@@ -9,7 +9,10 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, replace
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from ops.dbha.model import Cluster
 
 ROLES = ("app", "db", "monitoring", "backup")
 SECRET_KINDS = (
@@ -137,6 +140,8 @@ class Environment:
     # False for a rollback: the newer release already migrated the schema, and an older
     # image cannot run the newer migrations (ops/runbooks/rollback.md: expand/contract)
     migrations: bool = True
+    # the Patroni cluster of group_data `db_ha` (ops/dbha), None: one PostgreSQL on the db host
+    db_ha: Cluster | None = None
 
     def with_images(self, images: Mapping[str, str],
                     digests: Mapping[str, str] | None = None) -> Environment:

@@ -115,7 +115,9 @@ def check_hosts(env: str, services: Mapping[str, Service], s: Mapping[str, Any])
         addresses.setdefault(host["address"], host["name"])
         if len(set(host["roles"])) != len(host["roles"]):
             errors.append((f"hosts.{i}.roles", "a role is listed twice"))
-    for role, wanted in (("app", None), ("db", 1), ("monitoring", 1)):
+    # with db_ha, the db hosts are the Patroni members (ops/catalog/loader.py checks which)
+    db_hosts = None if s.get("db_ha") else 1
+    for role, wanted in (("app", None), ("db", db_hosts), ("monitoring", 1)):
         count = sum(role in h["roles"] for h in s["hosts"])
         if count == 0 or (wanted is not None and count != wanted):
             need = "at least one host" if wanted is None else "exactly one host"

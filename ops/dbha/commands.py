@@ -7,14 +7,29 @@ needs no password on its command line. Run inside a member's container
 
 from __future__ import annotations
 
+import shlex
+
 from ops.dbha.render import PATRONI_PORT
 
 PATRONI_CONFIG = "/etc/patroni/patroni.yml"
+# The Patroni container on a member host: where `on_host` runs patronictl and the REST reads.
+MEMBER_CONTAINER = "patroni"
 
 
 def in_container(container: str, argv: list[str], stdin: bool = False) -> list[str]:
     """`stdin`: the command reads its input (a configuration patch) from the caller's."""
     return ["docker", "exec", *(["-i"] if stdin else []), container, *argv]
+
+
+def on_host(container: str, argv: list[str], stdin_file: str | None = None) -> str:
+    """Shell text for a member's host: `argv` inside `container`. `stdin_file`: a file the
+    caller uploaded for the command to read (a settings patch), removed whatever the exit;
+    the command's exit status is kept."""
+    text = shlex.join(in_container(container, argv, stdin=stdin_file is not None))
+    if stdin_file is None:
+        return text
+    path = shlex.quote(stdin_file)
+    return f"{text} < {path}; rc=$?; rm -f {path}; exit $rc"
 
 
 # Patroni is Python, so a member always has python3 (busybox's wget segfaults with -T here)

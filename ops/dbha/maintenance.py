@@ -129,7 +129,7 @@ def rolling_restart(members: Members, cluster: Cluster, timeout: float = 120,
         code, out = members.run(name, commands.restart(cluster.scope, name))
         if code != 0:
             raise DbHaError([f"{cluster.scope}: restart of {name} failed: {out.strip()[-300:]}"])
-        back = _wait(members, cluster, timeout, clock, sleep,
+        back = wait_for(members, cluster, timeout, clock, sleep,
                      lambda st, name=name: _back(st, name, cluster),
                      f"{name} back after its restart")
         restart.ended = clock()
@@ -179,9 +179,11 @@ def _settled(members: Members, cluster: Cluster, timeout: float, clock: Callable
         sleep(cluster.loop_wait + 1)
 
 
-def _wait(members: Members, cluster: Cluster, timeout: float, clock: Callable[[], float],
-          sleep: Callable[[float], None], done: Callable[[ClusterState], bool],
-          what: str) -> ClusterState:
+def wait_for(members: Members, cluster: Cluster, timeout: float, clock: Callable[[], float],
+             sleep: Callable[[float], None], done: Callable[[ClusterState], bool],
+             what: str, consequence: str = "the next member was not restarted") -> ClusterState:
+    """The cluster's state once `done` holds; DbHaError naming `what` and the last state seen
+    after `timeout` seconds (a member that does not answer is waited for, not an error)."""
     deadline = clock() + timeout
     last: object = None
     while clock() < deadline:
@@ -194,4 +196,4 @@ def _wait(members: Members, cluster: Cluster, timeout: float, clock: Callable[[]
             last = exc
         sleep(1)
     raise DbHaError([f"{cluster.scope}: {what}: not after {timeout:.0f} s (last seen: {last}); "
-                     "the next member was not restarted"])
+                     f"{consequence}"])

@@ -15,6 +15,19 @@ there moves here; a role's openings follow who talks to it:
   (`admin_sources`: the UIs `make demo` points at); the RELP log store from every host;
 - backup: the pgBackRest S3 repository from the db host (and the backup host: restore drill).
 
+With group_data `db_ha` (`Environment.db_ha`, an ops.dbha `Cluster`), the cluster's ports,
+from the `Cluster` alone (members, etcd, routers: no list of hosts by hand here):
+
+- each etcd host: the peer port from the other etcd members; the client port from the etcd
+  members and the Patroni members (Patroni is etcd's client);
+- each Patroni member: PostgreSQL from the other members (replication, pg_rewind) and the
+  routers' hosts; Patroni's REST API from the other members (failsafe), the routers' hosts
+  (HAProxy checks `/primary`) and the monitoring host (Prometheus scrapes `/metrics`);
+- each router's host (the app hosts): HAProxy's metrics from the monitoring host.
+
+The member's PostgreSQL rule replaces the db role's (app hosts): with `db_ha` the db host is a
+member like the others, never reachable from more than that.
+
 It must never open a port to a source the catalog does not name.
 """
 
@@ -25,6 +38,8 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
 from ops.catalog.model import Environment, Host
+from ops.dbha import render as dbha
+from ops.dbha.model import Node
 from ops.render import pitr
 from ops.render.compose import (
     ALERTMANAGER_PORT,
@@ -71,7 +86,8 @@ def admin_sources_of(environment: Environment,
 
 def openings(environment: Environment, host: Host,
              admin_sources: Sequence[str] | None = None) -> list[Opening]:
-    """Every port `host` opens, in a stable order (role order, then port)."""
+    """Every port `host` opens, in a stable order (role order, then port; then the database
+    cluster's, by port)."""
     admins = admin_sources_of(environment, admin_sources)
     apps = _addresses(environment.hosts_with_role("app"))
     monitoring = _addresses([environment.monitoring_host])
@@ -95,8 +111,10 @@ def openings(environment: Environment, host: Host,
                     "Prometheus scrapes Traefik"),
         ]
     if host.has_role("db"):
+        # with db_ha, Patroni runs this host's PostgreSQL: its rule is the member's (below)
+        if environment.db_ha is None:
+            found.append(Opening("postgres", POSTGRES_PORT, apps, "the services' databases"))
         found += [
-            Opening("postgres", POSTGRES_PORT, apps, "the services' databases"),
             Opening("redis", REDIS_PORT, apps, "the services' rate limits and Celery"),
             Opening("postgres-exporter", POSTGRES_EXPORTER_PORT, monitoring, "Prometheus"),
             Opening("redis-exporter", REDIS_EXPORTER_PORT, monitoring, "Prometheus"),
@@ -112,9 +130,49 @@ def openings(environment: Environment, host: Host,
         ]
     if host.has_role("backup") and pitr.enabled(environment):
         found.append(Opening("pitr-repository", environment.settings["pitr"]["port"],
-                             _union(_addresses([environment.db_host]), (host.address,)),
-                             "pgBackRest on the db host; the restore drill"))
+                             _union(_addresses(environment.hosts_with_role("db")),
+                                    (host.address,)),
+                             "pgBackRest on the db host(s): with db_ha, whichever member "
+                             "leads archives; the restore drill"))
+    if environment.db_ha is not None:
+        found += cluster_openings(environment, host)
     return found
+
+
+def cluster_openings(environment: Environment, host: Host) -> list[Opening]:
+    """The ports `host` opens for the Patroni cluster of `environment.db_ha` (none without
+    it), each to the cluster's own nodes only (the monitoring host for the metrics), by port.
+    The members are the db hosts (the loader checks it), so every db host gets the member's
+    PostgreSQL rule in place of its role's."""
+    cluster = environment.db_ha
+    if cluster is None:
+        return []
+    monitoring = _addresses([environment.monitoring_host])
+    etcd, members, routers = (_nodes(cluster.etcd), _nodes(cluster.members),
+                              _nodes(cluster.routers))
+    others = _nodes(n for n in cluster.members if n.name != host.name)
+    found: list[Opening] = []
+    if host.name in _names(cluster.etcd):
+        found += [
+            Opening("etcd-client", dbha.ETCD_CLIENT_PORT, _union(etcd, members),
+                    "etcd's members and its clients, the Patroni members"),
+            Opening("etcd-peer", dbha.ETCD_PEER_PORT,
+                    _nodes(n for n in cluster.etcd if n.name != host.name),
+                    "the other etcd members"),
+        ]
+    if host.name in _names(cluster.members):
+        found += [
+            Opening("postgres", dbha.POSTGRES_PORT, _union(others, routers),
+                    "the other Patroni members (replication, pg_rewind); the routers on the "
+                    "app hosts"),
+            Opening("patroni-rest", dbha.PATRONI_PORT, _union(others, routers, monitoring),
+                    "the other members (failsafe); the routers' checks (/primary); "
+                    "Prometheus scrapes /metrics"),
+        ]
+    if host.name in _names(cluster.routers):
+        found.append(Opening("db-router-metrics", dbha.ROUTER_METRICS_PORT, monitoring,
+                             "Prometheus scrapes the database router (HAProxy)"))
+    return sorted(found, key=lambda o: o.port)
 
 
 def container_subnets(environment: Environment) -> tuple[str, ...]:
@@ -125,6 +183,15 @@ def container_subnets(environment: Environment) -> tuple[str, ...]:
 
 def _addresses(hosts: Iterable[Host]) -> tuple[str, ...]:
     return _union(*[(h.address,) for h in hosts])
+
+
+def _nodes(nodes: Iterable[Node]) -> tuple[str, ...]:
+    """A cluster's nodes as sources, like `_addresses`."""
+    return _union(*[(n.address,) for n in nodes])
+
+
+def _names(nodes: Iterable[Node]) -> set[str]:
+    return {n.name for n in nodes}
 
 
 def _union(*groups: Iterable[str]) -> tuple[str, ...]:

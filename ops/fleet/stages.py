@@ -20,6 +20,7 @@ from pyinfra.context import ctx_state
 from ops.catalog import ConfigError, load_environment
 from ops.catalog.model import Environment
 from ops.console import format_table
+from ops.dbha.hosts import status_lines
 from ops.fleet.drift import Drift, format_drift, host_drift, moved_tags
 from ops.fleet.logs import (
     FILE_MARK,
@@ -122,6 +123,12 @@ def show_status() -> None:
     for line in canary_lines({h.name: hosts[h.name]["state"] for h in environment.hosts
                               if h.name in hosts}):
         print(f"--> {line}", flush=True)
+    if environment.db_ha is not None:
+        active = {h.name: h for h in ctx_state.get().inventory.get_active_hosts()}
+        for line in status_lines(environment.db_ha, {
+                m.name: PyinfraRemote(active[m.name]) for m in environment.db_ha.members
+                if m.name in active}):
+            print(f"--> {line}", flush=True)
     pending = pending_bootstrap(environment, [e for d in hosts.values() for e in d["state"].ledger])
     if pending:
         print(f"--> waiting for their schema bootstrap (tasks/bootstrap_schema.py --data "

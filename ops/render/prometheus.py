@@ -2,11 +2,17 @@
 
 Every service is scraped on every host that runs it, through Traefik's internal entrypoint
 (`<host address>:8081/_svc/<service>/metrics`), labelled `service` and `host`.
+
+An environment with a PostgreSQL cluster (group_data `db_ha`, `Environment.db_ha`) also gets
+its scrape jobs and its rule group from ops/dbha/monitoring.py, appended to prometheus.yml and
+data.yml (`db_ha_scrape_jobs`, `db_ha_rule_groups`); without one, nothing changes.
 """
 
 from __future__ import annotations
 
 import re
+
+import yaml
 
 from ops.catalog.model import Environment, Host
 from ops.render import probes, sidecar_metrics
@@ -66,7 +72,8 @@ def alert_names(environment: Environment) -> tuple[str, ...]:
     """Every alert `render_rules(environment)` defines."""
     names = ALERT_NAMES if sidecar_metrics.expected(environment) else tuple(
         n for n in ALERT_NAMES if n != "SidecarDown")
-    return names + (PITR_ALERT_NAMES if environment.settings["pitr"] else ())
+    return (names + (PITR_ALERT_NAMES if environment.settings["pitr"] else ())
+            + tuple(r["alert"] for g in db_ha_rule_groups(environment) for r in g["rules"]))
 
 
 def runbook_slug(alert: str) -> str:
@@ -102,12 +109,15 @@ def render_config(environment: Environment, host_name: str) -> RenderedFile:
         {"name": "postgres", "targets": targets([environment.db_host], POSTGRES_EXPORTER_PORT)},
         {"name": "redis", "targets": targets([environment.db_host], REDIS_EXPORTER_PORT)},
     ]
-    return RenderedFile(f"{PROMETHEUS_DIR}/prometheus.yml", render_template(
+    content = render_template(
         "prometheus/prometheus.yml.j2", host=host_name, env=environment.name,
         settings=environment.settings["prometheus"], alertmanager_port=ALERTMANAGER_PORT,
         service_jobs=service_jobs, infra_jobs=infra_jobs, rule_files=RULE_FILES,
         probe_targets=probes.targets(environment), probe_module=probes.MODULE,
-        blackbox=probes.BLACKBOX_ADDRESS))
+        blackbox=probes.BLACKBOX_ADDRESS)
+    # scrape_configs is the template's last key: the cluster's jobs continue its list
+    content += yaml_list_items(db_ha_scrape_jobs(environment), DB_HA_COMMENT)
+    return RenderedFile(f"{PROMETHEUS_DIR}/prometheus.yml", content)
 
 
 def render_rules(environment: Environment) -> list[RenderedFile]:
@@ -124,8 +134,65 @@ def render_rules(environment: Environment) -> list[RenderedFile]:
         logs_description=LOGS_NOT_SHIPPED_DESCRIPTION,
         log_hosts=[h.name for h in environment.hosts], **pitr_context(environment),
         **certificate_context(environment))
-    return [RenderedFile(f"{RULES_DIR}/{name}", render_template(f"prometheus/{name}.j2", **context))
-            for name in RULE_FILES]
+    contents = {name: render_template(f"prometheus/{name}.j2", **context) for name in RULE_FILES}
+    # the PostgreSQL cluster's group goes with PostgreSQL's own alerts; `groups` is data.yml's
+    # only key. data_test.yml does not test it (ops/dbha/monitoring.py's unit tests do).
+    contents[DB_HA_RULE_FILE] += yaml_list_items(db_ha_rule_groups(environment), DB_HA_COMMENT)
+    return [RenderedFile(f"{RULES_DIR}/{name}", content) for name, content in contents.items()]
+
+
+# ---------------------------------------------------------------- the PostgreSQL cluster (db_ha)
+
+DB_HA_RULE_FILE = "data.yml"
+DB_HA_COMMENT = "the PostgreSQL cluster (group_data db_ha): ops/dbha/monitoring.py"
+
+
+def db_ha_scrape_jobs(environment: Environment) -> list[dict]:
+    """The cluster's scrape jobs (Patroni on each member, the router on each app host); none
+    without `db_ha`."""
+    if environment.db_ha is None:
+        return []
+    from ops.dbha import monitoring  # here: ops.dbha.monitoring imports runbook_slug from us
+
+    return monitoring.scrape_configs(environment.db_ha)
+
+
+def db_ha_rule_groups(environment: Environment) -> list[dict]:
+    """The cluster's rule group, its runbook links under the environment's `runbook_base_url`
+    like every other alert; none without `db_ha`."""
+    if environment.db_ha is None:
+        return []
+    from ops.dbha import monitoring  # here: ops.dbha.monitoring imports runbook_slug from us
+
+    return [monitoring.alert_group(environment.db_ha,
+                                   environment.settings["alerting"]["runbook_base_url"])]
+
+
+class _BlockDumper(yaml.SafeDumper):
+    """Block style throughout, lists indented under their key, multi-line strings (PromQL)
+    as literal blocks, like the templates write them."""
+
+    def increase_indent(self, flow: bool = False, indentless: bool = False) -> None:
+        super().increase_indent(flow, False)
+
+
+def _represent_str(dumper: yaml.SafeDumper, value: str) -> yaml.ScalarNode:
+    style = "|" if "\n" in value else None
+    return dumper.represent_scalar("tag:yaml.org,2002:str", value, style=style)
+
+
+_BlockDumper.add_representer(str, _represent_str)
+
+
+def yaml_list_items(items: list[dict], comment: str) -> str:
+    """`items` as YAML entries of a top-level key's list (indented two spaces, like the
+    templates' lists), after a `# comment` line; "" when there are none. Key order is kept."""
+    if not items:
+        return ""
+    text = yaml.dump(items, Dumper=_BlockDumper, sort_keys=False, default_flow_style=False,
+                     allow_unicode=True, width=1_000_000)
+    return f"  # {comment}\n" + "".join(
+        f"  {line}" if line.strip() else line for line in text.splitlines(keepends=True))
 
 
 def certificate_context(environment: Environment) -> dict:

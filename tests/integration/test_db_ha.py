@@ -14,8 +14,19 @@ from shlex import quote as q
 
 import pytest
 
-from bench.dbha_cluster import ARCHIVE, ETCD, MEMBERS, ROUTER, ContainerMembers, DbCluster, Writes
-from ops.dbha import maintenance, monitoring
+from bench.dbha_cluster import (
+    ARCHIVE,
+    ETCD,
+    MEMBERS,
+    ROUTER,
+    ContainerMembers,
+    DbCluster,
+    HostRemote,
+    Writes,
+)
+from ops.dbha import failover, maintenance, monitoring
+from ops.dbha.hosts import HostMembers, status_lines
+from ops.dbha.model import DbHaError
 from ops.dbha.render import DATA_DIR, dcs_config
 
 # hosts_only: make test runs this module beside the first deploy (tests/run_phases.sh)
@@ -202,14 +213,39 @@ def test_a_leader_cut_off_the_network_demotes_itself_and_rejoins_rewound(db) -> 
 
 
 def test_a_planned_switchover_fails_writes_only_within_its_window(db) -> None:
+    """tasks/failover.py's switchover (ops.dbha.failover through ops.dbha.hosts, as the task
+    drives an environment's hosts): refusals change nothing, writes fail only between its
+    start and its end, none is lost, and `make status` says healthy after."""
     before = db.wait_healthy(timeout=60)
     old = before.leader.name
     target = next(m for m in MEMBERS if m != old)
-    writes = fault_under_writes(db, lambda: db.switchover(old, target))
+    remotes = {m: HostRemote(db) for m in MEMBERS}
+    containers = {m: m for m in MEMBERS}  # one host runs both members here
+    members = HostMembers(db.cluster, remotes, containers)
+    with pytest.raises(DbHaError, match=r"--data to=etcd1: not a member .* \(members: pg1, pg2\)"):
+        failover.switchover(members, db.cluster, "etcd1")
+    assert not failover.switchover(members, db.cluster, old).changed
+    assert db.state().leader.name == old
+    done = []
+    writes = fault_under_writes(
+        db, lambda: done.append(failover.switchover(members, db.cluster, target)))
     lost = db.lost_rows(writes)
     report(f"switchover {old} -> {target}", writes, lost)
+    [result] = done
+    print(f"[db_ha] {result.lines()[0]}; writes failed from "
+          f"{min(writes.failed, default=result.started) - result.started:+.1f} s to "
+          f"{max(writes.failed, default=result.started) - result.started:+.1f} s of its start",
+          flush=True)
     assert lost == 0
+    assert all(result.started <= t <= result.ended for t in writes.failed), \
+        "a write failed outside the switchover's window"
+    assert (result.old, result.new) == (old, target)
+    assert result.timeline_after == result.timeline_before + 1
     assert db.wait_healthy(timeout=60).leader.name == target
+    rows = status_lines(db.cluster, remotes, containers)
+    print("[db_ha] make status rows:\n" + "\n".join(rows), flush=True)
+    assert rows[0] == "database cluster superapp: healthy"
+    assert f"  {target}: leader, running, timeline {result.timeline_after}" in rows
 
 
 def test_etcd_losing_one_member_changes_nothing_and_two_stop_failover_not_the_leader(db) -> None:
