@@ -32,6 +32,9 @@ MONITOR_PASSWORD_KEY = "MONITOR_PASSWORD"  # noqa: S105  # pragma: allowlist sec
 
 
 SENTRY_DSN_KEY = "SENTRY_DSN"
+# Vault key, beside the database cluster's certificates (one per host), of the CA that signs
+# them (`Environment.dbha_refs`).
+DBHA_CA_KEY = "ETCD_CA"
 
 
 @dataclass(frozen=True)
@@ -368,6 +371,24 @@ class Environment:
                 "secret_key": SecretRef(path, "S3_SECRET_KEY", "password"),
                 "tls": SecretRef(path, "S3_TLS_PEM", "tls-bundle")}
 
+    def dbha_refs(self) -> dict[str, SecretRef]:
+        """The database cluster's secrets ({} without `db_ha`): the logins Patroni manages
+        (PostgreSQL's superuser, replication, pg_rewind's own, Patroni's REST API) at
+        `<prefix>/shared/dbha`, and etcd's mutual TLS at `<prefix>/shared/dbha-tls`: a CA of
+        the cluster's own (`ca`, listed first: the bootstrap signs with it) and one
+        certificate per etcd and Patroni member it signed (`tls:<host>`, keyed by host)."""
+        if self.db_ha is None:
+            return {}
+        logins = self.vault_path("shared", "dbha")
+        tls = self.vault_path("shared", "dbha-tls")
+        refs = {name: SecretRef(logins, key, "password") for name, key in (
+            ("superuser", "SUPERUSER_PASSWORD"), ("replication", "REPLICATION_PASSWORD"),
+            ("rewind", "REWIND_PASSWORD"), ("rest_api", "REST_API_PASSWORD"))}
+        refs["ca"] = SecretRef(tls, DBHA_CA_KEY, "tls-authority")
+        for node in (*self.db_ha.etcd, *self.db_ha.members):
+            refs.setdefault(f"tls:{node.name}", SecretRef(tls, node.name, "tls-leaf"))
+        return refs
+
     def edge_certificate_domains(self, host: Host) -> dict[str, str]:
         """Domain -> "acme" | "vault" of every certificate Traefik serves on `host` (group_data
         `tls_certificates`, "{host}" replaced by the host's name), in group_data order."""
@@ -404,6 +425,7 @@ class Environment:
         refs[str(self.redis_admin_previous_ref())] = self.redis_admin_previous_ref()
         refs.update((str(r), r) for r in self.monitor_password_refs().values())
         refs.update((str(r), r) for r in self.pitr_refs().values())
+        refs.update((str(r), r) for r in self.dbha_refs().values())
         for host in self.hosts_with_role("app"):
             refs.update((str(r), r) for r in self.edge_certificate_refs(host).values())
         return list(refs.values())

@@ -33,7 +33,7 @@ from typing import Any
 import hvac.exceptions
 
 from ops.catalog import ConfigError, load_environment
-from ops.catalog.model import Environment, SecretRef
+from ops.catalog.model import DBHA_CA_KEY, Environment, SecretRef
 from ops.catalog.rules import STRICT_ENVS
 from ops.secrets.approle import (
     APPROLE_MOUNT,
@@ -42,7 +42,7 @@ from ops.secrets.approle import (
     mint_command,
     role_names,
 )
-from ops.secrets.tls import self_signed_bundle
+from ops.secrets.tls import certificate_authority, issue, self_signed_bundle
 from ops.secrets.vault import (
     VaultError,
     VaultSession,
@@ -107,7 +107,10 @@ def operator_set(environment: Environment, ref: SecretRef) -> bool:
     return ref.kind in OPERATOR_KINDS or str(ref) in alertmanager
 
 
-def new_value(environment: Environment, ref: SecretRef) -> str:
+def new_value(environment: Environment, ref: SecretRef,
+              beside: Mapping[str, str] | None = None) -> str:
+    """A value for `ref`; `beside`: the values its path holds already (and those made before
+    it in this write): a database cluster's certificate is signed by the CA there."""
     if ref.kind in GENERATORS:
         return GENERATORS[ref.kind]()
     if ref.kind == "tls-bundle":  # the only one: the backup host's S3 endpoint (pinned)
@@ -120,6 +123,14 @@ def new_value(environment: Environment, ref: SecretRef) -> str:
                                   [backup.address], [backup.address, backup.name])
     if ref.kind == "tls-certificate":  # the key is the domain (Environment.edge_certificate_refs)
         return self_signed_bundle(ref.key, [], [ref.key])
+    if ref.kind == "tls-authority":  # the database cluster's etcd CA (Environment.dbha_refs)
+        return certificate_authority(f"superapp-{environment.name} database cluster CA")
+    if ref.kind == "tls-leaf":  # the key is the host: its certificate for etcd's mutual TLS
+        ca = (beside or {}).get(DBHA_CA_KEY)
+        if not ca:
+            raise VaultError(f"{ref}: no {DBHA_CA_KEY} beside it to sign it with")
+        host = environment.host(ref.key)
+        return issue(ca, f"superapp-{environment.name}-{host.name}", [host.address], [host.name])
     return fake_value(ref, environment.name)
 
 
@@ -341,7 +352,8 @@ def fill_path(session: VaultSession, environment: Environment, path: str,
         by_operator = [r for r in missing if operator_set(environment, r)]
         generated = [r for r in missing if not operator_set(environment, r)]
         if generated and not report.dry:
-            data.update((r.key, new_value(environment, r)) for r in generated)
+            for r in generated:  # in order: a CA before the certificates it signs
+                data[r.key] = new_value(environment, r, data)
             cas = current.version if current.data is not None else 0
             with translated(settings, f"write {settings.mount}/{path}"):
                 try:

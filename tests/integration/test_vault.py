@@ -24,7 +24,8 @@ import hvac
 import pytest
 
 from ops.catalog import REPO_ROOT, load_environment
-from ops.catalog.model import Environment
+from ops.catalog.model import DBHA_CA_KEY, Environment
+from ops.dbha.model import cluster_from_settings
 from ops.render import render_environment
 from ops.secrets.approle import mint_argv
 from ops.secrets.bootstrap import bootstrap, role_names, rotated_paths
@@ -40,6 +41,7 @@ from ops.secrets.vault import (
     read_refs,
     write_kv_cas,
 )
+from tests.unit.secrets.test_cluster_ca import verify
 
 pytestmark = pytest.mark.integration
 
@@ -156,6 +158,39 @@ def test_bootstrap_twice_creates_once_and_keeps_values(scratch, root, as_root, c
     roles = role_names(scratch.name)
     deploy_role = root.auth.approle.read_role(role_name=roles["deploy"])["data"]
     assert (deploy_role["token_ttl"], deploy_role["token_policies"]) == (900, [roles["deploy"]])
+
+
+def test_bootstrap_makes_the_database_clusters_logins_ca_and_certificates_once(
+        scratch, root, as_root, tmp_path):
+    """With `db_ha`: four logins, a CA, and each etcd/Patroni host's certificate signed by that
+    CA (OpenSSL verifies them for both ends of mutual TLS); a second run keeps them all, and a
+    host added later gets its certificate from the same CA."""
+    addresses = {h.name: h.address for h in scratch.hosts}
+    cluster = cluster_from_settings(
+        {"scope": "superapp", "members": ["host1", "host2"], "etcd": ["host1", "host2", "host3"],
+         "replication": "synchronous"}, addresses, routers=["host1"])
+    environment = replace(scratch, db_ha=cluster)
+    first = bootstrap(environment, environ=as_root)
+    refs = environment.dbha_refs()
+    assert {f"{r} ({r.kind})" for r in refs.values()} <= set(first.created)
+    tls_path = refs["ca"].path
+    stored = read_all(root, environment)[tls_path]["data"]
+    for node in ("host1", "host2", "host3"):
+        for purpose in ("sslserver", "sslclient"):
+            res = verify(tmp_path, stored[DBHA_CA_KEY], stored[node], purpose)
+            assert res.returncode == 0, res.stdout + res.stderr
+    logins = read_all(root, environment)[refs["superuser"].path]["data"]
+    assert len(set(logins.values())) == 4
+
+    # a certificate missing (as for a host that joins the cluster later): only it is made,
+    # signed by the stored CA; every other value stays
+    put(root, tls_path, {k: v for k, v in stored.items() if k != "host2"})
+    second = bootstrap(environment, environ=as_root)
+    assert second.created == [f"{refs['tls:host2']} (tls-leaf)"]
+    again = read_all(root, environment)[tls_path]["data"]
+    assert digest({k: again[k] for k in stored if k != "host2"}) == \
+        digest({k: stored[k] for k in stored if k != "host2"})
+    assert verify(tmp_path, stored[DBHA_CA_KEY], again["host2"], "sslclient").returncode == 0
 
 
 def test_bootstrap_dry_writes_nothing(scratch, root, as_root):

@@ -20,6 +20,7 @@ from ops.dbha.monitoring import ALERT_NAMES, PATRONI_JOB, ROUTER_JOB, alert_grou
 from ops.render import PlaceholderSecrets, render_environment, render_host, render_rule_tests
 from ops.render.files import PROMETHEUS_DIR
 from ops.render.prometheus import RULE_FILES, RULE_TESTS, RULES_DIR, alert_names, runbook_slug
+from tests.unit.dbha.cluster_data import add_cluster
 
 PROMTOOL = shutil.which("promtool") or "/usr/bin/promtool"
 RUNBOOKS = Path(__file__).resolve().parents[3] / "ops" / "runbooks"
@@ -225,10 +226,7 @@ def test_the_rendered_audit_finds_nothing_new_with_the_cluster(prod, prod_ha) ->
 
 def test_a_db_ha_block_in_group_data_reaches_the_rendered_prometheus(repo_copy) -> None:
     """Through the loader: its members are the hosts with role db, so prod gets a db-2."""
-    repo_copy.replace("group_data/prod.py", r'^(    \{"name": "db-1".*\n)',
-                      r'\1    {"name": "db-2", "address": "10.10.1.12", "roles": ["db"]},\n')
-    repo_copy.append("group_data/prod.py", "db_ha = " + repr(
-        {**DB_HA, "members": ["db-1", "db-2"], "etcd": ["db-1", "db-2", "mon-1"]}))
+    add_cluster(repo_copy)
     loaded = repo_copy.load("prod")
     assert loaded.db_ha is not None
     files = prometheus_files(loaded)
