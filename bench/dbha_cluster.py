@@ -30,6 +30,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from ops import yamlio
+from ops.catalog import load_environment
 from ops.dbha import commands
 from ops.dbha.model import Cluster, cluster_from_settings
 from ops.dbha.render import (
@@ -169,8 +170,10 @@ class DbCluster:
     def __init__(self, ssh_argv: Callable[[str], list[str]], image_prefix: str,
                  replication: str = "synchronous"):
         self.ssh_argv = ssh_argv
-        self.images = {name: f"{image_prefix}/superapp/{name}"
-                       for name in ("patroni:3.0.2", "etcd:3.4.23", "haproxy:2.6.12")}
+        # the environments' own images of the parts (group_data infra_images)
+        infra = load_environment("local").settings["infra_images"]
+        self.images = {name: f"{image_prefix}/{infra[name]}"
+                       for name in ("patroni", "etcd", "haproxy")}
         self.passwords = Passwords(superuser=secrets.token_urlsafe(24),
                                    replication=secrets.token_urlsafe(24),
                                    rewind=secrets.token_urlsafe(24),
@@ -215,7 +218,7 @@ class DbCluster:
         return f"--network {NETWORK} --ip {self.addresses[name]}"
 
     def image(self, name: str) -> str:
-        return next(ref for key, ref in self.images.items() if key.startswith(name + ":"))
+        return self.images[name]
 
     # -- lifecycle --------------------------------------------------------------------------
     def start(self) -> None:

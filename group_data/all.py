@@ -33,6 +33,10 @@ infra_images = {
     "rsyslog": "superapp/rsyslog:8.2302.0",
     "postgres_exporter": "superapp/postgres-exporter:0.11.1",
     "redis_exporter": "superapp/redis-exporter:1.45.0",
+    # the database cluster (`db_ha`): Debian's etcd-server, patroni and haproxy packages
+    "etcd": "superapp/etcd:3.4.23",
+    "patroni": "superapp/patroni:3.0.2",
+    "haproxy": "superapp/haproxy:2.6.12",
 }
 
 # The docker network every container of a host joins; Traefik has a fixed address on it, which
@@ -112,7 +116,8 @@ alerting = {
 # uid each infra process runs as in its image: it owns its 0600 config files (secrets inside).
 # (postgres: its entrypoint chowns its data directory itself; the uid owns pgBackRest's config)
 data_uids = {"redis": 999, "prometheus": 65534, "alertmanager": 65534, "postgres": 101,
-             "seaweedfs": 65534, "log_store": 65534}
+             "seaweedfs": 65534, "log_store": 65534,
+             "patroni": 102}
 relaxations = []
 
 # SSH host keys are pinned: pyinfra refuses a host whose key is unknown or changed (before it

@@ -97,7 +97,9 @@ Example group_data::
                     "blackbox_exporter": "superapp/blackbox-exporter:0.23.0",
                     "rsyslog": "superapp/rsyslog:8.2302.0",
                     "postgres_exporter": "superapp/postgres-exporter:0.11.1",
-                    "redis_exporter": "superapp/redis-exporter:1.45.0"}
+                    "redis_exporter": "superapp/redis-exporter:1.45.0",
+                    "etcd": "superapp/etcd:3.4.23", "patroni": "superapp/patroni:3.0.2",
+                    "haproxy": "superapp/haproxy:2.6.12"}
     upstream_proxies = ["10.10.9.10"]              # load balancers: Traefik's trustedIPs
     admin_sources = ["10.10.8.10"]                 # the only SSH sources (host firewall)
     firewall = {"confirm_seconds": 60}             # a new ruleset reverts unless confirmed
@@ -148,7 +150,8 @@ Example group_data::
                 "memory_available_ratio": 0.10, "postgres_connections_ratio": 0.8,
                 "postgres_replication_lag_bytes": 67108864, "redis_memory_ratio": 0.9}
     data_uids = {"redis": 999, "prometheus": 65534, "alertmanager": 65534, "postgres": 101,
-                 "seaweedfs": 65534, "log_store": 65534}
+                 "seaweedfs": 65534, "log_store": 65534,
+                 "patroni": 102}
     relaxations = []                               # local only: standin-image,
                                                    # vault-token-auth, vault-plain-http
     testbed_fleet = None                           # local only: the hosts a testbed started

@@ -19,7 +19,8 @@ RELAXATIONS = {
     "registry-plain-http": "the registry's HTTP API over plain http (the testbed registry)",
 }
 
-UID_OWNERS = ("redis", "prometheus", "alertmanager", "postgres", "seaweedfs", "log_store")
+UID_OWNERS = ("redis", "prometheus", "alertmanager", "postgres", "seaweedfs", "log_store",
+              "patroni")
 NAME = Str(pattern=r"[a-z][a-z0-9_-]*", hint="a lowercase name")
 HOSTNAME = Str(pattern=r"[a-z0-9]([a-z0-9.-]*[a-z0-9])?", hint="a DNS name")
 # a DNS name, or one with "{host}" for each app host's own name
@@ -71,8 +72,8 @@ GROUP_DATA = Record({
         name: Field(IMAGE_REF)
         for name in ("traefik", "prometheus", "alertmanager", "node_exporter", "postgres", "redis",
                      "seaweedfs", "blackbox_exporter", "rsyslog", "postgres_exporter",
-                     "redis_exporter")
-    })),
+                     "redis_exporter", "etcd", "patroni", "haproxy")
+    }), doc="etcd, patroni, haproxy: the database cluster's parts (`db_ha`)"),
     "upstream_proxies": Field(ListOf(Str(hint="an IP address or CIDR"), min_len=1)),
     "admin_sources": Field(ListOf(CIDR, min_len=1),
                            doc="where the deploy and the operators come from: the only sources "

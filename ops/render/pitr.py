@@ -71,11 +71,17 @@ def archive_args(environment: Environment) -> list[str]:
     return [arg for key, value in flags.items() for arg in ("-c", f"{key}={value}")]
 
 
+def postgres_uid(environment: Environment) -> int:
+    """The uid PostgreSQL runs as, which reads pgbackrest.conf: Patroni's image's postgres
+    with `db_ha` (ops/render/dbha.py), the single PostgreSQL's otherwise."""
+    return environment.settings["data_uids"]["patroni" if environment.db_ha else "postgres"]
+
+
 def config(environment: Environment, secrets: SecretValues) -> str:
     refs = environment.pitr_refs()
     return render_template(
         "pitr/pgbackrest.conf.j2", env=environment.name, pitr=environment.settings["pitr"],
-        backup=environment.backup_host, uid=environment.settings["data_uids"]["postgres"],
+        backup=environment.backup_host, uid=postgres_uid(environment),
         access_key=secrets.get(refs["access_key"]) or "",
         secret_key=secrets.get(refs["secret_key"]) or "",
         cipher=secrets.get(refs["cipher"]) or "")
@@ -89,7 +95,7 @@ def pgbackrest_files(environment: Environment, secrets: SecretValues) -> list[Re
     """The config and pinned certificate, alike on the db host and the backup host."""
     conf = config(environment, secrets)
     return [RenderedFile(PGBR_CONF, conf, mode=0o600, secret=True,
-                         owner=environment.settings["data_uids"]["postgres"]),
+                         owner=postgres_uid(environment)),
             RenderedFile(REPO_CA, certificate(environment, secrets))]
 
 

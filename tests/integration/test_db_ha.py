@@ -24,6 +24,7 @@ from bench.dbha_cluster import (
     HostRemote,
     Writes,
 )
+from ops.catalog import load_environment
 from ops.dbha import failover, maintenance, monitoring
 from ops.dbha.hosts import HostMembers, status_lines
 from ops.dbha.model import DbHaError
@@ -210,6 +211,13 @@ def test_a_leader_cut_off_the_network_demotes_itself_and_rejoins_rewound(db) -> 
     db.reconnect(old)
     rejoined = db.wait_healthy(timeout=120)
     assert {m.name: m.role for m in rejoined.members}[old] in ("replica", "sync_standby")
+
+
+def test_patronis_postgres_has_the_uid_its_files_are_written_for(db) -> None:
+    """ops/render/dbha.py writes patroni.yml, the etcd client key and pgbackrest.conf 0600 for
+    `data_uids.patroni`: the image's postgres must be that user, or Patroni cannot read them."""
+    uid = db.sh(f"docker run --rm {db.image('patroni')} id -u postgres").stdout.strip()
+    assert int(uid) == load_environment("local").settings["data_uids"]["patroni"]
 
 
 def test_a_planned_switchover_fails_writes_only_within_its_window(db) -> None:

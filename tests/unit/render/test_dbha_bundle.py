@@ -1,0 +1,153 @@
+"""ops/render/dbha.py: the database cluster's files on each host, by its part (etcd member,
+Patroni member, router); checked by `docker compose config`, Patroni's own validator and
+OpenSSL, and for where each secret goes."""
+
+from __future__ import annotations
+
+import subprocess
+from pathlib import Path
+
+import pytest
+from cryptography import x509
+
+from ops.catalog import load_environment
+from ops.render import PlaceholderSecrets, pitr
+from ops.render.dbha import HAPROXY_FILE, PATRONI_FILE, TLS_DIR, directories, render_files
+from ops.render.files import DATA_DIR
+from ops.secrets.bootstrap import new_value
+from ops.secrets.tls import split_bundle
+from ops.secrets.vault import refs_by_path
+from ops.validate import check_compose
+from tests.unit.dbha.cluster_data import add_cluster
+from tests.unit.secrets.test_cluster_ca import verify
+
+COMPOSE = "/opt/superapp/compose/dbha.yml"
+PATRONI_UID = 102  # group_data/all.py data_uids.patroni
+
+
+class Secrets:
+    """The cluster's secrets as the bootstrap makes them; placeholders for every other."""
+
+    def __init__(self, environment):
+        self.values: dict[str, str] = {}
+        for refs in refs_by_path(list(environment.dbha_refs().values())).values():
+            data: dict[str, str] = {}
+            for ref in refs:
+                data[ref.key] = new_value(environment, ref, data)
+                self.values[str(ref)] = data[ref.key]
+
+    def get(self, ref):
+        return self.values.get(str(ref)) or PlaceholderSecrets().get(ref)
+
+
+@pytest.fixture(scope="module")
+def clustered(tmp_path_factory):
+    from tests.unit.conftest import RepoCopy
+
+    repo = RepoCopy(tmp_path_factory.mktemp("repo") / "repo")
+    add_cluster(repo)
+    environment = repo.load()
+    return environment, Secrets(environment)
+
+
+def files_of(clustered, host: str) -> dict[str, object]:
+    environment, secrets = clustered
+    return {f.path: f for f in render_files(environment, environment.host(host), secrets)}
+
+
+def test_each_host_gets_the_files_of_its_parts_only(clustered) -> None:
+    tls = {f"{TLS_DIR}/etcd/{n}" for n in ("ca.crt", "member.crt", "member.key")}
+    client = {f"{TLS_DIR}/patroni/{n}" for n in ("ca.crt", "etcd-client.crt", "etcd-client.key")}
+    assert set(files_of(clustered, "db-1")) == {COMPOSE, PATRONI_FILE, *tls, *client}
+    assert set(files_of(clustered, "mon-1")) == {COMPOSE, *tls}
+    assert set(files_of(clustered, "app-1")) == {COMPOSE, HAPROXY_FILE}
+    assert files_of(clustered, "backup-1") == {}
+    environment, _ = clustered
+    assert directories(environment, environment.host("db-2")) == [
+        (f"{DATA_DIR}/etcd", 0o700, 0), (f"{DATA_DIR}/patroni", 0o700, PATRONI_UID)]
+
+
+def test_secrets_are_0600_for_their_reader_and_nowhere_else(clustered) -> None:
+    environment, secrets = clustered
+    files = files_of(clustered, "db-1")
+    for path, owner in ((PATRONI_FILE, PATRONI_UID), (f"{TLS_DIR}/etcd/member.key", 0),
+                        (f"{TLS_DIR}/patroni/etcd-client.key", PATRONI_UID)):
+        assert (files[path].mode, files[path].secret, files[path].owner) == (0o600, True, owner)
+    refs = environment.dbha_refs()
+    passwords = [secrets.get(refs[n]) for n in ("superuser", "replication", "rewind",
+                                                "rest_api")]
+    ca_key = split_bundle(secrets.get(refs["ca"]))[0]
+    for host in ("db-1", "mon-1", "app-1"):
+        for f in files_of(clustered, host).values():
+            assert ca_key not in f.content, f"the CA's key is in {host}:{f.path}"
+            if not f.secret:
+                assert not [p for p in passwords if p in f.content], f"{host}:{f.path}"
+                assert "PRIVATE KEY" not in f.content, f"{host}:{f.path}"
+    assert all(p in files[PATRONI_FILE].content for p in passwords)
+
+
+def test_the_hosts_certificate_is_its_own_and_verifies_against_the_cluster_ca(
+        clustered, tmp_path: Path) -> None:
+    environment, secrets = clustered
+    files = files_of(clustered, "db-2")
+    ca = files[f"{TLS_DIR}/etcd/ca.crt"].content
+    assert files[f"{TLS_DIR}/patroni/ca.crt"].content == ca
+    leaf = files[f"{TLS_DIR}/patroni/etcd-client.key"].content + \
+        files[f"{TLS_DIR}/patroni/etcd-client.crt"].content
+    ca_bundle = secrets.get(environment.dbha_refs()["ca"])
+    for purpose in ("sslserver", "sslclient"):
+        assert verify(tmp_path, ca_bundle, leaf, purpose).returncode == 0
+    cert = x509.load_pem_x509_certificate(files[f"{TLS_DIR}/etcd/member.crt"].content.encode())
+    alt = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+    assert [str(a) for a in alt.get_values_for_type(x509.IPAddress)] == ["10.10.1.12"]
+
+
+def write_tree(tmp_path: Path, files: dict) -> Path:
+    for path, f in files.items():
+        target = tmp_path / path.lstrip("/")
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target.write_text(f.content)
+    return tmp_path
+
+
+@pytest.mark.parametrize("host", ["db-1", "mon-1", "app-1"])
+def test_docker_compose_accepts_each_hosts_project(clustered, tmp_path: Path, host) -> None:
+    root = write_tree(tmp_path, files_of(clustered, host))
+    result = check_compose(root / COMPOSE.lstrip("/"))
+    assert result.error is None, result.error
+
+
+def test_the_member_publishes_postgres_and_patroni_on_its_address_only(clustered) -> None:
+    text = files_of(clustered, "db-2")[COMPOSE].content
+    assert '"10.10.1.12:5432:5432"' in text and '"10.10.1.12:8008:8008"' in text
+    assert '"10.10.1.12:2379:2379"' in text and '"10.10.1.12:2380:2380"' in text
+    assert 'container_name: "patroni"' in text and "5433" not in text
+    router = files_of(clustered, "app-2")[COMPOSE].content
+    assert '"10.10.0.12:8404:8404"' in router and ":5432:" not in router
+
+
+def test_the_members_patroni_yml_passes_patronis_validator(clustered, tmp_path: Path) -> None:
+    conf = tmp_path / "patroni.yml"
+    conf.write_text(files_of(clustered, "db-1")[PATRONI_FILE].content)
+    res = subprocess.run(["patroni", "--validate-config", str(conf)], capture_output=True,
+                         text=True, timeout=60)
+    assert res.returncode == 0 and not (res.stdout + res.stderr).strip(), \
+        res.stdout + res.stderr
+
+
+def test_pgbackrest_conf_is_for_patronis_postgres_with_a_cluster(clustered) -> None:
+    """The `pitr` unit's config, which the member mounts: 0600 for the uid that reads it."""
+    environment, secrets = clustered
+    [conf] = [f for f in pitr.pgbackrest_files(environment, secrets) if f.path == pitr.PGBR_CONF]
+    assert (conf.mode, conf.owner) == (0o600, PATRONI_UID)
+    single = load_environment("prod")
+    [conf] = [f for f in pitr.pgbackrest_files(single, PlaceholderSecrets())
+              if f.path == pitr.PGBR_CONF]
+    assert conf.owner == single.settings["data_uids"]["postgres"] == 101
+
+
+def test_without_a_cluster_no_host_gets_anything() -> None:
+    environment = load_environment("prod")
+    for host in environment.hosts:
+        assert render_files(environment, host, PlaceholderSecrets()) == []
+        assert directories(environment, host) == []
