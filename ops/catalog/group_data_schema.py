@@ -261,7 +261,7 @@ GROUP_DATA = Record({
     "relaxations": Field(ListOf(Str(choices=tuple(RELAXATIONS))), required=False, default=[]),
     "db_ha": Field(Optional(DB_HA), required=False, default=None,
                    doc="PostgreSQL high availability (ops/dbha): Patroni members on etcd, a "
-                       "router on each app host; the `db` host is one of the members"),
+                       "router on each app host; the members are exactly the `db` hosts"),
     "testbed_fleet": Field(Optional(Record({
         "state_dir": Field(Str(pattern=r"/\S+", hint="an absolute path"),
                            doc="the testbed's state directory ($SA_TESTBED_STATE overrides it, "

@@ -72,16 +72,16 @@ def archive_args(environment: Environment) -> list[str]:
 
 
 def postgres_uid(environment: Environment) -> int:
-    """The uid PostgreSQL runs as, which reads pgbackrest.conf: Patroni's image's postgres
-    with `db_ha` (ops/render/dbha.py), the single PostgreSQL's otherwise."""
+    """The uid the db hosts' PostgreSQL runs as, which reads pgbackrest.conf there: Patroni's
+    image's postgres with `db_ha` (ops/render/dbha.py), the single PostgreSQL's otherwise."""
     return environment.settings["data_uids"]["patroni" if environment.db_ha else "postgres"]
 
 
-def config(environment: Environment, secrets: SecretValues) -> str:
+def config(environment: Environment, secrets: SecretValues, uid: int) -> str:
     refs = environment.pitr_refs()
     return render_template(
         "pitr/pgbackrest.conf.j2", env=environment.name, pitr=environment.settings["pitr"],
-        backup=environment.backup_host, uid=postgres_uid(environment),
+        backup=environment.backup_host, uid=uid,
         access_key=secrets.get(refs["access_key"]) or "",
         secret_key=secrets.get(refs["secret_key"]) or "",
         cipher=secrets.get(refs["cipher"]) or "")
@@ -91,11 +91,12 @@ def certificate(environment: Environment, secrets: SecretValues) -> str:
     return split_bundle(secrets.get(environment.pitr_refs()["tls"]) or "")[1]
 
 
-def pgbackrest_files(environment: Environment, secrets: SecretValues) -> list[RenderedFile]:
-    """The config and pinned certificate, alike on the db host and the backup host."""
-    conf = config(environment, secrets)
-    return [RenderedFile(PGBR_CONF, conf, mode=0o600, secret=True,
-                         owner=postgres_uid(environment)),
+def pgbackrest_files(environment: Environment, secrets: SecretValues,
+                     uid: int) -> list[RenderedFile]:
+    """The config and pinned certificate, alike on the db host and the backup host; `uid`:
+    the PostgreSQL that reads it there (the config is 0600)."""
+    conf = config(environment, secrets, uid)
+    return [RenderedFile(PGBR_CONF, conf, mode=0o600, secret=True, owner=uid),
             RenderedFile(REPO_CA, certificate(environment, secrets))]
 
 
@@ -106,7 +107,7 @@ def render_db_files(environment: Environment, secrets: SecretValues) -> list[Ren
     script = render_template("pitr/pitr.sh.j2", stanza=pitr["stanza"], backup_host=backup.name,
                              textfile_dir=TEXTFILE_DIR, metrics_script=METRICS_SCRIPT)
     metrics = (TEMPLATES_DIR / "pitr" / "pitr_metrics.py").read_text()  # as is: not Jinja
-    files = pgbackrest_files(environment, secrets)
+    files = pgbackrest_files(environment, secrets, postgres_uid(environment))
     digest = hashlib.sha256("\0".join(f.content for f in files).encode()).hexdigest()
     return [*files,
             RenderedFile(PITR_SCRIPT, script, mode=0o755),
@@ -169,7 +170,9 @@ def render_backup_host_files(environment: Environment, host: Host,
                              data_dir=S3_DATA)
     # the restore drill's copy of the config (a db host that is also the backup host, which
     # only `local` allows, has it already)
-    drill = [] if host.has_role("db") else pgbackrest_files(environment, secrets)
+    # the restore drill runs the single PostgreSQL's image, db_ha or not
+    drill = [] if host.has_role("db") else pgbackrest_files(
+        environment, secrets, environment.settings["data_uids"]["postgres"])
     return [*drill,
         RenderedFile(compose_path("backup"), render_project(
             environment, host, "sa-backup", "backup: the pgBackRest repository (S3, SeaweedFS)",

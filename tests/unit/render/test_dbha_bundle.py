@@ -11,7 +11,7 @@ import pytest
 from cryptography import x509
 
 from ops.catalog import load_environment
-from ops.render import PlaceholderSecrets, pitr
+from ops.render import PlaceholderSecrets, pitr, render_host
 from ops.render.dbha import HAPROXY_FILE, PATRONI_FILE, TLS_DIR, directories, render_files
 from ops.render.files import DATA_DIR
 from ops.secrets.bootstrap import new_value
@@ -135,15 +135,21 @@ def test_the_members_patroni_yml_passes_patronis_validator(clustered, tmp_path: 
         res.stdout + res.stderr
 
 
-def test_pgbackrest_conf_is_for_patronis_postgres_with_a_cluster(clustered) -> None:
-    """The `pitr` unit's config, which the member mounts: 0600 for the uid that reads it."""
+def test_pgbackrest_conf_is_for_patronis_postgres_on_the_members(clustered) -> None:
+    """The `pitr` unit's config: 0600 for the uid that reads it, Patroni's on the members
+    (which mount it), the single PostgreSQL's for the restore drill on the backup host."""
     environment, secrets = clustered
-    [conf] = [f for f in pitr.pgbackrest_files(environment, secrets) if f.path == pitr.PGBR_CONF]
-    assert (conf.mode, conf.owner) == (0o600, PATRONI_UID)
+
+    def conf_owner(env, host: str) -> int:
+        files = render_host(env, host, secrets if env is environment else PlaceholderSecrets())
+        [conf] = [f for f in files if f.path == pitr.PGBR_CONF]
+        assert conf.mode == 0o600
+        return conf.owner
+
+    assert conf_owner(environment, "db-2") == PATRONI_UID
+    assert conf_owner(environment, "backup-1") == 101
     single = load_environment("prod")
-    [conf] = [f for f in pitr.pgbackrest_files(single, PlaceholderSecrets())
-              if f.path == pitr.PGBR_CONF]
-    assert conf.owner == single.settings["data_uids"]["postgres"] == 101
+    assert conf_owner(single, "db-1") == conf_owner(single, "backup-1") == 101
 
 
 def test_without_a_cluster_no_host_gets_anything() -> None:
