@@ -113,6 +113,43 @@ def test_broken_invariant_names_the_file_and_key(testbed, tmp_path):
     assert "group_data/local.py: hmac_replay_window_seconds" in out
 
 
+def test_a_database_cluster_is_refused_by_deploy_and_read_by_failover_and_status(
+        testbed, tmp_path):
+    """group_data `db_ha` (host2 a second db host): deploy.py refuses it first, naming the
+    file; tasks/failover.py and tasks/status.py read the cluster through the hosts' own
+    connections (`docker exec patroni` on each member) and, no cluster running here, say so
+    without changing anything."""
+    hosts = [{**h, "roles": ["app", "db"]} if h["name"] == "host2" else h
+             for h in ENV.settings["hosts"][:3]]
+    cluster = {"scope": "superapp", "members": ["host1", "host2"],
+               "etcd": ["host1", "host2", "host3"], "replication": "synchronous"}
+    out = refused(testbed, tmp_path, {"hosts": repr(hosts), "db_ha": repr(cluster)})
+    assert "refusing to deploy local: group_data/local.py: db_ha: this tool does not deploy " \
+           "the Patroni cluster yet" in out
+    before = fleet(testbed)
+    res = pyinfra(tmp_path, "inventories/local.py", "tasks/failover.py", "--data", "to=host2",
+                  timeout=300)
+    out = output(res)
+    assert res.returncode != 0, out[-3000:]
+    assert "no member of the database cluster superapp answers /cluster: host1: " in out
+    assert "No such container: patroni" in out
+    res = pyinfra(tmp_path, "inventories/local.py", "tasks/status.py", timeout=300)
+    out = output(res)
+    assert res.returncode == 0, out[-3000:]
+    assert "--> database cluster superapp: UNKNOWN: no member of the database cluster " \
+           "superapp answers /cluster" in out
+    assert fleet(testbed) == before, "a host changed"
+
+
+def test_failover_without_a_cluster_names_the_file_and_the_single_db_host(testbed, tmp_path):
+    res = pyinfra(release_copy(tmp_path), "inventories/local.py", "tasks/failover.py",
+                  "--data", "to=host2", timeout=300)
+    out = output(res)
+    assert res.returncode != 0, out[-3000:]
+    assert "group_data/local.py: no `db_ha`: local runs one PostgreSQL on host1, with no " \
+           "standby to hand over to (ops/runbooks/db-failover.md)" in out
+
+
 def test_vault_token_never_appears_in_the_output(testbed, tmp_path):
     # the failure paths above print Vault addresses and paths, never the token
     out = refused(testbed, tmp_path, {"vault": vault_settings(path_prefix="superapp/none")},
