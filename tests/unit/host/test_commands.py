@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import shlex
 import subprocess
 import time
 
@@ -174,13 +175,24 @@ def test_chain_stops_at_the_first_failure(tmp_path) -> None:
 
 
 def test_in_parallel_runs_all_at_once_and_waits_for_every_one(tmp_path) -> None:
-    marks = [tmp_path / f"m{i}" for i in range(3)]
-    script = cmd.in_parallel(*(f"sleep 0.5 && {cmd.sh('touch', str(m))}" for m in marks))
+    """Each job marks that it started, then waits (10 s at most) until every job has: only
+    jobs running at the same time all get past that, whatever the machine's load (a bound on
+    the elapsed time flaked under the testbed's start, 1.73 s for 3 x 0.5 s). Each then
+    finishes a moment later; every one must have finished when the script returns."""
+    started = [tmp_path / f"started{i}" for i in range(3)]
+    done = [tmp_path / f"done{i}" for i in range(3)]
+    all_started = " && ".join(f"[ -e {shlex.quote(str(m))} ]" for m in started)
+
+    def job(i: int) -> str:
+        return cmd.sh("sh", "-c", f"touch {shlex.quote(str(started[i]))}; n=0; "
+                                  f"until {all_started}; do n=$((n+1)); "
+                                  f"[ $n -gt 100 ] && exit 1; sleep 0.1; done; "
+                                  f"sleep 0.5 && touch {shlex.quote(str(done[i]))}")
+
+    script = cmd.in_parallel(*(job(i) for i in range(3)))
     assert script.endswith(" ; wait") and script.count(" & ") == 2
-    started = time.monotonic()
     assert run_sh(script).returncode == 0
-    assert time.monotonic() - started < 1.4  # together, not one after another (1.5 s)
-    assert all(m.exists() for m in marks)  # every one finished before it returned
+    assert all(m.exists() for m in done)  # together, and every one finished before it returned
     assert cmd.in_parallel("", "") == ""
 
 
