@@ -148,16 +148,16 @@ def cluster_openings(environment: Environment, host: Host) -> list[Opening]:
     if cluster is None:
         return []
     monitoring = _addresses([environment.monitoring_host])
-    etcd, members, routers = (_nodes(cluster.etcd), _nodes(cluster.members),
-                              _nodes(cluster.routers))
-    others = _nodes(n for n in cluster.members if n.name != host.name)
+    etcd, members, routers = (_addresses(cluster.etcd), _addresses(cluster.members),
+                              _addresses(cluster.routers))
+    others = _addresses(n for n in cluster.members if n.name != host.name)
     found: list[Opening] = []
     if host.name in _names(cluster.etcd):
         found += [
             Opening("etcd-client", dbha.ETCD_CLIENT_PORT, _union(etcd, members),
                     "etcd's members and its clients, the Patroni members"),
             Opening("etcd-peer", dbha.ETCD_PEER_PORT,
-                    _nodes(n for n in cluster.etcd if n.name != host.name),
+                    _addresses(n for n in cluster.etcd if n.name != host.name),
                     "the other etcd members"),
         ]
     if host.name in _names(cluster.members):
@@ -181,13 +181,9 @@ def container_subnets(environment: Environment) -> tuple[str, ...]:
     return tuple(_checked([environment.settings["docker_network"]["subnet"]], "docker_network"))
 
 
-def _addresses(hosts: Iterable[Host]) -> tuple[str, ...]:
+def _addresses(hosts: Iterable[Host | Node]) -> tuple[str, ...]:
+    """Inventory hosts or a cluster's nodes, as sources."""
     return _union(*[(h.address,) for h in hosts])
-
-
-def _nodes(nodes: Iterable[Node]) -> tuple[str, ...]:
-    """A cluster's nodes as sources, like `_addresses`."""
-    return _union(*[(n.address,) for n in nodes])
 
 
 def _names(nodes: Iterable[Node]) -> set[str]:
