@@ -91,7 +91,9 @@ deploy_lock_lease_seconds = 30
 
 # No canary by default here: the suite runs dozens of deploys with little traffic. The canary
 # tests turn it on with `--data canary_steps=10,100` and the short steps below (two Prometheus
-# scrapes each).
-canary = {"steps": [], "interval_seconds": 30, "min_requests": 20, "max_wait_seconds": 60,
+# scrapes each). min_requests as prod's: a release failing 5% of requests shows no failure in
+# 20 requests 36% of the time (0.95^20), in 100 only 0.6% (0.95^100); the tests' `flaky`
+# release must be caught at the first step, which sees about 120 requests in 30 s.
+canary = {"steps": [], "interval_seconds": 30, "min_requests": 100, "max_wait_seconds": 60,
           "success_min_percent": 99.0, "success_max_drop_points": 0.5, "p99_max_seconds": 1.0,
           "p99_max_ratio": 1.5}

@@ -247,13 +247,26 @@ def test_retention_keeps_exactly_the_configured_backups(testbed, db_host, local,
 def test_no_password_in_process_list_or_logs(testbed, db_host, local, backups_restored):
     password = fetch_secrets(local).get(local.postgres_password_ref())
     assert password and len(password) >= 16
-    sampler = ("rm -f /tmp/it-ps.txt; (for i in $(seq 400); do ps -eo args >> /tmp/it-ps.txt; "
-               "sleep 0.01; done) & sampler=$!; ")
-    command = cron_command(testbed, db_host)
-    testbed.ssh(db_host, sampler + f"{CRON_ENV} sh -c {shlex.quote(command)}; "
-                         "kill $sampler 2>/dev/null; wait $sampler 2>/dev/null; true", timeout=300)
+    # The dump of this small database lasts milliseconds, shorter than a busy machine's gap
+    # between two `ps` samples. A transaction holding its table locked keeps pg_dump waiting
+    # (in the process list, arguments and all) until the sampler has seen it a few times.
+    with seeded_table(testbed, db_host, 10) as table:
+        hold = (f"BEGIN; LOCK TABLE {table} IN ACCESS EXCLUSIVE MODE; "
+                "SELECT pg_sleep(4); COMMIT;")
+        locked = ("SELECT count(*) FROM pg_locks WHERE granted AND "  # noqa: S608
+                  f"mode = 'AccessExclusiveLock' AND relation = '{table}'::regclass;")
+        exec_psql = f"docker exec -i postgres psql -X -q -At -U postgres -d {DB}"
+        sampler = ("rm -f /tmp/it-ps.txt; (for i in $(seq 400); do ps -eo args >> "
+                   "/tmp/it-ps.txt; sleep 0.01; done) & sampler=$!; ")
+        holder = (f"echo {shlex.quote(hold)} | {exec_psql} >/dev/null & holder=$!; "
+                  f"n=0; until [ \"$(echo {shlex.quote(locked)} | {exec_psql})\" = 1 ]; "
+                  "do n=$((n+1)); [ $n -lt 100 ] || exit 3; sleep 0.1; done; ")
+        command = cron_command(testbed, db_host)
+        testbed.ssh(db_host, holder + sampler + f"{CRON_ENV} sh -c {shlex.quote(command)}; "
+                             "kill $sampler 2>/dev/null; wait $sampler $holder 2>/dev/null; "
+                             "true", timeout=300)
     samples = testbed.ssh(db_host, "cat /tmp/it-ps.txt; rm -f /tmp/it-ps.txt").stdout
-    assert "pg_dump --no-password" in samples  # the sampler did see the dump running
+    assert samples.count("pg_dump --no-password") >= 3  # the sampler saw the dump waiting
     assert password not in samples
     for path in ("/var/backups/superapp/backup.log", f"/etc/cron.d/superapp-backup-{DB}",
                  "/opt/superapp/backup/pg_backup.sh", "/opt/superapp/backup/pg_tools.sh"):
