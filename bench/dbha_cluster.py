@@ -47,6 +47,7 @@ from ops.dbha.render import (
     pgbackrest_conf,
 )
 from ops.dbha.status import ClusterState, parse_cluster
+from ops.render.compose import hardened
 from ops.secrets.tls import certificate_authority, issue, split_bundle
 
 NETWORK = "sa-dbha"
@@ -164,6 +165,15 @@ class HostRemote:
         return self.run(command, timeout)
 
 
+def hardened_flags(uid: int) -> str:
+    """`docker run`'s form of the compose settings `hardened()` gives a container."""
+    h = hardened(f"{uid}:{uid}")
+    return " ".join([f"-u {h['user']}", *(["--read-only"] if h["read_only"] else []),
+                     *(f"--tmpfs {t}" for t in h["tmpfs"]),
+                     *(f"--cap-drop {c}" for c in h["cap_drop"]),
+                     *(f"--security-opt {o}" for o in h["security_opt"])])
+
+
 class DbCluster:
     """`ssh_argv(command)`: the argv that runs a shell command on the testbed host."""
 
@@ -171,7 +181,11 @@ class DbCluster:
                  replication: str = "synchronous"):
         self.ssh_argv = ssh_argv
         # the environments' own images of the parts (group_data infra_images)
-        infra = load_environment("local").settings["infra_images"]
+        settings_of_local = load_environment("local").settings
+        infra = settings_of_local["infra_images"]
+        # etcd and HAProxy run as ops/render/dbha.py runs them: their image's own user, a
+        # read-only root filesystem, no capability
+        self.uids = {n: settings_of_local["data_uids"][n] for n in ("etcd", "haproxy")}
         self.images = {name: f"{image_prefix}/{infra[name]}"
                        for name in ("patroni", "etcd", "haproxy")}
         self.passwords = Passwords(superuser=secrets.token_urlsafe(24),
@@ -229,8 +243,11 @@ class DbCluster:
         for node in self.cluster.etcd:
             env = " ".join(f"-e {k}={shlex.quote(v)}"
                            for k, v in etcd_environment(self.cluster, node).items())
-            tls = self.put_tls(node.name, ETCD_TLS, owner="0")
+            tls = self.put_tls(node.name, ETCD_TLS, owner=str(self.uids["etcd"]))
+            # its data in a volume of its own, which starts as the image's directory (owned
+            # by etcd, 0700) and outlives a stopped member
             self.sh(f"docker run -d --name {node.name} {self.net(node.name)} {env} {tls} "
+                    f"-v {node.name}-data:/var/lib/etcd {hardened_flags(self.uids['etcd'])} "
                     f"{self.image('etcd')} >/dev/null")
         self.sh(f"docker volume create {REPO_VOLUME} >/dev/null && docker run --rm -u 0 "
                 f"-v {REPO_VOLUME}:{REPO_PATH} {self.image('patroni')} "
@@ -250,7 +267,7 @@ class DbCluster:
         self.put(f"{DIR}/haproxy.cfg", haproxy_cfg(self.cluster))
         self.sh(f"chmod 644 {DIR}/haproxy.cfg && docker run -d --name {ROUTER} "
                 f"{self.net(ROUTER)} -v {DIR}/haproxy.cfg:/etc/haproxy/haproxy.cfg:ro "
-                f"{self.image('haproxy')} >/dev/null")
+                f"{hardened_flags(self.uids['haproxy'])} {self.image('haproxy')} >/dev/null")
         self.put(f"{DIR}/writer.env", f"PGPASSWORD={self.passwords.superuser}\n")
         self.put(f"{DIR}/writer.py", WRITER_SCRIPT)
         self.sh(f"chmod 644 {DIR}/writer.py")
@@ -264,7 +281,8 @@ class DbCluster:
     def remove(self) -> None:
         names = " ".join((WRITER, ROUTER, *MEMBERS, *ETCD))
         self.sh(f"docker rm -f {names} >/dev/null 2>&1; docker network rm {NETWORK} "
-                f">/dev/null 2>&1; docker volume rm {REPO_VOLUME} >/dev/null 2>&1; "
+                f">/dev/null 2>&1; docker volume rm {REPO_VOLUME} "
+                f"{' '.join(f'{n}-data' for n in ETCD)} >/dev/null 2>&1; "
                 f"rm -rf {DIR}", check=False)
 
     # -- reading the cluster ----------------------------------------------------------------

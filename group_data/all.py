@@ -114,10 +114,12 @@ alerting = {
     "redis_memory_ratio": 0.9,
 }
 # uid each infra process runs as in its image: it owns its 0600 config files (secrets inside).
-# (postgres: its entrypoint chowns its data directory itself; the uid owns pgBackRest's config)
+# (postgres: its entrypoint chowns its data directory itself; the uid owns pgBackRest's config.
+# patroni, etcd, haproxy: the users Debian's packages create in the testbed's images, checked
+# against the images by tests/integration/test_db_ha.py)
 data_uids = {"redis": 999, "prometheus": 65534, "alertmanager": 65534, "postgres": 101,
              "seaweedfs": 65534, "log_store": 65534,
-             "patroni": 102}
+             "patroni": 102, "etcd": 100, "haproxy": 101}
 relaxations = []
 
 # SSH host keys are pinned: pyinfra refuses a host whose key is unknown or changed (before it

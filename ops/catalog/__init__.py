@@ -151,7 +151,7 @@ Example group_data::
                 "postgres_replication_lag_bytes": 67108864, "redis_memory_ratio": 0.9}
     data_uids = {"redis": 999, "prometheus": 65534, "alertmanager": 65534, "postgres": 101,
                  "seaweedfs": 65534, "log_store": 65534,
-                 "patroni": 102}
+                 "patroni": 102, "etcd": 100, "haproxy": 101}
     relaxations = []                               # local only: standin-image,
                                                    # vault-token-auth, vault-plain-http
     testbed_fleet = None                           # local only: the hosts a testbed started

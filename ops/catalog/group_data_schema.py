@@ -20,7 +20,7 @@ RELAXATIONS = {
 }
 
 UID_OWNERS = ("redis", "prometheus", "alertmanager", "postgres", "seaweedfs", "log_store",
-              "patroni")
+              "patroni", "etcd", "haproxy")
 NAME = Str(pattern=r"[a-z][a-z0-9_-]*", hint="a lowercase name")
 HOSTNAME = Str(pattern=r"[a-z0-9]([a-z0-9.-]*[a-z0-9])?", hint="a DNS name")
 # a DNS name, or one with "{host}" for each app host's own name

@@ -221,7 +221,8 @@ def load_cluster(settings: dict[str, Any], label: str, problems: Problems) -> Cl
     try:
         return cluster_from_settings(
             settings["db_ha"], {h["name"]: h["address"] for h in hosts},
-            routers=[h["name"] for h in hosts if "app" in h["roles"]], source=label)
+            routers=[h["name"] for h in hosts if "app" in h["roles"]], source=label,
+            local_network=settings["docker_network"]["subnet"])
     except DbHaError as e:
         problems.lines.extend(e.problems)
         return None

@@ -14,6 +14,8 @@ from ops.dbha.render import PATRONI_PORT
 PATRONI_CONFIG = "/etc/patroni/patroni.yml"
 # The Patroni container on a member host: where `on_host` runs patronictl and the REST reads.
 MEMBER_CONTAINER = "patroni"
+# HAProxy on each app host's superapp network: the services' PostgreSQL, whichever member leads
+ROUTER_CONTAINER = "db-router"
 
 
 def in_container(container: str, argv: list[str], stdin: bool = False) -> list[str]:

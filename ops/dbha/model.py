@@ -38,6 +38,10 @@ class Cluster:
     retry_timeout: int
     maximum_lag_on_failover: int
     failsafe: bool
+    # the containers' network on each member's host (group_data docker_network.subnet): the
+    # member's metrics exporter, and a router on a host that is also an app host, connect
+    # from there (a bridge network's containers reach the published port from its gateway)
+    local_network: str | None = None
 
     def member(self, name: str) -> Node:
         for node in self.members:
@@ -47,7 +51,8 @@ class Cluster:
 
 
 def cluster_from_settings(raw: Any, addresses: Mapping[str, str], *, routers: Sequence[str],
-                          source: str = "group_data") -> Cluster:
+                          source: str = "group_data",
+                          local_network: str | None = None) -> Cluster:
     """Check `db_ha` and resolve its host names; raise one DbHaError naming every fault.
 
     `routers`: the hosts that run a router to the leader (the inventory's app hosts, not a
@@ -73,7 +78,8 @@ def cluster_from_settings(raw: Any, addresses: Mapping[str, str], *, routers: Se
         synchronous=data["replication"] == "synchronous",
         synchronous_strict=data["synchronous_strict"], ttl=data["ttl_seconds"],
         loop_wait=data["loop_wait_seconds"], retry_timeout=data["retry_timeout_seconds"],
-        maximum_lag_on_failover=data["maximum_lag_on_failover_bytes"], failsafe=data["failsafe"])
+        maximum_lag_on_failover=data["maximum_lag_on_failover_bytes"], failsafe=data["failsafe"],
+        local_network=local_network)
 
 
 def _consistency(data: Mapping[str, Any], addresses: Mapping[str, str]) -> Errors:

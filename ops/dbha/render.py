@@ -132,6 +132,9 @@ def pg_hba(cluster: Cluster) -> list[str]:
       user, pg_rewind as its own login (a rejoining old leader reads the new one);
     - the routers' hosts (a router in a container on a bridge network connects from its
       host's address): every database, every login but replication, password checked;
+    - the containers on the member's own host network (`Cluster.local_network`): its
+      metrics exporter, and the router where a member is also an app host; every database,
+      every login but replication, password checked;
     - the member itself: its socket (pgBackRest, psql in the member's container) and its
       loopback (Patroni's own connections go to `localhost` over TCP, replication included).
     """
@@ -146,6 +149,8 @@ def pg_hba(cluster: Cluster) -> list[str]:
         *(f"host replication {REPLICATION_USER} {cidr(n)} scram-sha-256" for n in cluster.members),
         *(f"host postgres {REWIND_USER} {cidr(n)} scram-sha-256" for n in cluster.members),
         *(f"host all all {cidr(n)} scram-sha-256" for n in cluster.routers),
+        *([f"host all all {ip_network(cluster.local_network)} scram-sha-256"]
+          if cluster.local_network else []),
     ]
 
 

@@ -114,10 +114,13 @@ def openings(environment: Environment, host: Host,
         # with db_ha, Patroni runs this host's PostgreSQL: its rule is the member's (below)
         if environment.db_ha is None:
             found.append(Opening("postgres", POSTGRES_PORT, apps, "the services' databases"))
+        redis = host.name == environment.db_host.name  # the first db host only (db_ha)
         found += [
-            Opening("redis", REDIS_PORT, apps, "the services' rate limits and Celery"),
+            *([Opening("redis", REDIS_PORT, apps, "the services' rate limits and Celery")]
+              if redis else []),
             Opening("postgres-exporter", POSTGRES_EXPORTER_PORT, monitoring, "Prometheus"),
-            Opening("redis-exporter", REDIS_EXPORTER_PORT, monitoring, "Prometheus"),
+            *([Opening("redis-exporter", REDIS_EXPORTER_PORT, monitoring, "Prometheus")]
+              if redis else []),
         ]
     if host.has_role("monitoring"):
         found += [

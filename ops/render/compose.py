@@ -30,6 +30,8 @@ from ops.catalog.model import (
     Service,
     Sidecar,
 )
+from ops.dbha.commands import MEMBER_CONTAINER, ROUTER_CONTAINER
+from ops.dbha.render import ROUTER_PRIMARY_PORT
 from ops.render import databases, pitr, redis_acl, tls
 from ops.render import logs as central_logs
 from ops.render.files import (
@@ -257,7 +259,7 @@ def service_secret_values(environment: Environment, service: Service,
             login = databases.database_login(environment, service, secrets).login
             values["DATABASE_URL"] = (
                 f"postgresql://{login}:{urlquote(value, safe='')}@"
-                f"{environment.db_host.address}:{POSTGRES_PORT}/{service.database}")
+                f"{postgres_address(environment)}/{service.database}")
         elif ref.key == "REDIS_PASSWORD":
             # its own ACL user (ops/render/redis_acl.py); the previous password stays in Vault
             values["REDIS_URL"] = (f"redis://{service.name}:{urlquote(value, safe='')}@"
@@ -267,6 +269,15 @@ def service_secret_values(environment: Environment, service: Service,
         else:
             values[ref.key] = value
     return values
+
+
+def postgres_address(environment: Environment) -> str:
+    """Where a service (and its migrations) reach PostgreSQL: the db host, or with `db_ha` the
+    router on the service's own host, which follows the cluster's leader (no service ever
+    names a member: a failover changes no env file)."""
+    if environment.db_ha is not None:
+        return f"{ROUTER_CONTAINER}:{ROUTER_PRIMARY_PORT}"
+    return f"{environment.db_host.address}:{POSTGRES_PORT}"
 
 
 def sidecar_secret_values(environment: Environment, service: Service, sidecar: Sidecar,
@@ -501,6 +512,10 @@ def render_data(environment: Environment, host: Host, secrets: SecretValues) -> 
     The container's env holds only the superuser's password (used by its first start):
     services' roles and databases are provisioned by the deploy (ops/render/databases.py), so a
     changed service password never recreates the database server.
+
+    With `db_ha`, Patroni runs PostgreSQL on every db host (ops/render/dbha.py): this project
+    keeps Redis, on the first db host only (no Sentinel: docs/multi-region.md), and each
+    member's postgres_exporter, which watches its own member (`patroni` on the network).
     """
     uids = environment.settings["data_uids"]
     postgres = {
@@ -539,14 +554,23 @@ def render_data(environment: Environment, host: Host, secrets: SecretValues) -> 
         "labels": {"superapp.redis-conf-sha256": hashlib.sha256(redis_conf.encode()).hexdigest()},
     }
     postgres_env = {"POSTGRES_PASSWORD": secrets.get(environment.postgres_password_ref()) or ""}
+    single = environment.db_ha is None
+    with_redis = host.name == environment.db_host.name
+    exporters = [c for c in data_exporters(environment, host)
+                 if with_redis or c["key"] != "redis-exporter"]
+    kept = {c["key"] for c in exporters}
     return [
         RenderedFile(compose_path("data"), render_project(
-            environment, host, "sa-data", "data: PostgreSQL, Redis and their exporters",
-            [postgres, redis, *data_exporters(environment, host)])),
-        RenderedFile(env_file_path("postgres"), env_file_content("postgres", postgres_env),
-                     mode=0o600, secret=True),
-        *exporter_env_files(environment, secrets),
-        RenderedFile(f"{REDIS_DIR}/redis.conf", redis_conf, mode=0o600, owner=uids["redis"]),
+            environment, host, "sa-data",
+            "data: PostgreSQL, Redis and their exporters" if single else
+            "data: Redis and the exporters" if with_redis else "data: the member's exporter",
+            [*([postgres] if single else []), *([redis] if with_redis else []), *exporters])),
+        *([RenderedFile(env_file_path("postgres"), env_file_content("postgres", postgres_env),
+                        mode=0o600, secret=True)] if single else []),
+        *[f for f in exporter_env_files(environment, secrets)
+          if any(f.path == env_file_path(key) for key in kept)],
+        *([RenderedFile(f"{REDIS_DIR}/redis.conf", redis_conf, mode=0o600, owner=uids["redis"])]
+          if with_redis else []),
     ]
 
 
@@ -576,7 +600,8 @@ def data_exporters(environment: Environment, host: Host) -> list[dict[str, Any]]
         # one connection, to the maintenance database: pg_stat_database covers them all
         exporter("postgres-exporter", POSTGRES_EXPORTER_PORT,
                  [f"--web.listen-address=:{POSTGRES_EXPORTER_PORT}"],
-                 {"DATA_SOURCE_URI": f"postgres:{POSTGRES_PORT}/postgres?sslmode=disable",
+                 {"DATA_SOURCE_URI": f"{postgres_container(environment)}:{POSTGRES_PORT}"
+                                     "/postgres?sslmode=disable",
                   "DATA_SOURCE_USER": databases.MONITOR_ROLE}),
         # system metrics: the host memory RedisMemoryHigh compares with without maxmemory
         exporter("redis-exporter", REDIS_EXPORTER_PORT,
@@ -584,6 +609,11 @@ def data_exporters(environment: Environment, host: Host) -> list[dict[str, Any]]
                  {"REDIS_ADDR": f"redis://redis:{REDIS_PORT}",
                   "REDIS_USER": redis_acl.MONITOR_USER}),
     ]
+
+
+def postgres_container(environment: Environment) -> str:
+    """The container running PostgreSQL on a db host: the single one, or the member's."""
+    return "postgres" if environment.db_ha is None else MEMBER_CONTAINER
 
 
 def exporter_env_files(environment: Environment, secrets: SecretValues) -> list[RenderedFile]:

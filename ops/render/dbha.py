@@ -17,8 +17,9 @@ One compose project per host, `sa-dbha`, beside the others:
 - `db-router` (HAProxy) on the superapp network, where the services reach it by that name;
   only its metrics port is published (Prometheus, from the monitoring host).
 
-Each of etcd and Patroni gets its own copy of the host's certificate and key (etcd runs as
-root with every capability dropped, Patroni as postgres: each key 0600 for its reader only).
+Each of etcd and Patroni gets its own copy of the host's certificate and key (each runs as its
+image's own user, `data_uids.etcd` and `data_uids.patroni`: each key 0600 for its reader only).
+etcd and HAProxy also run with a read-only root filesystem and no capability.
 """
 
 from __future__ import annotations
@@ -55,7 +56,7 @@ HAPROXY_FILE = f"{DIR}/haproxy.cfg"
 TLS_DIR = f"{DIR}/tls"
 ETCD_DATA = f"{DATA_DIR}/etcd"
 PATRONI_DATA = f"{DATA_DIR}/patroni"
-ROUTER_CONTAINER = "db-router"
+ROUTER_CONTAINER = commands.ROUTER_CONTAINER
 
 
 def parts(environment: Environment, host: Host) -> tuple[bool, bool, bool]:
@@ -101,6 +102,7 @@ def mount(part: str, inside: TlsFiles) -> str:
 
 
 def etcd_container(environment: Environment, host: Host) -> dict[str, Any]:
+    uid = environment.settings["data_uids"]["etcd"]
     cluster = environment.db_ha
     assert cluster is not None
     node = next(n for n in cluster.etcd if n.name == host.name)
@@ -112,7 +114,7 @@ def etcd_container(environment: Environment, host: Host) -> dict[str, Any]:
         "ports": [f"{host.address}:{ETCD_CLIENT_PORT}:{ETCD_CLIENT_PORT}",
                   f"{host.address}:{ETCD_PEER_PORT}:{ETCD_PEER_PORT}"],
         "volumes": [f"{ETCD_DATA}:/var/lib/etcd", mount("etcd", ETCD_TLS)],
-        **hardened("0:0"),
+        **hardened(f"{uid}:{uid}"),
         "stop_grace_period": "30s",
         **common(environment),
     }
@@ -143,13 +145,15 @@ def patroni_container(environment: Environment, host: Host) -> dict[str, Any]:
 
 
 def router_container(environment: Environment, host: Host) -> dict[str, Any]:
+    uid = environment.settings["data_uids"]["haproxy"]
     return {
         "key": "db-router",
         "image": environment.infra_image("haproxy"),
         "container_name": ROUTER_CONTAINER,
         "ports": [f"{host.address}:{ROUTER_METRICS_PORT}:{ROUTER_METRICS_PORT}"],
         "volumes": [f"{HAPROXY_FILE}:/etc/haproxy/haproxy.cfg:ro"],
-        "security_opt": ["no-new-privileges:true"],
+        # its ports are above 1024 and it writes nothing: no root, no capability
+        **hardened(f"{uid}:{uid}"),
         "stop_grace_period": "10s",
         **common(environment),
     }
@@ -167,7 +171,8 @@ def render_files(environment: Environment, host: Host,
     containers, files = [], []
     if etcd:
         containers.append(etcd_container(environment, host))
-        files += tls_files(environment, host, secrets, "etcd", ETCD_TLS, owner=0)
+        files += tls_files(environment, host, secrets, "etcd", ETCD_TLS,
+                           owner=environment.settings["data_uids"]["etcd"])
     if member:
         containers.append(patroni_container(environment, host))
         node = cluster.member(host.name)
@@ -189,10 +194,10 @@ def render_files(environment: Environment, host: Host,
 def directories(environment: Environment, host: Host) -> list[tuple[str, int, int]]:
     """(path, mode, owner uid) to create before the project starts."""
     etcd, member, _ = parts(environment, host)
-    uid = environment.settings["data_uids"]["patroni"]
+    uids = environment.settings["data_uids"]
     dirs = []
     if etcd:
-        dirs.append((ETCD_DATA, 0o700, 0))
+        dirs.append((ETCD_DATA, 0o700, uids["etcd"]))
     if member:
-        dirs.append((PATRONI_DATA, 0o700, uid))
+        dirs.append((PATRONI_DATA, 0o700, uids["patroni"]))
     return dirs

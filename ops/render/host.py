@@ -15,6 +15,7 @@ from ops.render import (
     backup,
     compose,
     databases,
+    dbha,
     grafana,
     logs,
     pitr,
@@ -57,9 +58,14 @@ def render_host(environment: Environment, host_name: str, secrets: SecretValues,
             files += in_unit(f"route:{service.name}",
                              [traefik.render_dynamic(environment, service, host, slot)])
         files += in_unit("sidecar-metrics", sidecar_metrics.render_files(environment, host.name))
+    # with db_ha: the cluster's parts on this host (etcd, Patroni, the router); [] on a host
+    # with no part in it, or without db_ha. Applied across hosts by the cluster's own stage,
+    # never by one host's rollout (ops/rollout/plan.py CLUSTER_UNIT)
+    files += in_unit("dbha", dbha.render_files(environment, host, secrets))
     if host.has_role("db"):
         files += in_unit("data", compose.render_data(environment, host, secrets))
-        files += in_unit("redis-acl", redis_acl.render_files(environment, secrets))
+        if host.name == environment.db_host.name:  # Redis: the first db host only
+            files += in_unit("redis-acl", redis_acl.render_files(environment, secrets))
         files += in_unit("databases",
                          databases.render_provisioning(environment, host, secrets))
         files += in_unit("backup", backup.render_files(environment, host, secrets))
@@ -105,12 +111,15 @@ def host_directories(environment: Environment, host_name: str) -> list[tuple[str
     dirs = [(ENV_DIR, 0o700, 0), (TEXTFILE_DIR, 0o755, 0), *logs.directories()]
     if host.has_role("app") and tls.uses_acme(environment):
         dirs += [(tls.ACME_DIR, 0o700, tls.TRAEFIK_UID)]  # Traefik's ACME account and certs
+    dirs += dbha.directories(environment, host)
     if host.has_role("db"):
-        dirs += [(f"{DATA_DIR}/postgres", 0o700, 0),  # the entrypoint chowns it
+        dirs += [*([(f"{DATA_DIR}/postgres", 0o700, 0)]  # the entrypoint chowns it
+                   if environment.db_ha is None else []),
                  (databases.PROVISION_DIR, 0o700, 0),
-                 (redis_acl.LOAD_DIR, 0o700, 0),
-                 (pitr.PGBR_DIR, 0o755, 0),
-                 (f"{DATA_DIR}/redis", 0o700, uids["redis"])]
+                 (pitr.PGBR_DIR, 0o755, 0)]
+        if host.name == environment.db_host.name:
+            dirs += [(redis_acl.LOAD_DIR, 0o700, 0),
+                     (f"{DATA_DIR}/redis", 0o700, uids["redis"])]
     if host.has_role("backup") and pitr.enabled(environment):
         dirs += [(pitr.S3_DATA, 0o700, uids["seaweedfs"])]
     if host.has_role("monitoring"):

@@ -106,7 +106,9 @@ def render_config(environment: Environment, host_name: str) -> RenderedFile:
         {"name": "alertmanager", "targets": targets(monitoring, ALERTMANAGER_PORT)},
         {"name": "blackbox", "targets": [{"target": probes.BLACKBOX_ADDRESS,
                                           "host": environment.monitoring_host.name}]},
-        {"name": "postgres", "targets": targets([environment.db_host], POSTGRES_EXPORTER_PORT)},
+        # with db_ha, one exporter per member (each watches its own PostgreSQL)
+        {"name": "postgres", "targets": targets(environment.hosts_with_role("db"),
+                                                POSTGRES_EXPORTER_PORT)},
         {"name": "redis", "targets": targets([environment.db_host], REDIS_EXPORTER_PORT)},
     ]
     content = render_template(

@@ -30,6 +30,12 @@ INFRA_UNITS = ("firewall", "edge", "data", "redis-acl", "databases", "backup-rep
                "sidecar-metrics")
 
 
+# The database cluster's files (db_ha): never a host's unit to apply alone. Its first start
+# needs etcd's quorum across hosts before any Patroni can bootstrap, and a change must keep
+# quorum and one member serving: its own stage, across the hosts, owns them (issue 19).
+CLUSTER_UNIT = "dbha"
+
+
 def sha256(text: str) -> str:
     return hashlib.sha256(text.encode()).hexdigest()
 
@@ -314,7 +320,7 @@ def plan_host(environment: Environment, host: str, secrets: SecretValues,
         ))
 
     infra_files = [f for f in files if f.unit.split(":")[0] not in ("service", "route")
-                   and file_changed(f, state)]
+                   and f.unit != CLUSTER_UNIT and file_changed(f, state)]
     infra_units = [u for u in INFRA_UNITS if any(f.unit == u for f in infra_files)]
     images = compose_images(files)
     stale = [c for c in state.containers.values() if c.labels.get("superapp.service")

@@ -213,11 +213,20 @@ def test_a_leader_cut_off_the_network_demotes_itself_and_rejoins_rewound(db) -> 
     assert {m.name: m.role for m in rejoined.members}[old] in ("replica", "sync_standby")
 
 
-def test_patronis_postgres_has_the_uid_its_files_are_written_for(db) -> None:
+def test_each_parts_user_has_the_uid_its_files_are_written_for(db) -> None:
     """ops/render/dbha.py writes patroni.yml, the etcd client key and pgbackrest.conf 0600 for
-    `data_uids.patroni`: the image's postgres must be that user, or Patroni cannot read them."""
-    uid = db.sh(f"docker run --rm {db.image('patroni')} id -u postgres").stdout.strip()
-    assert int(uid) == load_environment("local").settings["data_uids"]["patroni"]
+    `data_uids.patroni`, etcd's key and data directory for `data_uids.etcd`, and runs HAProxy as
+    `data_uids.haproxy`: each image's own user must be that uid, or it cannot read them.
+    (The cluster the other tests fault runs etcd and HAProxy as these uids, read-only.)"""
+    uids = load_environment("local").settings["data_uids"]
+    for part, user in (("patroni", "postgres"), ("etcd", "etcd"), ("haproxy", "haproxy")):
+        uid = db.sh(f"docker run --rm {db.image(part)} id -u {user}").stdout.strip()
+        assert int(uid) == uids[part], part
+    shape = "'{{.Config.User}} {{.HostConfig.ReadonlyRootfs}}'"
+    running = {name: db.sh(f"docker inspect -f {shape} {name}").stdout.split()
+               for name in ("etcd1", "router")}
+    assert running == {"etcd1": [f"{uids['etcd']}:{uids['etcd']}", "true"],
+                       "router": [f"{uids['haproxy']}:{uids['haproxy']}", "true"]}
 
 
 def test_a_planned_switchover_fails_writes_only_within_its_window(db) -> None:

@@ -77,6 +77,11 @@ def test_postgres_accepts_the_members_the_routers_hosts_and_its_own_loopback_onl
     six = cluster_from_settings(SETTINGS, {**ADDRESSES, "app-1": "fd00::21"}, routers=["app-1"])
     assert "host all all fd00::21/128 scram-sha-256" in \
         yamlio.load(patroni_yaml(six, six.members[0], PASSWORDS))["postgresql"]["pg_hba"]
+    # the member host's own containers (its exporter; a router where it is an app host too)
+    local = cluster_from_settings(SETTINGS, ADDRESSES, routers=["app-1"],
+                                  local_network="172.30.0.0/24")
+    assert yamlio.load(patroni_yaml(local, local.members[0], PASSWORDS))["postgresql"][
+        "pg_hba"] == [*hba, "host all all 172.30.0.0/24 scram-sha-256"]
 
 
 def test_a_router_host_the_environment_does_not_have_is_refused() -> None:

@@ -167,6 +167,11 @@ def test_two_db_hosts_as_the_members_as_the_loader_requires_them() -> None:
         PATRONI_PORT: [(DB_1, *APPS, MON_1)],
     }
     assert cluster_ports(env, "backup-1") == {}
+    # Redis stays on the first db host: the second opens only its member's exporter beside
+    names = {h: [o.name for o in openings(env, env.host(h), ADMIN)] for h in ("db-1", "db-2")}
+    assert {"redis", "redis-exporter", "postgres-exporter"} <= set(names["db-1"])
+    assert "postgres-exporter" in names["db-2"]
+    assert not {"redis", "redis-exporter"} & set(names["db-2"])
     # whichever member leads archives WAL: the repository takes both (and the backup host)
     [repository] = [o for o in openings(env, env.host("backup-1"), ADMIN)
                     if o.name == "pitr-repository"]

@@ -11,7 +11,7 @@ import pytest
 from cryptography import x509
 
 from ops.catalog import load_environment
-from ops.render import PlaceholderSecrets, pitr, render_host
+from ops.render import PlaceholderSecrets, host_directories, pitr, render_host
 from ops.render.dbha import HAPROXY_FILE, PATRONI_FILE, TLS_DIR, directories, render_files
 from ops.render.files import DATA_DIR
 from ops.secrets.bootstrap import new_value
@@ -23,6 +23,7 @@ from tests.unit.secrets.test_cluster_ca import verify
 
 COMPOSE = "/opt/superapp/compose/dbha.yml"
 PATRONI_UID = 102  # group_data/all.py data_uids.patroni
+ETCD_UID = 100  # data_uids.etcd
 
 
 class Secrets:
@@ -64,13 +65,13 @@ def test_each_host_gets_the_files_of_its_parts_only(clustered) -> None:
     assert files_of(clustered, "backup-1") == {}
     environment, _ = clustered
     assert directories(environment, environment.host("db-2")) == [
-        (f"{DATA_DIR}/etcd", 0o700, 0), (f"{DATA_DIR}/patroni", 0o700, PATRONI_UID)]
+        (f"{DATA_DIR}/etcd", 0o700, ETCD_UID), (f"{DATA_DIR}/patroni", 0o700, PATRONI_UID)]
 
 
 def test_secrets_are_0600_for_their_reader_and_nowhere_else(clustered) -> None:
     environment, secrets = clustered
     files = files_of(clustered, "db-1")
-    for path, owner in ((PATRONI_FILE, PATRONI_UID), (f"{TLS_DIR}/etcd/member.key", 0),
+    for path, owner in ((PATRONI_FILE, PATRONI_UID), (f"{TLS_DIR}/etcd/member.key", ETCD_UID),
                         (f"{TLS_DIR}/patroni/etcd-client.key", PATRONI_UID)):
         assert (files[path].mode, files[path].secret, files[path].owner) == (0o600, True, owner)
     refs = environment.dbha_refs()
@@ -157,3 +158,62 @@ def test_without_a_cluster_no_host_gets_anything() -> None:
     for host in environment.hosts:
         assert render_files(environment, host, PlaceholderSecrets()) == []
         assert directories(environment, host) == []
+
+
+def host_files(clustered, host: str) -> dict[str, object]:
+    environment, secrets = clustered
+    return {f.path: f for f in render_host(environment, host, secrets)}
+
+
+def test_every_host_of_the_environment_gets_the_cluster_in_its_own_unit(clustered) -> None:
+    environment, _ = clustered
+    for host in environment.hosts:
+        assert {p for p, f in host_files(clustered, host.name).items() if f.unit == "dbha"} == \
+            set(files_of(clustered, host.name))
+        wanted = directories(environment, host)
+        assert [d for d in host_directories(environment, host.name) if d in wanted] == wanted
+
+
+def test_no_single_postgresql_and_redis_on_the_first_db_host_only(clustered, tmp_path) -> None:
+    """Patroni runs every PostgreSQL: the data project keeps Redis (db-1 only) and each
+    member's postgres_exporter, which watches its own member."""
+    environment, _ = clustered
+    first, second = host_files(clustered, "db-1"), host_files(clustered, "db-2")
+    data = "/opt/superapp/compose/data.yml"
+    assert 'container_name: "postgres"' not in first[data].content
+    assert 'container_name: "redis"' in first[data].content
+    assert 'container_name: "redis"' not in second[data].content
+    for name, files in (("db-1", first), ("db-2", second)):
+        assert not [p for p in files if p.endswith("/postgres.env")]
+        assert "DATA_SOURCE_URI: \"patroni:5432/postgres?sslmode=disable\"" in files[data].content
+        root = write_tree(tmp_path / name, files)
+        assert check_compose(root / data.lstrip("/")).error is None
+    assert not [p for p, f in second.items() if f.unit == "redis-acl" or "redis.conf" in p]
+    dirs = {d[0] for d in host_directories(environment, "db-2")}
+    assert f"{DATA_DIR}/patroni" in dirs
+    assert not {f"{DATA_DIR}/postgres", f"{DATA_DIR}/redis"} & dirs
+
+
+def test_the_services_reach_postgresql_through_their_hosts_router(clustered) -> None:
+    environment, _ = clustered
+    urls = [line for f in host_files(clustered, "app-1").values() if f.path.endswith(".env")
+            for line in f.content.splitlines() if line.startswith("DATABASE_URL=")]
+    assert urls and all("@db-router:5432/" in u for u in urls)
+    single = load_environment("prod")
+    assert all(f"@{single.db_host.address}:5432/" in line
+               for f in render_host(single, "app-1", PlaceholderSecrets())
+               if f.path.endswith(".env")
+               for line in f.content.splitlines() if line.startswith("DATABASE_URL="))
+
+
+def test_the_host_rollout_leaves_the_clusters_files_to_the_clusters_own_stage(clustered):
+    """etcd's quorum spans hosts: one host's rollout must never start (or restart) its part."""
+    from ops.host.state import HostState
+    from ops.rollout.plan import plan_host
+
+    environment, secrets = clustered
+    plan = plan_host(environment, "db-1", secrets, HostState())
+    assert "data" in plan.infra_units and "dbha" not in plan.infra_units
+    assert not [f for f in plan.infra_files if f.unit == "dbha"]
+    # its images are still pre-staged with the rest
+    assert environment.infra_image("patroni") in plan.images
