@@ -83,3 +83,32 @@ def restart(scope: str, member: str) -> list[str]:
     """Restart `member`'s PostgreSQL through Patroni, only if a setting asks for it; returns
     once it runs again."""
     return ["patronictl", "-c", PATRONI_CONFIG, "restart", scope, member, "--force", "--pending"]
+
+
+# The cluster's compose project on every host (ops/render/dbha.py PROJECT)
+PROJECT = "sa-dbha"
+FILES_LABEL = "superapp.dbha-files-sha256"
+
+
+def observe_parts() -> str:
+    """Shell text: one line per container of the cluster's project on this host, `<compose
+    service> <docker state> <files digest>` (ops.dbha.plan.parse_observed reads it)."""
+    fmt = ('{{.Label "com.docker.compose.service"}} {{.State}} '
+           f'{{{{.Label "{FILES_LABEL}"}}}}')
+    return shlex.join(["docker", "ps", "-a", "--filter",
+                       f"label=com.docker.compose.project={PROJECT}", "--format", fmt])
+
+
+def etcd_health(address: str, ca: str, cert: str, key: str) -> list[str]:
+    """Inside an etcd member: its own endpoint answers healthy (it has a leader, so a quorum),
+    asked over mutual TLS with the member's own certificate (etcd's client port accepts no
+    other)."""
+    return ["etcdctl", f"--endpoints=https://{address}:2379", f"--cacert={ca}",
+            f"--cert={cert}", f"--key={key}", "--command-timeout=3s", "endpoint", "health"]
+
+
+def router_has_primary(metrics_port: int) -> list[str]:
+    """Inside the router: HAProxy's own metrics say its `primary` listener has a member to send
+    connections to (a router started before the leader's health check passed has none)."""
+    return ["sh", "-c", f"busybox wget -q -O - http://127.0.0.1:{metrics_port}/metrics | "
+                        "grep -Eq '^haproxy_backend_active_servers\\{proxy=\"primary\"\\} [1-9]'"]

@@ -24,6 +24,7 @@ etcd and HAProxy also run with a read-only root filesystem and no capability.
 
 from __future__ import annotations
 
+import hashlib
 from typing import Any
 
 from ops.catalog.model import Environment, Host
@@ -49,7 +50,7 @@ from ops.render.files import BASE, DATA_DIR, RenderedFile
 from ops.render.secrets import SecretValues
 from ops.secrets.tls import split_bundle
 
-PROJECT = "sa-dbha"
+PROJECT = commands.PROJECT
 DIR = f"{BASE}/dbha"
 PATRONI_FILE = f"{DIR}/patroni.yml"
 HAPROXY_FILE = f"{DIR}/haproxy.cfg"
@@ -57,6 +58,7 @@ TLS_DIR = f"{DIR}/tls"
 ETCD_DATA = f"{DATA_DIR}/etcd"
 PATRONI_DATA = f"{DATA_DIR}/patroni"
 ROUTER_CONTAINER = commands.ROUTER_CONTAINER
+FILES_LABEL = commands.FILES_LABEL
 
 
 def parts(environment: Environment, host: Host) -> tuple[bool, bool, bool]:
@@ -159,6 +161,17 @@ def router_container(environment: Environment, host: Host) -> dict[str, Any]:
     }
 
 
+def with_files(container: dict[str, Any], files: list[RenderedFile]) -> dict[str, Any]:
+    """`container` labelled with the digest of the files it reads at start: a changed file
+    changes its definition, so `docker compose up` recreates exactly the containers whose
+    files changed, and the cluster stage (ops.dbha.plan) sees which those are."""
+    digest = hashlib.sha256()
+    for f in sorted(files, key=lambda f: f.path):
+        digest.update(f"{f.path}\0{f.mode:o}\0{f.owner}\0".encode())
+        digest.update(hashlib.sha256(f.content.encode()).digest())
+    return {**container, "labels": {FILES_LABEL: digest.hexdigest()}}
+
+
 def render_files(environment: Environment, host: Host,
                  secrets: SecretValues) -> list[RenderedFile]:
     """Every file of the cluster on `host` ([] when it has no part in it)."""
@@ -170,20 +183,23 @@ def render_files(environment: Environment, host: Host,
     uid = environment.settings["data_uids"]["patroni"]
     containers, files = [], []
     if etcd:
-        containers.append(etcd_container(environment, host))
-        files += tls_files(environment, host, secrets, "etcd", ETCD_TLS,
-                           owner=environment.settings["data_uids"]["etcd"])
+        own = tls_files(environment, host, secrets, "etcd", ETCD_TLS,
+                        owner=environment.settings["data_uids"]["etcd"])
+        containers.append(with_files(etcd_container(environment, host), own))
+        files += own
     if member:
-        containers.append(patroni_container(environment, host))
         node = cluster.member(host.name)
-        files.append(RenderedFile(
-            PATRONI_FILE, patroni_yaml(cluster, node, passwords(environment, secrets),
-                                       archive(environment)),
-            mode=0o600, secret=True, owner=uid))
-        files += tls_files(environment, host, secrets, "patroni", PATRONI_ETCD_TLS, owner=uid)
+        own = [RenderedFile(PATRONI_FILE, patroni_yaml(cluster, node,
+                                                       passwords(environment, secrets),
+                                                       archive(environment)),
+                            mode=0o600, secret=True, owner=uid),
+               *tls_files(environment, host, secrets, "patroni", PATRONI_ETCD_TLS, owner=uid)]
+        containers.append(with_files(patroni_container(environment, host), own))
+        files += own
     if router:
-        containers.append(router_container(environment, host))
-        files.append(RenderedFile(HAPROXY_FILE, haproxy_cfg(cluster)))
+        own = [RenderedFile(HAPROXY_FILE, haproxy_cfg(cluster))]
+        containers.append(with_files(router_container(environment, host), own))
+        files += own
     title = "the database cluster: " + ", ".join(
         part for part, on in (("etcd", etcd), ("Patroni", member), ("router", router)) if on)
     files.append(RenderedFile(compose_path("dbha"),

@@ -22,3 +22,24 @@ def add_cluster(repo_copy, **changes) -> None:
     """db-2 and a `db_ha` block (PROD_DB_HA with `changes`) in a RepoCopy's prod."""
     add_db_2(repo_copy)
     repo_copy.append(PROD, "db_ha = " + repr({**PROD_DB_HA, **changes}))
+
+
+class ClusterSecrets:
+    """The cluster's secrets as the bootstrap makes them (in memory: never Vault's);
+    placeholders for every other."""
+
+    def __init__(self, environment):
+        from ops.secrets.bootstrap import new_value
+        from ops.secrets.vault import refs_by_path
+
+        self.values: dict[str, str] = {}
+        for refs in refs_by_path(list(environment.dbha_refs().values())).values():
+            data: dict[str, str] = {}
+            for ref in refs:
+                data[ref.key] = new_value(environment, ref, data)
+                self.values[str(ref)] = data[ref.key]
+
+    def get(self, ref):
+        from ops.render import PlaceholderSecrets
+
+        return self.values.get(str(ref)) or PlaceholderSecrets().get(ref)

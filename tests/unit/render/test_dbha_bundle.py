@@ -14,31 +14,14 @@ from ops.catalog import load_environment
 from ops.render import PlaceholderSecrets, host_directories, pitr, render_host
 from ops.render.dbha import HAPROXY_FILE, PATRONI_FILE, TLS_DIR, directories, render_files
 from ops.render.files import DATA_DIR
-from ops.secrets.bootstrap import new_value
 from ops.secrets.tls import split_bundle
-from ops.secrets.vault import refs_by_path
 from ops.validate import check_compose
-from tests.unit.dbha.cluster_data import add_cluster
+from tests.unit.dbha.cluster_data import ClusterSecrets, add_cluster
 from tests.unit.secrets.test_cluster_ca import verify
 
 COMPOSE = "/opt/superapp/compose/dbha.yml"
 PATRONI_UID = 102  # group_data/all.py data_uids.patroni
 ETCD_UID = 100  # data_uids.etcd
-
-
-class Secrets:
-    """The cluster's secrets as the bootstrap makes them; placeholders for every other."""
-
-    def __init__(self, environment):
-        self.values: dict[str, str] = {}
-        for refs in refs_by_path(list(environment.dbha_refs().values())).values():
-            data: dict[str, str] = {}
-            for ref in refs:
-                data[ref.key] = new_value(environment, ref, data)
-                self.values[str(ref)] = data[ref.key]
-
-    def get(self, ref):
-        return self.values.get(str(ref)) or PlaceholderSecrets().get(ref)
 
 
 @pytest.fixture(scope="module")
@@ -48,7 +31,7 @@ def clustered(tmp_path_factory):
     repo = RepoCopy(tmp_path_factory.mktemp("repo") / "repo")
     add_cluster(repo)
     environment = repo.load()
-    return environment, Secrets(environment)
+    return environment, ClusterSecrets(environment)
 
 
 def files_of(clustered, host: str) -> dict[str, object]:
