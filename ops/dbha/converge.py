@@ -17,11 +17,11 @@ from ops.catalog.model import Environment
 from ops.dbha import commands
 from ops.dbha.failover import switchover
 from ops.dbha.hosts import HostMembers
-from ops.dbha.maintenance import wait_for
+from ops.dbha.maintenance import serving, wait_for
 from ops.dbha.model import Cluster, DbHaError
 from ops.dbha.plan import SERVICES, Observed, Step, cluster_plan, parse_observed, parts_of
 from ops.dbha.render import ETCD_TLS, ROUTER_METRICS_PORT
-from ops.dbha.status import HEALTHY_STATES, ClusterState
+from ops.dbha.status import HEALTHY_STATES
 from ops.host import commands as cmd
 from ops.host.remote import Remote
 from ops.render import dbha as files_of
@@ -101,7 +101,7 @@ def run_step(environment: Environment, cluster: Cluster, remotes: Mapping[str, R
                                   timeout=timeout)) for h in step.hosts], width=len(step.hosts))
     if step.part == "patroni":
         wait_for(members, cluster, timeout, clock, sleep,
-                 lambda st: healthy_with(st, cluster, step.hosts),
+                 lambda st: serving(st, cluster, step.hosts),
                  f"Patroni on {', '.join(step.hosts)} running with a leader",
                  consequence="the cluster stage stopped there")
         return
@@ -112,11 +112,3 @@ def run_step(environment: Environment, cluster: Cluster, remotes: Mapping[str, R
         must(remotes[h], cmd.wait_exec_ok({CONTAINERS[step.part]: check}, timeout=timeout),
              f"waiting for the cluster's {step.part} to be healthy", timeout=timeout + 30)
 
-
-def healthy_with(state: ClusterState, cluster: Cluster, names: tuple[str, ...]) -> bool:
-    """Each of `names` runs as a member, one leader leads, and a synchronous cluster has its
-    synchronous standby (until then a leader's crash could lose acknowledged writes)."""
-    running = {m.name for m in state.members if m.state in HEALTHY_STATES}
-    synced = not cluster.synchronous or len(cluster.members) < 2 or any(
-        m.role == "sync_standby" for m in state.members)
-    return set(names) <= running and state.leader is not None and synced

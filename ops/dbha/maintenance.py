@@ -19,7 +19,7 @@ the testbed's containers and an environment's hosts.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -151,13 +151,18 @@ def _leader(state: ClusterState) -> tuple[str | None, int | None]:
 
 
 def _back(state: ClusterState, name: str, cluster: Cluster) -> bool:
-    """`name` runs again with its new settings, a leader leads, and a synchronous cluster has
-    its synchronous standby back (until then a leader's crash could lose acknowledged writes:
-    not the moment to restart another member)."""
+    """`name` runs again with its new settings (see `serving`): not the moment to restart
+    another member before."""
     member = next((m for m in state.members if m.name == name), None)
+    return member is not None and not member.pending_restart and serving(state, cluster, (name,))
+
+
+def serving(state: ClusterState, cluster: Cluster, names: Sequence[str]) -> bool:
+    """Each of `names` runs as a member, a leader leads, and a synchronous cluster has its
+    synchronous standby (until then a leader's crash could lose acknowledged writes)."""
+    running = {m.name for m in state.members if m.state in HEALTHY_STATES}
     synced = not cluster.synchronous or any(m.role == "sync_standby" for m in state.members)
-    return (member is not None and member.state in HEALTHY_STATES and not member.pending_restart
-            and state.leader is not None and synced)
+    return set(names) <= running and state.leader is not None and synced
 
 
 def _settled(members: Members, cluster: Cluster, timeout: float, clock: Callable[[], float],
