@@ -8,8 +8,11 @@ Runs inside a one-off container of the postgres image (pg_backup.sh), as root: i
 certificate, the passphrase). Python's standard library only: S3 requests signed with AWS
 Signature V4 over HTTPS, verified against the pinned certificate.
 
-    offsite.py sync <database> <dir>        upload what is missing, delete what retention
-                                            removed here (only complete backups are copied)
+    offsite.py sync <database> <dir> <keep daily> <keep weekly>
+                                            upload what is missing (only complete backups),
+                                            then apply pg_backup.sh's retention rule to the
+                                            copies and the backups here together
+
     offsite.py list <database>              the copies, one name a line
     offsite.py get <database> <name> <out> [--encrypted]
                                             download one file and decrypt it (the runbook),
@@ -22,6 +25,7 @@ import hashlib
 import hmac
 import http.client
 import os
+import re
 import ssl
 import subprocess
 import sys
@@ -147,6 +151,35 @@ def complete_backups(directory: str, database: str) -> list[str]:
     return files
 
 
+STAMP = re.compile(r"-(\d{8}T\d{6}Z)\.")
+
+
+def retained(stamps: set[str], keep_daily: int, keep_weekly: int) -> set[str]:
+    """pg_backup.sh's retention rule (and ops/backup/manifest.py `select_retained`): the newest
+    backup of each of the last `keep_daily` days and `keep_weekly` ISO weeks that have one.
+
+    Applied to the copies and the backups here together, never to "what is not here": a db
+    host rebuilt empty, or the db role moved to another host, must not delete the copies of
+    every older backup at its first dump, when they are the only ones left."""
+    keep, days, weeks, last_day, last_week = set(), 0, 0, None, None
+    for stamp in sorted(stamps, reverse=True):
+        day = stamp[:8]
+        week = dt.datetime.strptime(day, "%Y%m%d").strftime("%G-W%V")
+        kept = False
+        if day != last_day and days < keep_daily:
+            kept, days, last_day = True, days + 1, day
+        if week != last_week and weeks < keep_weekly:
+            kept, weeks, last_week = True, weeks + 1, week
+        if kept:
+            keep.add(stamp)
+    return keep
+
+
+def stamp_of(name: str) -> str | None:
+    match = STAMP.search(name)
+    return match.group(1) if match else None
+
+
 def main() -> None:
     parser = configparser.ConfigParser(interpolation=None)
     parser.read(CONF)
@@ -166,7 +199,7 @@ def main() -> None:
             s3.must("GET", f"{prefix}{name}.enc", save_to=tmp.name)
             openssl(conf["repo1-cipher-pass"], True, tmp.name, out)
         return
-    directory = sys.argv[3]
+    directory, keep_daily, keep_weekly = sys.argv[3], int(sys.argv[4]), int(sys.argv[5])
     wanted = complete_backups(directory, database)
     present = {k[len(prefix):] for k in s3.keys(prefix)}
     uploaded = deleted = 0
@@ -177,7 +210,11 @@ def main() -> None:
             openssl(conf["repo1-cipher-pass"], False, os.path.join(directory, name), tmp.name)
             s3.must("PUT", f"{prefix}{name}.enc", upload=tmp.name)
         uploaded += 1
+    stamps = {s for s in map(stamp_of, [*wanted, *present]) if s}
+    keep = retained(stamps, keep_daily, keep_weekly)
     for name in sorted(present - {f"{n}.enc" for n in wanted}):
+        if stamp_of(name) in keep or stamp_of(name) is None:
+            continue  # a copy retention keeps (or not a backup's: not this tool's to delete)
         s3.must("DELETE", f"{prefix}{name}")
         deleted += 1
     print(f"offsite: {database}: {uploaded} uploaded, {deleted} deleted, "

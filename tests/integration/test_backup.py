@@ -179,9 +179,18 @@ def test_dump_copies_reach_the_backup_host_encrypted_and_follow_retention(
         assert "offsite=ok" in second and "removed=1" in second, second
         now = latest_manifest(testbed, db_host)
         assert now.name != manifest.name
-        assert offsite(testbed, db_host, "list", DB).split() == sorted(
-            [f"{now.file}.enc", f"{now.name}.enc",
-             f"{now.name[:-len('.manifest')]}.sha256.enc"])
+        kept = offsite(testbed, db_host, "list", DB).split()
+        assert kept == sorted([f"{now.file}.enc", f"{now.name}.enc",
+                               f"{now.name[:-len('.manifest')]}.sha256.enc"])
+        # a db host rebuilt empty (or the db role moved to another host) syncs from a
+        # directory with no backup: the copies are the only ones left, and stay
+        empty = f"/tmp/it-offsite-empty-{secrets.token_hex(4)}"
+        try:
+            testbed.ssh(db_host, f"mkdir -p {empty}")
+            offsite(testbed, db_host, "sync", DB, empty, "7", "4")
+        finally:
+            testbed.ssh(db_host, f"rmdir {empty}")
+        assert offsite(testbed, db_host, "list", DB).split() == kept
 
 
 def test_corrupt_or_missing_backup_fails_the_drill_clearly(testbed, db_host, backups_restored):

@@ -26,6 +26,7 @@ from ops.backup.freshness import (
     parse_backup_metrics,
 )
 from ops.backup.manifest import BackupError, count_problems, parse_manifest, select_retained
+from ops.catalog import REPO_ROOT
 
 SHA = "ab" * 32
 NOW = dt.datetime(2026, 11, 26, 12, 0, tzinfo=dt.UTC)
@@ -333,3 +334,43 @@ def test_encrypted_backup_needs_the_key_and_the_key_is_removed_after(environment
     assert remote.ran[1] == f"install -d -m 700 {key_dir}"
     assert f"put {key_dir}/key.pem" in remote.ran
     assert remote.ran[-1] == f"rm -rf {key_dir}"
+
+
+def offsite_functions() -> dict:
+    """offsite.py's definitions (the script runs `main()` on its last line: left out here)."""
+    source = (REPO_ROOT / "templates/backup/offsite.py").read_text()
+    assert source.rstrip().endswith("\nmain()")
+    namespace: dict = {"__name__": "offsite"}
+    exec(compile(source.rstrip()[:-len("main()")], "offsite.py", "exec"), namespace)  # noqa: S102
+    return namespace
+
+
+def test_offsite_retention_is_the_rule_of_the_backups_here() -> None:
+    """The copies follow pg_backup.sh's rule (select_retained is its Python twin), over the
+    copies and the backups here together."""
+    import random
+
+    offsite = offsite_functions()
+    rng = random.Random(7)
+    start = dt.datetime(2026, 10, 1, tzinfo=dt.UTC)
+    for _ in range(200):
+        stamps = {(start + dt.timedelta(hours=rng.randrange(0, 24 * 90)))
+                  .strftime("%Y%m%dT%H%M%SZ") for _ in range(rng.randrange(0, 40))}
+        daily, weekly = rng.randrange(0, 9), rng.randrange(0, 6)
+        names = {f"payments-{s}.manifest" for s in stamps}
+        expected = {n[len("payments-"):-len(".manifest")]
+                    for n in select_retained(names, daily, weekly)}
+        assert offsite["retained"](stamps, daily, weekly) == expected
+
+
+def test_a_host_with_no_backup_here_deletes_no_recent_copy() -> None:
+    """A db host rebuilt empty (or the db role moved): its first sync once deleted the copy
+    of every older backup, the only ones left. Only what retention drops over the copies and
+    the backups here together may go."""
+    offsite = offsite_functions()
+    copies = [f"payments-2026120{d}T021500Z.{kind}.enc" for d in range(1, 7)
+              for kind in ("dump", "sha256", "manifest")]
+    stamps = {offsite["stamp_of"](c) for c in copies}
+    assert offsite["retained"](stamps, 7, 4) == stamps  # six days, all within keep_daily 7
+    assert offsite["retained"](stamps, 2, 1) == {"20261206T021500Z", "20261205T021500Z"}
+    assert offsite["stamp_of"]("not-a-backup.enc") is None
