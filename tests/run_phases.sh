@@ -114,11 +114,15 @@ failed_already "$HOSTS_ONLY"  # a failure already: stop before the long phase
 failed_already "$AUDIT"  # a blocking finding already: stop before the long phase
 BESIDE_HOSTS_ONLY=(tests/integration/test_backup.py tests/integration/test_canary.py
                    tests/integration/test_central_logs.py)
-INTEGRATION=(.venv/bin/pytest -q -m "integration and not hosts_only" --durations=30)
+INTEGRATION=(.venv/bin/pytest -q -m "integration and not hosts_only and not whole_fleet"
+             --durations=30)
 phase "integration tests, beside the hosts-only ones" "${INTEGRATION[@]}" "${BESIDE_HOSTS_ONLY[@]}"
 wait_background "$HOSTS_ONLY"
 phase "integration tests" "${INTEGRATION[@]}" "${BESIDE_HOSTS_ONLY[@]/#/--ignore=}" \
   tests/integration
+# last: the fleet moves to the database cluster and back (marker `whole_fleet`)
+phase "integration tests that reshape the whole fleet (database cluster)" \
+  .venv/bin/pytest -q -m "integration and whole_fleet" --durations=10 tests/integration
 wait_background "$AUDIT"
 phase "testbed down (checked)" .venv/bin/pytest -q tests/teardown
 summary

@@ -76,28 +76,35 @@ def restore_check_command(environment: Environment, manifest: Manifest, scratch:
                           key_dir: str | None = None) -> str:
     """Restore the dump into `scratch` in a one-off postgres container; print row counts.
 
-    `key_dir` (encrypted backups): a host directory holding `key.pem` and `cert.pem`.
+    `key_dir` (encrypted backups): a host directory holding `key.pem` and `cert.pem`. Into the
+    db host's PostgreSQL; with `db_ha` into a server the container starts for itself (no
+    network: the db host's member may be a replica, which takes no write).
     """
-    argv = ["docker", "run", "--rm", "--network",
-            environment.settings["docker_network"]["name"], "--entrypoint", "/bin/bash",
+    scratch_server = environment.db_ha is not None
+    network = "none" if scratch_server else environment.settings["docker_network"]["name"]
+    argv = ["docker", "run", "--rm", "--network", network, "--entrypoint", "/bin/bash",
             "--volume", f"{TOOLS_SCRIPT}:{IN_CONTAINER['tools']}:ro",
             "--volume", f"{CONFIG_DIR}:{IN_CONTAINER['config']}:ro",
             "--volume", f"{manifest.directory}:{IN_CONTAINER['out']}:ro"]
     if key_dir:
         argv += ["--volume", f"{key_dir}:/backup/key:ro"]
-    argv += ["--env", f"PGHOST={POSTGRES_CONTAINER}", "--env", "PGUSER=postgres",
-             "--env", f"PGPASSFILE={IN_CONTAINER['config']}/pgpass",
-             environment.infra_image("postgres"), IN_CONTAINER["tools"], "restore-check",
+    argv += (["--env", "PG_TOOLS_SCRATCH_SERVER=1"] if scratch_server else
+             ["--env", f"PGHOST={POSTGRES_CONTAINER}", "--env", "PGUSER=postgres",
+              "--env", f"PGPASSFILE={IN_CONTAINER['config']}/pgpass"])
+    argv += [environment.infra_image("postgres"), IN_CONTAINER["tools"], "restore-check",
              f"{IN_CONTAINER['out']}/{manifest.file}", scratch]
     if key_dir:
         argv += ["/backup/key/key.pem", "/backup/key/cert.pem"]
     return sh(*argv)
 
 
-def drop_scratch_command(scratch: str) -> str:
-    """Safety net after a drill: the scratch database is gone even if the container was killed."""
+def drop_scratch_command(scratch: str, environment: Environment | None = None) -> str:
+    """Safety net after a drill: the scratch database is gone even if the container was killed
+    (with `db_ha` it never left the container's own server: nothing to drop)."""
     if not re.fullmatch(r"drill_[a-z0-9_]+", scratch):
         raise ValueError(f"not a drill scratch database: {scratch!r}")
+    if environment is not None and environment.db_ha is not None:
+        return "true"
     return sh("docker", "exec", POSTGRES_CONTAINER, "psql", "-X", "-q", "-U", "postgres",
               "-d", "postgres", "-c", f'DROP DATABASE IF EXISTS "{scratch}"')
 

@@ -112,7 +112,7 @@ def drill_one(remote: Remote, environment: Environment, db: str,
             ok, out, err = remote.run(restore_check_command(environment, manifest, scratch,
                                                             key_dir), timeout=3600)
         finally:
-            remote.run(drop_scratch_command(scratch))
+            remote.run(drop_scratch_command(scratch, environment))
         if not ok:
             last = [ln for ln in err.strip().splitlines() if ln.strip()][-1:] or ["no output"]
             raise BackupError(f"pg_restore of {manifest.path} failed: {last[0]}")

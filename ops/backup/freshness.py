@@ -110,11 +110,12 @@ ARCHIVE_LINE = re.compile(
 
 
 def archive_freshness_problems(environment: Environment, metrics: str,
-                               now: dt.datetime) -> list[str]:
+                               now: dt.datetime, host: str | None = None) -> list[str]:
     """Why no migration may run while the WAL archive is stale ([] when it may, in an ungated
     environment, or without `pitr`): a migration is exactly when a point-in-time restore may
     be needed, and with the repository host down the newest changes exist only on the db
-    host. `metrics` is the output of `read_backup_metrics_command()`."""
+    host. `metrics` is the output of `read_backup_metrics_command()` on `host` (default: the
+    db host)."""
     pitr = environment.settings.get("pitr")
     if not gated(environment) or not pitr or environment.backup_host is None:
         return []
@@ -124,7 +125,8 @@ def archive_freshness_problems(environment: Environment, metrics: str,
     if match is None:
         return [f"no WAL segment has reached the backup repository on {repo} yet (no "
                 f"superapp_pitr_archive_last_success_timestamp_seconds on "
-                f"{environment.db_host.name}); refusing to migrate without a point to restore to"]
+                f"{host or environment.db_host.name}); refusing to migrate without a point to "
+                "restore to"]
     age = now.timestamp() - float(match["value"])
     if age <= limit:
         return []
@@ -134,16 +136,21 @@ def archive_freshness_problems(environment: Environment, metrics: str,
 
 
 def check_backup_freshness(db_remote: Remote, environment: Environment,
-                           change: ServiceChange) -> None:
-    """Refuse (RolloutError) to migrate `change`'s database when its last backup is too old."""
+                           change: ServiceChange, archive_remote: Remote | None = None) -> None:
+    """Refuse (RolloutError) to migrate `change`'s database when its last backup is too old.
+    `archive_remote`: where the WAL archive's state is reported, when not the db host (with
+    `db_ha`, the member leading now: ops/render/pitr.py)."""
     database = environment.services[change.service].database
     if not gated(environment) or not database:
         return
     metrics = must(db_remote, read_backup_metrics_command(), "reading backup metrics")
+    archive = metrics if archive_remote is None or archive_remote is db_remote else must(
+        archive_remote, read_backup_metrics_command(), "reading the WAL archive's metrics")
     now = dt.datetime.now(dt.UTC)
     problems = backup_freshness_problems(environment, [database], metrics, now,
                                          load_freshness_waivers(WAIVERS_FILE))
-    problems += archive_freshness_problems(environment, metrics, now)
+    problems += archive_freshness_problems(environment, archive, now,
+                                           (archive_remote or db_remote).name)
     if problems:
         raise RolloutError(f"{db_remote.name}: refusing to migrate {change.service}: "
                            + "; ".join(problems))

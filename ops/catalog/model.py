@@ -351,6 +351,11 @@ class Environment:
     def postgres_password_ref(self) -> SecretRef:
         return SecretRef(self.vault_path("shared", "postgres"), "POSTGRES_PASSWORD", "password")
 
+    def superuser_password_ref(self) -> SecretRef:
+        """The PostgreSQL superuser's password the backups log in with: the single server's,
+        or with `db_ha` the one Patroni gives every member."""
+        return self.dbha_refs()["superuser"] if self.db_ha else self.postgres_password_ref()
+
     def monitor_password_refs(self) -> dict[str, SecretRef]:
         """The exporters' own logins: a PostgreSQL role with pg_monitor only and a Redis ACL
         user allowed INFO-like commands only (ops/render/exporters.py). A server password:

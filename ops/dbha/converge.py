@@ -44,6 +44,19 @@ def wanted_digests(files: list[RenderedFile]) -> dict[str, str]:
             for key, s in services.items() if key in SERVICES}
 
 
+def cluster_hosts(environment: Environment, remotes: Mapping[str, Remote]) -> list[str]:
+    """The hosts with a part in the cluster, in inventory order; DbHaError when this run does
+    not reach them all."""
+    cluster = environment.db_ha
+    assert cluster is not None
+    hosts = [h.name for h in environment.hosts if parts_of(cluster, h.name)]
+    missing = [h for h in hosts if h not in remotes]
+    if missing:
+        raise DbHaError([f"{cluster.scope}: the cluster's hosts {', '.join(missing)} are not in "
+                         "this run (--limit?): the cluster changes only with all of them"])
+    return hosts
+
+
 def converge(environment: Environment, remotes: Mapping[str, Remote], secrets: SecretValues,
              timeout: int = 180, clock: Callable[[], float] = time.time,
              sleep: Callable[[float], None] = time.sleep) -> list[Step]:
@@ -51,11 +64,7 @@ def converge(environment: Environment, remotes: Mapping[str, Remote], secrets: S
     cluster = environment.db_ha
     if cluster is None:
         return []
-    hosts = [h.name for h in environment.hosts if parts_of(cluster, h.name)]
-    missing = [h for h in hosts if h not in remotes]
-    if missing:
-        raise DbHaError([f"{cluster.scope}: the cluster's hosts {', '.join(missing)} are not in "
-                         "this run (--limit?): the cluster changes only with all of them"])
+    hosts = cluster_hosts(environment, remotes)
     rendered = {h: files_of.render_files(environment, environment.host(h), secrets)
                 for h in hosts}
 

@@ -194,6 +194,9 @@ def dcs_config(cluster: Cluster, archive: Archive | None = None,
             "use_slots": True,
             "parameters": {
                 "wal_level": "replica", "hot_standby": "on", "wal_log_hints": "on",
+                # the nightly dumps may read a replica: its queries hold the leader's vacuum
+                # back instead of being cancelled by it (ops/render/backup.py)
+                "hot_standby_feedback": "on",
                 "max_wal_senders": 10, "max_replication_slots": 10,
                 "max_connections": 200, "wal_keep_size": "256MB",
                 **(archive_parameters(archive) if archive else {}),

@@ -192,6 +192,9 @@ def format_host(preview: HostPreview, position: int, total: int,
     for unit in plan.infra_units:
         paths = [f.path for f in plan.infra_files if f.unit == unit]
         lines.append(f"    apply {unit}: {', '.join(paths)}")
+    if plan.cluster_files:
+        lines.append("    the database cluster's stage (before any host rolls): "
+                     + ", ".join(f.path for f in plan.cluster_files))
     for image in sorted(plan.missing_images):
         lines.append(f"    pull {image}")
     if plan.slot_info_stale and plan.slot_info and not plan.services:

@@ -72,7 +72,7 @@ class _Planned:
 
 def files_to_write(plan: HostPlan, state: HostState) -> list[RenderedFile]:
     """Every file the rollout would create or change on the host (identical ones excluded)."""
-    files = [*plan.infra_files]
+    files = [*plan.infra_files, *plan.cluster_files]
     for c in plan.services:
         files += c.files
         files.append(c.route)

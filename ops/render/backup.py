@@ -20,8 +20,9 @@ Files (all on the db host; the deploy uploads them, cron picks the cron files up
   `STAGGER_MINUTES` from `backups.schedule`.
 * `/opt/superapp/backup/offsite.py` (0644), with `pitr`: after each dump, pg_backup.sh runs it
   in a one-off postgres container to copy every complete backup, encrypted with the
-  repository's passphrase, into the pgBackRest bucket on the backup host (and to delete the
-  copies retention removed here), so the dumps survive the db host too.
+  repository's passphrase, into the pgBackRest bucket on the backup host (and to apply the same
+  retention rule there, over the copies and the backups here together: a host rebuilt empty
+  keeps the older copies), so the dumps survive the db host too.
 """
 
 from __future__ import annotations
@@ -81,20 +82,28 @@ def pgpass_line(user: str, password: str) -> str:
 
 
 def render_files(environment: Environment, host: Host, secrets: SecretValues) -> list[RenderedFile]:
+    """With `db_ha` on the first db host only: pg_dump reads its own member, leader or
+    replica (a consistent snapshot either way; Patroni's `hot_standby_feedback` keeps the
+    leader's vacuum from cancelling a long dump on a replica), so one set of dumps and of
+    offsite copies exists, as with one server. The WAL archive and pgBackRest's backups
+    follow the leader (ops/render/pitr.py)."""
+    from ops.render.compose import postgres_container
+
     settings = environment.settings["backups"]
     names = databases(environment)
     certificate = settings["encrypt_to_public_key"]
     context = {
         "env": environment.name, "image": environment.infra_image("postgres"),
         "network": environment.settings["docker_network"]["name"],
-        "pghost": POSTGRES_CONTAINER, "backup_root": BACKUP_ROOT, "config_dir": CONFIG_DIR,
+        "pghost": postgres_container(environment), "backup_root": BACKUP_ROOT,
+        "config_dir": CONFIG_DIR,
         "tools": TOOLS_SCRIPT, "textfile_dir": TEXTFILE_DIR, "inside": IN_CONTAINER,
         "keep_daily": settings["keep_daily"], "keep_weekly": settings["keep_weekly"],
         "encrypt": bool(certificate), "recipient": RECIPIENT_FILE.rsplit("/", 1)[1],
         "databases": names, "offsite": pitr.enabled(environment), "offsite_script": OFFSITE_SCRIPT,
         "pgbr_dir": pitr.PGBR_DIR,
     }
-    password = secrets.get(environment.postgres_password_ref()) or ""
+    password = secrets.get(environment.superuser_password_ref()) or ""
     files = [
         RenderedFile(BACKUP_SCRIPT, render_template("backup/pg_backup.sh.j2", **context),
                      mode=0o755),

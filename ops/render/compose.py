@@ -506,6 +506,15 @@ DATA_READY_CHECKS: dict[str, list[str]] = {
 }
 
 
+def data_ready_checks(environment: Environment, host: Host) -> dict[str, list[str]]:
+    """What the data project runs on `host` that must accept connections before migrations:
+    the single PostgreSQL (none with `db_ha`: Patroni's members are the cluster stage's, ready
+    before any host rolls), Redis on the first db host only."""
+    return {name: check for name, check in DATA_READY_CHECKS.items()
+            if (name == "postgres" and environment.db_ha is None)
+            or (name == "redis" and host.name == environment.db_host.name)}
+
+
 def render_data(environment: Environment, host: Host, secrets: SecretValues) -> list[RenderedFile]:
     """PostgreSQL and Redis on the db host and their secret env/config files.
 

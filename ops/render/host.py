@@ -68,7 +68,9 @@ def render_host(environment: Environment, host_name: str, secrets: SecretValues,
             files += in_unit("redis-acl", redis_acl.render_files(environment, secrets))
         files += in_unit("databases",
                          databases.render_provisioning(environment, host, secrets))
-        files += in_unit("backup", backup.render_files(environment, host, secrets))
+        if environment.db_ha is None or host.name == environment.db_host.name:
+            # with db_ha, the first db host dumps from its own member (ops/render/backup.py)
+            files += in_unit("backup", backup.render_files(environment, host, secrets))
         if pitr.enabled(environment):
             files += in_unit("pitr", pitr.render_db_files(environment, secrets))
     if host.has_role("backup") and pitr.enabled(environment):

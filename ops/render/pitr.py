@@ -101,11 +101,15 @@ def pgbackrest_files(environment: Environment, secrets: SecretValues,
 
 
 def render_db_files(environment: Environment, secrets: SecretValues) -> list[RenderedFile]:
+    from ops.render.compose import postgres_container
+
     pitr = environment.settings["pitr"]
     backup = environment.backup_host
     assert backup is not None  # enabled()
     script = render_template("pitr/pitr.sh.j2", stanza=pitr["stanza"], backup_host=backup.name,
-                             textfile_dir=TEXTFILE_DIR, metrics_script=METRICS_SCRIPT)
+                             textfile_dir=TEXTFILE_DIR, metrics_script=METRICS_SCRIPT,
+                             container=postgres_container(environment),
+                             cluster=environment.db_ha is not None)
     metrics = (TEMPLATES_DIR / "pitr" / "pitr_metrics.py").read_text()  # as is: not Jinja
     files = pgbackrest_files(environment, secrets, postgres_uid(environment))
     digest = hashlib.sha256("\0".join(f.content for f in files).encode()).hexdigest()

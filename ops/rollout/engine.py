@@ -41,9 +41,9 @@ from ops.render import pitr, redis_acl
 from ops.render.backup import databases as all_databases
 from ops.render.compose import (
     BLACKBOX_CONTAINER,
-    DATA_READY_CHECKS,
     SINGLETON_PROFILE,
     compose_path,
+    data_ready_checks,
 )
 from ops.render.databases import PROVISION_SQL
 from ops.rollout.interrupt import Interrupted
@@ -127,7 +127,7 @@ class HostResult:
 MONITORED_BY_FILES = ("prometheus", "alertmanager", "blackbox")
 
 
-def apply_infra(remote: Remote, plan: HostPlan, firewall_confirm_seconds: int = 60) -> None:
+def apply_infra(remote: Remote, environment: Environment, plan: HostPlan) -> None:
     if not plan.infra_files:
         return
     say(remote.name, f"updating {len(plan.infra_files)} config file(s): "
@@ -135,7 +135,7 @@ def apply_infra(remote: Remote, plan: HostPlan, firewall_confirm_seconds: int = 
     upload(remote, [f for f in plan.infra_files if not f.after_apply])
     if "firewall" in plan.infra_units:  # first: the host's ports are closed before they open
         ruleset = next(f for f in plan.infra_files if f.unit == "firewall")
-        apply_firewall(remote, ruleset, firewall_confirm_seconds)
+        apply_firewall(remote, ruleset, environment.settings["firewall"]["confirm_seconds"])
     actions = {
         "edge": cmd.compose_up("/opt/superapp/compose/edge.yml"),
         "data": cmd.compose_up("/opt/superapp/compose/data.yml"),
@@ -170,8 +170,11 @@ def apply_infra(remote: Remote, plan: HostPlan, firewall_confirm_seconds: int = 
         if unit in ("data", "redis-acl"):
             # migrations follow: they must find the servers accepting connections (and a
             # changed admin password restarts Redis: see cmd.redis_acl_load)
-            must(remote, cmd.wait_exec_ok(DATA_READY_CHECKS, timeout=180),
-                 "waiting for PostgreSQL and Redis to accept connections", timeout=240)
+            checks = data_ready_checks(environment, environment.host(remote.name))
+            if checks:
+                must(remote, cmd.wait_exec_ok(checks, timeout=180),
+                     f"waiting for {' and '.join(sorted(checks))} to accept connections",
+                     timeout=240)
         if unit == "backup-repo":
             must(remote, cmd.wait_exec_ok({pitr.S3_CONTAINER: pitr.S3_READY_CHECK}, timeout=120),
                  "waiting for the backup repository (S3) to accept connections", timeout=180)
@@ -276,11 +279,13 @@ def roll_host(remote: Remote, environment: Environment, plan: HostPlan, release:
               checkpoints: Checkpoints | None = None,
               heads: dict[str, str] | None = None, canary: Canary | None = None,
               timeline: dict[str, float] | None = None,
-              migrations: gevent.lock.Semaphore | None = None) -> HostResult:
-    """`canary`: this host is the canary (ops/canary). `heads` collects service -> schema head
-    of every migration run here, and `timeline` when each step was reached, both kept by the
-    caller even when this host fails later (the schema moved all the same; the timeline says
-    where the time went)."""
+              migrations: gevent.lock.Semaphore | None = None,
+              leader_remote: Remote | None = None) -> HostResult:
+    """`canary`: this host is the canary (ops/canary). `leader_remote`: with `db_ha`, the host
+    of the member leading now, which reports the WAL archive's state. `heads` collects
+    service -> schema head of every migration run here, and `timeline` when each step was
+    reached, both kept by the caller even when this host fails later (the schema moved all the
+    same; the timeline says where the time went)."""
     t0 = time.monotonic()
     checkpoints = checkpoints or Checkpoints(environ={})
     heads = {} if heads is None else heads
@@ -299,7 +304,7 @@ def roll_host(remote: Remote, environment: Environment, plan: HostPlan, release:
     finish_interrupted(remote, environment, plan)
     result.digests = pull(remote, plan)
     checkpoint("pulled")
-    apply_infra(remote, plan, environment.settings["firewall"]["confirm_seconds"])
+    apply_infra(remote, environment, plan)
     checkpoint("configured")
     changes = plan.services
 
@@ -308,7 +313,7 @@ def roll_host(remote: Remote, environment: Environment, plan: HostPlan, release:
         with migrations or gevent.lock.DummySemaphore():
             pending = [c for c in changes if c.migrate and (c.service, c.bits) not in migrated]
             for c in pending:  # every gate before the first migration starts
-                check_backup_freshness(db_remote or remote, environment, c)
+                check_backup_freshness(db_remote or remote, environment, c, leader_remote)
 
             def job(group: list[ServiceChange]) -> Callable[[], None]:
                 def run() -> None:
@@ -369,6 +374,7 @@ class HostRunner:
     migrated: set[tuple[str, str]]
     checkpoints: Checkpoints
     canary: Canary | None
+    leader: str | None = None  # with db_ha: the member leading when the rollout began
     migrations: gevent.lock.Semaphore = field(default_factory=gevent.lock.Semaphore)
     t0: float = field(default_factory=time.monotonic)
 
@@ -391,7 +397,7 @@ class HostRunner:
             result = roll_host(
                 self.remotes[plan.host], self.environment, plan, self.release, self.migrated,
                 self.remotes.get(db, self.remotes[plan.host]), self.checkpoints, heads, canary,
-                timeline, self.migrations)
+                timeline, self.migrations, self.remotes.get(self.leader or ""))
             result.began = began
             return Outcome(plan, result)
         except CanaryHeld as e:
@@ -410,7 +416,8 @@ def rollout(environment: Environment, plans: Sequence[HostPlan], remotes: Sequen
             release: Release, migrated: set[tuple[str, str]] | None = None,
             on_host_done: Callable[[HostResult], None] | None = None,
             checkpoints: Checkpoints | None = None,
-            canary: Canary | None = None, parallel_hosts: int | None = None) -> list[HostResult]:
+            canary: Canary | None = None, parallel_hosts: int | None = None,
+            leader: str | None = None) -> list[HostResult]:
     """Roll `plans` (already in rollout order); raise at the first failure.
 
     One host at a time until the first changed host (the canary host when the run has a
@@ -420,7 +427,9 @@ def rollout(environment: Environment, plans: Sequence[HostPlan], remotes: Sequen
     `canary`: the first host swapping a service that has a live slot to compare with is
     judged with it (ops/canary) before any later host changes.
 
-    The caller holds the environment's lock (and passes it in `checkpoints`).
+    The caller holds the environment's lock (and passes it in `checkpoints`). `leader`: with
+    `db_ha`, the member leading now (the cluster stage ran before: ops/dbha/stage.py), where
+    the WAL archive is reported and pgBackRest is set up.
     `migrated`: (service, image by digest) pairs whose migrations already ran in this
     environment (some host already runs those bits), so a release migrates once, not once per
     host or per run. Every host of the run gets the release in its ledger; a ledger that
@@ -429,7 +438,7 @@ def rollout(environment: Environment, plans: Sequence[HostPlan], remotes: Sequen
     """
     by_name = {r.name: r for r in remotes}
     runner = HostRunner(environment, by_name, release, set(migrated or ()),
-                        checkpoints or Checkpoints(), canary)
+                        checkpoints or Checkpoints(), canary, leader)
     width = parallel_hosts or environment.settings["rollout"]["parallel_hosts"]
     prestage(plans, by_name, environment.settings["rollout"]["min_free_disk_mb"])
     first = next((i for i, p in enumerate(plans)
@@ -463,7 +472,7 @@ def rollout(environment: Environment, plans: Sequence[HostPlan], remotes: Sequen
                                "ledger: " + (f"{', '.join(kept)} hold(s) it; " if kept else
                                              "no host holds it; ")
                                + "fix the ledger on the named host(s) before the next rollback")
-    setup_pitr(environment, plans, by_name)
+    setup_pitr(environment, plans, by_name, leader)
     return results
 
 
@@ -506,14 +515,15 @@ def stop_rollout(remotes: Sequence[Remote], results: list[HostResult], release: 
 
 
 def setup_pitr(environment: Environment, plans: Sequence[HostPlan],
-               by_name: Mapping[str, Remote]) -> None:
+               by_name: Mapping[str, Remote], leader: str | None = None) -> None:
     """After every host (the repository's host may come after the db host): stanza, `check`
     (a WAL segment really reaches the repository), a first full backup when there is none,
     then the `pitr-ready` record. Until it is written, every run tries again; a failure stops
-    the run after the release is recorded, naming the step."""
+    the run after the release is recorded, naming the step. With `db_ha` on the `leader`, and
+    the record on every member (each runs pitr.sh; the one leading acts)."""
     if not pitr.enabled(environment):
         return
-    db = environment.db_host.name
+    db = leader if environment.db_ha is not None and leader else environment.db_host.name
     db_plan = next((p for p in plans if p.host == db), None)
     if db_plan is None or db not in by_name \
             or not {"pitr", "backup-repo"} & {u for p in plans for u in p.infra_units}:
@@ -530,9 +540,10 @@ def setup_pitr(environment: Environment, plans: Sequence[HostPlan],
                            "deploy again (it retries this step)") from None
     for line in out.strip().splitlines()[-5:]:
         say(db, f"  pitr: {line}")
-    records = [f for f in db_plan.infra_files if f.after_apply and f.unit == "pitr"]
-    if records:
-        upload(remote, records)
+    for plan in plans:
+        records = [f for f in plan.infra_files if f.after_apply and f.unit == "pitr"]
+        if records and plan.host in by_name and environment.host(plan.host).has_role("db"):
+            upload(by_name[plan.host], records)
 
 
 def ledger_warning(unrecorded: list[str]) -> str:

@@ -34,6 +34,14 @@ INFRA_UNITS = ("firewall", "edge", "data", "redis-acl", "databases", "backup-rep
 # needs etcd's quorum across hosts before any Patroni can bootstrap, and a change must keep
 # quorum and one member serving: its own stage, across the hosts, owns them (issue 19).
 CLUSTER_UNIT = "dbha"
+# ... and with db_ha, the roles and databases: provisioned on whichever member leads, once the
+# cluster serves and before any service of the release migrates (ops/dbha/stage.py)
+PROVISION_UNIT = "databases"
+
+
+def cluster_units(environment: Environment) -> frozenset[str]:
+    """The units the cluster stage applies across the hosts, never one host's rollout."""
+    return frozenset({CLUSTER_UNIT, PROVISION_UNIT} if environment.db_ha else {CLUSTER_UNIT})
 
 
 def sha256(text: str) -> str:
@@ -155,10 +163,12 @@ class HostPlan:
     # the slot/version info for Prometheus after the rollout, and whether the host's differs
     slot_info: RenderedFile | None = None
     slot_info_stale: bool = False
+    # the database cluster's changed files on this host (cluster_units): its own stage's
+    cluster_files: list[RenderedFile] = field(default_factory=list)
 
     @property
     def changed(self) -> bool:
-        return bool(self.missing_images or self.infra_files or self.services
+        return bool(self.missing_images or self.infra_files or self.cluster_files or self.services
                     or self.leftovers or self.promote or self.singletons or self.canary_routes
                     or self.restore_files or self.slot_info_stale)
 
@@ -319,8 +329,10 @@ def plan_host(environment: Environment, host: str, secrets: SecretValues,
             held=held.get(name),
         ))
 
-    infra_files = [f for f in files if f.unit.split(":")[0] not in ("service", "route")
-                   and f.unit != CLUSTER_UNIT and file_changed(f, state)]
+    in_place = [f for f in files if f.unit.split(":")[0] not in ("service", "route")
+                and file_changed(f, state)]
+    cluster = cluster_units(environment)
+    infra_files = [f for f in in_place if f.unit not in cluster]
     infra_units = [u for u in INFRA_UNITS if any(f.unit == u for f in infra_files)]
     images = compose_images(files)
     stale = [c for c in state.containers.values() if c.labels.get("superapp.service")
@@ -360,6 +372,7 @@ def plan_host(environment: Environment, host: str, secrets: SecretValues,
         canary_servers={n: server_url(environment.services[n], live[n]) for n in shared},
         restore_files=restore,
         slot_info=slot_info, slot_info_stale=bool(services) and file_changed(slot_info, state),
+        cluster_files=[f for f in in_place if f.unit in cluster],
     )
 
 
@@ -421,6 +434,7 @@ def plan_lines(plan: HostPlan) -> list[str]:
              f"({'; '.join(describe_reasons(c))})" + (" + migrations" if c.migrate else "")
              for c in plan.services]
     lines += [f"update {f.path}" for f in plan.infra_files]
+    lines += [f"update {f.path} (the database cluster's stage)" for f in plan.cluster_files]
     if plan.missing_images:
         lines.append(f"pull {', '.join(sorted(plan.missing_images))}")
     lines += [f"{name}: finish the swap an interrupted run left (traffic is on {url})"
@@ -441,6 +455,7 @@ def plan_signature(plan: HostPlan) -> tuple:
         tuple((c.service, c.old_slot, c.new_slot, c.image, c.config_hash, c.held)
               for c in plan.services),
         tuple(sorted((f.path, sha256(f.content)) for f in plan.infra_files)),
+        tuple(sorted((f.path, sha256(f.content)) for f in plan.cluster_files)),
         tuple(sorted(plan.missing_images)), tuple(plan.leftovers),
         tuple(sorted(plan.promote.items())), tuple(plan.singletons),
         tuple(sorted(plan.canary_servers.items())), tuple(plan.restore_files),

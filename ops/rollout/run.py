@@ -79,8 +79,6 @@ def prepare_run(kind: str) -> Run:
         environment = load_environment(name)
     except ConfigError as e:
         raise DeployRefused(str(e)) from None
-    if environment.db_ha is not None:
-        raise DeployRefused(database_cluster_refusal(environment))
     report = audit_unless_passed(name, environment.settings, run_audit, REPO_ROOT)
     if report is not None:
         raise DeployRefused(
@@ -98,18 +96,6 @@ def prepare_run(kind: str) -> Run:
     return Run(environment, Release(env=name, commit=git_commit(), kind=kind),
                canary=canary_of_run(environment, kind),
                parallel_hosts=parallel_hosts_of_run(environment))
-
-
-def database_cluster_refusal(environment: Environment) -> str:
-    """Why an environment with `db_ha` is not deployed (yet): the deploy still runs the single
-    PostgreSQL of the db host and points every service at it; on a member host that would
-    start a second PostgreSQL beside Patroni's, and the services would miss the routers."""
-    where = environment.setting_files.get("db_ha", f"group_data/{environment.name}.py")
-    return (f"refusing to deploy {environment.name}: {where}: db_ha: this tool does not deploy "
-            "the Patroni cluster yet (etcd, Patroni, the routers, the services' DATABASE_URL "
-            "through them); tasks/failover.py and `make status` manage a cluster that runs, "
-            "deploy.py would start the single PostgreSQL beside it. No host was changed "
-            "(ops/runbooks/db-failover.md)")
 
 
 def parallel_hosts_of_run(environment: Environment) -> int:

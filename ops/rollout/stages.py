@@ -23,6 +23,7 @@ from pyinfra.api import deploy
 from pyinfra.operations import python
 
 from ops.canary.steps import Canary
+from ops.dbha.stage import cluster_leader, cluster_stage
 from ops.host.facts import SuperappHostState
 from ops.host.remote import PyinfraRemote
 from ops.host.state import STATE_SCRIPT, parse_host_state
@@ -266,14 +267,18 @@ def rollout_callback(state, run: Run, lock: EnvironmentLock | None = None) -> bo
             if not any(p.changed for p in plans):
                 print("--> nothing to change on any host", flush=True)
                 return True
+            checkpoints = Checkpoints(lock)
+            began = time.monotonic()
+            by_name = {r.name: r for r in remotes}
+            cluster_stage(run.environment, plans, by_name, run.secrets, checkpoints.reach)
+            leader = cluster_leader(run.environment, by_name)
             migrated = {(name, pinned(rec.get("image") or "", rec.get("digest")))
                         for st in run.states.values()
                         for name, rec in st.services.items()}
             canary = Canary.for_environment(run.environment, run.canary) if run.canary else None
-            began = time.monotonic()
             results = rollout(run.environment, plans, remotes, run.release, migrated=migrated,
-                              checkpoints=Checkpoints(lock), canary=canary,
-                              parallel_hosts=run.parallel_hosts)
+                              checkpoints=checkpoints, canary=canary,
+                              parallel_hosts=run.parallel_hosts, leader=leader)
         finally:
             if own_lock and lock is not None:
                 release_lock(lock)

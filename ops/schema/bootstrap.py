@@ -19,9 +19,10 @@ from pyinfra.api import deploy
 from pyinfra.operations import python
 
 from ops.catalog.model import Service
+from ops.dbha.stage import cluster_leader
 from ops.host import commands as cmd
 from ops.host.remote import PyinfraRemote, Remote
-from ops.render.compose import compose_path
+from ops.render.compose import compose_path, postgres_container
 from ops.rollout.ledger import append_to_ledgers, now_iso
 from ops.rollout.run import DeployRefused, Run
 from ops.rollout.stages import release_lock, take_lock
@@ -30,8 +31,8 @@ from ops.schema.plan import KIND, check_service
 from ops.scope import current_scope
 
 
-def table_count(remote: Remote, database: str) -> int:
-    out = must(remote, cmd.count_tables("postgres", database),
+def table_count(remote: Remote, container: str, database: str) -> int:
+    out = must(remote, cmd.count_tables(container, database),
                f"counting the tables of database {database}")
     try:
         return int(out.strip().splitlines()[-1])
@@ -65,7 +66,10 @@ def bootstrap_callback(state, run: Run, service: Service) -> bool:
     order = run.ordered(active)
     remotes = {name: PyinfraRemote(active[name]) for name in order}
     try:
-        db_host = next((h.name for h in run.environment.hosts if h.has_role("db")), None)
+        # with db_ha, the member leading now: a replica could answer before it replayed the
+        # bootstrap's tables
+        db_host = cluster_leader(run.environment, remotes) or next(
+            (h.name for h in run.environment.hosts if h.has_role("db")), None)
         if db_host not in remotes:
             raise RolloutError(f"the db host {db_host} is not in this run (--limit?)")
         runner = next((n for n in order if service.name in run.states[n].services), None)
@@ -87,7 +91,8 @@ def bootstrap(run: Run, service: Service, remotes: dict[str, Remote], db_host: s
               runner: str) -> None:
     database = service.database or ""
     db = remotes[db_host]
-    before = table_count(db, database)
+    container = postgres_container(run.environment)
+    before = table_count(db, container, database)
     if before:
         raise RolloutError(f"{service.name}: database {database} on {db_host} already has "
                            f"{before} table(s): the bootstrap runs only on an empty database; "
@@ -101,7 +106,7 @@ def bootstrap(run: Run, service: Service, remotes: dict[str, Remote], db_host: s
                f"schema bootstrap of {service.name}", timeout=900)
     for line in out.strip().splitlines()[-10:]:
         say(runner, f"  bootstrap: {line}")
-    after = table_count(db, database)
+    after = table_count(db, container, database)
     if not after:
         raise RolloutError(f"{service.name}: the bootstrap command ran but {database} still "
                            "has no table")

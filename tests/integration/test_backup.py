@@ -23,10 +23,12 @@ from collections.abc import Iterator
 import pytest
 
 from ops.backup.commands import parse_latest_manifests, read_latest_manifests_command
+from ops.backup.drill import run_drill
 from ops.backup.manifest import select_retained
 from ops.catalog import load_environment
 from ops.render import render_host
 from ops.secrets.vault import fetch_secrets
+from tests.integration.clustered import SshRemote, clustered
 from tests.integration.conftest import REPO, Testbed
 
 pytestmark = pytest.mark.integration
@@ -142,6 +144,27 @@ def test_backup_run_as_cron_then_drill_rows_match(testbed, db_host, backups_rest
         [row] = [ln for ln in result.stdout.splitlines() if ln.startswith(f"{DB} ")]
         assert manifest.file in row and row.split()[-1] == "ok"
         assert str(sum(manifest.tables.values())) in row.split()
+
+
+def test_with_db_ha_the_drill_restores_into_a_server_of_its_own(testbed, db_host, local,
+                                                                backups_restored, tmp_path):
+    """With the database cluster the db host's member may be a replica, which takes no write:
+    the drill restores the same dump into a PostgreSQL its one-off container starts for
+    itself, with no network (ops/backup/commands.py). Its rows match the manifest, and the db
+    host's server never holds a scratch database."""
+    with seeded_table(testbed, db_host, 777) as table:
+        line = run_as_cron(testbed, db_host)
+        assert "result=ok" in line, line
+        manifest = latest_manifest(testbed, db_host)
+        assert manifest.tables[f"public.{table}"] == 777
+        report = run_drill(SshRemote(testbed, db_host.name), clustered(tmp_path / "ha"), [DB])
+    [row] = report.rows
+    print(f"\n[drill, db_ha] {DB}: {row.result}, {row.rows} rows of {row.tables} tables in "
+          f"{row.seconds:.1f} s", flush=True)
+    assert row.result == "ok", row.result
+    assert row.rows == sum(manifest.tables.values())
+    assert psql(testbed, db_host, "SELECT count(*) FROM pg_database "
+                                  "WHERE datname LIKE 'drill\\_%'").strip() == "0"
 
 
 def offsite(testbed: Testbed, host, *args: str) -> str:

@@ -25,16 +25,18 @@ from pathlib import Path
 import pytest
 
 from bench.dbha_cluster import WRITER_SCRIPT, Writes
-from ops.catalog import load_environment
 from ops.dbha.converge import converge
 from ops.dbha.hosts import HostMembers
+from ops.dbha.stage import cluster_stage
+from ops.host.state import STATE_SCRIPT, parse_host_state
+from ops.render.databases import PROVISION_DIR, database_logins
+from ops.rollout.plan import plan_host
+from tests.integration.clustered import LOCAL, SshRemote, clustered
 from tests.integration.conftest import Testbed
-from tests.integration.release import release_copy
 from tests.unit.dbha.cluster_data import ClusterSecrets
 
 pytestmark = pytest.mark.integration
 
-LOCAL = load_environment("local")
 PORTS = "{ 2379, 2380, 5432, 8008 }"
 HOLE = "it-dbha-stage"
 # (Docker makes the member's pgBackRest directory, its mount's source, where none was: empty)
@@ -42,42 +44,10 @@ REMOVE = ("docker rm -f etcd patroni db-router it-dbha-writer >/dev/null 2>&1; "
           "rm -rf /var/lib/superapp/etcd /var/lib/superapp/patroni /opt/superapp/dbha "
           "/opt/superapp/compose/dbha.yml /tmp/it-dbha; "
           "rmdir /etc/superapp/pgbackrest 2>/dev/null; true")
-
-
-class SshRemote:
-    """ops.host.remote's `Remote` over the testbed's SSH (as pyinfra's connection would be)."""
-
-    def __init__(self, testbed: Testbed, name: str):
-        self.testbed, self.name, self.host = testbed, name, testbed.host(name)
-
-    def run(self, command: str, timeout: int | None = None) -> tuple[bool, str, str]:
-        res = subprocess.run(self.testbed.ssh_argv(self.host, command), capture_output=True,
-                             text=True, timeout=timeout or 300)
-        return res.returncode == 0, res.stdout, res.stderr
-
-    def put(self, content: bytes, path: str) -> bool:
-        res = subprocess.run(self.testbed.ssh_argv(
-            self.host, f"umask 077 && cat > {shlex.quote(path)}"), input=content,
-            capture_output=True, timeout=60)
-        return res.returncode == 0
-
-    def run_fresh(self, command: str, timeout: int) -> tuple[bool, str, str]:
-        return self.run(command, timeout)
-
-
-def clustered(tmp_path: Path, **changes):
-    hosts = [{**h, "roles": [r for r in h["roles"] if r != "db"]
-              + (["db"] if h["name"] in ("host2", "host3") else [])}
-             for h in LOCAL.settings["hosts"][:3]]
-    # a stanza of its own: whatever this cluster archives never mixes with the single
-    # PostgreSQL's (the stage writes no pgbackrest.conf here anyway: that is the pitr unit's)
-    pitr = {**LOCAL.settings["pitr"], "stanza": "itstage"}
-    cluster = {"scope": "itstage", "members": ["host2", "host3"],
-               "etcd": ["host1", "host2", "host3"], "replication": "synchronous",
-               "ttl_seconds": 20, "loop_wait_seconds": 2, "retry_timeout_seconds": 4, **changes}
-    tree = release_copy(tmp_path, {"hosts": repr(hosts), "db_ha": repr(cluster),
-                                   "pitr": repr(pitr)})
-    return load_environment("local", root=tree)
+# the provisioning files the stage writes on the members (host2 and host3 only: host1 holds the
+# single PostgreSQL's own)
+REMOVE_PROVISIONING = f"rm -rf {PROVISION_DIR}"
+MEMBERS = ("host2", "host3")
 
 
 def nft_hole(add: bool) -> str:
@@ -99,11 +69,15 @@ def nft_hole(add: bool) -> str:
 @pytest.fixture(scope="module")
 def hosts(testbed: Testbed, deployed):
     names = [h.name for h in testbed.hosts][:3]
+    def remove(name: str) -> str:
+        return REMOVE + (f"; {REMOVE_PROVISIONING}" if name in MEMBERS else "")
+
     for name in names:
-        testbed.ssh(testbed.host(name), REMOVE + "; " + nft_hole(False) + "; " + nft_hole(True))
+        testbed.ssh(testbed.host(name), remove(name) + "; " + nft_hole(False) + "; "
+                    + nft_hole(True))
     yield {name: SshRemote(testbed, name) for name in names}
     for name in names:
-        testbed.ssh(testbed.host(name), REMOVE + "; " + nft_hole(False), check=False)
+        testbed.ssh(testbed.host(name), remove(name) + "; " + nft_hole(False), check=False)
 
 
 def sh(testbed: Testbed, host: str, command: str, stdin: str = "") -> str:
@@ -124,10 +98,16 @@ def through_router(testbed: Testbed, environment, secrets, sql: str) -> str:
                                 f"{shlex.quote(sql)}").strip()
 
 
+@pytest.fixture(scope="module")
+def secrets(tmp_path_factory):
+    """The cluster's logins, made once: both tests run the same cluster (a member's password
+    is set when it bootstraps; new ones would lock its replicas out)."""
+    return ClusterSecrets(clustered(tmp_path_factory.mktemp("secrets")))
+
+
 def test_the_stage_starts_the_cluster_then_recreates_members_one_at_a_time_under_writes(
-        testbed: Testbed, hosts, tmp_path: Path) -> None:
+        testbed: Testbed, hosts, secrets, tmp_path: Path) -> None:
     environment = clustered(tmp_path / "first")
-    secrets = ClusterSecrets(environment)
     cluster = environment.db_ha
     t0 = time.monotonic()
     steps = converge(environment, hosts, secrets)
@@ -196,3 +176,41 @@ def test_the_stage_starts_the_cluster_then_recreates_members_one_at_a_time_under
     assert after.deploy_refusal(cluster.scope, ["host2", "host3"]) is None
     assert after.leader is not None and after.leader.name != leader
     assert len(writes.acked) > 500
+
+
+def test_the_deploys_cluster_stage_provisions_on_the_leader_for_services_behind_routers(
+        testbed: Testbed, hosts, secrets, tmp_path: Path) -> None:
+    """What deploy.py runs before any host rolls (ops/dbha/stage.py), from the plans of the
+    hosts as they are: the cluster as the test above left it (its files, so nothing is
+    recreated; a first start if this test runs alone), then the release's roles and
+    databases on whichever member leads. A service's login then reaches its database through
+    host1's router, and the next plans hold no cluster file: nothing to do again."""
+    environment = clustered(tmp_path / "stage", ttl_seconds=21)
+
+    def plans():
+        states = {h: parse_host_state(sh(testbed, h, STATE_SCRIPT).splitlines()) for h in hosts}
+        return [plan_host(environment, h, secrets, states[h]) for h in hosts]
+
+    before = plans()
+    assert {p.host for p in before if any(f.unit == "databases" for f in p.cluster_files)} \
+        == set(MEMBERS)
+    t0 = time.monotonic()
+    assert cluster_stage(environment, before, hosts, secrets)
+    took = time.monotonic() - t0
+    leader = HostMembers(environment.db_ha, {n: hosts[n] for n in MEMBERS}).state().leader.name
+    login = next(x for x in database_logins(environment, secrets) if x.database == "payments")
+    sh(testbed, "host1", "mkdir -p /tmp/it-dbha && umask 077 && cat > /tmp/it-dbha/svc.env",
+       stdin=f"PGPASSWORD={login.password}\n")
+    sql = ("CREATE TABLE IF NOT EXISTS it_stage (n int); INSERT INTO it_stage VALUES (1); "
+           "SELECT current_user || ' ' || current_database() || ' ' || pg_is_in_recovery()")
+    out = sh(testbed, "host1", f"docker run --rm --network superapp --env-file "
+                               f"/tmp/it-dbha/svc.env {environment.infra_image('patroni')} "
+                               f"psql -X -h db-router -U {shlex.quote(login.login)} -d payments "
+                               f"-Atq -v ON_ERROR_STOP=1 -c {shlex.quote(sql)}").strip()
+    print(f"\n[dbha stage] provisioned on {leader} in {took:.1f} s (stage included); "
+          f"payments' login through host1's router: {out}", flush=True)
+    assert out == f"{login.login} payments false"
+    after = plans()
+    assert [p.cluster_files for p in after] == [[] for _ in after], \
+        [(p.host, [f.path for f in p.cluster_files]) for p in after]
+    assert cluster_stage(environment, after, hosts, secrets) is False

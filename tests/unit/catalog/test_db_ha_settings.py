@@ -1,13 +1,12 @@
 """group_data `db_ha`: loaded into `Environment.db_ha` with the hosts' addresses, the app hosts
-as routers; errors name the file and key; deploy.py refuses such an environment (it does not
-deploy the cluster yet) before any host is changed."""
+as routers; errors name the file and key; deploy.py takes such an environment on to its checks
+like any other."""
 
 from __future__ import annotations
 
 import pytest
 
 from ops.catalog import ConfigError
-from ops.rollout.run import database_cluster_refusal
 from tests.unit.dbha.cluster_data import add_cluster, add_db_2
 
 
@@ -54,27 +53,23 @@ def test_a_schema_fault_is_named_before_anything_else(repo_copy) -> None:
         in error_of(repo_copy)
 
 
-def test_deploy_refuses_an_environment_with_a_cluster(repo_copy) -> None:
-    add_cluster(repo_copy)
-    message = database_cluster_refusal(repo_copy.load())
-    assert message.startswith("refusing to deploy prod: group_data/prod.py: db_ha: this tool "
-                              "does not deploy the Patroni cluster yet")
-    assert "No host was changed" in message
-
-
-def test_the_refusal_comes_first_in_the_deploy_checks(repo_copy, monkeypatch) -> None:
-    """prepare_run (deploy.py's first stage) refuses before the audit or any host read."""
+def test_deploy_takes_an_environment_with_a_cluster_on_to_its_checks(repo_copy,
+                                                                     monkeypatch) -> None:
+    """prepare_run (deploy.py's first stage) no longer refuses `db_ha`: the environment goes on
+    to the audit like any other (the cluster's own stage: ops/dbha/stage.py)."""
     from ops.rollout import run
 
     add_cluster(repo_copy)
     environment = repo_copy.load()
     monkeypatch.setattr(run, "env_name", lambda: "prod")
     monkeypatch.setattr(run, "load_environment", lambda name: environment)
+    audited = []
 
-    def no_audit(*args, **kwargs):
-        raise AssertionError("the audit ran")
+    def audit(name, settings, *args, **kwargs):
+        audited.append(settings.get("db_ha"))
+        raise run.DeployRefused("stop here: the audit was reached")
 
-    monkeypatch.setattr(run, "audit_unless_passed", no_audit)
-    with pytest.raises(run.DeployRefused) as info:
+    monkeypatch.setattr(run, "audit_unless_passed", audit)
+    with pytest.raises(run.DeployRefused, match="the audit was reached"):
         run.prepare_run("deploy")
-    assert str(info.value) == database_cluster_refusal(environment)
+    assert audited and audited[0]["members"] == ["db-1", "db-2"]

@@ -148,7 +148,7 @@ def test_the_marker_is_written_after_the_script_ran_and_a_missing_one_provisions
     plan = plan_host(ENV, "host1", SECRETS, state)
     assert plan.infra_units == ["databases"]
     remote = FakeRemote("host1")
-    apply_infra(remote, plan)
+    apply_infra(remote, ENV, plan)
     provisioned = next(i for i, c in enumerate(remote.commands) if "psql" in c)
     marker = next(i for i, c in enumerate(remote.commands) if PROVISIONED_MARKER in c)
     assert provisioned < marker

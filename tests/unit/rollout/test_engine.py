@@ -313,7 +313,7 @@ def monitoring_commands(changed: tuple[str, ...]) -> list[str]:
         state.files[path] = "0" * 64
     plan = plan_host(ENV, host, SECRETS, state)
     remote = FakeRemote(host)
-    apply_infra(remote, plan)
+    apply_infra(remote, ENV, plan)
     return [c for c in remote.commands if c.startswith(("docker compose", "docker kill"))]
 
 
