@@ -6,7 +6,10 @@ after every host was re-read and before the first host rolls.
    replication and the routers cross hosts on ports an older ruleset closes; its rollout
    then has no firewall left to apply;
 1. `converge` (ops/dbha/converge.py) brings etcd, Patroni and the routers to what this run
-   renders, one healthy step at a time;
+   renders, one healthy step at a time; then the cluster-wide settings (Patroni's lease
+   timings, replication mode, PostgreSQL's parameters) go through `patronictl edit-config`
+   (Patroni reads a member file's `bootstrap.dcs` only when the cluster is created), and the
+   members a setting asks to restart restart one at a time (ops/dbha/maintenance.py);
 2. the roles and databases of the release (ops/render/databases.py) are provisioned on
    whichever member leads now: the script goes to every member (a later run may find another
    one leading), runs once through the leader's socket, and each member's marker is written
@@ -20,19 +23,24 @@ never waits on it.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable, Mapping, Sequence
 
 from ops.catalog.model import Environment
 from ops.dbha import commands
 from ops.dbha.converge import cluster_hosts, converge
 from ops.dbha.hosts import HostMembers
-from ops.dbha.model import DbHaError
+from ops.dbha.maintenance import apply_config, rolling_restart
+from ops.dbha.model import Cluster, DbHaError
 from ops.dbha.plan import parts_of
+from ops.dbha.render import dcs_config
+from ops.dbha.status import ClusterState
 from ops.firewall.apply import apply_firewall
 from ops.firewall.ruleset import RULESET_PATH
 from ops.host import commands as cmd
 from ops.host.remote import Remote
 from ops.render.databases import PROVISION_DIR, PROVISION_SQL, render_provisioning
+from ops.render.dbha import archive as archive_of
 from ops.render.secrets import SecretValues
 from ops.rollout.plan import HostPlan
 from ops.rollout.steps import RolloutError, at_once, must, say, upload
@@ -41,7 +49,7 @@ from ops.rollout.steps import RolloutError, at_once, must, say, upload
 def cluster_stage(environment: Environment, plans: Sequence[HostPlan],
                   remotes: Mapping[str, Remote], secrets: SecretValues,
                   checkpoint: Callable[[str, str], None] = lambda step, host: None,
-                  timeout: int = 180) -> bool:
+                  timeout: int = 180, sleep: Callable[[float], None] = time.sleep) -> bool:
     """True when it ran (some plan held cluster files). RolloutError names what stopped it;
     a refusal (a host of the cluster missing from the run) comes before anything changed."""
     cluster = environment.db_ha
@@ -52,14 +60,35 @@ def cluster_stage(environment: Environment, plans: Sequence[HostPlan],
         flush=True)
     try:
         cluster_hosts(environment, remotes)  # all of them, or nothing changes
+        if refusal := unsettled(environment, remotes):
+            raise RolloutError(f"refusing to deploy: {refusal}; no host was changed "
+                               "(ops/runbooks/db-failover.md)")
         open_firewalls(environment, plans, remotes)
-        converge(environment, remotes, secrets, timeout=timeout)
+        converge(environment, remotes, secrets, timeout=timeout, sleep=sleep)
+        settle_settings(environment, remotes, timeout, sleep)
         checkpoint("cluster", cluster.members[0].name)
         provision(environment, remotes, secrets)
     except (DbHaError, OSError) as e:  # OSError: no member's Patroni answered
         raise RolloutError(f"the database cluster stage stopped: {e}") from None
     checkpoint("provisioned", cluster.members[0].name)
     return True
+
+
+def settle_settings(environment: Environment, remotes: Mapping[str, Remote], timeout: int,
+                    sleep: Callable[[float], None] = time.sleep) -> dict:
+    """The cluster-wide settings this run renders, written where they differ; the restarts
+    they need, one member at a time. Return what changed ({}: nothing)."""
+    cluster = environment.db_ha
+    assert cluster is not None
+    members = HostMembers(cluster, {n.name: remotes[n.name] for n in cluster.members})
+    changed = apply_config(members, cluster, dcs_config(cluster, archive_of(environment)))
+    if changed:
+        say(cluster.members[0].name, "database cluster: settings changed through Patroni: "
+                                     + ", ".join(sorted(changed)))
+        for restart in rolling_restart(members, cluster, timeout=timeout, sleep=sleep):
+            say(restart.member, f"database cluster: restarted for its settings in "
+                                f"{restart.ended - restart.started:.1f} s")
+    return changed
 
 
 def open_firewalls(environment: Environment, plans: Sequence[HostPlan],
@@ -86,25 +115,43 @@ def open_firewalls(environment: Environment, plans: Sequence[HostPlan],
     return [p.host for p in changed]
 
 
+def unsettled(environment: Environment, remotes: Mapping[str, Remote]) -> str | None:
+    """Why the running cluster takes no deploy now (a failover or a rejoin in progress, paused,
+    a switchover scheduled: `ClusterState.deploy_refusal`); None when it is settled, or when
+    no member answers at all (a first start: converge starts them, or says what failed)."""
+    cluster = environment.db_ha
+    assert cluster is not None
+    try:
+        state = reported(cluster, remotes)
+    except OSError:
+        return None
+    return state.deploy_refusal(cluster.scope, [m.name for m in cluster.members])
+
+
+def reported(cluster: Cluster, remotes: Mapping[str, Remote]) -> ClusterState:
+    """Patroni's `/cluster` from the members this run reaches (OSError when none answers)."""
+    return HostMembers(cluster, {n.name: remotes[n.name] for n in cluster.members
+                                 if n.name in remotes}).state()
+
+
 def cluster_leader(environment: Environment, remotes: Mapping[str, Remote]) -> str | None:
     """The member leading now; None without `db_ha` or when no member's host is in this run
-    (`--limit`). RolloutError when the members answer and none leads: the services could not
-    write, and no migration may start."""
+    (`--limit`). RolloutError, before any host rolls, when the cluster is not settled (no
+    leader, a member not running or not reporting: a failover in progress) or does not
+    answer: the services may not be able to write, and no migration may start."""
     cluster = environment.db_ha
-    if cluster is None:
-        return None
-    reached = {n.name: remotes[n.name] for n in cluster.members if n.name in remotes}
-    if not reached:
+    if cluster is None or not any(n.name in remotes for n in cluster.members):
         return None
     try:
-        leader = HostMembers(cluster, reached).state().leader
+        state = reported(cluster, remotes)
     except OSError as e:
         raise RolloutError(f"the database cluster {cluster.scope} did not answer: {e}; no host "
-                           "rolled (ops/runbooks/db-failover.md)") from None
-    if leader is None:
-        raise RolloutError(f"{cluster.scope}: no member leads the database cluster now; no "
-                           "host rolled (ops/runbooks/db-failover.md)")
-    return leader.name
+                           "was changed (ops/runbooks/db-failover.md)") from None
+    refusal = state.deploy_refusal(cluster.scope, [m.name for m in cluster.members])
+    if refusal or state.leader is None:
+        raise RolloutError(f"refusing to deploy: {refusal or 'no leader'}; no host was changed "
+                           "(ops/runbooks/db-failover.md)")
+    return state.leader.name
 
 
 def provision(environment: Environment, remotes: Mapping[str, Remote],

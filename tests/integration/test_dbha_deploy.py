@@ -61,6 +61,14 @@ def leftovers(environment, host: str) -> list[str]:
                   if f.path not in ours)
 
 
+def images(testbed: Testbed, service: str) -> set[str]:
+    """The image tags (`v1`...) `service`'s containers run on every app host."""
+    out = "".join(testbed.ssh(h, f"docker ps --filter label=superapp.service={service} "
+                                 "--format '{{.Image}}'").stdout
+                  for h in testbed.hosts if "app" in h.roles)
+    return {ref.rsplit("/", 1)[-1].split("@")[0].partition(":")[2] for ref in out.split()}
+
+
 def clean_up(testbed: Testbed, environment) -> None:
     """Stop and remove what the cluster's release started and wrote, host by host; the
     testbed's release has been deployed again before, so nothing of its own is touched."""
@@ -125,8 +133,28 @@ def test_a_fleet_moves_to_the_cluster_then_a_release_rolls_on_it_under_load(
                                   check=False).returncode == 0 for h in MEMBERS}
         assert reports == {h: h == leader for h in MEMBERS}, reports
 
-        # 2. a release on the cluster under load: not one request fails
+        # a deploy while a member is down (a failover not finished) is refused, unchanged
         clustered(tmp_path / "v2", stanza, {"image_tags": {SERVICE: "v2"}}, scope="itha")
+        replica = next(h for h in MEMBERS if h != leader)
+        testbed.ssh(testbed.host(replica), "docker stop -t 30 patroni >/dev/null")
+        try:
+            res = deploy(tmp_path / "v2", timeout=900)
+        finally:
+            testbed.ssh(testbed.host(replica), "docker start patroni >/dev/null")
+        text = output(res)
+        assert res.returncode != 0
+        # (Patroni reports a member it stopped as `stopped`; one whose key expired not at all)
+        assert f"refusing to deploy: the database cluster itha: member {replica} " in text, \
+            text[-3000:]
+        assert "no host was changed" in text
+        assert images(testbed, SERVICE) == {"v1"}, "a host changed after the refusal"
+        members = HostMembers(environment.db_ha, {n: hosts[n] for n in MEMBERS})
+        deadline = time.monotonic() + 120
+        while members.state().deploy_refusal("itha", list(MEMBERS)) is not None:
+            assert time.monotonic() < deadline, "the member did not rejoin"
+            time.sleep(2)
+
+        # 2. a release on the cluster under load: not one request fails
         loads = [BackendLoad(testbed, SERVICE, "/api/db-session"),
                  BackendLoad(testbed, SERVICE, "/api/rate-limited")]
         for load in loads:
@@ -146,6 +174,7 @@ def test_a_fleet_moves_to_the_cluster_then_a_release_rolls_on_it_under_load(
               + ", ".join(f"{load.path} {dict(load.results)}" for load in loads), flush=True)
         assert "--> the database cluster: " not in text  # no file of the cluster changed
         assert f"{SERVICE}: running migrations once" in text
+        assert images(testbed, SERVICE) == {"v2"}
         for load in loads:
             assert load.failures == [] and load.results[200] > 100, (
                 load.path, load.results, load.failures[:10])

@@ -25,6 +25,8 @@ from pathlib import Path
 import pytest
 
 from bench.dbha_cluster import WRITER_SCRIPT, Writes
+from ops import yamlio
+from ops.dbha import commands
 from ops.dbha.converge import converge
 from ops.dbha.hosts import HostMembers
 from ops.dbha.stage import cluster_stage
@@ -188,8 +190,14 @@ def test_the_deploys_cluster_stage_provisions_on_the_leader_for_services_behind_
     environment = clustered(tmp_path / "stage", ttl_seconds=21)
 
     def plans():
+        """(Without their firewall: the hosts keep the deployed release's, with this test's
+        openings; the stage's own firewall step is test_dbha_deploy.py's.)"""
         states = {h: parse_host_state(sh(testbed, h, STATE_SCRIPT).splitlines()) for h in hosts}
-        return [plan_host(environment, h, secrets, states[h]) for h in hosts]
+        out = [plan_host(environment, h, secrets, states[h]) for h in hosts]
+        for p in out:
+            p.infra_files = [f for f in p.infra_files if f.unit != "firewall"]
+            p.infra_units = [u for u in p.infra_units if u != "firewall"]
+        return out
 
     before = plans()
     assert {p.host for p in before if any(f.unit == "databases" for f in p.cluster_files)} \
@@ -197,7 +205,12 @@ def test_the_deploys_cluster_stage_provisions_on_the_leader_for_services_behind_
     t0 = time.monotonic()
     assert cluster_stage(environment, before, hosts, secrets)
     took = time.monotonic() - t0
-    leader = HostMembers(environment.db_ha, {n: hosts[n] for n in MEMBERS}).state().leader.name
+    members = HostMembers(environment.db_ha, {n: hosts[n] for n in MEMBERS})
+    leader = members.state().leader.name
+    # the lease's new TTL (the test above recreated the members with it in their files,
+    # which Patroni reads only when a cluster is created) went through patronictl edit-config
+    code, shown = members.run(leader, commands.show_config())
+    assert code == 0 and yamlio.load(shown)["ttl"] == 21, shown
     login = next(x for x in database_logins(environment, secrets) if x.database == "payments")
     sh(testbed, "host1", "mkdir -p /tmp/it-dbha && umask 077 && cat > /tmp/it-dbha/svc.env",
        stdin=f"PGPASSWORD={login.password}\n")

@@ -11,7 +11,7 @@ import json
 import pytest
 
 from ops.dbha import commands
-from ops.dbha.stage import cluster_stage, provision
+from ops.dbha.stage import cluster_leader, cluster_stage, provision
 from ops.host.state import HostState
 from ops.render.databases import PROVISION_SQL, PROVISIONED_MARKER
 from ops.rollout.plan import plan_host, plan_lines
@@ -19,27 +19,34 @@ from ops.rollout.steps import RolloutError
 from tests.unit.dbha.cluster_data import ClusterSecrets, add_cluster
 
 
-def cluster_json(leader: str | None) -> str:
+def cluster_json(leader: str | None, members: tuple[str, ...] = ("db-1", "db-2")) -> str:
     return json.dumps({"members": [
         {"name": n, "state": "running", "timeline": 1,
          "role": "leader" if n == leader else "sync_standby", "lag": 0}
-        for n in ("db-1", "db-2")]})
+        for n in members]})
 
 
 class Host:
-    """A host that answers like a healthy one; `/cluster` says `leader` leads."""
+    """A host that answers like a healthy one; `/cluster` says `leader` leads, and lists
+    `members`."""
 
-    def __init__(self, name: str, log: list[tuple[str, str]], leader: str | None = "db-1"):
-        self.name, self.log, self.leader = name, log, leader
+    def __init__(self, name: str, log: list[tuple[str, str]], leader: str | None = "db-1",
+                 members: tuple[str, ...] = ("db-1", "db-2"), settings: str = ""):
+        self.name, self.log, self.leader, self.members = name, log, leader, members
+        self.settings = settings  # what `patronictl show-config` prints
+        self.uploaded: dict[str, str] = {}
 
     def run(self, command: str, timeout: int | None = None) -> tuple[bool, str, str]:
         self.log.append((self.name, command))
         if "/cluster" in command:
-            return True, cluster_json(self.leader), ""
+            return True, cluster_json(self.leader, self.members), ""
+        if "show-config" in command:
+            return True, self.settings, ""
         return True, "", ""
 
     def put(self, content: bytes, path: str) -> bool:
         self.log.append((self.name, f"PUT {path}"))
+        self.uploaded[path] = content.decode()
         return True
 
     def run_fresh(self, command: str, timeout: int) -> tuple[bool, str, str]:
@@ -102,7 +109,8 @@ def test_the_stage_converges_then_provisions_on_the_leader_only(environment, pla
     hosts = {h.name: Host(h.name, log, leader) for h in environment.hosts}
     reached: list[str] = []
     assert cluster_stage(environment, plans, hosts, ClusterSecrets(environment),
-                         lambda step, host: reached.append(step), timeout=5)
+                         lambda step, host: reached.append(step), timeout=5,
+                         sleep=lambda s: None)
     assert reached == ["cluster", "provisioned"]
     psql = [(h, i) for i, (h, c) in enumerate(log) if "psql" in c and PROVISION_SQL in c]
     assert [h for h, _ in psql] == [leader], psql
@@ -130,7 +138,7 @@ def test_no_leader_stops_the_run_before_provisioning(environment) -> None:
     hosts = {h.name: Host(h.name, log, None) for h in environment.hosts}
     with pytest.raises(RolloutError) as info:
         provision(environment, hosts, ClusterSecrets(environment))
-    assert "no member leads the database cluster" in str(info.value)
+    assert "has no leader: a failover is in progress" in str(info.value)
     assert not [c for _, c in log if "psql" in c and PROVISION_SQL in c]
     assert not [c for _, c in log if installs(c, PROVISIONED_MARKER)]
 
@@ -143,3 +151,47 @@ def test_a_run_missing_a_host_of_the_cluster_is_refused_before_anything_changed(
         cluster_stage(environment, plans, hosts, ClusterSecrets(environment))
     assert "db-2" in str(info.value) and "--limit" in str(info.value)
     assert log == []
+
+
+def test_a_deploy_during_a_failover_is_refused_before_anything_changed(environment,
+                                                                       plans) -> None:
+    """db-2 does not report (its host or Patroni down, not rejoined after a failover): no
+    firewall, file or container changes, and the message says why."""
+    log: list[tuple[str, str]] = []
+    hosts = {h.name: Host(h.name, log, "db-1", ("db-1",)) for h in environment.hosts}
+    with pytest.raises(RolloutError) as info:
+        cluster_stage(environment, plans, hosts, ClusterSecrets(environment))
+    assert str(info.value).startswith("refusing to deploy: the database cluster superapp: "
+                                      "member db-2 does not report")
+    assert "no host was changed" in str(info.value)
+    assert [c for _, c in log if "/cluster" not in c] == []
+    with pytest.raises(RolloutError, match="member db-2 does not report"):
+        cluster_leader(environment, hosts)  # a run with no cluster file to change
+
+
+def settings_of(environment, **changes) -> str:
+    """`patronictl show-config` of a cluster holding what this run renders, with `changes`."""
+    from ops import yamlio
+    from ops.dbha.render import dcs_config
+    from ops.render.dbha import archive
+
+    return yamlio.dump({**dcs_config(environment.db_ha, archive(environment)), **changes})
+
+
+@pytest.mark.parametrize("held, written", [({}, None), ({"ttl": 20}, {"ttl": 30})])
+def test_settings_go_through_patroni_only_where_they_differ(environment, plans, held,
+                                                            written) -> None:
+    """Patroni reads a member file's bootstrap settings only when the cluster is created: a
+    running cluster gets a changed setting through `patronictl edit-config`, the rest left."""
+    from ops import yamlio
+
+    log: list[tuple[str, str]] = []
+    hosts = {h.name: Host(h.name, log, settings=settings_of(environment, **held))
+             for h in environment.hosts}
+    cluster_stage(environment, plans, hosts, ClusterSecrets(environment), sleep=lambda s: None)
+    edits = [c for _, c in log if "edit-config" in c]
+    assert len(edits) == (1 if written else 0), edits
+    if written:  # the patch goes to patronictl's stdin from a file uploaded for it
+        patches = [yamlio.load(text) for h in hosts.values()
+                   for path, text in h.uploaded.items() if path.startswith("/tmp/superapp-dbha-")]
+        assert patches == [written] and "--apply" in edits[0]
