@@ -113,19 +113,24 @@ def test_broken_invariant_names_the_file_and_key(testbed, tmp_path):
     assert "group_data/local.py: hmac_replay_window_seconds" in out
 
 
-def test_a_database_cluster_is_refused_by_deploy_and_read_by_failover_and_status(
+def test_a_database_cluster_without_its_secrets_is_refused_and_read_by_failover_and_status(
         testbed, tmp_path):
-    """group_data `db_ha` (host2 a second db host): deploy.py refuses it first, naming the
-    file; tasks/failover.py and tasks/status.py read the cluster through the hosts' own
-    connections (`docker exec patroni` on each member) and, no cluster running here, say so
-    without changing anything."""
+    """group_data `db_ha` (host2 a second db host) whose secrets are not in Vault (its logins,
+    etcd's CA and certificates: `ops.secrets.bootstrap` makes them): deploy.py refuses it
+    before any host changes, naming the path; tasks/failover.py and tasks/status.py read the
+    cluster through the hosts' own connections (`docker exec patroni` on each member) and, no
+    cluster running here, say so without changing anything. (A deploy of a cluster:
+    test_dbha_deploy.py.)"""
+    root = hvac.Client(url=testbed.vault_addr, token=testbed.vault_token)
+    for path in ("superapp/local/shared/dbha", "superapp/local/shared/dbha-tls"):
+        # (the whole-fleet test makes them, when it ran before on this testbed)
+        root.secrets.kv.v2.delete_metadata_and_all_versions(path=path, mount_point="secret")
     hosts = [{**h, "roles": ["app", "db"]} if h["name"] == "host2" else h
              for h in ENV.settings["hosts"][:3]]
     cluster = {"scope": "superapp", "members": ["host1", "host2"],
                "etcd": ["host1", "host2", "host3"], "replication": "synchronous"}
     out = refused(testbed, tmp_path, {"hosts": repr(hosts), "db_ha": repr(cluster)})
-    assert "refusing to deploy local: group_data/local.py: db_ha: this tool does not deploy " \
-           "the Patroni cluster yet" in out
+    assert "superapp/local/shared/dbha" in out, out[-3000:]
     before = fleet(testbed)
     res = pyinfra(tmp_path, "inventories/local.py", "tasks/failover.py", "--data", "to=host2",
                   timeout=300)
