@@ -5,18 +5,27 @@ Under a steady load on every service through every app host's Traefik, canary sk
 run swapping every service it names:
 
 - `single_swap_seconds`: one service (payments) on one host (`--limit host1`);
-- `host_swap_seconds`: all 17 services on that host;
+- `host_swap_seconds`: all 17 services on that host (each with its `*_timeline`: when the
+  host reached each step of the swap, from the deploy's timeline table);
 - `rollout_seconds_by_parallel_hosts`: every service on every host, at `parallel_hosts` 1 and
   2 (the rollout's own time, printed by the deploy: `rolled 3 host(s) in N s`).
 
 Each host's swap time is the rollout's summary (`time`); the ratios are the issue's goals:
 host / single <= 2, rollout at 1 <= 1.1 x hosts x host, rollout at 2 <= 0.6 x rollout at 1.
+
+Where those goals meet this machine (bench/cpu.py): how busy its CPUs were idle, under the
+load alone, and during each deploy; the core-seconds each deploy cost beyond the load's; and
+from them `host_swap_cpu_floor_seconds`, the shortest the host swap could be here if the work
+the 16 more services add ran perfectly at once on every core the load leaves free. A floor above
+2 x `single_swap_seconds` means no ordering of the swap's steps reaches that goal on this
+machine: it needs more CPU, not more parallelism.
 The two full rollouts are drawn to bench/results/rollout.png (bench/plot.py). The fleet ends on
 the repo's release. A benchmark, not a test: nothing asserts.
 """
 
 from __future__ import annotations
 
+import os
 import re
 import subprocess
 import sys
@@ -24,6 +33,7 @@ import tempfile
 import time
 from pathlib import Path
 
+from bench import cpu
 from bench.load import Load, LoadReport, placed_targets
 from bench.pitr import progress
 from bench.plot import RolloutPicture, draw, parse_began, parse_timeline
@@ -51,9 +61,11 @@ def rolled_seconds(text: str) -> float:
     return float(m.group(1))
 
 
-def deploy(tree: Path, *extra: str) -> str:
-    res = subprocess.run([*DEPLOY, *extra], cwd=tree, capture_output=True, text=True,
-                         timeout=1800)
+def deploy(tree: Path, *extra: str, meter: cpu.Meter | None = None) -> str:
+    """Run one deploy; `meter` (bench/cpu.py) measures the machine's CPU use during it."""
+    with meter or cpu.Meter():
+        res = subprocess.run([*DEPLOY, *extra], cwd=tree, capture_output=True, text=True,
+                             timeout=1800)
     text = res.stdout + res.stderr
     if res.returncode != 0:
         sys.exit(f"bench: deploy {' '.join(extra)} from {tree.name} failed:\n{text[-4000:]}")
@@ -83,23 +95,32 @@ def measure(status: dict) -> dict:
         single = tree("single", {"image_tags": '{"payments": "v3"}'})
         every = {tag: tree(tag, {"default_image_tag": f'"{tag}"', "image_tags": "{}"})
                  for tag in ("v2", "v3")}
+        # before the load: on a fresh testbed no host has a Traefik to answer it yet
+        progress("speed: starting point, the repo's release everywhere")
+        deploy(REPO)
+        progress("speed: the machine's CPU use, idle then under the load alone (10 s each)")
+        idle = cpu.measure_for(10)
+        meters = {name: cpu.Meter() for name in ("single", "host", "1", "2")}
         with Load(placed_targets([(h["name"], h["address"]) for h in apps], environment),
                   rate=RATE_PER_HOST, workers=12) as load:
             time.sleep(3)
-            progress("speed: starting point, the repo's release everywhere")
-            deploy(REPO)
+            loaded = cpu.measure_for(10)
             progress("speed: one service on one host (payments -> v3, --limit host1)")
-            out["single_swap_seconds"] = host_seconds(deploy(single, "--limit", "host1"))["host1"]
+            text = deploy(single, "--limit", "host1", meter=meters["single"])
+            out["single_swap_seconds"] = host_seconds(text)["host1"]
+            out["single_swap_timeline"] = parse_timeline(text)["host1"]
             progress("speed: every service on one host (-> v2, --limit host1)")
-            out["host_swap_seconds"] = host_seconds(deploy(every["v2"], "--limit", "host1"))[
-                "host1"]
+            text = deploy(every["v2"], "--limit", "host1", meter=meters["host"])
+            out["host_swap_seconds"] = host_seconds(text)["host1"]
+            out["host_swap_timeline"] = parse_timeline(text)["host1"]
             by_width: dict[str, float] = {}
             per_host: dict[str, dict[str, float]] = {}
             pictures = []
             for width, tag in ((1, "v3"), (2, "v2")):
                 progress(f"speed: every service on every host (-> {tag}), parallel_hosts {width}")
                 t0 = time.time()
-                text = deploy(every[tag], "--data", f"parallel_hosts={width}")
+                text = deploy(every[tag], "--data", f"parallel_hosts={width}",
+                              meter=meters[str(width)])
                 wall = time.time() - t0
                 by_width[str(width)] = rolled_seconds(text)
                 per_host[str(width)] = host_seconds(text)
@@ -119,7 +140,28 @@ def measure(status: dict) -> dict:
     out["host_over_single_ratio"] = round(host_s / single_s, 2)
     out["rollout_over_hosts_x_host_ratio"] = round(by_width["1"] / (len(apps) * host_s), 2)
     out["rollout_parallel2_over_parallel1_ratio"] = round(by_width["2"] / by_width["1"], 2)
+    out.update(cpu_use(idle, loaded, {k: m.use for k, m in meters.items()}, single_s))
     return out
+
+
+def cpu_use(idle: cpu.CpuUse, loaded: cpu.CpuUse, deploys: dict[str, cpu.CpuUse],
+            single_s: float) -> dict:
+    """The CPU side of the speed runs (see the module docstring): busy shares in percent,
+    core-seconds beyond the load's, and the host swap's floor on this machine."""
+    cores = os.cpu_count() or 1
+    extra = {k: u.extra_core_seconds(loaded) for k, u in deploys.items()}
+    spare = cores * (1 - loaded.busy_share)
+    return {
+        "speed_cpu_cores": cores,
+        "speed_idle_cpu_busy_percent": round(100 * idle.busy_share, 1),
+        "speed_load_cpu_busy_percent": round(100 * loaded.busy_share, 1),
+        "speed_deploy_cpu_busy_percent": {k: round(100 * u.busy_share, 1)
+                                          for k, u in deploys.items()},
+        "speed_deploy_extra_core_seconds": extra,
+        "host_swap_cpu_floor_seconds": round(
+            single_s + max(0.0, extra["host"] - extra["single"]) / spare, 1) if spare > 0
+        else None,
+    }
 
 
 def rows(r: dict) -> list[tuple[str, str]]:
@@ -131,6 +173,15 @@ def rows(r: dict) -> list[tuple[str, str]]:
          f"{by['1']}s = {r['rollout_over_hosts_x_host_ratio']} x hosts x host swap (goal <= 1.1)"),
         ("full rollout, parallel_hosts 2", f"{by['2']}s = "
          f"{r['rollout_parallel2_over_parallel1_ratio']} x parallel_hosts 1 (goal <= 0.6)"),
+        ("CPU busy: idle / the load alone / single / host swap (deploy commands)",
+         f"{r['speed_idle_cpu_busy_percent']}% / {r['speed_load_cpu_busy_percent']}% / "
+         f"{r['speed_deploy_cpu_busy_percent']['single']}% / "
+         f"{r['speed_deploy_cpu_busy_percent']['host']}% of {r['speed_cpu_cores']} cores"),
+        ("host swap's CPU floor here (extra core-s / cores the load leaves)",
+         f"{r['host_swap_cpu_floor_seconds']}s vs goal 2 x single = "
+         f"{round(2 * r['single_swap_seconds'], 1)}s (extra core-s: single "
+         f"{r['speed_deploy_extra_core_seconds']['single']}, host "
+         f"{r['speed_deploy_extra_core_seconds']['host']})"),
         ("speed runs under load, failed / total requests",
          f"{r['speed_failed_requests']} / {r['speed_total_requests']}"),
         ("rollout picture (hosts' steps over the load)", r["rollout_picture"] or

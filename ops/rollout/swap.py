@@ -8,7 +8,7 @@ changed services at once:
     staged    new compose/env files uploaded (the live ones kept as `.prev`), and an intent
               record `<service>.json.next` naming the new slot, image and config hash
     started   the new slot's containers up beside the live ones
-    healthy   every new container answers its health check
+    healthy   every new container answers its health URL, as Traefik will reach it
     canary-N  (the canary host only, ops/canary) the route files share the traffic, N% to the
               new slots, and Prometheus judged the step; a failure is undone like any other
     held      (`--data canary=hold`) the run stops after the last judged step, traffic shared,
@@ -28,6 +28,7 @@ matches the route and is promoted to the record; after `recorded` the old slot i
 
 from __future__ import annotations
 
+import re
 import time
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
@@ -106,13 +107,21 @@ def start_new_slots(remote: Remote, changes: Sequence[ServiceChange]) -> None:
 
 def wait_healthy(remote: Remote, environment: Environment,
                  changes: Sequence[ServiceChange]) -> None:
+    """Every new container answers its health URL as Traefik will reach it (probed from the
+    host's Traefik container), then every sidecar passes its own check."""
     targets = {}
     for c in changes:
         service = environment.services[c.service]
         targets[service.container_name(c.new_slot)] = (
-            f"http://127.0.0.1:{service.port}{service.health_path}")
+            server_url(service, c.new_slot) + service.health_path)
     timeout = max(environment.services[c.service].health_timeout_seconds for c in changes)
-    ok, out, err = remote.run(cmd.wait_healthy(targets, timeout), timeout=timeout + 60)
+    ok, out, err = remote.run(cmd.wait_healthy(TRAEFIK_CONTAINER, targets, timeout),
+                              timeout=timeout + 60)
+    if not ok and not re.search(r"^(ok|fail) ", out, re.M):
+        raise RolloutError(f"{remote.name}: could not probe the new containers' health through "
+                           f"the {TRAEFIK_CONTAINER} container: {(out + err).strip()[-300:]}; "
+                           "traffic stays on the running version and the new containers were "
+                           "removed")
     checks = sidecar_checks(remote.name, environment, changes)
     if ok and checks:  # the sidecars started with the new slots (a singleton starts later)
         ok, out, err = remote.run(cmd.wait_exec_ok(checks, timeout), timeout=timeout + 60)

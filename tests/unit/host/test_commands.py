@@ -63,17 +63,51 @@ def test_an_append_that_cannot_be_written_fails(tmp_path) -> None:
     assert res.returncode != 0
 
 
-def test_wait_healthy_reports_each_container(tmp_path) -> None:
-    # a fake `docker` on PATH: container "good" answers, "bad" never does
+def test_wait_healthy_probes_every_url_from_one_container_in_one_exec(tmp_path) -> None:
+    # a fake `docker` that runs what `exec traefik` asks, and a fake busybox whose wget
+    # answers for "good" only, on its second try (so the loop must go round)
     fake = tmp_path / "docker"
-    fake.write_text('#!/bin/sh\n[ "$2" = good ]\n')
+    fake.write_text(f'#!/bin/sh\necho "$*" >> {tmp_path}/docker-calls\n'
+                    '[ "$1" = exec ] && [ "$2" = traefik ] || exit 2\nshift 2\nexec "$@"\n')
     fake.chmod(0o755)
-    script = cmd.wait_healthy({"good": "http://127.0.0.1:8000/health",
-                               "bad": "http://127.0.0.1:8000/health"}, timeout=1, interval=0.2)
+    box = tmp_path / "busybox"
+    box.write_text(
+        "#!/bin/sh\n"
+        'case "$1" in\n'
+        '  sh) shift; exec sh "$@" ;;\n'
+        '  timeout) shift 2; exec "$@" ;;\n'
+        f'  wget) for a; do u=$a; done; echo "$u" >> {tmp_path}/probes; '
+        f'[ $(grep -c good {tmp_path}/probes) -ge 2 ] && [ "$u" = http://good-b:8000/health ] ;;\n'
+        '  *) a=$1; shift; exec "$a" "$@" ;;\n'
+        "esac\n")
+    box.chmod(0o755)
+    script = cmd.wait_healthy("traefik", {"good-b": "http://good-b:8000/health",
+                                          "bad-b": "http://bad-b:8000/health?x=1"},
+                              timeout=1, interval=0.2)
     res = subprocess.run(["sh", "-c", script], capture_output=True, text=True,
                          env={"PATH": f"{tmp_path}:/usr/bin:/bin"})
-    assert res.returncode == 1
-    assert "ok good" in res.stdout.splitlines() and "fail bad" in res.stdout.splitlines()
+    assert res.returncode == 1, res.stderr
+    assert "ok good-b" in res.stdout.splitlines() and "fail bad-b" in res.stdout.splitlines()
+    assert len((tmp_path / "docker-calls").read_text().splitlines()) == 1
+    probes = (tmp_path / "probes").read_text().splitlines()
+    assert probes.count("http://good-b:8000/health") == 2  # not probed again once it answered
+    assert probes.count("http://bad-b:8000/health?x=1") >= 3
+
+
+def test_wait_healthy_passes_when_every_container_answers(tmp_path) -> None:
+    (tmp_path / "docker").write_text('#!/bin/sh\nshift 2\nexec "$@"\n')
+    (tmp_path / "busybox").write_text(
+        '#!/bin/sh\ncase "$1" in sh) shift; exec sh "$@" ;; timeout) shift 2; exec "$@" ;; '
+        'wget) exit 0 ;; *) a=$1; shift; exec "$a" "$@" ;; esac\n')
+    for f in ("docker", "busybox"):
+        (tmp_path / f).chmod(0o755)
+    script = cmd.wait_healthy("traefik", {f"s{i}-a": f"http://s{i}-a:8000/health"
+                                          for i in range(17)}, timeout=5)
+    res = subprocess.run(["sh", "-c", script], capture_output=True, text=True,
+                         env={"PATH": f"{tmp_path}:/usr/bin:/bin"})
+    assert res.returncode == 0, res.stderr
+    assert sorted(res.stdout.split()) == sorted(
+        ["ok"] * 17 + [f"s{i}-a" for i in range(17)])
 
 
 def test_wait_exec_ok_retries_until_the_check_passes_inside_the_container(tmp_path) -> None:

@@ -37,8 +37,8 @@ class FakeRemote:
         if "traefik_service_server_up" in command:
             stuck = [u for u in self.never_serves if f'url="{u}"' in command]
             return (not stuck), ("Traefik does not serve the new server of: x" if stuck else ""), ""
-        if command.startswith("end=") and "wget" in command and "/health" in command:
-            bad = [n for n in self.unhealthy if n in command]
+        if command.startswith("docker exec traefik busybox sh -c") and "/health" in command:
+            bad = [n for n in self.unhealthy if f"{n}=http://{n}:" in command]  # probed by URL
             return (not bad), "".join(f"fail {n}\n" for n in bad), ""
         if command.startswith("end=") and "standin.py health" in command:  # sidecar checks
             bad = [n for n in self.unhealthy if f"docker exec {n} " in command]
