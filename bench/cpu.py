@@ -10,6 +10,7 @@ faster by running its work at once, and the share of the CPUs a step used says s
 from __future__ import annotations
 
 import os
+import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -64,16 +65,40 @@ def between(a: CpuTimes, b: CpuTimes, seconds: float) -> CpuUse:
 
 
 class Meter:
-    """`with Meter() as m: ...` then `m.use`: the machine's CPU use during the block."""
+    """`with Meter() as m: ...` then `m.use`: the machine's CPU use during the block, and
+    `m.last(seconds)`: during its last `seconds` only (a deploy's rollout is the end of the
+    command: `rolled 1 host(s) in N s`). A thread reads the counters every `every` seconds."""
 
     use: CpuUse
 
+    def __init__(self, every: float = 0.25):
+        self.every = every
+        self.samples: list[tuple[float, CpuTimes]] = []
+        self._stop = threading.Event()
+
+    def _sample(self) -> None:
+        while not self._stop.wait(self.every):
+            self.samples.append((time.monotonic(), read()))
+
     def __enter__(self) -> Meter:
-        self._t0, self._a = time.monotonic(), read()
+        self.samples = [(time.monotonic(), read())]
+        self._thread = threading.Thread(target=self._sample, daemon=True)
+        self._thread.start()
         return self
 
     def __exit__(self, *exc) -> None:
-        self.use = between(self._a, read(), time.monotonic() - self._t0)
+        self._stop.set()
+        self._thread.join()
+        self.samples.append((time.monotonic(), read()))
+        (t0, a), (t1, b) = self.samples[0], self.samples[-1]
+        self.use = between(a, b, t1 - t0)
+
+    def last(self, seconds: float) -> CpuUse:
+        """The use over the last `seconds` of the block (from the sample nearest before)."""
+        t1, b = self.samples[-1]
+        t0, a = next(((t, c) for t, c in reversed(self.samples) if t <= t1 - seconds),
+                     self.samples[0])
+        return between(a, b, t1 - t0)
 
 
 def measure_for(seconds: float) -> CpuUse:

@@ -14,11 +14,12 @@ Each host's swap time is the rollout's summary (`time`); the ratios are the issu
 host / single <= 2, rollout at 1 <= 1.1 x hosts x host, rollout at 2 <= 0.6 x rollout at 1.
 
 Where those goals meet this machine (bench/cpu.py): how busy its CPUs were idle, under the
-load alone, and during each deploy; the core-seconds each deploy cost beyond the load's; and
-from them `host_swap_cpu_floor_seconds`, the shortest the host swap could be here if the work
-the 16 more services add ran perfectly at once on every core the load leaves free. A floor above
-2 x `single_swap_seconds` means no ordering of the swap's steps reaches that goal on this
-machine: it needs more CPU, not more parallelism.
+load alone, and during each deploy's rollout; the core-seconds each rollout cost beyond the
+load's; and from them the floors `host_swap_cpu_floor_seconds` and
+`rollout_parallel2_cpu_floor_seconds`: the shortest that rollout could be here if all its work
+ran at once on every core the load leaves free. A floor above its goal (2 x
+`single_swap_seconds`; 0.6 x the rollout at parallel_hosts 1) means no ordering of the steps
+reaches the goal on this machine: it needs more CPU, not more parallelism.
 The two full rollouts are drawn to bench/results/rollout.png (bench/plot.py). The fleet ends on
 the repo's release. A benchmark, not a test: nothing asserts.
 """
@@ -107,10 +108,12 @@ def measure(status: dict) -> dict:
             loaded = cpu.measure_for(10)
             progress("speed: one service on one host (payments -> v3, --limit host1)")
             text = deploy(single, "--limit", "host1", meter=meters["single"])
+            rolled = {"single": rolled_seconds(text)}
             out["single_swap_seconds"] = host_seconds(text)["host1"]
             out["single_swap_timeline"] = parse_timeline(text)["host1"]
             progress("speed: every service on one host (-> v2, --limit host1)")
             text = deploy(every["v2"], "--limit", "host1", meter=meters["host"])
+            rolled["host"] = rolled_seconds(text)
             out["host_swap_seconds"] = host_seconds(text)["host1"]
             out["host_swap_timeline"] = parse_timeline(text)["host1"]
             by_width: dict[str, float] = {}
@@ -122,7 +125,7 @@ def measure(status: dict) -> dict:
                 text = deploy(every[tag], "--data", f"parallel_hosts={width}",
                               meter=meters[str(width)])
                 wall = time.time() - t0
-                by_width[str(width)] = rolled_seconds(text)
+                by_width[str(width)] = rolled[str(width)] = rolled_seconds(text)
                 per_host[str(width)] = host_seconds(text)
                 pictures.append(picture(f"every service, parallel_hosts {width}", text, wall,
                                         load.report, t0))
@@ -140,27 +143,32 @@ def measure(status: dict) -> dict:
     out["host_over_single_ratio"] = round(host_s / single_s, 2)
     out["rollout_over_hosts_x_host_ratio"] = round(by_width["1"] / (len(apps) * host_s), 2)
     out["rollout_parallel2_over_parallel1_ratio"] = round(by_width["2"] / by_width["1"], 2)
-    out.update(cpu_use(idle, loaded, {k: m.use for k, m in meters.items()}, single_s))
+    out.update(cpu_use(idle, loaded, {k: m.last(rolled[k]) for k, m in meters.items()}))
     return out
 
 
-def cpu_use(idle: cpu.CpuUse, loaded: cpu.CpuUse, deploys: dict[str, cpu.CpuUse],
-            single_s: float) -> dict:
-    """The CPU side of the speed runs (see the module docstring): busy shares in percent,
-    core-seconds beyond the load's, and the host swap's floor on this machine."""
+def cpu_use(idle: cpu.CpuUse, loaded: cpu.CpuUse, rollouts: dict[str, cpu.CpuUse]) -> dict:
+    """The CPU side of the speed runs (see the module docstring), over each deploy's rollout
+    only (`single`, `host`, and the full rollouts at parallel_hosts `1` and `2`): busy shares
+    in percent, core-seconds beyond the load's, and the floors. A rollout that needs W
+    core-seconds beyond the load's, on the cores the load leaves free, cannot take less than
+    W / those cores however its work is ordered."""
     cores = os.cpu_count() or 1
-    extra = {k: u.extra_core_seconds(loaded) for k, u in deploys.items()}
+    extra = {k: u.extra_core_seconds(loaded) for k, u in rollouts.items()}
     spare = cores * (1 - loaded.busy_share)
+
+    def floor(key: str) -> float | None:
+        return round(max(0.0, extra[key]) / spare, 1) if spare > 0 else None
+
     return {
         "speed_cpu_cores": cores,
         "speed_idle_cpu_busy_percent": round(100 * idle.busy_share, 1),
         "speed_load_cpu_busy_percent": round(100 * loaded.busy_share, 1),
-        "speed_deploy_cpu_busy_percent": {k: round(100 * u.busy_share, 1)
-                                          for k, u in deploys.items()},
-        "speed_deploy_extra_core_seconds": extra,
-        "host_swap_cpu_floor_seconds": round(
-            single_s + max(0.0, extra["host"] - extra["single"]) / spare, 1) if spare > 0
-        else None,
+        "speed_rollout_cpu_busy_percent": {k: round(100 * u.busy_share, 1)
+                                           for k, u in rollouts.items()},
+        "speed_rollout_extra_core_seconds": extra,
+        "host_swap_cpu_floor_seconds": floor("host"),
+        "rollout_parallel2_cpu_floor_seconds": floor("2"),
     }
 
 
@@ -173,15 +181,16 @@ def rows(r: dict) -> list[tuple[str, str]]:
          f"{by['1']}s = {r['rollout_over_hosts_x_host_ratio']} x hosts x host swap (goal <= 1.1)"),
         ("full rollout, parallel_hosts 2", f"{by['2']}s = "
          f"{r['rollout_parallel2_over_parallel1_ratio']} x parallel_hosts 1 (goal <= 0.6)"),
-        ("CPU busy: idle / the load alone / single / host swap (deploy commands)",
+        ("CPU busy: idle / the load alone / during the single, host, p1, p2 rollouts",
          f"{r['speed_idle_cpu_busy_percent']}% / {r['speed_load_cpu_busy_percent']}% / "
-         f"{r['speed_deploy_cpu_busy_percent']['single']}% / "
-         f"{r['speed_deploy_cpu_busy_percent']['host']}% of {r['speed_cpu_cores']} cores"),
-        ("host swap's CPU floor here (extra core-s / cores the load leaves)",
+         + ", ".join(f"{v}%" for v in r["speed_rollout_cpu_busy_percent"].values())
+         + f" of {r['speed_cpu_cores']} cores"),
+        ("CPU floors here (core-s beyond the load / cores it leaves): host swap",
          f"{r['host_swap_cpu_floor_seconds']}s vs goal 2 x single = "
-         f"{round(2 * r['single_swap_seconds'], 1)}s (extra core-s: single "
-         f"{r['speed_deploy_extra_core_seconds']['single']}, host "
-         f"{r['speed_deploy_extra_core_seconds']['host']})"),
+         f"{round(2 * r['single_swap_seconds'], 1)}s"),
+        ("CPU floors here: full rollout at parallel_hosts 2",
+         f"{r['rollout_parallel2_cpu_floor_seconds']}s vs goal 0.6 x parallel_hosts 1 = "
+         f"{round(0.6 * by['1'], 1)}s"),
         ("speed runs under load, failed / total requests",
          f"{r['speed_failed_requests']} / {r['speed_total_requests']}"),
         ("rollout picture (hosts' steps over the load)", r["rollout_picture"] or

@@ -40,24 +40,37 @@ def test_extra_core_seconds_take_the_baselines_rate_out() -> None:
     assert step.extra_core_seconds(baseline) == 30.0 - 0.8 * 20.0
 
 
-def test_the_floor_spreads_the_extra_work_over_the_cores_the_load_leaves() -> None:
+def test_the_floor_spreads_each_rollouts_extra_work_over_the_cores_the_load_leaves() -> None:
     idle = cpu.CpuUse(10.0, 8.0, 0.4)
-    loaded = cpu.CpuUse(10.0, 10.0, 0.5)  # 1 of 2 cores busy under the load alone
-    deploys = {"single": cpu.CpuUse(20.0, 24.0, 0.6), "host": cpu.CpuUse(40.0, 70.0, 0.875),
-               "1": cpu.CpuUse(100.0, 180.0, 0.9), "2": cpu.CpuUse(100.0, 190.0, 0.95)}
-    out = cpu_use(idle, loaded, deploys, single_s=8.0)
-    cores = out["speed_cpu_cores"]
-    assert out["speed_deploy_extra_core_seconds"]["single"] == 24.0 - 20.0
-    assert out["speed_deploy_extra_core_seconds"]["host"] == 70.0 - 40.0
-    assert out["host_swap_cpu_floor_seconds"] == round(8.0 + (30.0 - 4.0) / (cores * 0.5), 1)
+    loaded = cpu.CpuUse(10.0, 10.0, 0.5)  # one core's worth busy under the load alone
+    rollouts = {"single": cpu.CpuUse(8.0, 12.0, 0.6), "host": cpu.CpuUse(30.0, 60.0, 0.9),
+                "1": cpu.CpuUse(100.0, 180.0, 0.9), "2": cpu.CpuUse(60.0, 120.0, 0.95)}
+    out = cpu_use(idle, loaded, rollouts)
+    spare = out["speed_cpu_cores"] * 0.5
+    assert out["speed_rollout_extra_core_seconds"] == {
+        "single": 12.0 - 8.0, "host": 60.0 - 30.0, "1": 180.0 - 100.0, "2": 120.0 - 60.0}
+    assert out["host_swap_cpu_floor_seconds"] == round(30.0 / spare, 1)
+    assert out["rollout_parallel2_cpu_floor_seconds"] == round(60.0 / spare, 1)
     assert out["speed_idle_cpu_busy_percent"] == 40.0
-    assert out["speed_deploy_cpu_busy_percent"]["host"] == 87.5
+    assert out["speed_rollout_cpu_busy_percent"]["host"] == 90.0
 
 
-def test_the_meter_reads_this_machines_counters() -> None:
-    with cpu.Meter() as m:
+def test_the_meter_reads_this_machines_counters_over_the_block_and_its_end() -> None:
+    with cpu.Meter(every=0.05) as m:
+        time.sleep(0.3)
         end = time.monotonic() + 0.3
-        while time.monotonic() < end:  # keep one core busy
+        while time.monotonic() < end:  # keep one core busy for the last 0.3 s
             pass
-    assert m.use.seconds >= 0.3 and m.use.busy_core_seconds > 0.1
+    assert m.use.seconds >= 0.6 and m.use.busy_core_seconds > 0.2
     assert 0 < m.use.busy_share <= 1
+    last = m.last(0.3)
+    assert 0.3 <= last.seconds < 0.5  # from the sample nearest before the window
+    assert last.busy_core_seconds > 0.2
+    assert m.last(60).seconds == m.use.seconds  # longer than the block: all of it
+
+
+def test_last_takes_the_window_from_the_samples() -> None:
+    m = cpu.Meter()
+    m.samples = [(0.0, cpu.CpuTimes(0, 0)), (5.0, cpu.CpuTimes(100, 1000)),
+                 (10.0, cpu.CpuTimes(100 + 4 * cpu.TICKS, 1000 + 10 * cpu.TICKS))]
+    assert m.last(5.0) == cpu.CpuUse(seconds=5.0, busy_core_seconds=4.0, busy_share=0.4)
