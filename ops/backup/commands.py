@@ -98,13 +98,11 @@ def restore_check_command(environment: Environment, manifest: Manifest, scratch:
     return sh(*argv)
 
 
-def drop_scratch_command(scratch: str, environment: Environment | None = None) -> str:
+def drop_scratch_command(scratch: str) -> str:
     """Safety net after a drill: the scratch database is gone even if the container was killed
-    (with `db_ha` it never left the container's own server: nothing to drop)."""
+    (the single server's drill only: see ops/backup/drill.py)."""
     if not re.fullmatch(r"drill_[a-z0-9_]+", scratch):
         raise ValueError(f"not a drill scratch database: {scratch!r}")
-    if environment is not None and environment.db_ha is not None:
-        return "true"
     return sh("docker", "exec", POSTGRES_CONTAINER, "psql", "-X", "-q", "-U", "postgres",
               "-d", "postgres", "-c", f'DROP DATABASE IF EXISTS "{scratch}"')
 

@@ -111,8 +111,9 @@ def drill_one(remote: Remote, environment: Environment, db: str,
         try:
             ok, out, err = remote.run(restore_check_command(environment, manifest, scratch,
                                                             key_dir), timeout=3600)
-        finally:
-            remote.run(drop_scratch_command(scratch, environment))
+        finally:  # with db_ha the scratch database lived in the one-off container's own
+            if environment.db_ha is None:  # server, gone with it: nothing to drop
+                remote.run(drop_scratch_command(scratch))
         if not ok:
             last = [ln for ln in err.strip().splitlines() if ln.strip()][-1:] or ["no output"]
             raise BackupError(f"pg_restore of {manifest.path} failed: {last[0]}")

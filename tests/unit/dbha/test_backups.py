@@ -162,8 +162,10 @@ def test_pgbackrest_is_set_up_on_the_leader_and_recorded_on_every_member(environ
 def test_the_drill_restores_into_a_server_of_its_own_with_no_network(environment) -> None:
     """A replica takes no write: the scratch database lives in the one-off container's own
     server (pg_tools.sh, PG_TOOLS_SCRATCH_SERVER), which reaches no network and no password."""
-    from ops.backup.commands import drop_scratch_command, restore_check_command
+    from ops.backup.commands import restore_check_command
+    from ops.backup.drill import run_drill
     from ops.backup.manifest import Manifest
+    from tests.unit.backup.test_backup import COUNTS, LISTING, NOW, ScriptedRemote
 
     manifest = Manifest(database="payments", created=dt.datetime.now(dt.UTC),
                         file="payments-x.dump", encrypted=False, size=1, sha256="0" * 64,
@@ -172,4 +174,9 @@ def test_the_drill_restores_into_a_server_of_its_own_with_no_network(environment
     assert argv[argv.index("--network") + 1] == "none"
     assert "PG_TOOLS_SCRATCH_SERVER=1" in argv
     assert not [a for a in argv if a.startswith(("PGHOST", "PGPASSFILE"))]
-    assert drop_scratch_command("drill_payments_abc", environment) == "true"
+    remote = ScriptedRemote([("for d in", (True, LISTING, "")),
+                             ("docker run", (True, COUNTS, ""))])
+    [row] = run_drill(remote, environment, ["payments"], now=NOW).rows
+    assert row.result == "ok"
+    assert any("PG_TOOLS_SCRATCH_SERVER=1" in c for c in remote.ran)
+    assert not [c for c in remote.ran if "DROP DATABASE" in c]  # no server of ours holds it
