@@ -83,7 +83,7 @@ def test_wait_healthy_probes_every_url_from_one_container_in_one_exec(tmp_path) 
     box.chmod(0o755)
     script = cmd.wait_healthy("traefik", {"good-b": "http://good-b:8000/health",
                                           "bad-b": "http://bad-b:8000/health?x=1"},
-                              timeout=1, interval=0.2)
+                              timeout=2, interval=0.2)  # (whole seconds: at least 1 s of rounds)
     res = subprocess.run(["sh", "-c", script], capture_output=True, text=True,
                          env={"PATH": f"{tmp_path}:/usr/bin:/bin"})
     assert res.returncode == 1, res.stderr
