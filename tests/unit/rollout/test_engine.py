@@ -29,6 +29,7 @@ class FakeRemote:
         self.commands: list[str] = []
         self.files: dict[str, bytes] = {}
         self.never_serves: set[str] = set()  # server URLs Traefik never reports up
+        self.no_traefik = False  # the host's Traefik container is gone
         self.free_mb = 50000  # free disk for Docker's images
         self.unpullable: set[str] = set()  # images the host cannot pull
 
@@ -37,6 +38,8 @@ class FakeRemote:
         if "traefik_service_server_up" in command:
             stuck = [u for u in self.never_serves if f'url="{u}"' in command]
             return (not stuck), ("Traefik does not serve the new server of: x" if stuck else ""), ""
+        if command.startswith("docker exec traefik busybox sh -c") and self.no_traefik:
+            return False, "", "Error response from daemon: No such container: traefik\n"
         if command.startswith("docker exec traefik busybox sh -c") and "/health" in command:
             bad = [n for n in self.unhealthy if f"{n}=http://{n}:" in command]  # probed by URL
             return (not bad), "".join(f"fail {n}\n" for n in bad), ""
@@ -104,6 +107,22 @@ def test_an_unhealthy_service_stops_the_rollout_and_is_undone() -> None:
     assert not any("sa-food-a down" in c for c in host2)  # the old slot kept serving
     assert not any("mv -f /var/lib/superapp/services/food.json.next "
                    "/var/lib/superapp/services/food.json" in c for c in host2)  # never live
+
+
+def test_a_host_without_its_traefik_is_named_and_its_swap_undone() -> None:
+    """The health gate probes from the host's Traefik: without it, the error says so (not
+    "did not become healthy"), and the new slots go as for any failed gate."""
+    plans, remotes = changed_fleet()
+    remotes[0].no_traefik = True
+    with pytest.raises(RolloutError) as info:
+        rollout(ENV, plans, remotes, Release(env="local", commit="abc"))
+    msg = str(info.value)
+    assert msg.startswith("host1: could not probe the new containers' health through the "
+                          "traefik container: Error response from daemon: No such container")
+    assert "Not touched: host2, host3" in msg
+    host1 = remotes[0].commands
+    assert any("compose -p sa-payments-b down" in c for c in host1)  # new slot removed
+    assert not any("sa-payments-a down" in c for c in host1)  # the old slot kept serving
 
 
 def test_an_unhealthy_celery_worker_stops_the_rollout_like_its_service() -> None:
